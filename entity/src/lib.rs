@@ -1,0 +1,9 @@
+//! SeaORM entities of c360: one module per table, typed columns, no logic.
+//!
+//! Every table is scoped by `tenant_id`. Enumerations are stored as their
+//! upper-case names (TEXT), so the same schema runs on PostgreSQL and SQLite;
+//! the domain layer parses them.
+
+pub mod identity;
+pub mod outbox;
+pub mod profile;

@@ -1,0 +1,38 @@
+//! `outbox`: domain events committed with the change they describe, awaiting the relay.
+
+use sea_orm::entity::prelude::*;
+
+/// One domain event. Written in the same transaction as its change, so an
+/// event exists if and only if the change committed.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "outbox")]
+pub struct Model {
+    /// Insertion order; the relay publishes in this order per aggregate.
+    #[sea_orm(primary_key)]
+    pub seq: i64,
+    /// The envelope's `eventId` (UUID v7), stable across redeliveries.
+    #[sea_orm(unique)]
+    pub event_id: Uuid,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Aggregate kind, e.g. "profile".
+    pub aggregate_type: String,
+    /// The aggregate (profile id); the broker's ordering key.
+    pub aggregate_id: Uuid,
+    /// e.g. `CustomerProfileCreatedEvent`.
+    pub event_type: String,
+    /// Topic / subject, e.g. `crm.customer360.profile.created`.
+    pub subject: String,
+    /// The whole envelope as published.
+    pub payload: Json,
+    /// Commit time of the change.
+    pub created_at: DateTimeUtc,
+    /// Set once the broker acknowledged it; NULL while pending.
+    pub published_at: Option<DateTimeUtc>,
+}
+
+/// No relations are declared.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,24 @@
+//! c360's database migrations, for PostgreSQL and SQLite alike.
+//!
+//! One module per change, named by date and order; a migration is never edited
+//! after it lands: a later change gets a new module.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_profiles;
+mod m20261124_000002_create_identities;
+mod m20261124_000003_create_outbox;
+
+/// The ordered list of c360 migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_profiles::Migration),
+            Box::new(m20261124_000002_create_identities::Migration),
+            Box::new(m20261124_000003_create_outbox::Migration),
+        ]
+    }
+}

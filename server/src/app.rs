@@ -1,0 +1,170 @@
+//! Startup that tests can drive: [`App::build`] connects, migrates and binds
+//! (port 0 allowed), exposes the bound addresses, and [`App::run_until`]
+//! serves until a shutdown future completes, then drains.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use c360_proto::{FILE_DESCRIPTOR_SET, v1::profile_service_server::ProfileServiceServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
+
+use crate::{
+    auth::JwtKeys,
+    config::Config,
+    grpc::{auth::Authenticate, profiles::ProfileApi},
+    http,
+    service::Profiles,
+    store::Store,
+};
+
+/// Largest response message, in bytes (a full BatchGetProfiles page).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A built, bound, not yet serving c360 instance.
+pub struct App {
+    config: Config,
+    store: Store,
+    keys: Arc<JwtKeys>,
+    profiles: Profiles,
+    grpc: TcpListener,
+    http: TcpListener,
+}
+
+impl App {
+    /// Connects to the database, migrates it (unless told not to), loads the
+    /// token key and binds both listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let url = config.database.url(&config.data.data_dir)?;
+        let store = Store::connect(&url, config.database.database_max_connections)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+        if !config.server.no_migrate {
+            store
+                .migrate()
+                .await
+                .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        }
+        let source = config.auth.key_source(&config.data.data_dir);
+        let keys = Arc::new(JwtKeys::load(
+            &source,
+            &config.auth.jwt_issuer,
+            &config.auth.jwt_audience,
+        )?);
+        let profiles = Profiles::new(store.clone(), config.server.normalization()?);
+        let grpc = TcpListener::bind(config.server.grpc_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr)
+            })?;
+        let http = TcpListener::bind(config.server.http_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on {} (HTTP): {e}", config.server.http_addr)
+            })?;
+        Ok(Self {
+            config,
+            store,
+            keys,
+            profiles,
+            grpc,
+            http,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .unwrap_or(self.config.server.grpc_addr)
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or(self.config.server.http_addr)
+    }
+
+    /// The token keys in use (to mint local tokens).
+    pub fn keys(&self) -> Arc<JwtKeys> {
+        Arc::clone(&self.keys)
+    }
+
+    /// Serves gRPC and HTTP until `shutdown` completes, then stops accepting,
+    /// lets in-flight requests finish (up to the configured grace) and closes
+    /// the database pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            store,
+            keys,
+            profiles,
+            grpc,
+            http,
+        } = self;
+        let stop = CancellationToken::new();
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ProfileServiceServer<ProfileApi>>()
+            .await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let profile_service = ProfileServiceServer::new(ProfileApi::new(profiles))
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES);
+
+        let grpc_server = Server::builder()
+            .timeout(config.server.request_timeout)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(
+                profile_service,
+                Authenticate::new(keys),
+            ))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc),
+                stop.clone().cancelled_owned(),
+            );
+        let http_server = axum::serve(http, http::router(store.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future();
+        let mut grpc_task = tokio::spawn(grpc_server);
+        let mut http_task = tokio::spawn(http_server);
+
+        tokio::select! {
+            () = shutdown => tracing::info!("shutting down: draining in-flight requests"),
+            result = &mut grpc_task => anyhow::bail!("gRPC server stopped: {:?}", result),
+            result = &mut http_task => anyhow::bail!("HTTP server stopped: {:?}", result),
+        }
+        health
+            .set_not_serving::<ProfileServiceServer<ProfileApi>>()
+            .await;
+        stop.cancel();
+        let drained = tokio::time::timeout(config.server.shutdown_grace, async {
+            let (grpc, http) = tokio::join!(grpc_task, http_task);
+            grpc??;
+            http??;
+            anyhow::Ok(())
+        })
+        .await;
+        match drained {
+            Ok(result) => result?,
+            Err(_) => {
+                tracing::warn!(grace = ?config.server.shutdown_grace, "requests still running after the grace period; closing")
+            }
+        }
+        store.close().await?;
+        Ok(())
+    }
+}

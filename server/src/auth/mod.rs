@@ -1,0 +1,140 @@
+//! Authentication and authorization: the only code that decides access.
+//!
+//! A verified token becomes a [`Caller`]; every service function takes
+//! `&Caller` and asks [`Caller::require`] for the permission it needs, so
+//! nothing is read or written without one. The role → permission table is
+//! [`Role::permissions`]; there is no unauthenticated mode.
+
+mod token;
+
+pub use token::{Claims, JwtKeys, KeySource, TokenError};
+
+use crate::domain::{DomainError, TenantId};
+
+/// A role named in a token's `roles` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything in its tenant.
+    Admin,
+    /// Reads everything; merges and decides the review queue.
+    Steward,
+    /// Support/sales: reads full profiles; writes profiles, consents, events.
+    Agent,
+    /// Reads profiles and segments.
+    Marketer,
+    /// Reads with personal data masked.
+    Analyst,
+    /// Machine callers: write profiles and events, read profiles.
+    Service,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Self; 6] = [
+        Self::Admin,
+        Self::Steward,
+        Self::Agent,
+        Self::Marketer,
+        Self::Analyst,
+        Self::Service,
+    ];
+
+    /// The name used in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Steward => "steward",
+            Self::Agent => "agent",
+            Self::Marketer => "marketer",
+            Self::Analyst => "analyst",
+            Self::Service => "service",
+        }
+    }
+
+    /// Parses a token role name (case-insensitive).
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|role| role.as_str().eq_ignore_ascii_case(raw))
+    }
+
+    /// What this role may do: the one table of access.
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Self::Admin | Self::Agent | Self::Service => &[ReadProfiles, WriteProfiles],
+            Self::Steward | Self::Marketer | Self::Analyst => &[ReadProfiles],
+        }
+    }
+}
+
+/// Something a caller may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read profiles (get, batch get, list, search, lookup).
+    ReadProfiles,
+    /// Create, update and delete profiles.
+    WriteProfiles,
+}
+
+/// An authenticated caller: who, for which tenant, with which roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`.
+    pub subject: String,
+    /// The token's tenant: the only tenant this caller can see.
+    pub tenant: TenantId,
+    /// Known roles from the token; unknown role names are dropped.
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    /// Succeeds when one of the caller's roles grants `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), DomainError> {
+        if self
+            .roles
+            .iter()
+            .any(|role| role.permissions().contains(&permission))
+        {
+            Ok(())
+        } else {
+            let roles: Vec<_> = self.roles.iter().map(|r| r.as_str()).collect();
+            Err(DomainError::PermissionDenied(format!(
+                "roles [{}] do not allow {permission:?}",
+                roles.join(", ")
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_table_grants_writes_to_writers_only() {
+        for role in Role::ALL {
+            let caller = Caller {
+                subject: "s".into(),
+                tenant: TenantId::parse("t").expect("tenant"),
+                roles: vec![role],
+            };
+            assert!(
+                caller.require(Permission::ReadProfiles).is_ok(),
+                "{role:?} reads"
+            );
+            let writes = matches!(role, Role::Admin | Role::Agent | Role::Service);
+            assert_eq!(
+                caller.require(Permission::WriteProfiles).is_ok(),
+                writes,
+                "{role:?} writes"
+            );
+        }
+        let nobody = Caller {
+            subject: "s".into(),
+            tenant: TenantId::parse("t").expect("tenant"),
+            roles: vec![],
+        };
+        assert!(nobody.require(Permission::ReadProfiles).is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! JWT bearer tokens: verification (HS256, RS256, ES256) and minting for
+//! local use.
+//!
+//! Keys come from configuration; with none configured a random HS256 secret is
+//! generated once and kept in the data directory, so there is never an
+//! unauthenticated mode and `c360 token` can mint tokens the server accepts.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{Caller, Role};
+use crate::domain::TenantId;
+
+/// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// File name of the generated local secret inside the data directory.
+pub const LOCAL_SECRET_FILE: &str = "jwt-secret";
+
+/// Claims c360 reads from (and writes into) a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject: who is calling.
+    pub sub: String,
+    /// Tenant the caller belongs to.
+    pub tenant: String,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry (seconds since the epoch).
+    pub exp: u64,
+    /// Issued at.
+    pub iat: u64,
+}
+
+/// Why a token was refused: all of these answer UNAUTHENTICATED.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// No `authorization: Bearer …` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// Signature, algorithm, expiry, issuer, audience or shape is wrong.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Where the verification key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// An HS256 shared secret.
+    Secret(SecretString),
+    /// A PEM public key file (RSA → RS256, EC P-256 → ES256).
+    PublicKeyFile(PathBuf),
+    /// The generated secret in this data directory (created when missing).
+    LocalSecret(PathBuf),
+}
+
+/// Keys and rules for verifying tokens, and minting them when a secret is known.
+pub struct JwtKeys {
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+    validation: Validation,
+    algorithm: Algorithm,
+    issuer: String,
+    audience: String,
+}
+
+impl JwtKeys {
+    /// Loads the key from `source`; tokens must carry `issuer` and `audience`.
+    pub fn load(source: &KeySource, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        let (decoding, encoding, algorithm) = match source {
+            KeySource::Secret(secret) => {
+                let secret = secret.expose_secret().as_bytes();
+                anyhow::ensure!(
+                    secret.len() >= MIN_SECRET_BYTES,
+                    "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
+                );
+                (
+                    DecodingKey::from_secret(secret),
+                    Some(EncodingKey::from_secret(secret)),
+                    Algorithm::HS256,
+                )
+            }
+            KeySource::LocalSecret(dir) => {
+                let secret = local_secret(dir)?;
+                let bytes = secret.expose_secret().as_bytes();
+                (
+                    DecodingKey::from_secret(bytes),
+                    Some(EncodingKey::from_secret(bytes)),
+                    Algorithm::HS256,
+                )
+            }
+            KeySource::PublicKeyFile(path) => {
+                let pem = fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read JWT public key {}: {e}", path.display())
+                })?;
+                if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+                    (key, None, Algorithm::RS256)
+                } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+                    (key, None, Algorithm::ES256)
+                } else {
+                    anyhow::bail!(
+                        "{} is neither an RSA nor an EC public key in PEM",
+                        path.display()
+                    );
+                }
+            }
+        };
+        // One algorithm only: a token signed with another (`none`, or HS256
+        // with a public key as its secret) fails before its signature is read.
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Ok(Self {
+            decoding,
+            encoding,
+            validation,
+            algorithm,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    /// Verifies a bearer token and returns the caller it names.
+    pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        let tenant = TenantId::parse(&claims.tenant)
+            .map_err(|e| TokenError::Invalid(format!("tenant claim {e}")))?;
+        if claims.sub.is_empty() {
+            return Err(TokenError::Invalid("empty sub claim".into()));
+        }
+        let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
+        Ok(Caller {
+            subject: claims.sub,
+            tenant,
+            roles,
+        })
+    }
+
+    /// Mints a token for local use; only possible with an HS256 secret.
+    pub fn mint(
+        &self,
+        subject: &str,
+        tenant: &TenantId,
+        roles: &[Role],
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        let Some(key) = &self.encoding else {
+            anyhow::bail!(
+                "tokens can be minted only with an HS256 secret; this server verifies with a public key"
+            );
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            tenant: tenant.as_str().to_owned(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            exp: now + ttl.as_secs(),
+            iat: now,
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(self.algorithm),
+            &claims,
+            key,
+        )?)
+    }
+}
+
+/// Reads the generated secret from `dir`, creating it (mode 0600) when missing.
+fn local_secret(dir: &Path) -> anyhow::Result<SecretString> {
+    let path = dir.join(LOCAL_SECRET_FILE);
+    if let Ok(text) = fs::read_to_string(&path) {
+        let secret = text.trim().to_owned();
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_BYTES,
+            "{} is too short; delete it to regenerate",
+            path.display()
+        );
+        return Ok(SecretString::from(secret));
+    }
+    fs::create_dir_all(dir)?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            file.write_all(secret.as_bytes())?;
+            Ok(SecretString::from(secret))
+        }
+        // Another process (a concurrent `c360 token`) won the race: use its secret.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(SecretString::from(
+            fs::read_to_string(&path)?.trim().to_owned(),
+        )),
+        Err(e) => Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
+    }
+}

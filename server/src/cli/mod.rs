@@ -1,0 +1,139 @@
+//! The `c360` command line: `serve`, `migrate`, `token`.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    app::App,
+    auth::{JwtKeys, Role},
+    config::{AuthArgs, Config, DataDirArgs, DatabaseArgs},
+    domain::TenantId,
+    store::Store,
+};
+
+/// c360: one current, trustworthy record of every customer, over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "c360", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC and the HTTP health endpoints (embedded SQLite unless a database URL is given).
+    Serve(Box<Config>),
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        data: DataDirArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Mint a bearer token for local use, signed with the configured or generated secret.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// Tenant the token grants access to.
+    #[arg(long)]
+    tenant: String,
+    /// Role to grant (repeatable): admin, steward, agent, marketer, analyst, service.
+    #[arg(long = "role", required = true)]
+    roles: Vec<String>,
+    /// Subject (who the caller is).
+    #[arg(long, default_value = "local-user")]
+    subject: String,
+    /// Lifetime, e.g. 30m, 12h, 7d.
+    #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    #[command(flatten)]
+    data: DataDirArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+impl Cli {
+    /// Runs the chosen command to completion.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(config) => serve(*config).await,
+            Command::Migrate { data, database } => {
+                let url = database.url(&data.data_dir)?;
+                let store = Store::connect(&url, 1).await?;
+                store.migrate().await?;
+                store.close().await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Token(args) => {
+                let tenant =
+                    TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;
+                let roles = args
+                    .roles
+                    .iter()
+                    .map(|r| Role::parse(r).ok_or_else(|| anyhow::anyhow!("unknown role '{r}'")))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let source = args.auth.key_source(&args.data.data_dir);
+                let keys = JwtKeys::load(&source, &args.auth.jwt_issuer, &args.auth.jwt_audience)?;
+                println!("{}", keys.mint(&args.subject, &tenant, &roles, args.ttl)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let embedded = config.database.database_url.is_none();
+    let data_dir = config.data.data_dir.clone();
+    let app = App::build(config).await?;
+    let database = if embedded {
+        format!("embedded SQLite in {}", data_dir.display())
+    } else {
+        "the configured database".to_owned()
+    };
+    println!(
+        "c360 is serving gRPC on {} and HTTP on {} ({database})",
+        app.grpc_addr(),
+        app.http_addr()
+    );
+    println!(
+        "get a token:  c360 token --data-dir {} --tenant demo --role admin",
+        data_dir.display()
+    );
+    println!(
+        "call it:      grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list",
+        app.grpc_addr()
+    );
+    app.run_until(shutdown_signal()).await
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

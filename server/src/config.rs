@@ -1,0 +1,140 @@
+//! Configuration: flags and `C360_*` environment variables, one doc line per
+//! field (shown by `c360 <command> --help`), defaults that run on a laptop.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::{Args, Parser};
+use secrecy::SecretString;
+
+use crate::{auth::KeySource, domain::identifiers::NormalizationPolicy};
+
+/// Where c360 keeps local state.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Directory for the embedded SQLite database and the generated token secret.
+    #[arg(long, env = "C360_DATA_DIR", default_value = ".c360")]
+    pub data_dir: PathBuf,
+}
+
+/// The database.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL, postgres://… or sqlite://…; default: SQLite file c360.db in the data directory.
+    #[arg(long, env = "C360_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Largest number of pooled PostgreSQL connections (SQLite always uses one).
+    #[arg(long, env = "C360_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+}
+
+impl DatabaseArgs {
+    /// The URL to connect to; for the embedded default, creates the data directory.
+    pub fn url(&self, data_dir: &Path) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(data_dir)?;
+        Ok(format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("c360.db").display()
+        ))
+    }
+}
+
+/// Token verification.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// HS256 signing secret (at least 32 bytes); default: a secret generated into the data directory.
+    #[arg(long, env = "C360_JWT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub jwt_secret: Option<SecretString>,
+    /// PEM public key verifying RS256 (RSA) or ES256 (EC P-256) tokens, instead of a secret.
+    #[arg(long, env = "C360_JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` claim.
+    #[arg(long, env = "C360_JWT_ISSUER", default_value = "c360")]
+    pub jwt_issuer: String,
+    /// Required `aud` claim.
+    #[arg(long, env = "C360_JWT_AUDIENCE", default_value = "c360")]
+    pub jwt_audience: String,
+}
+
+fn secret(raw: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+impl AuthArgs {
+    /// Where the verification key comes from.
+    pub fn key_source(&self, data_dir: &Path) -> KeySource {
+        match (&self.jwt_secret, &self.jwt_public_key_file) {
+            (Some(secret), _) => KeySource::Secret(secret.clone()),
+            (None, Some(path)) => KeySource::PublicKeyFile(path.clone()),
+            (None, None) => KeySource::LocalSecret(data_dir.to_owned()),
+        }
+    }
+}
+
+/// Listening, limits and data rules of `c360 serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(long, env = "C360_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address for /healthz and /readyz (port 0 picks a free port).
+    #[arg(long, env = "C360_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Do not apply database migrations at start (run `c360 migrate` instead).
+    #[arg(long, env = "C360_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Longest time one RPC may take before it is cancelled.
+    #[arg(long, env = "C360_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest accepted request message, in bytes.
+    #[arg(long, env = "C360_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests before closing anyway.
+    #[arg(long, env = "C360_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Region (ISO 3166-1 alpha-2) assumed for phone numbers written without a country code.
+    #[arg(long, env = "C360_DEFAULT_REGION", default_value = "US")]
+    pub default_region: String,
+    /// Treat `name+tag@domain` as a different identity from `name@domain`.
+    #[arg(long, env = "C360_EMAIL_KEEP_PLUS_TAGS")]
+    pub email_keep_plus_tags: bool,
+}
+
+impl ServerArgs {
+    /// The identifier normalization rules configured.
+    pub fn normalization(&self) -> anyhow::Result<NormalizationPolicy> {
+        let default_region = self
+            .default_region
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("unknown default region '{}'", self.default_region))?;
+        Ok(NormalizationPolicy {
+            default_region,
+            strip_plus_tags: !self.email_keep_plus_tags,
+        })
+    }
+}
+
+/// Everything `c360 serve` needs.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "c360 serve")]
+pub struct Config {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub server: ServerArgs,
+}

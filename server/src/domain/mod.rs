@@ -1,0 +1,18 @@
+//! The domain core: plain Rust types and rules, no transport or storage types.
+//!
+//! - [`ids`]: typed ids (`TenantId`, `ProfileId`).
+//! - [`error`]: the one error enum every transport maps.
+//! - [`identifiers`]: normalization of emails, phones and external ids.
+//! - [`profile`]: the profile, its fields, validation, completeness, lineage.
+//! - [`events`]: domain events and their envelope.
+//! - [`page`]: opaque page tokens.
+
+pub mod error;
+pub mod events;
+pub mod identifiers;
+pub mod ids;
+pub mod page;
+pub mod profile;
+
+pub use error::{DomainError, FieldViolation};
+pub use ids::{ProfileId, TenantId};

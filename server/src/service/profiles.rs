@@ -1,0 +1,599 @@
+//! Profile operations.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use sea_orm::DatabaseTransaction;
+use tracing::instrument;
+
+use crate::{
+    auth::{Caller, Permission},
+    domain::{
+        DomainError, ProfileId,
+        error::Violations,
+        events::{self, DomainEvent},
+        identifiers::{
+            IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search,
+            normalize_external_id, normalize_source,
+        },
+        page::PageRequest,
+        profile::{
+            self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput,
+            ProfileStatus, parse_etag, record_lineage, resolve_update_mask,
+        },
+    },
+    store::{self, Store, db_error, profiles::ProfileFilter},
+};
+
+/// Most ids in one BatchGetProfiles.
+pub const MAX_BATCH_IDS: usize = 1000;
+/// Longest name prefix searched.
+const MAX_SEARCH_PREFIX: usize = 200;
+
+/// Profile operations over a store.
+#[derive(Clone)]
+pub struct Profiles {
+    store: Store,
+    policy: NormalizationPolicy,
+}
+
+/// An UpdateProfile call.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest {
+    /// The profile to update.
+    pub id: String,
+    /// New values.
+    pub input: ProfileInput,
+    /// Field-mask paths.
+    pub mask: Vec<String>,
+    /// The etag last read, or empty.
+    pub etag: String,
+    /// Source system for lineage, or empty.
+    pub source: String,
+}
+
+/// One criterion of SearchProfiles.
+#[derive(Debug, Clone)]
+pub enum SearchCriterion {
+    /// Prefix of a person's or organization's name.
+    NamePrefix(String),
+    /// An email address.
+    Email(String),
+    /// A phone number.
+    Phone(String),
+    /// An external id.
+    ExternalId(ExternalId),
+}
+
+/// A page of profiles.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The profiles.
+    pub profiles: Vec<Profile>,
+    /// Token for the next page; empty on the last.
+    pub next_page_token: String,
+}
+
+impl Profiles {
+    /// Profile operations on `store`, normalizing identifiers by `policy`.
+    pub fn new(store: Store, policy: NormalizationPolicy) -> Self {
+        Self { store, policy }
+    }
+
+    /// Creates a profile, claims its identifiers and records
+    /// `CustomerProfileCreatedEvent`, all in one transaction.
+    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id))]
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        input: ProfileInput,
+        source: &str,
+    ) -> Result<Profile, DomainError> {
+        caller.require(Permission::WriteProfiles)?;
+        let mut violations = Violations::default();
+        let source = lineage_source(source, &mut violations);
+        let data = input.apply_to(
+            &ProfileData::default(),
+            &ProfileField::ALL,
+            &self.policy,
+            true,
+            &mut violations,
+        );
+        data.check_consistency(&self.policy, &mut violations);
+        violations.into_result(())?;
+
+        let now = Utc::now();
+        let mut profile = Profile {
+            id: ProfileId::generate(),
+            tenant: caller.tenant.clone(),
+            data,
+            lineage: Default::default(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        tracing::Span::current().record("profile_id", tracing::field::display(profile.id));
+        record_lineage(
+            &mut profile.lineage,
+            &profile.data.set_fields(),
+            &source,
+            now,
+        );
+
+        let tx = self.store.begin().await?;
+        self.check_primary_contact(&tx, caller, &profile.data, None)
+            .await?;
+        store::profiles::insert(&tx, &profile).await?;
+        store::identities::claim(
+            &tx,
+            &caller.tenant,
+            profile.id,
+            &profile.data.identity_keys(&self.policy),
+        )
+        .await?;
+        store::outbox::append(&tx, &events::profile_created(&profile, &caller.subject)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(profile)
+    }
+
+    /// Reads one profile.
+    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = id))]
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Profile, DomainError> {
+        caller.require(Permission::ReadProfiles)?;
+        let id = parse_id("id", id)?;
+        store::profiles::find(self.store.db(), &caller.tenant, id, false)
+            .await?
+            .ok_or_else(|| DomainError::profile_not_found(id))
+    }
+
+    /// Reads up to [`MAX_BATCH_IDS`] profiles in one query; returns them in
+    /// request order, and the ids that matched nothing.
+    #[instrument(skip_all, fields(tenant = %caller.tenant, count = ids.len()))]
+    pub async fn batch_get(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Result<(Vec<Profile>, Vec<String>), DomainError> {
+        caller.require(Permission::ReadProfiles)?;
+        if ids.len() > MAX_BATCH_IDS {
+            return Err(DomainError::invalid(
+                "ids",
+                format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len()),
+            ));
+        }
+        let mut violations = Violations::default();
+        let mut seen = HashSet::new();
+        let parsed: Vec<ProfileId> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, raw)| violations.check(format!("ids[{i}]"), ProfileId::parse(raw)))
+            .filter(|id| seen.insert(*id))
+            .collect();
+        violations.into_result(())?;
+        let mut found: std::collections::HashMap<ProfileId, Profile> =
+            store::profiles::find_many(self.store.db(), &caller.tenant, &parsed)
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p))
+                .collect();
+        let mut profiles = Vec::with_capacity(found.len());
+        let mut missing = Vec::new();
+        for id in parsed {
+            match found.remove(&id) {
+                Some(profile) => profiles.push(profile),
+                None => missing.push(id.to_string()),
+            }
+        }
+        Ok((profiles, missing))
+    }
+
+    /// Applies a field-mask update under optimistic concurrency.
+    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = request.id))]
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        request: UpdateRequest,
+    ) -> Result<Profile, DomainError> {
+        caller.require(Permission::WriteProfiles)?;
+        let mut violations = Violations::default();
+        let id = violations.check("profile.id", ProfileId::parse(&request.id));
+        let source = lineage_source(&request.source, &mut violations);
+        let expected = violations.absorb(parse_etag(&request.etag));
+        let mask = violations.absorb(resolve_update_mask(&request.mask, &request.input));
+        // Validate the request's own fields before touching the database.
+        let updates = mask.as_ref().map(|mask| {
+            request.input.apply_to(
+                &ProfileData::default(),
+                mask,
+                &self.policy,
+                false,
+                &mut violations,
+            )
+        });
+        violations.into_result(())?;
+        let (Some(id), Some(expected), Some(mask), Some(updates)) = (id, expected, mask, updates)
+        else {
+            return Err(DomainError::Internal("update validation".into()));
+        };
+
+        let tx = self.store.begin().await?;
+        let current = self.load_for_write(&tx, caller, id, expected).await?;
+        let mut data = current.data.clone();
+        for field in &mask {
+            copy_field(&mut data, &updates, *field);
+        }
+        let changed = current.data.diff(&data);
+        if changed.is_empty() {
+            return Ok(current);
+        }
+        let mut violations = Violations::default();
+        data.check_consistency(&self.policy, &mut violations);
+        violations.into_result(())?;
+        self.check_primary_contact(&tx, caller, &data, Some(id))
+            .await?;
+
+        let now = Utc::now();
+        let mut next = current.clone();
+        next.data = data;
+        next.version = current.version + 1;
+        next.updated_at = now;
+        record_lineage(&mut next.lineage, &changed, &source, now);
+        self.reindex(&tx, caller, &current, &next).await?;
+        let event = events::profile_updated(&next, &changed, &caller.subject);
+        self.commit_write(tx, &current, &next, &event).await?;
+        Ok(next)
+    }
+
+    /// Soft-deletes a profile: INACTIVE, identifiers released. Idempotent.
+    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = id))]
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: &str,
+        etag: &str,
+    ) -> Result<Profile, DomainError> {
+        caller.require(Permission::WriteProfiles)?;
+        let id = parse_id("id", id)?;
+        let expected = parse_etag(etag)?;
+        let tx = self.store.begin().await?;
+        let current = store::profiles::find(&tx, &caller.tenant, id, true)
+            .await?
+            .ok_or_else(|| DomainError::profile_not_found(id))?;
+        check_etag(&current, expected)?;
+        if current.data.status == ProfileStatus::Inactive {
+            return Ok(current);
+        }
+        if !current.data.status.is_live() {
+            return Err(DomainError::FailedPrecondition(format!(
+                "profile {id} is {} and cannot be deleted",
+                current.data.status.as_str()
+            )));
+        }
+        let now = Utc::now();
+        let mut next = current.clone();
+        next.data.status = ProfileStatus::Inactive;
+        next.version += 1;
+        next.updated_at = now;
+        record_lineage(&mut next.lineage, &[ProfileField::Status], "api", now);
+        store::identities::release(&tx, &caller.tenant, id, None).await?;
+        let event = events::profile_updated(&next, &[ProfileField::Status], &caller.subject);
+        self.commit_write(tx, &current, &next, &event).await?;
+        Ok(next)
+    }
+
+    /// Lists profiles in creation order.
+    #[instrument(skip_all, fields(tenant = %caller.tenant))]
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        page_size: i32,
+        page_token: &str,
+        show_deleted: bool,
+    ) -> Result<Page, DomainError> {
+        caller.require(Permission::ReadProfiles)?;
+        let page = PageRequest::parse(page_size, page_token, format!("list:{show_deleted}"))?;
+        self.page(caller, &ProfileFilter::All { show_deleted }, &page)
+            .await
+    }
+
+    /// Finds live profiles by one criterion.
+    #[instrument(skip_all, fields(tenant = %caller.tenant))]
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        criterion: SearchCriterion,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page, DomainError> {
+        caller.require(Permission::ReadProfiles)?;
+        let key = match criterion {
+            SearchCriterion::NamePrefix(raw) => {
+                let prefix = fold_for_search(&raw);
+                if prefix.is_empty() || raw.chars().count() > MAX_SEARCH_PREFIX {
+                    return Err(DomainError::invalid(
+                        "name_prefix",
+                        format!("needs 1 to {MAX_SEARCH_PREFIX} characters with a letter or digit"),
+                    ));
+                }
+                let page = PageRequest::parse(page_size, page_token, format!("name:{prefix}"))?;
+                return self
+                    .page(caller, &ProfileFilter::NamePrefix(prefix), &page)
+                    .await;
+            }
+            SearchCriterion::Email(raw) => {
+                self.identifier_key("email", IdentifierType::Email, &raw, "")?
+            }
+            SearchCriterion::Phone(raw) => {
+                self.identifier_key("phone", IdentifierType::Phone, &raw, "")?
+            }
+            SearchCriterion::ExternalId(ext) => self.identifier_key(
+                "external_id",
+                IdentifierType::ExternalId,
+                &ext.id,
+                &ext.source,
+            )?,
+        };
+        // A strong identifier has at most one live holder: one page at most.
+        PageRequest::parse(page_size, page_token, String::new())?;
+        let profiles = match self.resolve(caller, &key).await? {
+            Some(profile) => vec![profile],
+            None => Vec::new(),
+        };
+        Ok(Page {
+            profiles,
+            next_page_token: String::new(),
+        })
+    }
+
+    /// The live profile holding one identifier.
+    #[instrument(skip_all, fields(tenant = %caller.tenant))]
+    pub async fn lookup(
+        &self,
+        caller: &Caller,
+        id_type: Choice<IdentifierType>,
+        value: &str,
+        source: &str,
+    ) -> Result<Profile, DomainError> {
+        caller.require(Permission::ReadProfiles)?;
+        let id_type = match id_type {
+            Choice::Set(t) => t,
+            Choice::Unset => return Err(DomainError::invalid("type", "required")),
+            Choice::Unknown(n) => {
+                return Err(DomainError::invalid(
+                    "type",
+                    format!("unknown identifier type {n}"),
+                ));
+            }
+        };
+        if id_type != IdentifierType::ExternalId && !source.is_empty() {
+            return Err(DomainError::invalid(
+                "source",
+                "only an EXTERNAL_ID has a source",
+            ));
+        }
+        let key = self.identifier_key("value", id_type, value, source)?;
+        self.resolve(caller, &key)
+            .await?
+            .ok_or_else(|| DomainError::NotFound {
+                resource: "identifier",
+                id: key.to_string(),
+            })
+    }
+
+    async fn resolve(
+        &self,
+        caller: &Caller,
+        key: &IdentifierKey,
+    ) -> Result<Option<Profile>, DomainError> {
+        let Some(id) = store::identities::holder(self.store.db(), &caller.tenant, key).await?
+        else {
+            return Ok(None);
+        };
+        store::profiles::find(self.store.db(), &caller.tenant, id, false).await
+    }
+
+    fn identifier_key(
+        &self,
+        field: &str,
+        id_type: IdentifierType,
+        value: &str,
+        source: &str,
+    ) -> Result<IdentifierKey, DomainError> {
+        let mut violations = Violations::default();
+        let (namespace, value) = match id_type {
+            IdentifierType::Email => (
+                Some(String::new()),
+                violations.check(field, self.policy.email(value).map(|e| e.key)),
+            ),
+            IdentifierType::Phone => (
+                Some(String::new()),
+                violations.check(field, self.policy.phone(value)),
+            ),
+            IdentifierType::ExternalId => {
+                let (source_field, id_field) = if field == "value" {
+                    ("source".to_owned(), "value".to_owned())
+                } else {
+                    (format!("{field}.source"), format!("{field}.id"))
+                };
+                (
+                    violations.check(source_field, normalize_source(source)),
+                    violations.check(id_field, normalize_external_id(value)),
+                )
+            }
+        };
+        match (namespace, value) {
+            (Some(namespace), Some(value)) => Ok(IdentifierKey {
+                id_type,
+                namespace,
+                value,
+            }),
+            _ => Err(violations
+                .into_result(())
+                .err()
+                .unwrap_or_else(|| DomainError::Internal("identifier".into()))),
+        }
+    }
+
+    async fn page(
+        &self,
+        caller: &Caller,
+        filter: &ProfileFilter,
+        page: &PageRequest,
+    ) -> Result<Page, DomainError> {
+        let (profiles, more) = store::profiles::page(
+            self.store.db(),
+            &caller.tenant,
+            filter,
+            page.after,
+            page.size,
+        )
+        .await?;
+        let next_page_token = match profiles.last() {
+            Some(last) if more => page.next_token(last.id),
+            _ => String::new(),
+        };
+        Ok(Page {
+            profiles,
+            next_page_token,
+        })
+    }
+
+    async fn load_for_write(
+        &self,
+        tx: &DatabaseTransaction,
+        caller: &Caller,
+        id: ProfileId,
+        expected: Option<i64>,
+    ) -> Result<Profile, DomainError> {
+        let current = store::profiles::find(tx, &caller.tenant, id, true)
+            .await?
+            .ok_or_else(|| DomainError::profile_not_found(id))?;
+        check_etag(&current, expected)?;
+        if !current.data.status.is_live() {
+            return Err(DomainError::FailedPrecondition(format!(
+                "profile {id} is {} and cannot be updated",
+                current.data.status.as_str()
+            )));
+        }
+        Ok(current)
+    }
+
+    /// Moves identity-index rows from `current`'s identifiers to `next`'s.
+    async fn reindex(
+        &self,
+        tx: &DatabaseTransaction,
+        caller: &Caller,
+        current: &Profile,
+        next: &Profile,
+    ) -> Result<(), DomainError> {
+        let old: HashSet<IdentifierKey> = current
+            .data
+            .identity_keys(&self.policy)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let new = next.data.identity_keys(&self.policy);
+        let new_keys: HashSet<&IdentifierKey> = new.iter().map(|(k, _)| k).collect();
+        let released: Vec<IdentifierKey> = old
+            .iter()
+            .filter(|k| !new_keys.contains(k))
+            .cloned()
+            .collect();
+        let added: Vec<(IdentifierKey, String)> =
+            new.into_iter().filter(|(k, _)| !old.contains(k)).collect();
+        store::identities::release(tx, &caller.tenant, next.id, Some(&released)).await?;
+        store::identities::claim(tx, &caller.tenant, next.id, &added).await
+    }
+
+    /// Writes `next` over `current` (compare-and-set on the version), appends
+    /// its event, commits.
+    async fn commit_write(
+        &self,
+        tx: DatabaseTransaction,
+        current: &Profile,
+        next: &Profile,
+        event: &DomainEvent,
+    ) -> Result<(), DomainError> {
+        if !store::profiles::update(&tx, next, current.version).await? {
+            // Only reachable without row locks: a concurrent writer committed first.
+            return Err(DomainError::StaleEtag {
+                sent: current.etag(),
+                current: "newer".into(),
+            });
+        }
+        store::outbox::append(&tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    /// A primary contact must be a live person of the same tenant, not the
+    /// organization itself.
+    async fn check_primary_contact(
+        &self,
+        tx: &DatabaseTransaction,
+        caller: &Caller,
+        data: &ProfileData,
+        this: Option<ProfileId>,
+    ) -> Result<(), DomainError> {
+        let Some(contact) = data.primary_contact_id else {
+            return Ok(());
+        };
+        let field = "profile.primary_contact_id";
+        if Some(contact) == this {
+            return Err(DomainError::invalid(
+                field,
+                "an organization cannot be its own primary contact",
+            ));
+        }
+        match store::profiles::find(tx, &caller.tenant, contact, false).await? {
+            Some(p) if p.data.kind == profile::ProfileKind::Person && p.data.status.is_live() => {
+                Ok(())
+            }
+            Some(_) => Err(DomainError::invalid(
+                field,
+                format!("profile {contact} is not a live person"),
+            )),
+            None => Err(DomainError::invalid(field, format!("no profile {contact}"))),
+        }
+    }
+}
+
+fn parse_id(field: &str, raw: &str) -> Result<ProfileId, DomainError> {
+    ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))
+}
+
+fn check_etag(current: &Profile, expected: Option<i64>) -> Result<(), DomainError> {
+    match expected {
+        Some(version) if version != current.version => Err(DomainError::StaleEtag {
+            sent: version.to_string(),
+            current: current.etag(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn lineage_source(raw: &str, violations: &mut Violations) -> String {
+    if raw.is_empty() {
+        return "api".to_owned();
+    }
+    violations
+        .check("source", normalize_source(raw))
+        .unwrap_or_default()
+}
+
+fn copy_field(into: &mut ProfileData, from: &ProfileData, field: ProfileField) {
+    match field {
+        ProfileField::Kind => into.kind = from.kind,
+        ProfileField::Status => into.status = from.status,
+        ProfileField::GivenName => into.given_name.clone_from(&from.given_name),
+        ProfileField::FamilyName => into.family_name.clone_from(&from.family_name),
+        ProfileField::CompanyName => into.company_name.clone_from(&from.company_name),
+        ProfileField::Segment => into.segment.clone_from(&from.segment),
+        ProfileField::Emails => into.emails.clone_from(&from.emails),
+        ProfileField::Phones => into.phones.clone_from(&from.phones),
+        ProfileField::Addresses => into.addresses.clone_from(&from.addresses),
+        ProfileField::BirthDate => into.birth_date = from.birth_date,
+        ProfileField::PrimaryContactId => into.primary_contact_id = from.primary_contact_id,
+        ProfileField::Attributes => into.attributes.clone_from(&from.attributes),
+        ProfileField::ExternalIds => into.external_ids.clone_from(&from.external_ids),
+    }
+}

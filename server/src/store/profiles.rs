@@ -1,0 +1,216 @@
+//! Queries on `profiles`.
+
+use c360_entity::profile::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::Value;
+
+use super::{db_error, supports_row_locks};
+use crate::domain::{
+    DomainError, ProfileId, TenantId,
+    profile::{Profile, ProfileData, ProfileKind, ProfileStatus},
+};
+
+/// Inserts a new profile.
+pub async fn insert(conn: &impl ConnectionTrait, profile: &Profile) -> Result<(), DomainError> {
+    Entity::insert(to_active(profile)?)
+        .exec_without_returning(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Reads one profile of `tenant`. With `for_update`, locks the row until the
+/// transaction ends (PostgreSQL; SQLite has one writer anyway).
+pub async fn find(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: ProfileId,
+    for_update: bool,
+) -> Result<Option<Profile>, DomainError> {
+    let mut select = Entity::find_by_id((tenant.as_str().to_owned(), id.as_uuid()));
+    if for_update && supports_row_locks(conn) {
+        select = select.lock_exclusive();
+    }
+    select
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .map(from_model)
+        .transpose()
+}
+
+/// Reads the profiles of `tenant` among `ids`, in one query, in no set order.
+pub async fn find_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[ProfileId],
+) -> Result<Vec<Profile>, DomainError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_str()))
+        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
+/// Writes `profile` over the stored row if that row is still at
+/// `expected_version`; returns whether it was.
+pub async fn update(
+    conn: &impl ConnectionTrait,
+    profile: &Profile,
+    expected_version: i64,
+) -> Result<bool, DomainError> {
+    let result = Entity::update_many()
+        .set(to_active(profile)?)
+        .filter(Column::TenantId.eq(profile.tenant.as_str()))
+        .filter(Column::Id.eq(profile.id.as_uuid()))
+        .filter(Column::Version.eq(expected_version))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Which rows a page of profiles is drawn from.
+#[derive(Debug, Clone)]
+pub enum ProfileFilter {
+    /// Every profile; deleted ones only when asked.
+    All {
+        /// Include INACTIVE profiles.
+        show_deleted: bool,
+    },
+    /// Live profiles whose folded name keys start with this folded prefix.
+    NamePrefix(String),
+}
+
+/// One page in id order: up to `limit` rows after `after`, plus whether more follow.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    filter: &ProfileFilter,
+    after: Option<ProfileId>,
+    limit: u64,
+) -> Result<(Vec<Profile>, bool), DomainError> {
+    let mut select = Entity::find().filter(Column::TenantId.eq(tenant.as_str()));
+    match filter {
+        ProfileFilter::All { show_deleted: true } => {}
+        ProfileFilter::All {
+            show_deleted: false,
+        } => {
+            select = select.filter(Column::Status.ne(ProfileStatus::Inactive.as_str()));
+        }
+        ProfileFilter::NamePrefix(prefix) => {
+            // The folded keys hold only [a-z0-9 ], so the prefix has no LIKE wildcards.
+            let pattern = format!("{prefix}%");
+            select = select
+                .filter(Column::Status.is_in([
+                    ProfileStatus::Prospect.as_str(),
+                    ProfileStatus::Active.as_str(),
+                ]))
+                .filter(
+                    Condition::any()
+                        .add(Column::NameKey.like(&pattern))
+                        .add(Column::NameKeyRev.like(&pattern))
+                        .add(Column::CompanyKey.like(&pattern)),
+                );
+        }
+    }
+    if let Some(after) = after {
+        select = select.filter(Column::Id.gt(after.as_uuid()));
+    }
+    let mut rows: Vec<Profile> = select
+        .order_by_asc(Column::Id)
+        .limit(limit + 1)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(from_model)
+        .collect::<Result<_, _>>()?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+fn to_active(profile: &Profile) -> Result<ActiveModel, DomainError> {
+    let data = &profile.data;
+    let json = |value: Result<Value, serde_json::Error>| {
+        value.map_err(|e| DomainError::Internal(format!("encoding profile: {e}")))
+    };
+    let [name_key, name_key_rev, company_key] = data.name_keys();
+    Ok(ActiveModel {
+        tenant_id: Set(profile.tenant.as_str().to_owned()),
+        id: Set(profile.id.as_uuid()),
+        kind: Set(data.kind.as_str().to_owned()),
+        status: Set(data.status.as_str().to_owned()),
+        given_name: Set(data.given_name.clone()),
+        family_name: Set(data.family_name.clone()),
+        company_name: Set(data.company_name.clone()),
+        segment: Set(data.segment.clone()),
+        birth_date: Set(data.birth_date),
+        primary_contact_id: Set(data.primary_contact_id.map(|id| id.as_uuid())),
+        emails: Set(json(serde_json::to_value(&data.emails))?),
+        phones: Set(json(serde_json::to_value(&data.phones))?),
+        addresses: Set(json(serde_json::to_value(&data.addresses))?),
+        external_ids: Set(json(serde_json::to_value(&data.external_ids))?),
+        attributes: Set(Value::Object(data.attributes.clone())),
+        lineage: Set(json(serde_json::to_value(&profile.lineage))?),
+        completeness: Set(data.completeness()),
+        name_key: Set(name_key),
+        name_key_rev: Set(name_key_rev),
+        company_key: Set(company_key),
+        version: Set(profile.version),
+        created_at: Set(profile.created_at),
+        updated_at: Set(profile.updated_at),
+    })
+}
+
+fn from_model(model: Model) -> Result<Profile, DomainError> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        column: &str,
+        value: Value,
+    ) -> Result<T, DomainError> {
+        serde_json::from_value(value)
+            .map_err(|e| DomainError::Internal(format!("stored {column}: {e}")))
+    }
+    let corrupt =
+        |column: &str, value: &str| DomainError::Internal(format!("stored {column} '{value}'"));
+    let attributes = match model.attributes {
+        Value::Object(map) => map,
+        _ => return Err(corrupt("attributes", "not an object")),
+    };
+    Ok(Profile {
+        id: ProfileId::from(model.id),
+        tenant: TenantId::parse(&model.tenant_id)
+            .map_err(|_| corrupt("tenant_id", &model.tenant_id))?,
+        data: ProfileData {
+            kind: ProfileKind::parse(&model.kind).ok_or_else(|| corrupt("kind", &model.kind))?,
+            status: ProfileStatus::parse(&model.status)
+                .ok_or_else(|| corrupt("status", &model.status))?,
+            given_name: model.given_name,
+            family_name: model.family_name,
+            company_name: model.company_name,
+            segment: model.segment,
+            emails: decode("emails", model.emails)?,
+            phones: decode("phones", model.phones)?,
+            addresses: decode("addresses", model.addresses)?,
+            birth_date: model.birth_date,
+            primary_contact_id: model.primary_contact_id.map(ProfileId::from),
+            attributes,
+            external_ids: decode("external_ids", model.external_ids)?,
+        },
+        lineage: decode("lineage", model.lineage)?,
+        version: model.version,
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+    })
+}
