@@ -2,11 +2,11 @@
 //!
 //! Data flows one way: transport → service → domain rules → store.
 //!
-//! - [`domain`]: plain types and rules (no tonic, no SeaORM).
-//! - [`auth`]: tokens, roles, the permission table: the only code deciding access.
-//! - [`service`]: operations taking a `&Caller`, composing domain and store in transactions.
-//! - [`store`]: SeaORM queries; [`grpc`]: thin tonic handlers; [`http`]: health endpoints.
-//! - [`app`]: startup that tests can drive; [`config`]: flags and `C360_*` variables; [`cli`]: the binary's commands.
+//! - [`domain`] — plain types and rules (no tonic, no SeaORM).
+//! - [`auth`] — tokens, roles, the permission table: the only code deciding access.
+//! - [`service`] — operations taking a `&Caller`, composing domain and store in transactions.
+//! - [`store`] — SeaORM queries; [`grpc`]: thin tonic handlers; [`http`]: health endpoints.
+//! - [`app`] — startup that tests can drive; [`config`]: flags and `C360_*` variables; [`cli`]: the binary's commands.
 
 pub mod app;
 pub mod auth;

@@ -1,1 +1,375 @@
-//! placeholder
+//! Test harness for c360's integration tests.
+//!
+//! Each test gets its own PostgreSQL database, copied from a template that is
+//! migrated once per migration set (several test processes coordinate through
+//! an advisory lock), and dropped when the test ends; or its own SQLite file
+//! for the embedded path. [`TestApp::spawn`] builds the real app on free ports
+//! and hands out clients per role that go through the public gRPC API only.
+
+use std::{
+    hash::{DefaultHasher, Hash, Hasher},
+    net::SocketAddr,
+    path::PathBuf,
+    time::Duration,
+};
+
+use c360_migration::{Migrator, MigratorTrait};
+use c360_proto::v1::profile_service_client::ProfileServiceClient;
+use c360_server::{
+    App, Config,
+    auth::{JwtKeys, KeySource, Role},
+    domain::TenantId,
+};
+use clap::Parser;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use secrecy::SecretString;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{
+    Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+/// The HS256 secret every test app verifies with.
+pub const TEST_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+/// Issuer and audience of test tokens (the defaults).
+pub const ISSUER: &str = "c360";
+/// Audience of test tokens.
+pub const AUDIENCE: &str = "c360";
+/// The tenant most tests run as.
+pub const TENANT: &str = "acme";
+
+/// PostgreSQL server URL (any database); `C360_TEST_POSTGRES_URL` overrides.
+pub fn postgres_url() -> String {
+    std::env::var("C360_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    /// URL the app connects to.
+    pub url: String,
+    postgres_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A fresh, migrated PostgreSQL database, dropped with this value.
+    pub async fn postgres() -> Self {
+        let template = ensure_template().await;
+        let name = format!("c360_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = connect_admin().await;
+        // CREATE DATABASE … TEMPLATE fails while another session is copying
+        // the same template; that passes quickly, so retry.
+        for attempt in 0.. {
+            let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
+            match admin.execute_unprepared(&sql).await {
+                Ok(_) => break,
+                Err(e)
+                    if attempt < 50 && e.to_string().contains("being accessed by other users") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot create test database: {e}"),
+            }
+        }
+        let _ = admin.close().await;
+        Self {
+            url: database_url(&name),
+            postgres_name: Some(name),
+            _dir: None,
+        }
+    }
+
+    /// A fresh SQLite file in a temporary directory (the embedded default).
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c360.db").display());
+        Self {
+            url,
+            postgres_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A connection for asserting on stored rows.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside async context: use a private runtime on a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let admin = connect_admin().await;
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            });
+        })
+        .join();
+    }
+}
+
+fn database_url(name: &str) -> String {
+    let base = postgres_url();
+    let root = base
+        .rsplit_once('/')
+        .map_or(base.as_str(), |(root, _)| root);
+    format!("{root}/{name}")
+}
+
+async fn connect_admin() -> DatabaseConnection {
+    let mut options = sea_orm::ConnectOptions::new(postgres_url());
+    options.max_connections(1).sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .expect("PostgreSQL must run (see README.md)")
+}
+
+/// Creates the migrated template for the current migration set once.
+async fn ensure_template() -> String {
+    let mut hasher = DefaultHasher::new();
+    for migration in Migrator::migrations() {
+        migration.name().hash(&mut hasher);
+    }
+    let template = format!("c360_tpl_{:016x}", hasher.finish());
+    let admin = connect_admin().await;
+    admin
+        .execute_unprepared("SELECT pg_advisory_lock(360360)")
+        .await
+        .expect("advisory lock");
+    let exists = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT 1 AS one FROM pg_database WHERE datname = '{template}'"),
+        ))
+        .await
+        .expect("query pg_database")
+        .is_some();
+    if !exists {
+        // Migrate under a temporary name and rename, so a half-built template
+        // is never copied.
+        let building = format!("{template}_building");
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{building}\""))
+            .await
+            .expect("drop");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{building}\""))
+            .await
+            .expect("create template");
+        let db = Database::connect(database_url(&building))
+            .await
+            .expect("connect template");
+        Migrator::up(&db, None).await.expect("migrate template");
+        db.close().await.expect("close template");
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+            ))
+            .await
+            .expect("rename template");
+    }
+    admin
+        .execute_unprepared("SELECT pg_advisory_unlock(360360)")
+        .await
+        .expect("unlock");
+    let _ = admin.close().await;
+    template
+}
+
+/// Adds `authorization: Bearer …` to every call (or nothing, for anonymous).
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// Sends `token`.
+    pub fn new(token: &str) -> Self {
+        Self(Some(
+            format!("Bearer {token}").parse().expect("ascii token"),
+        ))
+    }
+
+    /// Sends no credentials.
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A ProfileService client with fixed credentials.
+pub type ProfileClient = ProfileServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A running c360 on free ports, with its own database.
+pub struct TestApp {
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Its database.
+    pub db: TestDb,
+    keys: std::sync::Arc<JwtKeys>,
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// The app on a fresh PostgreSQL database.
+    pub async fn spawn() -> Self {
+        Self::spawn_on(TestDb::postgres().await).await
+    }
+
+    /// The app on the given database.
+    pub async fn spawn_on(db: TestDb) -> Self {
+        Self::spawn_with(db, &[]).await
+    }
+
+    /// The app on `db`, with extra `c360 serve` flags.
+    pub async fn spawn_with(db: TestDb, flags: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir").keep();
+        let mut args: Vec<String> = [
+            "c360-serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--database-max-connections",
+            "8",
+            "--jwt-secret",
+            TEST_SECRET,
+            "--database-url",
+            &db.url,
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(data_dir.display().to_string());
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let config = Config::try_parse_from(args).expect("test config");
+        let app = App::build(config).await.expect("app builds");
+        let (grpc_addr, http_addr, keys) = (app.grpc_addr(), app.http_addr(), app.keys());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to app");
+        Self {
+            grpc_addr,
+            http_addr,
+            db,
+            keys,
+            channel,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A token for `tenant` with `roles`.
+    pub fn token(&self, tenant: &str, roles: &[Role]) -> String {
+        let tenant = TenantId::parse(tenant).expect("tenant");
+        self.keys
+            .mint("test-user", &tenant, roles, Duration::from_secs(600))
+            .expect("mint")
+    }
+
+    /// A client sending `token`.
+    pub fn client_with_token(&self, token: &str) -> ProfileClient {
+        ProfileServiceClient::with_interceptor(self.channel.clone(), Bearer::new(token))
+    }
+
+    /// A client for `tenant` with one role.
+    pub fn client(&self, tenant: &str, role: Role) -> ProfileClient {
+        self.client_with_token(&self.token(tenant, &[role]))
+    }
+
+    /// An admin of the default tenant.
+    pub fn admin(&self) -> ProfileClient {
+        self.client(TENANT, Role::Admin)
+    }
+
+    /// A support agent of the default tenant.
+    pub fn agent(&self) -> ProfileClient {
+        self.client(TENANT, Role::Agent)
+    }
+
+    /// An analyst of the default tenant.
+    pub fn analyst(&self) -> ProfileClient {
+        self.client(TENANT, Role::Analyst)
+    }
+
+    /// A machine caller of the default tenant.
+    pub fn service(&self) -> ProfileClient {
+        self.client(TENANT, Role::Service)
+    }
+
+    /// A client sending no credentials.
+    pub fn anonymous(&self) -> ProfileClient {
+        ProfileServiceClient::with_interceptor(self.channel.clone(), Bearer::none())
+    }
+
+    /// Stops the app and waits until it has drained.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Keys verifying the test secret, for crafting tokens by hand.
+pub fn test_keys() -> JwtKeys {
+    JwtKeys::load(
+        &KeySource::Secret(SecretString::from(TEST_SECRET)),
+        ISSUER,
+        AUDIENCE,
+    )
+    .expect("keys")
+}
+
+/// A path inside the workspace (for fixtures).
+pub fn workspace_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}

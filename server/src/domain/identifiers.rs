@@ -147,15 +147,20 @@ impl NormalizationPolicy {
         }
         let invalid = || format!("'{}' is not a valid phone number", truncate(trimmed));
         // A leading "00" is the international prefix in most of the world.
-        let international;
-        let input = match trimmed.strip_prefix("00") {
-            Some(rest) if !trimmed.starts_with("000") => {
-                international = format!("+{rest}");
-                international.as_str()
-            }
-            _ => trimmed,
+        let international = match trimmed.strip_prefix("00") {
+            Some(rest) if !rest.starts_with('0') => Some(format!("+{rest}")),
+            _ if trimmed.starts_with('+') => Some(trimmed.to_owned()),
+            _ => None,
         };
-        let number = phonenumber::parse(Some(self.default_region), input).map_err(|_| invalid())?;
+        let number = match international {
+            // "+44 (0)20 …": the bracketed trunk prefix is not dialled from abroad.
+            // With a country code given, no default region is passed: the
+            // parser would strip that region's trunk prefix from the number
+            // (the US "1" from a Paris "+33 1 …").
+            Some(number) => phonenumber::parse(None, number.replace("(0)", "")),
+            None => phonenumber::parse(Some(self.default_region), trimmed),
+        }
+        .map_err(|_| invalid())?;
         if !phonenumber::is_valid(&number) {
             return Err(invalid());
         }
@@ -206,7 +211,13 @@ pub fn normalize_external_id(raw: &str) -> Result<String, String> {
 /// Folds text for name search: transliterated to ASCII (accents dropped),
 /// lower-cased, every run of other characters one space.
 pub fn fold_for_search(raw: &str) -> String {
-    let ascii = deunicode::deunicode(raw).to_lowercase();
+    // Apostrophes join (O'Brien → obrien, as people type it); other
+    // punctuation separates words (Smith-Jones → smith jones).
+    let ascii: String = deunicode::deunicode(raw)
+        .to_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '`'))
+        .collect();
     let mut folded = String::with_capacity(ascii.len());
     for word in ascii
         .split(|c: char| !c.is_ascii_alphanumeric())
@@ -309,7 +320,10 @@ mod tests {
             ("+44 20 7946 0958", "+442079460958"),
             ("0044 20 7946 0958", "+442079460958"),
             ("+49 30 901820", "+4930901820"),
-            ("+33 1 42 68 53 00", "+33142685300"),
+            ("+33 1 23 45 67 89", "+33123456789"),
+            ("+33 (0)1 42 68 53 00", "+33142685300"),
+            ("+44 (0)20 7946 0958", "+442079460958"),
+            ("+81 3-1234-5678", "+81312345678"),
         ];
         for (raw, e164) in cases {
             assert_eq!(policy.phone(raw).as_deref(), Ok(e164), "{raw}");
@@ -361,7 +375,8 @@ mod tests {
     fn names_fold_case_and_accents() {
         let cases = [
             ("José García", "jose garcia"),
-            ("  ZOË   o'Brien-Smith ", "zoe o brien smith"),
+            ("  ZOË   o'Brien-Smith ", "zoe obrien smith"),
+            ("D’Angelo", "dangelo"),
             ("Müller", "muller"),
             ("Łukasz Żółć", "lukasz zolc"),
             ("Straße", "strasse"),

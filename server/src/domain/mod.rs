@@ -1,11 +1,11 @@
 //! The domain core: plain Rust types and rules, no transport or storage types.
 //!
-//! - [`ids`]: typed ids (`TenantId`, `ProfileId`).
-//! - [`error`]: the one error enum every transport maps.
-//! - [`identifiers`]: normalization of emails, phones and external ids.
-//! - [`profile`]: the profile, its fields, validation, completeness, lineage.
-//! - [`events`]: domain events and their envelope.
-//! - [`page`]: opaque page tokens.
+//! - [`ids`] — typed ids (`TenantId`, `ProfileId`).
+//! - [`error`] — the one error enum every transport maps.
+//! - [`identifiers`] — normalization of emails, phones and external ids.
+//! - [`profile`] — the profile, its fields, validation, completeness, lineage.
+//! - [`events`] — domain events and their envelope.
+//! - [`page`] — opaque page tokens.
 
 pub mod error;
 pub mod events;

@@ -797,6 +797,13 @@ impl ProfileData {
     }
 }
 
+/// The current time at the precision the stores keep (microseconds), so a
+/// value returned by a write equals the value a later read returns.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
 /// Records `source` and `now` as the lineage of `fields`.
 pub fn record_lineage(
     lineage: &mut BTreeMap<String, Lineage>,
@@ -978,86 +985,56 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ProfileInput)>)> = vec![
-            (
-                "profile.given_name",
-                Box::new(|p| p.given_name = "   ".into()),
-            ),
-            (
-                "profile.family_name",
-                Box::new(|p| p.family_name = "x".repeat(201)),
-            ),
-            (
-                "profile.emails[0].address",
-                Box::new(|p| p.emails[0].address = "nope".into()),
-            ),
-            (
-                "profile.phones[0].number",
-                Box::new(|p| {
-                    p.phones = vec![Phone {
-                        number: "12".into(),
-                        label: String::new(),
-                        primary: false,
-                    }]
-                }),
-            ),
-            ("profile.kind", Box::new(|p| p.kind = Choice::Unknown(9))),
-            (
-                "profile.status",
-                Box::new(|p| p.status = Choice::Set(ProfileStatus::Merged)),
-            ),
-            (
-                "profile.birth_date",
-                Box::new(|p| p.birth_date = "1815-13-10".into()),
-            ),
-            (
-                "profile.birth_date",
-                Box::new(|p| p.birth_date = "2999-01-01".into()),
-            ),
-            (
-                "profile.primary_contact_id",
-                Box::new(|p| p.primary_contact_id = "not-a-uuid".into()),
-            ),
-            (
-                "profile.addresses[0].country_code",
-                Box::new(|p| {
-                    p.addresses = vec![PostalAddress {
-                        locality: "Paris".into(),
-                        country_code: "FRA".into(),
-                        ..Default::default()
-                    }]
-                }),
-            ),
-            (
-                "profile.external_ids[0].source",
-                Box::new(|p| {
-                    p.external_ids = vec![ExternalId {
-                        source: "sales force".into(),
-                        id: "1".into(),
-                    }]
-                }),
-            ),
-            (
-                "profile.attributes",
-                Box::new(|p| {
-                    p.attributes
-                        .insert("big".into(), Value::String("x".repeat(70_000)));
-                }),
-            ),
-            (
-                "profile.emails[1].address",
-                Box::new(|p| {
-                    p.emails.push(Email {
-                        address: "ada+x@example.com".into(),
-                        label: String::new(),
-                        primary: false,
-                    })
-                }),
-            ),
-            (
-                "profile.company_name",
-                Box::new(|p| p.kind = Choice::Set(ProfileKind::Organization)),
-            ),
+        type Mutation = fn(&mut ProfileInput);
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("profile.given_name", |p| p.given_name = "   ".into()),
+            ("profile.family_name", |p| p.family_name = "x".repeat(201)),
+            ("profile.emails[0].address", |p| {
+                p.emails[0].address = "nope".into()
+            }),
+            ("profile.phones[0].number", |p| {
+                p.phones = vec![Phone {
+                    number: "12".into(),
+                    label: String::new(),
+                    primary: false,
+                }]
+            }),
+            ("profile.kind", |p| p.kind = Choice::Unknown(9)),
+            ("profile.status", |p| {
+                p.status = Choice::Set(ProfileStatus::Merged)
+            }),
+            ("profile.birth_date", |p| p.birth_date = "1815-13-10".into()),
+            ("profile.birth_date", |p| p.birth_date = "2999-01-01".into()),
+            ("profile.primary_contact_id", |p| {
+                p.primary_contact_id = "not-a-uuid".into()
+            }),
+            ("profile.addresses[0].country_code", |p| {
+                p.addresses = vec![PostalAddress {
+                    locality: "Paris".into(),
+                    country_code: "FRA".into(),
+                    ..Default::default()
+                }]
+            }),
+            ("profile.external_ids[0].source", |p| {
+                p.external_ids = vec![ExternalId {
+                    source: "sales force".into(),
+                    id: "1".into(),
+                }]
+            }),
+            ("profile.attributes", |p| {
+                p.attributes
+                    .insert("big".into(), Value::String("x".repeat(70_000)));
+            }),
+            ("profile.emails[1].address", |p| {
+                p.emails.push(Email {
+                    address: "ada+x@example.com".into(),
+                    label: String::new(),
+                    primary: false,
+                })
+            }),
+            ("profile.company_name", |p| {
+                p.kind = Choice::Set(ProfileKind::Organization)
+            }),
         ];
         for (field, mutate) in cases {
             let mut bad = input();

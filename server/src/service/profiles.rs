@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
 use sea_orm::DatabaseTransaction;
 use tracing::instrument;
 
@@ -102,7 +101,7 @@ impl Profiles {
         data.check_consistency(&self.policy, &mut violations);
         violations.into_result(())?;
 
-        let now = Utc::now();
+        let now = profile::now();
         let mut profile = Profile {
             id: ProfileId::generate(),
             tenant: caller.tenant.clone(),
@@ -232,7 +231,7 @@ impl Profiles {
         self.check_primary_contact(&tx, caller, &data, Some(id))
             .await?;
 
-        let now = Utc::now();
+        let now = profile::now();
         let mut next = current.clone();
         next.data = data;
         next.version = current.version + 1;
@@ -269,7 +268,7 @@ impl Profiles {
                 current.data.status.as_str()
             )));
         }
-        let now = Utc::now();
+        let now = profile::now();
         let mut next = current.clone();
         next.data.status = ProfileStatus::Inactive;
         next.version += 1;

@@ -1,0 +1,196 @@
+//! The real `c360` binary, started once as a user would: `serve` on free ports
+//! with the embedded default, `token` minting a credential it accepts, calls
+//! over the network, then SIGTERM and a clean exit.
+
+use std::{process::Stdio, time::Duration};
+
+use c360_proto::v1::{self as pb, profile_service_client::ProfileServiceClient};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_c360");
+
+/// A `c360` command with no `C360_*` variables from the environment.
+fn c360(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("C360_")) {
+        command.env_remove(name);
+    }
+    command.args(args).kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let mut server = c360(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start c360 serve");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let banner = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read stdout")
+                .expect("c360 serve exited early");
+            if line.contains("serving gRPC on") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("c360 serve printed its addresses");
+    let grpc_addr = banner
+        .split_whitespace()
+        .nth(5)
+        .expect("address in banner")
+        .to_owned();
+
+    let output = c360(&[
+        "token",
+        "--data-dir",
+        data_dir,
+        "--tenant",
+        "demo",
+        "--role",
+        "admin",
+    ])
+    .output()
+    .await
+    .expect("c360 token");
+    assert!(
+        output.status.success(),
+        "c360 token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    let status = health
+        .check(HealthCheckRequest {
+            service: "c360.v1.ProfileService".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
+    let mut client =
+        ProfileServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        });
+    let profile = pb::Profile {
+        given_name: "Ada".into(),
+        family_name: "Lovelace".into(),
+        ..Default::default()
+    };
+    let created = client
+        .create_profile(pb::CreateProfileRequest {
+            profile: Some(profile),
+            source: String::new(),
+        })
+        .await
+        .expect("create over the network")
+        .into_inner();
+    let fetched = client
+        .get_profile(pb::GetProfileRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(fetched, created);
+
+    let pid = server.id().expect("pid").to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("send SIGTERM");
+    assert!(kill.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), server.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "c360 serve exited with {exit}");
+}
+
+#[tokio::test]
+async fn migrate_prepares_an_empty_database_and_token_refuses_unknown_roles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let output = c360(&["migrate", "--data-dir", data_dir])
+        .output()
+        .await
+        .expect("c360 migrate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.path().join("c360.db").exists());
+
+    let output = c360(&[
+        "token",
+        "--data-dir",
+        data_dir,
+        "--tenant",
+        "demo",
+        "--role",
+        "wizard",
+    ])
+    .output()
+    .await
+    .expect("c360 token");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown role 'wizard'"));
+
+    let output = c360(&[
+        "token",
+        "--tenant",
+        "demo",
+        "--role",
+        "admin",
+        "--jwt-secret",
+        "short",
+    ])
+    .output()
+    .await
+    .expect("c360 token");
+    assert!(
+        !output.status.success(),
+        "a secret under 32 bytes is refused"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+}

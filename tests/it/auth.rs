@@ -1,0 +1,268 @@
+//! Authentication and tenant isolation: no token, a bad one, or another
+//! tenant's data never get through.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use c360_proto::v1 as pb;
+use c360_server::auth::{Claims, Role};
+use c360_tests::{AUDIENCE, ISSUER, TENANT, TestApp};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::{count, create, person};
+
+fn claims(tenant: &str) -> Claims {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    Claims {
+        sub: "mallory".into(),
+        tenant: tenant.into(),
+        roles: vec!["admin".into()],
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        exp: now + 600,
+        iat: now,
+    }
+}
+
+fn sign(claims: &Claims, secret: &str) -> String {
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_token_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let secret = c360_tests::TEST_SECRET;
+    let valid = sign(&claims(TENANT), secret);
+    let (header, payload, _) = {
+        let mut parts = valid.splitn(3, '.');
+        (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            (),
+        )
+    };
+    let _ = header;
+    let alg_none = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+    );
+    let expired = sign(
+        &Claims {
+            exp: 1_000_000,
+            iat: 999_000,
+            ..claims(TENANT)
+        },
+        secret,
+    );
+    let wrong_issuer = sign(
+        &Claims {
+            iss: "someone-else".into(),
+            ..claims(TENANT)
+        },
+        secret,
+    );
+    let wrong_audience = sign(
+        &Claims {
+            aud: "another-api".into(),
+            ..claims(TENANT)
+        },
+        secret,
+    );
+    let bad_tenant = sign(
+        &Claims {
+            tenant: "no spaces".into(),
+            ..claims(TENANT)
+        },
+        secret,
+    );
+    let other_secret = sign(&claims(TENANT), "a-different-secret-of-at-least-32-bytes");
+    let tampered = {
+        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims("globex")).expect("json"));
+        let mut parts: Vec<&str> = valid.split('.').collect();
+        parts[1] = &forged;
+        parts.join(".")
+    };
+
+    let db = app.db.connect().await;
+    let mut anonymous = app.anonymous();
+    let status = anonymous
+        .create_profile(create(person("Eve", "Anon", "")))
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let cases = [
+        ("garbage", "not-a-jwt".to_owned()),
+        ("alg none", alg_none),
+        ("expired", expired),
+        ("wrong issuer", wrong_issuer),
+        ("wrong audience", wrong_audience),
+        ("invalid tenant", bad_tenant),
+        ("other secret", other_secret),
+        ("tampered payload", tampered),
+    ];
+    for (case, token) in cases {
+        let mut client = app.client_with_token(&token);
+        let status = client
+            .create_profile(create(person("Eve", "Forger", "")))
+            .await
+            .expect_err(case);
+        assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
+        let status = client
+            .list_profiles(pb::ListProfilesRequest::default())
+            .await
+            .expect_err(case);
+        assert_eq!(status.code(), Code::Unauthenticated, "{case}");
+    }
+    assert_eq!(count(&db, "profiles").await, 0);
+
+    let mut good = app.client_with_token(&valid);
+    good.create_profile(create(person("Ada", "Lovelace", "")))
+        .await
+        .expect("the untampered token works");
+}
+
+#[tokio::test]
+async fn another_tenants_profile_is_not_found_on_every_rpc() {
+    use pb::search_profiles_request::Criterion;
+    let app = TestApp::spawn().await;
+    let mut mine = person("Ada", "Lovelace", "ada@example.com");
+    mine.external_ids = vec![pb::ExternalId {
+        source: "crm".into(),
+        id: "A-1".into(),
+    }];
+    let created = app
+        .agent()
+        .create_profile(create(mine))
+        .await
+        .expect("create")
+        .into_inner();
+    let mut intruder = app.client("globex", Role::Admin);
+    let id = created.id.clone();
+
+    let not_found = |status: tonic::Status| assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    not_found(
+        intruder
+            .get_profile(pb::GetProfileRequest { id: id.clone() })
+            .await
+            .expect_err("get"),
+    );
+    let update = pb::UpdateProfileRequest {
+        profile: Some(pb::Profile {
+            id: id.clone(),
+            segment: "X".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["segment".into()],
+        }),
+        ..Default::default()
+    };
+    not_found(intruder.update_profile(update).await.expect_err("update"));
+    not_found(
+        intruder
+            .delete_profile(pb::DeleteProfileRequest {
+                id: id.clone(),
+                etag: String::new(),
+            })
+            .await
+            .expect_err("delete"),
+    );
+    for (id_type, value, source) in [
+        (pb::IdentifierType::Email, "ada@example.com", ""),
+        (pb::IdentifierType::ExternalId, "A-1", "crm"),
+    ] {
+        let lookup = pb::LookupProfileRequest {
+            r#type: id_type as i32,
+            value: value.into(),
+            source: source.into(),
+        };
+        not_found(intruder.lookup_profile(lookup).await.expect_err("lookup"));
+    }
+    let batch = intruder
+        .batch_get_profiles(pb::BatchGetProfilesRequest {
+            ids: vec![id.clone()],
+        })
+        .await
+        .expect("batch")
+        .into_inner();
+    assert!(batch.profiles.is_empty());
+    assert_eq!(batch.missing_ids, std::slice::from_ref(&id));
+    let listed = intruder
+        .list_profiles(pb::ListProfilesRequest {
+            show_deleted: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(listed.into_inner().profiles.is_empty());
+    for criterion in [
+        Criterion::NamePrefix("ada".into()),
+        Criterion::Email("ada@example.com".into()),
+    ] {
+        let found = intruder
+            .search_profiles(pb::SearchProfilesRequest {
+                criterion: Some(criterion),
+                ..Default::default()
+            })
+            .await
+            .expect("search");
+        assert!(found.into_inner().profiles.is_empty());
+    }
+    // And the owner's profile is untouched.
+    let fetched = app
+        .agent()
+        .get_profile(pb::GetProfileRequest { id })
+        .await
+        .expect("owner reads")
+        .into_inner();
+    assert_eq!(fetched, created);
+}
+
+#[tokio::test]
+async fn read_only_roles_cannot_write() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .agent()
+        .create_profile(create(person("Ada", "Lovelace", "")))
+        .await
+        .expect("create")
+        .into_inner();
+    for role in [Role::Analyst, Role::Marketer, Role::Steward] {
+        let mut client = app.client(TENANT, role);
+        let status = client
+            .create_profile(create(person("Eve", "Reader", "")))
+            .await
+            .expect_err("create");
+        assert_eq!(status.code(), Code::PermissionDenied, "{role:?}");
+        let status = client
+            .delete_profile(pb::DeleteProfileRequest {
+                id: created.id.clone(),
+                etag: String::new(),
+            })
+            .await
+            .expect_err("delete");
+        assert_eq!(status.code(), Code::PermissionDenied, "{role:?}");
+        client
+            .get_profile(pb::GetProfileRequest {
+                id: created.id.clone(),
+            })
+            .await
+            .expect("reads are allowed");
+    }
+    let mut no_roles = app.client_with_token(&app.token(TENANT, &[]));
+    let status = no_roles
+        .get_profile(pb::GetProfileRequest { id: created.id })
+        .await
+        .expect_err("no role");
+    assert_eq!(status.code(), Code::PermissionDenied);
+}

@@ -1,0 +1,185 @@
+//! The embedded default: the same API on a SQLite file, no other server.
+
+use c360_proto::v1 as pb;
+use c360_tests::{TestApp, TestDb};
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::{count, create, outbox, person};
+
+#[tokio::test]
+async fn embedded_sqlite_serves_the_profile_api() {
+    let app = TestApp::spawn_on(TestDb::sqlite()).await;
+    let mut client = app.agent();
+    let mut ada = person("Ada", "Lovelace", "Ada@Example.com");
+    ada.phones = vec![pb::PhoneNumber {
+        number: "(415) 555-2671".into(),
+        ..Default::default()
+    }];
+    ada.birth_date = "1985-12-10".into();
+    let created = client
+        .create_profile(create(ada))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.phones[0].number, "+14155552671");
+    let fetched = client
+        .get_profile(pb::GetProfileRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(fetched, created);
+
+    let status = client
+        .create_profile(create(person("Eve", "Copy", "ada@example.com")))
+        .await
+        .expect_err("conflict");
+    assert_eq!(status.code(), Code::AlreadyExists);
+
+    let update = |etag: &str| pb::UpdateProfileRequest {
+        profile: Some(pb::Profile {
+            id: created.id.clone(),
+            family_name: "King".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["family_name".into()],
+        }),
+        etag: etag.into(),
+        source: "crm".into(),
+    };
+    let updated = client
+        .update_profile(update(&created.etag))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(
+        (updated.family_name.as_str(), updated.etag.as_str()),
+        ("King", "2")
+    );
+    assert_eq!(
+        client
+            .update_profile(update(&created.etag))
+            .await
+            .expect_err("stale")
+            .code(),
+        Code::Aborted
+    );
+
+    for i in 0..9 {
+        client
+            .create_profile(create(person(&format!("Émile{i}"), "Zola", "")))
+            .await
+            .expect("create");
+    }
+    let search = pb::SearchProfilesRequest {
+        criterion: Some(pb::search_profiles_request::Criterion::NamePrefix(
+            "emile".into(),
+        )),
+        page_size: 4,
+        ..Default::default()
+    };
+    let page = client
+        .search_profiles(search)
+        .await
+        .expect("search")
+        .into_inner();
+    assert_eq!(page.profiles.len(), 4);
+    assert!(!page.next_page_token.is_empty());
+    let lookup = pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::Phone as i32,
+        value: "+14155552671".into(),
+        source: String::new(),
+    };
+    assert_eq!(
+        client
+            .lookup_profile(lookup)
+            .await
+            .expect("lookup")
+            .into_inner()
+            .id,
+        created.id
+    );
+
+    let mut seen = 0;
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_profiles(pb::ListProfilesRequest {
+                page_size: 3,
+                page_token: token,
+                show_deleted: false,
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        seen += page.profiles.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, 10);
+    client
+        .delete_profile(pb::DeleteProfileRequest {
+            id: created.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .expect("delete");
+
+    let db = app.db.connect().await;
+    assert_eq!(count(&db, "profiles").await, 10);
+    let events = outbox(&db).await;
+    assert_eq!(events.len(), 12, "10 creates, 1 update, 1 delete");
+    assert_eq!(
+        events[1]["payload"]["changedFields"],
+        serde_json::json!(["familyName"])
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_sqlite_all_commit() {
+    let app = TestApp::spawn_on(TestDb::sqlite()).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let mut client = app.service();
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_profile(create(person(
+                    &format!("W{i}"),
+                    "Writer",
+                    &format!("w{i}@example.com"),
+                )))
+                .await
+                .expect("create");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(count(&app.db.connect().await, "profiles").await, 16);
+}
+
+#[tokio::test]
+async fn readiness_reports_the_database() {
+    let app = TestApp::spawn_on(TestDb::sqlite()).await;
+    let body = http_get(app.http_addr, "/readyz").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains(r#""database":"ok""#), "{body}");
+    let body = http_get(app.http_addr, "/healthz").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+}
+
+/// A minimal HTTP/1.1 GET over loopback, so the tests need no HTTP client crate.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
