@@ -355,3 +355,18 @@ async fn oversized_requests_are_refused_before_they_are_processed() {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert_eq!(row_counts(&app).await, [0, 0, 0]);
 }
+
+#[tokio::test]
+async fn calls_past_the_request_timeout_are_cancelled() {
+    let app = TestApp::spawn_with(
+        c360_tests::TestDb::postgres().await,
+        &["--request-timeout", "1ns"],
+    )
+    .await;
+    let status = app
+        .agent()
+        .create_profile(create(person("Ada", "Lovelace", "")))
+        .await
+        .expect_err("timed out");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+}
