@@ -13,6 +13,10 @@ use tonic::{Request, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_c360");
 
@@ -101,6 +105,28 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
         .into_inner()
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
+
+    // Server reflection lets generic clients (grpcurl, Postman) discover the API.
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let reply = replies
+        .message()
+        .await
+        .expect("reflection reply")
+        .expect("one reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reflection reply {reply:?}");
+    };
+    let services: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(services.contains(&"c360.v1.ProfileService"), "{services:?}");
 
     let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
     let mut client =

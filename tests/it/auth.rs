@@ -266,3 +266,82 @@ async fn read_only_roles_cannot_write() {
         .expect_err("no role");
     assert_eq!(status.code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn public_keys_verify_rs256_and_es256_and_refuse_algorithm_confusion() {
+    use jsonwebtoken::Algorithm;
+    let cases = [
+        (
+            "rsa-public.pem",
+            "rsa-private.pem",
+            Algorithm::RS256,
+            "ec-private.pem",
+            Algorithm::ES256,
+        ),
+        (
+            "ec-public.pem",
+            "ec-private.pem",
+            Algorithm::ES256,
+            "rsa-private.pem",
+            Algorithm::RS256,
+        ),
+    ];
+    for (public, private, algorithm, other_private, other_algorithm) in cases {
+        let public_path = c360_tests::fixture(public);
+        let flags = [
+            "--jwt-public-key-file",
+            public_path.to_str().expect("utf-8 path"),
+        ];
+        let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &flags).await;
+        let key = |file: &str, algorithm: Algorithm| {
+            let pem = std::fs::read(c360_tests::fixture(file)).expect("fixture");
+            match algorithm {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+                _ => EncodingKey::from_ec_pem(&pem),
+            }
+            .expect("private key")
+        };
+        let signed = encode(
+            &Header::new(algorithm),
+            &claims(TENANT),
+            &key(private, algorithm),
+        )
+        .expect("sign");
+        let mut client = app.client_with_token(&signed);
+        client
+            .create_profile(create(person("Ada", "Lovelace", "")))
+            .await
+            .unwrap_or_else(|e| panic!("{algorithm:?}: {e:?}"));
+
+        // HS256 "signed" with the public key's text as the secret: the classic
+        // algorithm-confusion forgery.
+        let public_pem = std::fs::read(&public_path).expect("public key");
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(TENANT),
+            &EncodingKey::from_secret(&public_pem),
+        )
+        .expect("sign");
+        let other = encode(
+            &Header::new(other_algorithm),
+            &claims(TENANT),
+            &key(other_private, other_algorithm),
+        )
+        .expect("sign");
+        for (case, token) in [
+            ("HS256 with the public key", confused),
+            ("another key and algorithm", other),
+        ] {
+            let status = app
+                .client_with_token(&token)
+                .list_profiles(pb::ListProfilesRequest::default())
+                .await
+                .expect_err(case);
+            assert_eq!(
+                status.code(),
+                Code::Unauthenticated,
+                "{algorithm:?}, {case}"
+            );
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod embedded;
 mod identities;
 mod outbox;
 mod profiles;
+mod serving;
 mod validation;
 
 use c360_proto::v1 as pb;

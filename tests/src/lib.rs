@@ -260,8 +260,6 @@ impl TestApp {
             "127.0.0.1:0",
             "--database-max-connections",
             "8",
-            "--jwt-secret",
-            TEST_SECRET,
             "--database-url",
             &db.url,
             "--data-dir",
@@ -270,6 +268,10 @@ impl TestApp {
         .map(|s| s.to_string())
         .collect();
         args.push(data_dir.display().to_string());
+        // A test that brings its own key gets no secret (the two conflict).
+        if !flags.contains(&"--jwt-public-key-file") {
+            args.extend(["--jwt-secret".to_owned(), TEST_SECRET.to_owned()]);
+        }
         args.extend(flags.iter().map(|s| s.to_string()));
         let config = Config::try_parse_from(args).expect("test config");
         let app = App::build(config).await.expect("app builds");
@@ -294,7 +296,7 @@ impl TestApp {
         }
     }
 
-    /// A token for `tenant` with `roles`.
+    /// A token for `tenant` with `roles`, signed with the test secret.
     pub fn token(&self, tenant: &str, roles: &[Role]) -> String {
         let tenant = TenantId::parse(tenant).expect("tenant");
         self.keys
@@ -367,9 +369,9 @@ pub fn test_keys() -> JwtKeys {
     .expect("keys")
 }
 
-/// A path inside the workspace (for fixtures).
-pub fn workspace_path(relative: &str) -> PathBuf {
+/// A file in `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
+        .join("fixtures")
+        .join(name)
 }
