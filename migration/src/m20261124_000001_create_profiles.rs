@@ -30,40 +30,16 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Profiles::Emails).json_binary().not_null())
                     .col(ColumnDef::new(Profiles::Phones).json_binary().not_null())
                     .col(ColumnDef::new(Profiles::Addresses).json_binary().not_null())
-                    .col(
-                        ColumnDef::new(Profiles::ExternalIds)
-                            .json_binary()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Profiles::Attributes)
-                            .json_binary()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Profiles::ExternalIds).json_binary().not_null())
+                    .col(ColumnDef::new(Profiles::Attributes).json_binary().not_null())
                     .col(ColumnDef::new(Profiles::Lineage).json_binary().not_null())
                     .col(ColumnDef::new(Profiles::Completeness).double().not_null())
                     .col(ColumnDef::new(Profiles::NameKey).string_len(450).not_null())
-                    .col(
-                        ColumnDef::new(Profiles::NameKeyRev)
-                            .string_len(450)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Profiles::CompanyKey)
-                            .string_len(450)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Profiles::NameKeyRev).string_len(450).not_null())
+                    .col(ColumnDef::new(Profiles::CompanyKey).string_len(450).not_null())
                     .col(ColumnDef::new(Profiles::Version).big_integer().not_null())
-                    .col(
-                        ColumnDef::new(Profiles::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Profiles::UpdatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Profiles::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(ColumnDef::new(Profiles::UpdatedAt).timestamp_with_time_zone().not_null())
                     .primary_key(Index::create().col(Profiles::TenantId).col(Profiles::Id))
                     .to_owned(),
             )
@@ -80,9 +56,9 @@ impl MigrationTrait for Migration {
         ];
         for (index, column) in keys {
             let sql = match manager.get_database_backend() {
-                DatabaseBackend::Postgres => format!(
-                    "CREATE INDEX {index} ON profiles (tenant_id, {column} text_pattern_ops)"
-                ),
+                DatabaseBackend::Postgres => {
+                    format!("CREATE INDEX {index} ON profiles (tenant_id, {column} text_pattern_ops)")
+                }
                 _ => format!("CREATE INDEX {index} ON profiles (tenant_id, {column})"),
             };
             manager.get_connection().execute_unprepared(&sql).await?;
@@ -91,9 +67,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(Profiles::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(Profiles::Table).to_owned()).await
     }
 }
 

@@ -17,24 +17,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Identities::Table)
-                    .col(
-                        ColumnDef::new(Identities::TenantId)
-                            .string_len(64)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Identities::TenantId).string_len(64).not_null())
                     .col(ColumnDef::new(Identities::IdType).string_len(16).not_null())
-                    .col(
-                        ColumnDef::new(Identities::Namespace)
-                            .string_len(64)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Identities::Namespace).string_len(64).not_null())
                     .col(ColumnDef::new(Identities::Value).string_len(320).not_null())
                     .col(ColumnDef::new(Identities::ProfileId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(Identities::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Identities::CreatedAt).timestamp_with_time_zone().not_null())
                     // The key is the uniqueness rule: one live holder per identifier and tenant.
                     .primary_key(
                         Index::create()
@@ -60,9 +48,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(Identities::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(Identities::Table).to_owned()).await
     }
 }
 

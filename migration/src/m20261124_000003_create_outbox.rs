@@ -17,39 +17,16 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Outbox::Table)
-                    .col(
-                        ColumnDef::new(Outbox::Seq)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(Outbox::EventId)
-                            .uuid()
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(Outbox::Seq).big_integer().not_null().auto_increment().primary_key())
+                    .col(ColumnDef::new(Outbox::EventId).uuid().not_null().unique_key())
                     .col(ColumnDef::new(Outbox::TenantId).string_len(64).not_null())
-                    .col(
-                        ColumnDef::new(Outbox::AggregateType)
-                            .string_len(32)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Outbox::AggregateType).string_len(32).not_null())
                     .col(ColumnDef::new(Outbox::AggregateId).uuid().not_null())
                     .col(ColumnDef::new(Outbox::EventType).string_len(64).not_null())
                     .col(ColumnDef::new(Outbox::Subject).string_len(128).not_null())
                     .col(ColumnDef::new(Outbox::Payload).json_binary().not_null())
-                    .col(
-                        ColumnDef::new(Outbox::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Outbox::PublishedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(ColumnDef::new(Outbox::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(ColumnDef::new(Outbox::PublishedAt).timestamp_with_time_zone().null())
                     .to_owned(),
             )
             .await?;
@@ -75,9 +52,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(Outbox::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(Outbox::Table).to_owned()).await
     }
 }
 

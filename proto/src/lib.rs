@@ -8,5 +8,4 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every c360 proto, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/c360_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/c360_descriptor.bin"));

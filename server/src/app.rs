@@ -41,50 +41,28 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
         if !config.server.no_migrate {
-            store
-                .migrate()
-                .await
-                .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+            store.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         let source = config.auth.key_source(&config.data.data_dir);
-        let keys = Arc::new(JwtKeys::load(
-            &source,
-            &config.auth.jwt_issuer,
-            &config.auth.jwt_audience,
-        )?);
+        let keys = Arc::new(JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?);
         let profiles = Profiles::new(store.clone(), config.server.normalization()?);
         let grpc = TcpListener::bind(config.server.grpc_addr)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr)
-            })?;
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr))?;
         let http = TcpListener::bind(config.server.http_addr)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot listen on {} (HTTP): {e}", config.server.http_addr)
-            })?;
-        Ok(Self {
-            config,
-            store,
-            keys,
-            profiles,
-            grpc,
-            http,
-        })
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (HTTP): {e}", config.server.http_addr))?;
+        Ok(Self { config, store, keys, profiles, grpc, http })
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .unwrap_or(self.config.server.grpc_addr)
+        self.grpc.local_addr().unwrap_or(self.config.server.grpc_addr)
     }
 
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .unwrap_or(self.config.server.http_addr)
+        self.http.local_addr().unwrap_or(self.config.server.http_addr)
     }
 
     /// The token keys in use (to mint local tokens).
@@ -95,24 +73,12 @@ impl App {
     /// Serves gRPC and HTTP until `shutdown` completes, then stops accepting,
     /// lets in-flight requests finish (up to the configured grace) and closes
     /// the database pool.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Self {
-            config,
-            store,
-            keys,
-            profiles,
-            grpc,
-            http,
-        } = self;
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { config, store, keys, profiles, grpc, http } = self;
         let stop = CancellationToken::new();
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<ProfileServiceServer<ProfileApi>>()
-            .await;
+        health.set_serving::<ProfileServiceServer<ProfileApi>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()?;
@@ -128,14 +94,8 @@ impl App {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(
-                profile_service,
-                Authenticate::new(keys),
-            ))
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc),
-                stop.clone().cancelled_owned(),
-            );
+            .add_service(InterceptedService::new(profile_service, Authenticate::new(keys)))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop.clone().cancelled_owned());
         let http_server = axum::serve(http, http::router(store.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .into_future();
@@ -147,9 +107,7 @@ impl App {
             result = &mut grpc_task => anyhow::bail!("gRPC server stopped: {:?}", result),
             result = &mut http_task => anyhow::bail!("HTTP server stopped: {:?}", result),
         }
-        health
-            .set_not_serving::<ProfileServiceServer<ProfileApi>>()
-            .await;
+        health.set_not_serving::<ProfileServiceServer<ProfileApi>>().await;
         stop.cancel();
         let drained = tokio::time::timeout(config.server.shutdown_grace, async {
             let (grpc, http) = tokio::join!(grpc_task, http_task);

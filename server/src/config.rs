@@ -38,10 +38,7 @@ impl DatabaseArgs {
             return Ok(url.clone());
         }
         std::fs::create_dir_all(data_dir)?;
-        Ok(format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("c360.db").display()
-        ))
+        Ok(format!("sqlite://{}?mode=rwc", data_dir.join("c360.db").display()))
     }
 }
 
@@ -114,10 +111,7 @@ impl ServerArgs {
             .to_ascii_uppercase()
             .parse()
             .map_err(|_| anyhow::anyhow!("unknown default region '{}'", self.default_region))?;
-        Ok(NormalizationPolicy {
-            default_region,
-            strip_plus_tags: !self.email_keep_plus_tags,
-        })
+        Ok(NormalizationPolicy { default_region, strip_plus_tags: !self.email_keep_plus_tags })
     }
 }
 

@@ -8,10 +8,7 @@ use crate::store::Store;
 
 /// Routes of the operational HTTP server.
 pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(store)
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(store)
 }
 
 async fn healthz() -> Json<Value> {
@@ -20,16 +17,10 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(store): State<Store>) -> (StatusCode, Json<Value>) {
     match store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "ok" })),
-        ),
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": "ok" }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "not ready", "database": "unavailable" })),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "database": "unavailable" })))
         }
     }
 }

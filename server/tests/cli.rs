@@ -10,9 +10,7 @@ use tokio::{
     process::Command,
 };
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -34,27 +32,16 @@ fn c360(args: &[&str]) -> Command {
 async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().to_str().expect("utf-8 path");
-    let mut server = c360(&[
-        "serve",
-        "--data-dir",
-        data_dir,
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start c360 serve");
+    let mut server =
+        c360(&["serve", "--data-dir", data_dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start c360 serve");
     let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
     let banner = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let line = lines
-                .next_line()
-                .await
-                .expect("read stdout")
-                .expect("c360 serve exited early");
+            let line = lines.next_line().await.expect("read stdout").expect("c360 serve exited early");
             if line.contains("serving gRPC on") {
                 return line;
             }
@@ -62,44 +49,19 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     })
     .await
     .expect("c360 serve printed its addresses");
-    let grpc_addr = banner
-        .split_whitespace()
-        .nth(5)
-        .expect("address in banner")
-        .to_owned();
+    let grpc_addr = banner.split_whitespace().nth(5).expect("address in banner").to_owned();
 
-    let output = c360(&[
-        "token",
-        "--data-dir",
-        data_dir,
-        "--tenant",
-        "demo",
-        "--role",
-        "admin",
-    ])
-    .output()
-    .await
-    .expect("c360 token");
-    assert!(
-        output.status.success(),
-        "c360 token: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let token = String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-
-    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-        .expect("uri")
-        .connect()
+    let output = c360(&["token", "--data-dir", data_dir, "--tenant", "demo", "--role", "admin"])
+        .output()
         .await
-        .expect("connect");
+        .expect("c360 token");
+    assert!(output.status.success(), "c360 token: {}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+
+    let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect");
     let mut health = HealthClient::new(channel.clone());
     let status = health
-        .check(HealthCheckRequest {
-            service: "c360.v1.ProfileService".into(),
-        })
+        .check(HealthCheckRequest { service: "c360.v1.ProfileService".into() })
         .await
         .expect("health check")
         .into_inner()
@@ -112,16 +74,9 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut replies = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let reply = replies
-        .message()
-        .await
-        .expect("reflection reply")
-        .expect("one reply");
+    let mut replies =
+        reflection.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection").into_inner();
+    let reply = replies.message().await.expect("reflection reply").expect("one reply");
     let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
         panic!("unexpected reflection reply {reply:?}");
     };
@@ -129,46 +84,24 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     assert!(services.contains(&"c360.v1.ProfileService"), "{services:?}");
 
     let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
-    let mut client =
-        ProfileServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        });
-    let profile = pb::Profile {
-        given_name: "Ada".into(),
-        family_name: "Lovelace".into(),
-        ..Default::default()
-    };
+    let mut client = ProfileServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
+        request.metadata_mut().insert("authorization", bearer.clone());
+        Ok(request)
+    });
+    let profile = pb::Profile { given_name: "Ada".into(), family_name: "Lovelace".into(), ..Default::default() };
     let created = client
-        .create_profile(pb::CreateProfileRequest {
-            profile: Some(profile),
-            source: String::new(),
-        })
+        .create_profile(pb::CreateProfileRequest { profile: Some(profile), source: String::new() })
         .await
         .expect("create over the network")
         .into_inner();
-    let fetched = client
-        .get_profile(pb::GetProfileRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let fetched = client.get_profile(pb::GetProfileRequest { id: created.id.clone() }).await.expect("get").into_inner();
     assert_eq!(fetched, created);
 
     let pid = server.id().expect("pid").to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("send SIGTERM");
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().await.expect("send SIGTERM");
     assert!(kill.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), server.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
+    let exit =
+        tokio::time::timeout(Duration::from_secs(30), server.wait()).await.expect("exits after SIGTERM").expect("wait");
     assert!(exit.success(), "c360 serve exited with {exit}");
 }
 
@@ -176,47 +109,21 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
 async fn migrate_prepares_an_empty_database_and_token_refuses_unknown_roles() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().to_str().expect("utf-8 path");
-    let output = c360(&["migrate", "--data-dir", data_dir])
-        .output()
-        .await
-        .expect("c360 migrate");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = c360(&["migrate", "--data-dir", data_dir]).output().await.expect("c360 migrate");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(dir.path().join("c360.db").exists());
 
-    let output = c360(&[
-        "token",
-        "--data-dir",
-        data_dir,
-        "--tenant",
-        "demo",
-        "--role",
-        "wizard",
-    ])
-    .output()
-    .await
-    .expect("c360 token");
+    let output = c360(&["token", "--data-dir", data_dir, "--tenant", "demo", "--role", "wizard"])
+        .output()
+        .await
+        .expect("c360 token");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown role 'wizard'"));
 
-    let output = c360(&[
-        "token",
-        "--tenant",
-        "demo",
-        "--role",
-        "admin",
-        "--jwt-secret",
-        "short",
-    ])
-    .output()
-    .await
-    .expect("c360 token");
-    assert!(
-        !output.status.success(),
-        "a secret under 32 bytes is refused"
-    );
+    let output = c360(&["token", "--tenant", "demo", "--role", "admin", "--jwt-secret", "short"])
+        .output()
+        .await
+        .expect("c360 token");
+    assert!(!output.status.success(), "a secret under 32 bytes is refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
 }

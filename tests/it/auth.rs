@@ -8,16 +8,12 @@ use c360_proto::v1 as pb;
 use c360_server::auth::{Claims, Role};
 use c360_tests::{AUDIENCE, ISSUER, TENANT, TestApp};
 use jsonwebtoken::{EncodingKey, Header, encode};
-use prost_types::FieldMask;
 use tonic::Code;
 
-use crate::{count, create, person};
+use crate::{count, create, person, set_segment};
 
 fn claims(tenant: &str) -> Claims {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
     Claims {
         sub: "mallory".into(),
         tenant: tenant.into(),
@@ -30,12 +26,7 @@ fn claims(tenant: &str) -> Claims {
 }
 
 fn sign(claims: &Claims, secret: &str) -> String {
-    encode(
-        &Header::default(),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign")
+    encode(&Header::default(), claims, &EncodingKey::from_secret(secret.as_bytes())).expect("sign")
 }
 
 #[tokio::test]
@@ -45,46 +36,14 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     let valid = sign(&claims(TENANT), secret);
     let (header, payload, _) = {
         let mut parts = valid.splitn(3, '.');
-        (
-            parts.next().unwrap_or_default(),
-            parts.next().unwrap_or_default(),
-            (),
-        )
+        (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), ())
     };
     let _ = header;
-    let alg_none = format!(
-        "{}.{payload}.",
-        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
-    );
-    let expired = sign(
-        &Claims {
-            exp: 1_000_000,
-            iat: 999_000,
-            ..claims(TENANT)
-        },
-        secret,
-    );
-    let wrong_issuer = sign(
-        &Claims {
-            iss: "someone-else".into(),
-            ..claims(TENANT)
-        },
-        secret,
-    );
-    let wrong_audience = sign(
-        &Claims {
-            aud: "another-api".into(),
-            ..claims(TENANT)
-        },
-        secret,
-    );
-    let bad_tenant = sign(
-        &Claims {
-            tenant: "no spaces".into(),
-            ..claims(TENANT)
-        },
-        secret,
-    );
+    let alg_none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#));
+    let expired = sign(&Claims { exp: 1_000_000, iat: 999_000, ..claims(TENANT) }, secret);
+    let wrong_issuer = sign(&Claims { iss: "someone-else".into(), ..claims(TENANT) }, secret);
+    let wrong_audience = sign(&Claims { aud: "another-api".into(), ..claims(TENANT) }, secret);
+    let bad_tenant = sign(&Claims { tenant: "no spaces".into(), ..claims(TENANT) }, secret);
     let other_secret = sign(&claims(TENANT), "a-different-secret-of-at-least-32-bytes");
     let tampered = {
         let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims("globex")).expect("json"));
@@ -95,10 +54,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
 
     let db = app.db.connect().await;
     let mut anonymous = app.anonymous();
-    let status = anonymous
-        .create_profile(create(person("Eve", "Anon", "")))
-        .await
-        .expect_err("no token");
+    let status = anonymous.create_profile(create(person("Eve", "Anon", ""))).await.expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated);
     let cases = [
         ("garbage", "not-a-jwt".to_owned()),
@@ -112,23 +68,15 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     ];
     for (case, token) in cases {
         let mut client = app.client_with_token(&token);
-        let status = client
-            .create_profile(create(person("Eve", "Forger", "")))
-            .await
-            .expect_err(case);
+        let status = client.create_profile(create(person("Eve", "Forger", ""))).await.expect_err(case);
         assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
-        let status = client
-            .list_profiles(pb::ListProfilesRequest::default())
-            .await
-            .expect_err(case);
+        let status = client.list_profiles(pb::ListProfilesRequest::default()).await.expect_err(case);
         assert_eq!(status.code(), Code::Unauthenticated, "{case}");
     }
     assert_eq!(count(&db, "profiles").await, 0);
 
     let mut good = app.client_with_token(&valid);
-    good.create_profile(create(person("Ada", "Lovelace", "")))
-        .await
-        .expect("the untampered token works");
+    good.create_profile(create(person("Ada", "Lovelace", ""))).await.expect("the untampered token works");
 }
 
 #[tokio::test]
@@ -136,134 +84,67 @@ async fn another_tenants_profile_is_not_found_on_every_rpc() {
     use pb::search_profiles_request::Criterion;
     let app = TestApp::spawn().await;
     let mut mine = person("Ada", "Lovelace", "ada@example.com");
-    mine.external_ids = vec![pb::ExternalId {
-        source: "crm".into(),
-        id: "A-1".into(),
-    }];
-    let created = app
-        .agent()
-        .create_profile(create(mine))
-        .await
-        .expect("create")
-        .into_inner();
+    mine.external_ids = vec![pb::ExternalId { source: "crm".into(), id: "A-1".into() }];
+    let created = app.agent().create_profile(create(mine)).await.expect("create").into_inner();
     let mut intruder = app.client("globex", Role::Admin);
     let id = created.id.clone();
 
     let not_found = |status: tonic::Status| assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    not_found(intruder.get_profile(pb::GetProfileRequest { id: id.clone() }).await.expect_err("get"));
+    not_found(intruder.update_profile(set_segment(&id, "X", "")).await.expect_err("update"));
     not_found(
         intruder
-            .get_profile(pb::GetProfileRequest { id: id.clone() })
-            .await
-            .expect_err("get"),
-    );
-    let update = pb::UpdateProfileRequest {
-        profile: Some(pb::Profile {
-            id: id.clone(),
-            segment: "X".into(),
-            ..Default::default()
-        }),
-        update_mask: Some(FieldMask {
-            paths: vec!["segment".into()],
-        }),
-        ..Default::default()
-    };
-    not_found(intruder.update_profile(update).await.expect_err("update"));
-    not_found(
-        intruder
-            .delete_profile(pb::DeleteProfileRequest {
-                id: id.clone(),
-                etag: String::new(),
-            })
+            .delete_profile(pb::DeleteProfileRequest { id: id.clone(), etag: String::new() })
             .await
             .expect_err("delete"),
     );
-    for (id_type, value, source) in [
-        (pb::IdentifierType::Email, "ada@example.com", ""),
-        (pb::IdentifierType::ExternalId, "A-1", "crm"),
-    ] {
-        let lookup = pb::LookupProfileRequest {
-            r#type: id_type as i32,
-            value: value.into(),
-            source: source.into(),
-        };
+    for (id_type, value, source) in
+        [(pb::IdentifierType::Email, "ada@example.com", ""), (pb::IdentifierType::ExternalId, "A-1", "crm")]
+    {
+        let lookup = pb::LookupProfileRequest { r#type: id_type as i32, value: value.into(), source: source.into() };
         not_found(intruder.lookup_profile(lookup).await.expect_err("lookup"));
     }
     let batch = intruder
-        .batch_get_profiles(pb::BatchGetProfilesRequest {
-            ids: vec![id.clone()],
-        })
+        .batch_get_profiles(pb::BatchGetProfilesRequest { ids: vec![id.clone()] })
         .await
         .expect("batch")
         .into_inner();
     assert!(batch.profiles.is_empty());
     assert_eq!(batch.missing_ids, std::slice::from_ref(&id));
     let listed = intruder
-        .list_profiles(pb::ListProfilesRequest {
-            show_deleted: true,
-            ..Default::default()
-        })
+        .list_profiles(pb::ListProfilesRequest { show_deleted: true, ..Default::default() })
         .await
         .expect("list");
     assert!(listed.into_inner().profiles.is_empty());
-    for criterion in [
-        Criterion::NamePrefix("ada".into()),
-        Criterion::Email("ada@example.com".into()),
-    ] {
+    for criterion in [Criterion::NamePrefix("ada".into()), Criterion::Email("ada@example.com".into())] {
         let found = intruder
-            .search_profiles(pb::SearchProfilesRequest {
-                criterion: Some(criterion),
-                ..Default::default()
-            })
+            .search_profiles(pb::SearchProfilesRequest { criterion: Some(criterion), ..Default::default() })
             .await
             .expect("search");
         assert!(found.into_inner().profiles.is_empty());
     }
     // And the owner's profile is untouched.
-    let fetched = app
-        .agent()
-        .get_profile(pb::GetProfileRequest { id })
-        .await
-        .expect("owner reads")
-        .into_inner();
+    let fetched = app.agent().get_profile(pb::GetProfileRequest { id }).await.expect("owner reads").into_inner();
     assert_eq!(fetched, created);
 }
 
 #[tokio::test]
 async fn read_only_roles_cannot_write() {
     let app = TestApp::spawn().await;
-    let created = app
-        .agent()
-        .create_profile(create(person("Ada", "Lovelace", "")))
-        .await
-        .expect("create")
-        .into_inner();
+    let created = app.agent().create_profile(create(person("Ada", "Lovelace", ""))).await.expect("create").into_inner();
     for role in [Role::Analyst, Role::Marketer, Role::Steward] {
         let mut client = app.client(TENANT, role);
-        let status = client
-            .create_profile(create(person("Eve", "Reader", "")))
-            .await
-            .expect_err("create");
+        let status = client.create_profile(create(person("Eve", "Reader", ""))).await.expect_err("create");
         assert_eq!(status.code(), Code::PermissionDenied, "{role:?}");
         let status = client
-            .delete_profile(pb::DeleteProfileRequest {
-                id: created.id.clone(),
-                etag: String::new(),
-            })
+            .delete_profile(pb::DeleteProfileRequest { id: created.id.clone(), etag: String::new() })
             .await
             .expect_err("delete");
         assert_eq!(status.code(), Code::PermissionDenied, "{role:?}");
-        client
-            .get_profile(pb::GetProfileRequest {
-                id: created.id.clone(),
-            })
-            .await
-            .expect("reads are allowed");
+        client.get_profile(pb::GetProfileRequest { id: created.id.clone() }).await.expect("reads are allowed");
     }
     let mut no_roles = app.client_with_token(&app.token(TENANT, &[]));
-    let status = no_roles
-        .get_profile(pb::GetProfileRequest { id: created.id })
-        .await
-        .expect_err("no role");
+    let status = no_roles.get_profile(pb::GetProfileRequest { id: created.id }).await.expect_err("no role");
     assert_eq!(status.code(), Code::PermissionDenied);
 }
 
@@ -271,27 +152,12 @@ async fn read_only_roles_cannot_write() {
 async fn public_keys_verify_rs256_and_es256_and_refuse_algorithm_confusion() {
     use jsonwebtoken::Algorithm;
     let cases = [
-        (
-            "rsa-public.pem",
-            "rsa-private.pem",
-            Algorithm::RS256,
-            "ec-private.pem",
-            Algorithm::ES256,
-        ),
-        (
-            "ec-public.pem",
-            "ec-private.pem",
-            Algorithm::ES256,
-            "rsa-private.pem",
-            Algorithm::RS256,
-        ),
+        ("rsa-public.pem", "rsa-private.pem", Algorithm::RS256, "ec-private.pem", Algorithm::ES256),
+        ("ec-public.pem", "ec-private.pem", Algorithm::ES256, "rsa-private.pem", Algorithm::RS256),
     ];
     for (public, private, algorithm, other_private, other_algorithm) in cases {
         let public_path = c360_tests::fixture(public);
-        let flags = [
-            "--jwt-public-key-file",
-            public_path.to_str().expect("utf-8 path"),
-        ];
+        let flags = ["--jwt-public-key-file", public_path.to_str().expect("utf-8 path")];
         let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &flags).await;
         let key = |file: &str, algorithm: Algorithm| {
             let pem = std::fs::read(c360_tests::fixture(file)).expect("fixture");
@@ -301,12 +167,7 @@ async fn public_keys_verify_rs256_and_es256_and_refuse_algorithm_confusion() {
             }
             .expect("private key")
         };
-        let signed = encode(
-            &Header::new(algorithm),
-            &claims(TENANT),
-            &key(private, algorithm),
-        )
-        .expect("sign");
+        let signed = encode(&Header::new(algorithm), &claims(TENANT), &key(private, algorithm)).expect("sign");
         let mut client = app.client_with_token(&signed);
         client
             .create_profile(create(person("Ada", "Lovelace", "")))
@@ -316,32 +177,14 @@ async fn public_keys_verify_rs256_and_es256_and_refuse_algorithm_confusion() {
         // HS256 "signed" with the public key's text as the secret: the classic
         // algorithm-confusion forgery.
         let public_pem = std::fs::read(&public_path).expect("public key");
-        let confused = encode(
-            &Header::new(Algorithm::HS256),
-            &claims(TENANT),
-            &EncodingKey::from_secret(&public_pem),
-        )
-        .expect("sign");
-        let other = encode(
-            &Header::new(other_algorithm),
-            &claims(TENANT),
-            &key(other_private, other_algorithm),
-        )
-        .expect("sign");
-        for (case, token) in [
-            ("HS256 with the public key", confused),
-            ("another key and algorithm", other),
-        ] {
-            let status = app
-                .client_with_token(&token)
-                .list_profiles(pb::ListProfilesRequest::default())
-                .await
-                .expect_err(case);
-            assert_eq!(
-                status.code(),
-                Code::Unauthenticated,
-                "{algorithm:?}, {case}"
-            );
+        let confused = encode(&Header::new(Algorithm::HS256), &claims(TENANT), &EncodingKey::from_secret(&public_pem))
+            .expect("sign");
+        let other =
+            encode(&Header::new(other_algorithm), &claims(TENANT), &key(other_private, other_algorithm)).expect("sign");
+        for (case, token) in [("HS256 with the public key", confused), ("another key and algorithm", other)] {
+            let status =
+                app.client_with_token(&token).list_profiles(pb::ListProfilesRequest::default()).await.expect_err(case);
+            assert_eq!(status.code(), Code::Unauthenticated, "{algorithm:?}, {case}");
         }
     }
 }

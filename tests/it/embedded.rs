@@ -2,90 +2,40 @@
 
 use c360_proto::v1 as pb;
 use c360_tests::{TestApp, TestDb};
-use prost_types::FieldMask;
 use tonic::Code;
 
-use crate::{count, create, outbox, person};
+use crate::{count, create, list_all, outbox, person, update};
 
 #[tokio::test]
 async fn embedded_sqlite_serves_the_profile_api() {
     let app = TestApp::spawn_on(TestDb::sqlite()).await;
     let mut client = app.agent();
     let mut ada = person("Ada", "Lovelace", "Ada@Example.com");
-    ada.phones = vec![pb::PhoneNumber {
-        number: "(415) 555-2671".into(),
-        ..Default::default()
-    }];
+    ada.phones = vec![pb::PhoneNumber { number: "(415) 555-2671".into(), ..Default::default() }];
     ada.birth_date = "1985-12-10".into();
-    let created = client
-        .create_profile(create(ada))
-        .await
-        .expect("create")
-        .into_inner();
+    let created = client.create_profile(create(ada)).await.expect("create").into_inner();
     assert_eq!(created.phones[0].number, "+14155552671");
-    let fetched = client
-        .get_profile(pb::GetProfileRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let fetched = client.get_profile(pb::GetProfileRequest { id: created.id.clone() }).await.expect("get").into_inner();
     assert_eq!(fetched, created);
 
-    let status = client
-        .create_profile(create(person("Eve", "Copy", "ada@example.com")))
-        .await
-        .expect_err("conflict");
+    let status = client.create_profile(create(person("Eve", "Copy", "ada@example.com"))).await.expect_err("conflict");
     assert_eq!(status.code(), Code::AlreadyExists);
 
-    let update = |etag: &str| pb::UpdateProfileRequest {
-        profile: Some(pb::Profile {
-            id: created.id.clone(),
-            family_name: "King".into(),
-            ..Default::default()
-        }),
-        update_mask: Some(FieldMask {
-            paths: vec!["family_name".into()],
-        }),
-        etag: etag.into(),
-        source: "crm".into(),
-    };
-    let updated = client
-        .update_profile(update(&created.etag))
-        .await
-        .expect("update")
-        .into_inner();
-    assert_eq!(
-        (updated.family_name.as_str(), updated.etag.as_str()),
-        ("King", "2")
-    );
-    assert_eq!(
-        client
-            .update_profile(update(&created.etag))
-            .await
-            .expect_err("stale")
-            .code(),
-        Code::Aborted
-    );
+    let king = pb::Profile { family_name: "King".into(), ..Default::default() };
+    let update = |etag: &str| update(&created.id, &["family_name"], etag, king.clone());
+    let updated = client.update_profile(update(&created.etag)).await.expect("update").into_inner();
+    assert_eq!((updated.family_name.as_str(), updated.etag.as_str()), ("King", "2"));
+    assert_eq!(client.update_profile(update(&created.etag)).await.expect_err("stale").code(), Code::Aborted);
 
     for i in 0..9 {
-        client
-            .create_profile(create(person(&format!("Émile{i}"), "Zola", "")))
-            .await
-            .expect("create");
+        client.create_profile(create(person(&format!("Émile{i}"), "Zola", ""))).await.expect("create");
     }
     let search = pb::SearchProfilesRequest {
-        criterion: Some(pb::search_profiles_request::Criterion::NamePrefix(
-            "emile".into(),
-        )),
+        criterion: Some(pb::search_profiles_request::Criterion::NamePrefix("emile".into())),
         page_size: 4,
         ..Default::default()
     };
-    let page = client
-        .search_profiles(search)
-        .await
-        .expect("search")
-        .into_inner();
+    let page = client.search_profiles(search).await.expect("search").into_inner();
     assert_eq!(page.profiles.len(), 4);
     assert!(!page.next_page_token.is_empty());
     let lookup = pb::LookupProfileRequest {
@@ -93,40 +43,12 @@ async fn embedded_sqlite_serves_the_profile_api() {
         value: "+14155552671".into(),
         source: String::new(),
     };
-    assert_eq!(
-        client
-            .lookup_profile(lookup)
-            .await
-            .expect("lookup")
-            .into_inner()
-            .id,
-        created.id
-    );
+    assert_eq!(client.lookup_profile(lookup).await.expect("lookup").into_inner().id, created.id);
 
-    let mut seen = 0;
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_profiles(pb::ListProfilesRequest {
-                page_size: 3,
-                page_token: token,
-                show_deleted: false,
-            })
-            .await
-            .expect("list")
-            .into_inner();
-        seen += page.profiles.len();
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let seen = list_all(&mut client, 3).await.len();
     assert_eq!(seen, 10);
     client
-        .delete_profile(pb::DeleteProfileRequest {
-            id: created.id.clone(),
-            etag: String::new(),
-        })
+        .delete_profile(pb::DeleteProfileRequest { id: created.id.clone(), etag: String::new() })
         .await
         .expect("delete");
 
@@ -134,10 +56,7 @@ async fn embedded_sqlite_serves_the_profile_api() {
     assert_eq!(count(&db, "profiles").await, 10);
     let events = outbox(&db).await;
     assert_eq!(events.len(), 12, "10 creates, 1 update, 1 delete");
-    assert_eq!(
-        events[1]["payload"]["changedFields"],
-        serde_json::json!(["familyName"])
-    );
+    assert_eq!(events[1]["payload"]["changedFields"], serde_json::json!(["familyName"]));
 }
 
 #[tokio::test]
@@ -148,11 +67,7 @@ async fn concurrent_writers_on_sqlite_all_commit() {
         let mut client = app.service();
         tasks.push(tokio::spawn(async move {
             client
-                .create_profile(create(person(
-                    &format!("W{i}"),
-                    "Writer",
-                    &format!("w{i}@example.com"),
-                )))
+                .create_profile(create(person(&format!("W{i}"), "Writer", &format!("w{i}@example.com"))))
                 .await
                 .expect("create");
         }));

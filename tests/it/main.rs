@@ -12,6 +12,8 @@ mod serving;
 mod validation;
 
 use c360_proto::v1 as pb;
+use c360_tests::ProfileClient;
+use prost_types::FieldMask;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -25,11 +27,7 @@ pub fn person(given: &str, family: &str, email: &str) -> pb::Profile {
         emails: if email.is_empty() {
             vec![]
         } else {
-            vec![pb::EmailAddress {
-                address: email.into(),
-                label: "home".into(),
-                primary: true,
-            }]
+            vec![pb::EmailAddress { address: email.into(), label: "home".into(), primary: true }]
         },
         ..Default::default()
     }
@@ -37,9 +35,37 @@ pub fn person(given: &str, family: &str, email: &str) -> pb::Profile {
 
 /// CreateProfile with the default source.
 pub fn create(profile: pb::Profile) -> pb::CreateProfileRequest {
-    pb::CreateProfileRequest {
-        profile: Some(profile),
+    pb::CreateProfileRequest { profile: Some(profile), source: String::new() }
+}
+
+/// UpdateProfile of `id`: the `mask` fields take the values in `changes`.
+pub fn update(id: &str, mask: &[&str], etag: &str, changes: pb::Profile) -> pb::UpdateProfileRequest {
+    pb::UpdateProfileRequest {
+        profile: Some(pb::Profile { id: id.into(), ..changes }),
+        update_mask: Some(FieldMask { paths: mask.iter().map(|p| p.to_string()).collect() }),
+        etag: etag.into(),
         source: String::new(),
+    }
+}
+
+/// UpdateProfile of `id` setting its segment.
+pub fn set_segment(id: &str, segment: &str, etag: &str) -> pb::UpdateProfileRequest {
+    update(id, &["segment"], etag, pb::Profile { segment: segment.into(), ..Default::default() })
+}
+
+/// The ids of a whole ListProfiles walk, `page_size` at a time.
+pub async fn list_all(client: &mut ProfileClient, page_size: i32) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListProfilesRequest { page_size, page_token, show_deleted: false };
+        let page = client.list_profiles(request).await.expect("page").into_inner();
+        assert!(page.profiles.len() <= page_size as usize);
+        ids.extend(page.profiles.into_iter().map(|p| p.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        page_token = page.next_page_token;
     }
 }
 
@@ -47,24 +73,15 @@ pub fn create(profile: pb::Profile) -> pb::CreateProfileRequest {
 pub fn violated_fields(status: &Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let details = status.get_error_details();
-    let bad_request = details
-        .bad_request()
-        .unwrap_or_else(|| panic!("no BadRequest in {status:?}"));
-    bad_request
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect()
+    let bad_request = details.bad_request().unwrap_or_else(|| panic!("no BadRequest in {status:?}"));
+    bad_request.field_violations.iter().map(|v| v.field.clone()).collect()
 }
 
 /// Number of rows in `table`.
 pub async fn count(db: &DatabaseConnection, table: &str) -> i64 {
     let backend = db.get_database_backend();
     let row = db
-        .query_one_raw(Statement::from_string(
-            backend,
-            format!("SELECT COUNT(*) AS n FROM {table}"),
-        ))
+        .query_one_raw(Statement::from_string(backend, format!("SELECT COUNT(*) AS n FROM {table}")))
         .await
         .expect("count")
         .expect("a row");
@@ -86,9 +103,7 @@ pub async fn outbox(db: &DatabaseConnection) -> Vec<serde_json::Value> {
                 let text: String = row.try_get("", "payload").expect("payload");
                 serde_json::from_str(&text).expect("json")
             }
-            _ => row
-                .try_get::<serde_json::Value>("", "payload")
-                .expect("payload"),
+            _ => row.try_get::<serde_json::Value>("", "payload").expect("payload"),
         })
         .collect()
 }

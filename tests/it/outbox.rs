@@ -6,7 +6,7 @@ use c360_tests::{TENANT, TestApp};
 use prost_types::FieldMask;
 use serde_json::json;
 
-use crate::{create, outbox, person};
+use crate::{create, outbox, person, set_segment};
 
 #[tokio::test]
 async fn create_and_update_write_one_envelope_each_with_changed_fields() {
@@ -16,11 +16,7 @@ async fn create_and_update_write_one_envelope_each_with_changed_fields() {
     org.kind = pb::ProfileKind::Organization as i32;
     org.company_name = "Acme Corp".into();
     org.segment = "ENTERPRISE".into();
-    let created = client
-        .create_profile(create(org))
-        .await
-        .expect("create")
-        .into_inner();
+    let created = client.create_profile(create(org)).await.expect("create").into_inner();
     let request = pb::UpdateProfileRequest {
         profile: Some(pb::Profile {
             id: created.id.clone(),
@@ -28,9 +24,7 @@ async fn create_and_update_write_one_envelope_each_with_changed_fields() {
             company_name: "Acme Inc".into(),
             ..Default::default()
         }),
-        update_mask: Some(FieldMask {
-            paths: vec!["segment".into(), "company_name".into(), "emails".into()],
-        }),
+        update_mask: Some(FieldMask { paths: vec!["segment".into(), "company_name".into(), "emails".into()] }),
         etag: created.etag.clone(),
         source: String::new(),
     };
@@ -44,10 +38,7 @@ async fn create_and_update_write_one_envelope_each_with_changed_fields() {
     assert_eq!(first["aggregateId"], created.id.as_str());
     assert_eq!(first["tenantId"], TENANT);
     assert!(uuid::Uuid::parse_str(first["eventId"].as_str().unwrap_or_default()).is_ok());
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(first["timestamp"].as_str().unwrap_or_default())
-            .is_ok()
-    );
+    assert!(chrono::DateTime::parse_from_rfc3339(first["timestamp"].as_str().unwrap_or_default()).is_ok());
     assert_eq!(
         first["payload"],
         json!({
@@ -71,17 +62,8 @@ async fn create_and_update_write_one_envelope_each_with_changed_fields() {
         ))
         .await
         .expect("subjects");
-    let subjects: Vec<String> = subjects
-        .iter()
-        .map(|r| r.try_get("", "subject").expect("subject"))
-        .collect();
-    assert_eq!(
-        subjects,
-        [
-            "crm.customer360.profile.created",
-            "crm.customer360.profile.updated"
-        ]
-    );
+    let subjects: Vec<String> = subjects.iter().map(|r| r.try_get("", "subject").expect("subject")).collect();
+    assert_eq!(subjects, ["crm.customer360.profile.created", "crm.customer360.profile.updated"]);
 }
 
 use sea_orm::ConnectionTrait;
@@ -90,67 +72,26 @@ use sea_orm::ConnectionTrait;
 async fn rejected_and_empty_writes_leave_no_event() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let created = client
-        .create_profile(create(person("Ada", "Lovelace", "ada@example.com")))
-        .await
-        .expect("create")
-        .into_inner();
-    let segment = |value: &str, etag: &str| pb::UpdateProfileRequest {
-        profile: Some(pb::Profile {
-            id: created.id.clone(),
-            segment: value.into(),
-            ..Default::default()
-        }),
-        update_mask: Some(FieldMask {
-            paths: vec!["segment".into()],
-        }),
-        etag: etag.into(),
-        source: String::new(),
-    };
+    let created =
+        client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create").into_inner();
+    client.update_profile(set_segment(&created.id, "A", "")).await.expect("change");
+    client.update_profile(set_segment(&created.id, "A", "")).await.expect("same value again: no change");
+    client.update_profile(set_segment(&created.id, "B", "1")).await.expect_err("stale etag");
+    client.create_profile(create(person("Eve", "Copy", "ada@example.com"))).await.expect_err("identifier conflict");
+    client.create_profile(create(person("  ", "", ""))).await.expect_err("invalid");
     client
-        .update_profile(segment("A", ""))
-        .await
-        .expect("change");
-    client
-        .update_profile(segment("A", ""))
-        .await
-        .expect("same value again: no change");
-    client
-        .update_profile(segment("B", "1"))
-        .await
-        .expect_err("stale etag");
-    client
-        .create_profile(create(person("Eve", "Copy", "ada@example.com")))
-        .await
-        .expect_err("identifier conflict");
-    client
-        .create_profile(create(person("  ", "", "")))
-        .await
-        .expect_err("invalid");
-    client
-        .delete_profile(pb::DeleteProfileRequest {
-            id: created.id.clone(),
-            etag: String::new(),
-        })
+        .delete_profile(pb::DeleteProfileRequest { id: created.id.clone(), etag: String::new() })
         .await
         .expect("delete");
     client
-        .delete_profile(pb::DeleteProfileRequest {
-            id: created.id.clone(),
-            etag: String::new(),
-        })
+        .delete_profile(pb::DeleteProfileRequest { id: created.id.clone(), etag: String::new() })
         .await
         .expect("delete again: no change");
 
     let events = outbox(&app.db.connect().await).await;
     let kinds: Vec<(&str, serde_json::Value)> = events
         .iter()
-        .map(|e| {
-            (
-                e["eventType"].as_str().unwrap_or_default(),
-                e["payload"]["changedFields"].clone(),
-            )
-        })
+        .map(|e| (e["eventType"].as_str().unwrap_or_default(), e["payload"]["changedFields"].clone()))
         .collect();
     assert_eq!(
         kinds,

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 
 use c360_proto::v1 as pb;
 use c360_tests::TestApp;
-use prost_types::{FieldMask, Struct, Value, value::Kind};
+use prost_types::{Struct, Value, value::Kind};
 use tonic::Code;
 
-use crate::{create, person};
+use crate::{create, list_all, person, set_segment, update};
 
 fn full_person() -> pb::Profile {
     pb::Profile {
@@ -18,22 +18,10 @@ fn full_person() -> pb::Profile {
         family_name: "García".into(),
         segment: "VIP".into(),
         emails: vec![
-            pb::EmailAddress {
-                address: "Jose.Garcia@Example.com".into(),
-                label: "work".into(),
-                primary: true,
-            },
-            pb::EmailAddress {
-                address: "pepe@example.org".into(),
-                label: String::new(),
-                primary: false,
-            },
+            pb::EmailAddress { address: "Jose.Garcia@Example.com".into(), label: "work".into(), primary: true },
+            pb::EmailAddress { address: "pepe@example.org".into(), label: String::new(), primary: false },
         ],
-        phones: vec![pb::PhoneNumber {
-            number: "(415) 555-2671".into(),
-            label: "mobile".into(),
-            primary: true,
-        }],
+        phones: vec![pb::PhoneNumber { number: "(415) 555-2671".into(), label: "mobile".into(), primary: true }],
         addresses: vec![pb::PostalAddress {
             lines: vec!["1 Market St".into(), "Suite 200".into()],
             locality: "San Francisco".into(),
@@ -45,25 +33,12 @@ fn full_person() -> pb::Profile {
         birth_date: "1985-07-14".into(),
         attributes: Some(Struct {
             fields: [
-                (
-                    "tier".to_owned(),
-                    Value {
-                        kind: Some(Kind::StringValue("gold".into())),
-                    },
-                ),
-                (
-                    "visits".to_owned(),
-                    Value {
-                        kind: Some(Kind::NumberValue(12.0)),
-                    },
-                ),
+                ("tier".to_owned(), Value { kind: Some(Kind::StringValue("gold".into())) }),
+                ("visits".to_owned(), Value { kind: Some(Kind::NumberValue(12.0)) }),
             ]
             .into(),
         }),
-        external_ids: vec![pb::ExternalId {
-            source: "Salesforce".into(),
-            id: "0031x00000AbCdE".into(),
-        }],
+        external_ids: vec![pb::ExternalId { source: "Salesforce".into(), id: "0031x00000AbCdE".into() }],
         ..Default::default()
     }
 }
@@ -72,15 +47,8 @@ fn full_person() -> pb::Profile {
 async fn every_field_round_trips_through_create_and_get() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let request = pb::CreateProfileRequest {
-        profile: Some(full_person()),
-        source: "pos".into(),
-    };
-    let created = client
-        .create_profile(request)
-        .await
-        .expect("create")
-        .into_inner();
+    let request = pb::CreateProfileRequest { profile: Some(full_person()), source: "pos".into() };
+    let created = client.create_profile(request).await.expect("create").into_inner();
 
     assert!(uuid::Uuid::parse_str(&created.id).is_ok_and(|id| id.get_version_num() == 7));
     assert_eq!(created.status, pb::ProfileStatus::Prospect as i32);
@@ -88,10 +56,7 @@ async fn every_field_round_trips_through_create_and_get() {
     assert_eq!(created.family_name, "García");
     assert_eq!(created.segment, "VIP");
     assert_eq!(created.emails[0].address, "jose.garcia@example.com");
-    assert_eq!(
-        (created.emails[0].label.as_str(), created.emails[0].primary),
-        ("work", true)
-    );
+    assert_eq!((created.emails[0].label.as_str(), created.emails[0].primary), ("work", true));
     assert_eq!(created.phones[0].number, "+14155552671");
     assert_eq!(created.addresses[0].country_code, "US");
     assert_eq!(created.addresses[0].lines, ["1 Market St", "Suite 200"]);
@@ -99,19 +64,10 @@ async fn every_field_round_trips_through_create_and_get() {
     assert_eq!(created.external_ids[0].source, "salesforce");
     assert_eq!(created.external_ids[0].id, "0031x00000AbCdE");
     let attributes = created.attributes.as_ref().expect("attributes");
-    assert_eq!(
-        attributes.fields["tier"].kind,
-        Some(Kind::StringValue("gold".into()))
-    );
-    assert_eq!(
-        attributes.fields["visits"].kind,
-        Some(Kind::NumberValue(12.0))
-    );
+    assert_eq!(attributes.fields["tier"].kind, Some(Kind::StringValue("gold".into())));
+    assert_eq!(attributes.fields["visits"].kind, Some(Kind::NumberValue(12.0)));
     assert_eq!(created.etag, "1");
-    assert!(
-        (created.completeness - 1.0).abs() < 1e-9,
-        "every key field of a person is filled"
-    );
+    assert!((created.completeness - 1.0).abs() < 1e-9, "every key field of a person is filled");
     assert!(created.create_time.is_some() && created.create_time == created.update_time);
     for field in [
         "given_name",
@@ -126,20 +82,10 @@ async fn every_field_round_trips_through_create_and_get() {
         "kind",
         "status",
     ] {
-        assert_eq!(
-            created.lineage.get(field).map(|l| l.source.as_str()),
-            Some("pos"),
-            "lineage of {field}"
-        );
+        assert_eq!(created.lineage.get(field).map(|l| l.source.as_str()), Some("pos"), "lineage of {field}");
     }
 
-    let fetched = client
-        .get_profile(pb::GetProfileRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let fetched = client.get_profile(pb::GetProfileRequest { id: created.id.clone() }).await.expect("get").into_inner();
     assert_eq!(fetched, created);
 }
 
@@ -147,37 +93,20 @@ async fn every_field_round_trips_through_create_and_get() {
 async fn organizations_name_a_live_person_as_primary_contact() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let contact = client
-        .create_profile(create(person("Ada", "Lovelace", "")))
-        .await
-        .expect("person")
-        .into_inner();
+    let contact = client.create_profile(create(person("Ada", "Lovelace", ""))).await.expect("person").into_inner();
     let org = pb::Profile {
         kind: pb::ProfileKind::Organization as i32,
         company_name: "Acme Corp".into(),
         primary_contact_id: contact.id.clone(),
         ..Default::default()
     };
-    let created = client
-        .create_profile(create(org.clone()))
-        .await
-        .expect("organization")
-        .into_inner();
+    let created = client.create_profile(create(org.clone())).await.expect("organization").into_inner();
     assert_eq!(created.primary_contact_id, contact.id);
     assert_eq!(created.kind, pb::ProfileKind::Organization as i32);
 
-    let dangling = pb::Profile {
-        primary_contact_id: uuid::Uuid::now_v7().to_string(),
-        ..org
-    };
-    let status = client
-        .create_profile(create(dangling))
-        .await
-        .expect_err("unknown contact");
-    assert_eq!(
-        crate::violated_fields(&status),
-        ["profile.primary_contact_id"]
-    );
+    let dangling = pb::Profile { primary_contact_id: uuid::Uuid::now_v7().to_string(), ..org };
+    let status = client.create_profile(create(dangling)).await.expect_err("unknown contact");
+    assert_eq!(crate::violated_fields(&status), ["profile.primary_contact_id"]);
 }
 
 #[tokio::test]
@@ -186,34 +115,19 @@ async fn batch_get_answers_in_request_order_and_names_missing_ids() {
     let mut client = app.agent();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let p = client
-            .create_profile(create(person(&format!("P{i}"), "Batch", "")))
-            .await
-            .expect("create");
+        let p = client.create_profile(create(person(&format!("P{i}"), "Batch", ""))).await.expect("create");
         ids.push(p.into_inner().id);
     }
     let unknown = uuid::Uuid::now_v7().to_string();
-    let request = vec![
-        ids[3].clone(),
-        unknown.clone(),
-        ids[0].clone(),
-        ids[3].clone(),
-        ids[4].clone(),
-    ];
-    let reply = client
-        .batch_get_profiles(pb::BatchGetProfilesRequest { ids: request })
-        .await
-        .expect("batch")
-        .into_inner();
+    let request = vec![ids[3].clone(), unknown.clone(), ids[0].clone(), ids[3].clone(), ids[4].clone()];
+    let reply =
+        client.batch_get_profiles(pb::BatchGetProfilesRequest { ids: request }).await.expect("batch").into_inner();
     let got: Vec<_> = reply.profiles.iter().map(|p| p.id.clone()).collect();
     assert_eq!(got, [ids[3].clone(), ids[0].clone(), ids[4].clone()]);
     assert_eq!(reply.missing_ids, [unknown]);
 
     let thousand: Vec<String> = (0..1000).map(|i| ids[i % 5].clone()).collect();
-    let reply = client
-        .batch_get_profiles(pb::BatchGetProfilesRequest { ids: thousand })
-        .await
-        .expect("1,000 ids");
+    let reply = client.batch_get_profiles(pb::BatchGetProfilesRequest { ids: thousand }).await.expect("1,000 ids");
     assert_eq!(reply.into_inner().profiles.len(), 5);
 }
 
@@ -221,11 +135,7 @@ async fn batch_get_answers_in_request_order_and_names_missing_ids() {
 async fn update_replaces_only_masked_fields_and_advances_the_etag() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let created = client
-        .create_profile(create(full_person()))
-        .await
-        .expect("create")
-        .into_inner();
+    let created = client.create_profile(create(full_person())).await.expect("create").into_inner();
 
     let changes = pb::Profile {
         id: created.id.clone(),
@@ -234,36 +144,18 @@ async fn update_replaces_only_masked_fields_and_advances_the_etag() {
         ..Default::default()
     };
     let request = pb::UpdateProfileRequest {
-        profile: Some(changes),
-        update_mask: Some(FieldMask {
-            paths: vec!["segment".into(), "birth_date".into()],
-        }),
-        etag: created.etag.clone(),
         source: "crm".into(),
+        ..update(&created.id, &["segment", "birth_date"], &created.etag, changes)
     };
-    let updated = client
-        .update_profile(request)
-        .await
-        .expect("update")
-        .into_inner();
+    let updated = client.update_profile(request).await.expect("update").into_inner();
     assert_eq!(updated.segment, "ENTERPRISE");
-    assert_eq!(
-        updated.birth_date, "",
-        "a masked field absent from the message is cleared"
-    );
-    assert_eq!(
-        updated.given_name, "José",
-        "fields outside the mask keep their value"
-    );
+    assert_eq!(updated.birth_date, "", "a masked field absent from the message is cleared");
+    assert_eq!(updated.given_name, "José", "fields outside the mask keep their value");
     assert_eq!(updated.etag, "2");
     assert_eq!(updated.lineage["segment"].source, "crm");
     assert_eq!(updated.lineage["given_name"].source, "api");
     assert!(updated.completeness < created.completeness);
-    let fetched = client
-        .get_profile(pb::GetProfileRequest { id: created.id })
-        .await
-        .expect("get")
-        .into_inner();
+    let fetched = client.get_profile(pb::GetProfileRequest { id: created.id }).await.expect("get").into_inner();
     assert_eq!(fetched, updated);
 }
 
@@ -271,76 +163,26 @@ async fn update_replaces_only_masked_fields_and_advances_the_etag() {
 async fn stale_etag_update_is_aborted_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let created = client
-        .create_profile(create(person("Ada", "Lovelace", "ada@example.com")))
-        .await
-        .expect("create")
-        .into_inner();
-    let segment = |value: &str, etag: &str| pb::UpdateProfileRequest {
-        profile: Some(pb::Profile {
-            id: created.id.clone(),
-            segment: value.into(),
-            ..Default::default()
-        }),
-        update_mask: Some(FieldMask {
-            paths: vec!["segment".into()],
-        }),
-        etag: etag.into(),
-        source: String::new(),
-    };
-    client
-        .update_profile(segment("A", &created.etag))
-        .await
-        .expect("first update");
-    let status = client
-        .update_profile(segment("B", &created.etag))
-        .await
-        .expect_err("stale etag");
+    let created =
+        client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create").into_inner();
+    client.update_profile(set_segment(&created.id, "A", &created.etag)).await.expect("first update");
+    let status = client.update_profile(set_segment(&created.id, "B", &created.etag)).await.expect_err("stale etag");
     assert_eq!(status.code(), Code::Aborted);
-    let fetched = client
-        .get_profile(pb::GetProfileRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(
-        (fetched.segment.as_str(), fetched.etag.as_str()),
-        ("A", "2")
-    );
+    let fetched = client.get_profile(pb::GetProfileRequest { id: created.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((fetched.segment.as_str(), fetched.etag.as_str()), ("A", "2"));
 }
 
 #[tokio::test]
 async fn concurrent_updates_with_one_etag_let_exactly_one_win() {
     let app = TestApp::spawn().await;
-    let created = app
-        .agent()
-        .create_profile(create(person("Ada", "Lovelace", "")))
-        .await
-        .expect("create")
-        .into_inner();
+    let created = app.agent().create_profile(create(person("Ada", "Lovelace", ""))).await.expect("create").into_inner();
     let mut tasks = Vec::new();
     for i in 0..8 {
         let mut client = app.agent();
         let (id, etag) = (created.id.clone(), created.etag.clone());
         tasks.push(tokio::spawn(async move {
-            let request = pb::UpdateProfileRequest {
-                profile: Some(pb::Profile {
-                    id,
-                    segment: format!("S{i}"),
-                    ..Default::default()
-                }),
-                update_mask: Some(FieldMask {
-                    paths: vec!["segment".into()],
-                }),
-                etag,
-                source: String::new(),
-            };
-            client
-                .update_profile(request)
-                .await
-                .map(|r| r.into_inner().segment)
-                .map_err(|s| s.code())
+            let request = set_segment(&id, &format!("S{i}"), &etag);
+            client.update_profile(request).await.map(|r| r.into_inner().segment).map_err(|s| s.code())
         }));
     }
     let mut winners = Vec::new();
@@ -350,100 +192,38 @@ async fn concurrent_updates_with_one_etag_let_exactly_one_win() {
             Err(code) => assert_eq!(code, Code::Aborted),
         }
     }
-    assert_eq!(
-        winners.len(),
-        1,
-        "exactly one update with the shared etag wins"
-    );
-    let fetched = app
-        .agent()
-        .get_profile(pb::GetProfileRequest { id: created.id })
-        .await
-        .expect("get")
-        .into_inner();
+    assert_eq!(winners.len(), 1, "exactly one update with the shared etag wins");
+    let fetched = app.agent().get_profile(pb::GetProfileRequest { id: created.id }).await.expect("get").into_inner();
     assert_eq!(fetched.segment, winners[0]);
     assert_eq!(fetched.etag, "2");
-    assert_eq!(
-        (fetched.given_name.as_str(), fetched.family_name.as_str()),
-        ("Ada", "Lovelace")
-    );
+    assert_eq!((fetched.given_name.as_str(), fetched.family_name.as_str()), ("Ada", "Lovelace"));
 }
 
 #[tokio::test]
 async fn concurrent_updates_without_etag_lose_no_field() {
     let app = TestApp::spawn().await;
-    let created = app
-        .agent()
-        .create_profile(create(person("Ada", "Lovelace", "")))
-        .await
-        .expect("create")
-        .into_inner();
+    let created = app.agent().create_profile(create(person("Ada", "Lovelace", ""))).await.expect("create").into_inner();
     let writes: [(&str, pb::Profile); 4] = [
-        (
-            "given_name",
-            pb::Profile {
-                given_name: "Augusta".into(),
-                ..Default::default()
-            },
-        ),
-        (
-            "family_name",
-            pb::Profile {
-                family_name: "King".into(),
-                ..Default::default()
-            },
-        ),
-        (
-            "segment",
-            pb::Profile {
-                segment: "VIP".into(),
-                ..Default::default()
-            },
-        ),
-        (
-            "birth_date",
-            pb::Profile {
-                birth_date: "1985-12-10".into(),
-                ..Default::default()
-            },
-        ),
+        ("given_name", pb::Profile { given_name: "Augusta".into(), ..Default::default() }),
+        ("family_name", pb::Profile { family_name: "King".into(), ..Default::default() }),
+        ("segment", pb::Profile { segment: "VIP".into(), ..Default::default() }),
+        ("birth_date", pb::Profile { birth_date: "1985-12-10".into(), ..Default::default() }),
     ];
     let mut tasks = Vec::new();
     for (path, profile) in writes {
         let mut client = app.agent();
         let id = created.id.clone();
         tasks.push(tokio::spawn(async move {
-            let request = pb::UpdateProfileRequest {
-                profile: Some(pb::Profile { id, ..profile }),
-                update_mask: Some(FieldMask {
-                    paths: vec![path.into()],
-                }),
-                etag: String::new(),
-                source: String::new(),
-            };
-            client
-                .update_profile(request)
-                .await
-                .expect("update without etag");
+            let request = update(&id, &[path], "", profile);
+            client.update_profile(request).await.expect("update without etag");
         }));
     }
     for task in tasks {
         task.await.expect("task");
     }
-    let p = app
-        .agent()
-        .get_profile(pb::GetProfileRequest { id: created.id })
-        .await
-        .expect("get")
-        .into_inner();
+    let p = app.agent().get_profile(pb::GetProfileRequest { id: created.id }).await.expect("get").into_inner();
     assert_eq!(
-        (
-            p.given_name.as_str(),
-            p.family_name.as_str(),
-            p.segment.as_str(),
-            p.birth_date.as_str(),
-            p.etag.as_str()
-        ),
+        (p.given_name.as_str(), p.family_name.as_str(), p.segment.as_str(), p.birth_date.as_str(), p.etag.as_str()),
         ("Augusta", "King", "VIP", "1985-12-10", "5")
     );
 }
@@ -452,65 +232,38 @@ async fn concurrent_updates_without_etag_lose_no_field() {
 async fn delete_is_soft_idempotent_and_hides_the_profile_from_lists() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let created = client
-        .create_profile(create(person("Ada", "Lovelace", "ada@example.com")))
-        .await
-        .expect("create")
-        .into_inner();
+    let created =
+        client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create").into_inner();
     let deleted = client
-        .delete_profile(pb::DeleteProfileRequest {
-            id: created.id.clone(),
-            etag: created.etag.clone(),
-        })
+        .delete_profile(pb::DeleteProfileRequest { id: created.id.clone(), etag: created.etag.clone() })
         .await
         .expect("delete")
         .into_inner();
     assert_eq!(deleted.status, pb::ProfileStatus::Inactive as i32);
     assert_eq!(deleted.etag, "2");
     let again = client
-        .delete_profile(pb::DeleteProfileRequest {
-            id: created.id.clone(),
-            etag: String::new(),
-        })
+        .delete_profile(pb::DeleteProfileRequest { id: created.id.clone(), etag: String::new() })
         .await
         .expect("delete again")
         .into_inner();
     assert_eq!(again, deleted);
 
     let fetched = client
-        .get_profile(pb::GetProfileRequest {
-            id: created.id.clone(),
-        })
+        .get_profile(pb::GetProfileRequest { id: created.id.clone() })
         .await
         .expect("still readable")
         .into_inner();
     assert_eq!(fetched.status, pb::ProfileStatus::Inactive as i32);
-    let live = client
-        .list_profiles(pb::ListProfilesRequest::default())
-        .await
-        .expect("list")
-        .into_inner();
+    let live = client.list_profiles(pb::ListProfilesRequest::default()).await.expect("list").into_inner();
     assert!(live.profiles.is_empty());
     let all = client
-        .list_profiles(pb::ListProfilesRequest {
-            show_deleted: true,
-            ..Default::default()
-        })
+        .list_profiles(pb::ListProfilesRequest { show_deleted: true, ..Default::default() })
         .await
         .expect("list")
         .into_inner();
     assert_eq!(all.profiles.len(), 1);
-    let status = client
-        .update_profile(pb::UpdateProfileRequest {
-            profile: Some(pb::Profile {
-                id: created.id,
-                segment: "X".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect_err("a deleted profile is not updated");
+    let status =
+        client.update_profile(set_segment(&created.id, "X", "")).await.expect_err("a deleted profile is not updated");
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
 
@@ -520,74 +273,35 @@ async fn pagination_walks_every_row_exactly_once_under_concurrent_inserts() {
     let mut client = app.service();
     let mut before = HashSet::new();
     for i in 0..60 {
-        let p = client
-            .create_profile(create(person(&format!("Page{i}"), "Walker", "")))
-            .await
-            .expect("create");
+        let p = client.create_profile(create(person(&format!("Page{i}"), "Walker", ""))).await.expect("create");
         before.insert(p.into_inner().id);
     }
     let mut writer = app.service();
     let inserts = tokio::spawn(async move {
         for i in 0..40 {
-            writer
-                .create_profile(create(person(&format!("Late{i}"), "Walker", "")))
-                .await
-                .expect("concurrent create");
+            writer.create_profile(create(person(&format!("Late{i}"), "Walker", ""))).await.expect("concurrent create");
         }
     });
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_profiles(pb::ListProfilesRequest {
-                page_size: 7,
-                page_token: token,
-                show_deleted: false,
-            })
-            .await
-            .expect("page")
-            .into_inner();
-        assert!(page.profiles.len() <= 7);
-        seen.extend(page.profiles.into_iter().map(|p| p.id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let seen = list_all(&mut client, 7).await;
     inserts.await.expect("inserts");
     let unique: HashSet<_> = seen.iter().cloned().collect();
     assert_eq!(unique.len(), seen.len(), "no row is listed twice");
-    assert!(
-        before.is_subset(&unique),
-        "every row that existed before the walk is listed"
-    );
+    assert!(before.is_subset(&unique), "every row that existed before the walk is listed");
 }
 
 #[tokio::test]
 async fn search_by_name_prefix_ignores_case_and_accents() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let jose = client
-        .create_profile(create(person("José", "García", "")))
-        .await
-        .expect("create")
-        .into_inner();
-    let zoe = client
-        .create_profile(create(person("Zoë", "O'Brien", "")))
-        .await
-        .expect("create")
-        .into_inner();
+    let jose = client.create_profile(create(person("José", "García", ""))).await.expect("create").into_inner();
+    let zoe = client.create_profile(create(person("Zoë", "O'Brien", ""))).await.expect("create").into_inner();
     let org = pb::Profile {
         kind: pb::ProfileKind::Organization as i32,
         company_name: "Müller GmbH".into(),
         ..Default::default()
     };
-    let muller = client
-        .create_profile(create(org))
-        .await
-        .expect("create")
-        .into_inner();
+    let muller = client.create_profile(create(org)).await.expect("create").into_inner();
 
     let cases = [
         ("jose", &jose.id),
@@ -601,16 +315,10 @@ async fn search_by_name_prefix_ignores_case_and_accents() {
     ];
     for (query, expected) in cases {
         let request = pb::SearchProfilesRequest {
-            criterion: Some(pb::search_profiles_request::Criterion::NamePrefix(
-                query.into(),
-            )),
+            criterion: Some(pb::search_profiles_request::Criterion::NamePrefix(query.into())),
             ..Default::default()
         };
-        let found = client
-            .search_profiles(request)
-            .await
-            .expect("search")
-            .into_inner();
+        let found = client.search_profiles(request).await.expect("search").into_inner();
         let ids: Vec<_> = found.profiles.iter().map(|p| &p.id).collect();
         assert_eq!(ids, [expected], "query {query:?}");
     }
@@ -621,26 +329,17 @@ async fn search_pages_through_many_name_matches() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
     for i in 0..12 {
-        client
-            .create_profile(create(person(&format!("Smith{i}"), "Jones", "")))
-            .await
-            .expect("create");
+        client.create_profile(create(person(&format!("Smith{i}"), "Jones", ""))).await.expect("create");
     }
     let mut token = String::new();
     let mut total = 0;
     loop {
         let request = pb::SearchProfilesRequest {
-            criterion: Some(pb::search_profiles_request::Criterion::NamePrefix(
-                "smith".into(),
-            )),
+            criterion: Some(pb::search_profiles_request::Criterion::NamePrefix("smith".into())),
             page_size: 5,
             page_token: token,
         };
-        let page = client
-            .search_profiles(request)
-            .await
-            .expect("search")
-            .into_inner();
+        let page = client.search_profiles(request).await.expect("search").into_inner();
         total += page.profiles.len();
         if page.next_page_token.is_empty() {
             break;
@@ -655,55 +354,25 @@ async fn search_and_lookup_find_each_identifier_kind() {
     use pb::search_profiles_request::Criterion;
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let created = client
-        .create_profile(create(full_person()))
-        .await
-        .expect("create")
-        .into_inner();
+    let created = client.create_profile(create(full_person())).await.expect("create").into_inner();
     let criteria = [
         Criterion::Email(" JOSE.GARCIA+news@example.COM ".into()),
         Criterion::Phone("+1 415-555-2671".into()),
-        Criterion::ExternalId(pb::ExternalId {
-            source: "SALESFORCE".into(),
-            id: "0031x00000AbCdE".into(),
-        }),
+        Criterion::ExternalId(pb::ExternalId { source: "SALESFORCE".into(), id: "0031x00000AbCdE".into() }),
     ];
     for criterion in criteria {
-        let request = pb::SearchProfilesRequest {
-            criterion: Some(criterion.clone()),
-            ..Default::default()
-        };
-        let found = client
-            .search_profiles(request)
-            .await
-            .expect("search")
-            .into_inner();
-        assert_eq!(
-            found.profiles.iter().map(|p| &p.id).collect::<Vec<_>>(),
-            [&created.id],
-            "{criterion:?}"
-        );
+        let request = pb::SearchProfilesRequest { criterion: Some(criterion.clone()), ..Default::default() };
+        let found = client.search_profiles(request).await.expect("search").into_inner();
+        assert_eq!(found.profiles.iter().map(|p| &p.id).collect::<Vec<_>>(), [&created.id], "{criterion:?}");
     }
     let lookups = [
         (pb::IdentifierType::Email, "jose.garcia@example.com", ""),
         (pb::IdentifierType::Phone, "4155552671", ""),
-        (
-            pb::IdentifierType::ExternalId,
-            "0031x00000AbCdE",
-            "salesforce",
-        ),
+        (pb::IdentifierType::ExternalId, "0031x00000AbCdE", "salesforce"),
     ];
     for (id_type, value, source) in lookups {
-        let request = pb::LookupProfileRequest {
-            r#type: id_type as i32,
-            value: value.into(),
-            source: source.into(),
-        };
-        let found = client
-            .lookup_profile(request)
-            .await
-            .expect("lookup")
-            .into_inner();
+        let request = pb::LookupProfileRequest { r#type: id_type as i32, value: value.into(), source: source.into() };
+        let found = client.lookup_profile(request).await.expect("lookup").into_inner();
         assert_eq!(found.id, created.id, "{id_type:?}");
     }
     let missing = pb::LookupProfileRequest {
@@ -711,25 +380,14 @@ async fn search_and_lookup_find_each_identifier_kind() {
         value: "nobody@example.com".into(),
         source: String::new(),
     };
-    assert_eq!(
-        client
-            .lookup_profile(missing)
-            .await
-            .expect_err("unknown")
-            .code(),
-        Code::NotFound
-    );
+    assert_eq!(client.lookup_profile(missing).await.expect_err("unknown").code(), Code::NotFound);
     let wrong_case = pb::LookupProfileRequest {
         r#type: pb::IdentifierType::ExternalId as i32,
         value: "0031X00000ABCDE".into(),
         source: "salesforce".into(),
     };
     assert_eq!(
-        client
-            .lookup_profile(wrong_case)
-            .await
-            .expect_err("external ids are case-sensitive")
-            .code(),
+        client.lookup_profile(wrong_case).await.expect_err("external ids are case-sensitive").code(),
         Code::NotFound
     );
 }

@@ -10,22 +10,15 @@ use crate::{count, create, person, violated_fields};
 
 async fn row_counts(app: &TestApp) -> [i64; 3] {
     let db = app.db.connect().await;
-    [
-        count(&db, "profiles").await,
-        count(&db, "identities").await,
-        count(&db, "outbox").await,
-    ]
+    [count(&db, "profiles").await, count(&db, "identities").await, count(&db, "outbox").await]
 }
 
 #[tokio::test]
 async fn each_bad_input_names_its_field_and_writes_nothing() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let existing = client
-        .create_profile(create(person("Ada", "Lovelace", "ada@example.com")))
-        .await
-        .expect("create")
-        .into_inner();
+    let existing =
+        client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create").into_inner();
     let before = row_counts(&app).await;
 
     let with = |change: fn(&mut pb::Profile)| {
@@ -33,44 +26,20 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
         change(&mut p);
         p
     };
-    let huge_attributes = Struct {
-        fields: [(
-            "blob".to_owned(),
-            Value {
-                kind: Some(Kind::StringValue("x".repeat(70_000))),
-            },
-        )]
-        .into(),
-    };
+    let huge_attributes =
+        Struct { fields: [("blob".to_owned(), Value { kind: Some(Kind::StringValue("x".repeat(70_000))) })].into() };
     let creates: Vec<(&str, pb::Profile)> = vec![
         ("profile.given_name", with(|p| p.given_name = "   ".into())),
-        (
-            "profile.family_name",
-            with(|p| p.family_name = "x".repeat(201)),
-        ),
-        (
-            "profile.emails[0].address",
-            with(|p| p.emails[0].address = "bob@".into()),
-        ),
+        ("profile.family_name", with(|p| p.family_name = "x".repeat(201))),
+        ("profile.emails[0].address", with(|p| p.emails[0].address = "bob@".into())),
         (
             "profile.phones[0].number",
-            with(|p| {
-                p.phones = vec![pb::PhoneNumber {
-                    number: "555-01".into(),
-                    ..Default::default()
-                }]
-            }),
+            with(|p| p.phones = vec![pb::PhoneNumber { number: "555-01".into(), ..Default::default() }]),
         ),
         ("profile.kind", with(|p| p.kind = 99)),
         ("profile.status", with(|p| p.status = 42)),
-        (
-            "profile.status",
-            with(|p| p.status = pb::ProfileStatus::Merged as i32),
-        ),
-        (
-            "profile.birth_date",
-            with(|p| p.birth_date = "14/07/1985".into()),
-        ),
+        ("profile.status", with(|p| p.status = pb::ProfileStatus::Merged as i32)),
+        ("profile.birth_date", with(|p| p.birth_date = "14/07/1985".into())),
         (
             "profile.addresses[0].country_code",
             with(|p| {
@@ -83,31 +52,14 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
         ),
         (
             "profile.external_ids[0].id",
-            with(|p| {
-                p.external_ids = vec![pb::ExternalId {
-                    source: "pos".into(),
-                    id: " ".into(),
-                }]
-            }),
+            with(|p| p.external_ids = vec![pb::ExternalId { source: "pos".into(), id: " ".into() }]),
         ),
-        (
-            "profile.attributes",
-            pb::Profile {
-                attributes: Some(huge_attributes),
-                ..person("Bob", "Byron", "")
-            },
-        ),
-        (
-            "profile.company_name",
-            with(|p| p.kind = pb::ProfileKind::Organization as i32),
-        ),
+        ("profile.attributes", pb::Profile { attributes: Some(huge_attributes), ..person("Bob", "Byron", "") }),
+        ("profile.company_name", with(|p| p.kind = pb::ProfileKind::Organization as i32)),
         ("profile", pb::Profile::default()),
     ];
     for (field, profile) in creates {
-        let status = client
-            .create_profile(create(profile))
-            .await
-            .expect_err(field);
+        let status = client.create_profile(create(profile)).await.expect_err(field);
         assert_eq!(violated_fields(&status), [field], "create: {field}");
     }
     let status = client
@@ -121,56 +73,27 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
 
     let update = |mask: &[&str], etag: &str, profile: pb::Profile| pb::UpdateProfileRequest {
         profile: Some(pb::Profile {
-            id: if profile.id.is_empty() {
-                existing.id.clone()
-            } else {
-                profile.id.clone()
-            },
+            id: if profile.id.is_empty() { existing.id.clone() } else { profile.id.clone() },
             ..profile
         }),
-        update_mask: Some(FieldMask {
-            paths: mask.iter().map(|s| s.to_string()).collect(),
-        }),
+        update_mask: Some(FieldMask { paths: mask.iter().map(|s| s.to_string()).collect() }),
         etag: etag.into(),
         source: String::new(),
     };
     let updates = [
-        (
-            "update_mask",
-            update(&["nickname"], "", pb::Profile::default()),
-        ),
+        ("update_mask", update(&["nickname"], "", pb::Profile::default())),
         ("update_mask", update(&["etag"], "", pb::Profile::default())),
-        (
-            "etag",
-            update(
-                &["segment"],
-                "W/abc",
-                pb::Profile {
-                    segment: "X".into(),
-                    ..Default::default()
-                },
-            ),
-        ),
+        ("etag", update(&["segment"], "W/abc", pb::Profile { segment: "X".into(), ..Default::default() })),
         (
             "profile.id",
             update(
                 &["segment"],
                 "",
-                pb::Profile {
-                    id: "not-a-uuid".into(),
-                    segment: "X".into(),
-                    ..Default::default()
-                },
+                pb::Profile { id: "not-a-uuid".into(), segment: "X".into(), ..Default::default() },
             ),
         ),
-        (
-            "profile.kind",
-            update(&["kind"], "", pb::Profile::default()),
-        ),
-        (
-            "profile.emails[0].address",
-            update(&["emails"], "", person("", "", "not-an-email")),
-        ),
+        ("profile.kind", update(&["kind"], "", pb::Profile::default())),
+        ("profile.emails[0].address", update(&["emails"], "", person("", "", "not-an-email"))),
     ];
     for (field, request) in updates {
         let status = client.update_profile(request).await.expect_err(field);
@@ -178,65 +101,38 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
     }
 
     let checks: Vec<(&str, Result<(), Status>)> = vec![
-        (
-            "id",
-            client
-                .get_profile(pb::GetProfileRequest { id: "nope".into() })
-                .await
-                .map(drop),
-        ),
+        ("id", client.get_profile(pb::GetProfileRequest { id: "nope".into() }).await.map(drop)),
         (
             "ids",
             client
-                .batch_get_profiles(pb::BatchGetProfilesRequest {
-                    ids: vec![existing.id.clone(); 1001],
-                })
+                .batch_get_profiles(pb::BatchGetProfilesRequest { ids: vec![existing.id.clone(); 1001] })
                 .await
                 .map(drop),
         ),
         (
             "ids[1]",
             client
-                .batch_get_profiles(pb::BatchGetProfilesRequest {
-                    ids: vec![existing.id.clone(), "x".into()],
-                })
+                .batch_get_profiles(pb::BatchGetProfilesRequest { ids: vec![existing.id.clone(), "x".into()] })
                 .await
                 .map(drop),
         ),
         (
             "page_token",
             client
-                .list_profiles(pb::ListProfilesRequest {
-                    page_token: "bogus".into(),
-                    ..Default::default()
-                })
+                .list_profiles(pb::ListProfilesRequest { page_token: "bogus".into(), ..Default::default() })
                 .await
                 .map(drop),
         ),
         (
             "page_size",
-            client
-                .list_profiles(pb::ListProfilesRequest {
-                    page_size: -5,
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
+            client.list_profiles(pb::ListProfilesRequest { page_size: -5, ..Default::default() }).await.map(drop),
         ),
-        (
-            "criterion",
-            client
-                .search_profiles(pb::SearchProfilesRequest::default())
-                .await
-                .map(drop),
-        ),
+        ("criterion", client.search_profiles(pb::SearchProfilesRequest::default()).await.map(drop)),
         (
             "name_prefix",
             client
                 .search_profiles(pb::SearchProfilesRequest {
-                    criterion: Some(pb::search_profiles_request::Criterion::NamePrefix(
-                        "%%".into(),
-                    )),
+                    criterion: Some(pb::search_profiles_request::Criterion::NamePrefix("%%".into())),
                     ..Default::default()
                 })
                 .await
@@ -255,11 +151,7 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
         (
             "type",
             client
-                .lookup_profile(pb::LookupProfileRequest {
-                    r#type: 77,
-                    value: "x".into(),
-                    source: String::new(),
-                })
+                .lookup_profile(pb::LookupProfileRequest { r#type: 77, value: "x".into(), source: String::new() })
                 .await
                 .map(drop),
         ),
@@ -277,10 +169,7 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
         (
             "etag",
             client
-                .delete_profile(pb::DeleteProfileRequest {
-                    id: existing.id.clone(),
-                    etag: "zzz".into(),
-                })
+                .delete_profile(pb::DeleteProfileRequest { id: existing.id.clone(), etag: "zzz".into() })
                 .await
                 .map(drop),
         ),
@@ -292,28 +181,13 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
     assert_eq!(row_counts(&app).await, before, "bad requests wrote nothing");
 
     // A page token is bound to the query it came from.
-    client
-        .create_profile(create(person("Page", "Two", "")))
-        .await
-        .expect("second profile");
-    let first = client
-        .list_profiles(pb::ListProfilesRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("list");
+    client.create_profile(create(person("Page", "Two", ""))).await.expect("second profile");
+    let first =
+        client.list_profiles(pb::ListProfilesRequest { page_size: 1, ..Default::default() }).await.expect("list");
     let token = first.into_inner().next_page_token;
     assert!(!token.is_empty());
-    let request = pb::ListProfilesRequest {
-        page_size: 1,
-        page_token: token,
-        show_deleted: true,
-    };
-    let status = client
-        .list_profiles(request)
-        .await
-        .expect_err("token of another query");
+    let request = pb::ListProfilesRequest { page_size: 1, page_token: token, show_deleted: true };
+    let status = client.list_profiles(request).await.expect_err("token of another query");
     assert_eq!(violated_fields(&status), ["page_token"]);
 }
 
@@ -322,51 +196,24 @@ async fn all_bad_fields_of_one_request_are_reported_together() {
     let app = TestApp::spawn().await;
     let mut profile = person(" ", "x", "bad@");
     profile.birth_date = "yesterday".into();
-    let status = app
-        .agent()
-        .create_profile(create(profile))
-        .await
-        .expect_err("invalid");
+    let status = app.agent().create_profile(create(profile)).await.expect_err("invalid");
     let mut fields = violated_fields(&status);
     fields.sort();
-    assert_eq!(
-        fields,
-        [
-            "profile.birth_date",
-            "profile.emails[0].address",
-            "profile.given_name"
-        ]
-    );
+    assert_eq!(fields, ["profile.birth_date", "profile.emails[0].address", "profile.given_name"]);
 }
 
 #[tokio::test]
 async fn oversized_requests_are_refused_before_they_are_processed() {
-    let app = TestApp::spawn_with(
-        c360_tests::TestDb::postgres().await,
-        &["--max-request-bytes", "65536"],
-    )
-    .await;
+    let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &["--max-request-bytes", "65536"]).await;
     let ids = vec![uuid::Uuid::now_v7().to_string(); 2000];
-    let status = app
-        .agent()
-        .batch_get_profiles(pb::BatchGetProfilesRequest { ids })
-        .await
-        .expect_err("too large");
+    let status = app.agent().batch_get_profiles(pb::BatchGetProfilesRequest { ids }).await.expect_err("too large");
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert_eq!(row_counts(&app).await, [0, 0, 0]);
 }
 
 #[tokio::test]
 async fn calls_past_the_request_timeout_are_cancelled() {
-    let app = TestApp::spawn_with(
-        c360_tests::TestDb::postgres().await,
-        &["--request-timeout", "1ns"],
-    )
-    .await;
-    let status = app
-        .agent()
-        .create_profile(create(person("Ada", "Lovelace", "")))
-        .await
-        .expect_err("timed out");
+    let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &["--request-timeout", "1ns"]).await;
+    let status = app.agent().create_profile(create(person("Ada", "Lovelace", ""))).await.expect_err("timed out");
     assert_eq!(status.code(), Code::Cancelled, "{status:?}");
 }

@@ -42,8 +42,7 @@ pub const TENANT: &str = "acme";
 
 /// PostgreSQL server URL (any database); `C360_TEST_POSTGRES_URL` overrides.
 pub fn postgres_url() -> String {
-    std::env::var("C360_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
+    std::env::var("C360_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
 }
 
 /// A database that exists for one test.
@@ -66,38 +65,26 @@ impl TestDb {
             let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
             match admin.execute_unprepared(&sql).await {
                 Ok(_) => break,
-                Err(e)
-                    if attempt < 50 && e.to_string().contains("being accessed by other users") =>
-                {
+                Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("cannot create test database: {e}"),
             }
         }
         let _ = admin.close().await;
-        Self {
-            url: database_url(&name),
-            postgres_name: Some(name),
-            _dir: None,
-        }
+        Self { url: database_url(&name), postgres_name: Some(name), _dir: None }
     }
 
     /// A fresh SQLite file in a temporary directory (the embedded default).
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("c360.db").display());
-        Self {
-            url,
-            postgres_name: None,
-            _dir: Some(dir),
-        }
+        Self { url, postgres_name: None, _dir: Some(dir) }
     }
 
     /// A connection for asserting on stored rows.
     pub async fn connect(&self) -> DatabaseConnection {
-        Database::connect(&self.url)
-            .await
-            .expect("connect to test database")
+        Database::connect(&self.url).await.expect("connect to test database")
     }
 }
 
@@ -108,15 +95,10 @@ impl Drop for TestDb {
         };
         // Drop runs outside async context: use a private runtime on a thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 let admin = connect_admin().await;
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .await;
+                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                 let _ = admin.close().await;
             });
         })
@@ -126,18 +108,14 @@ impl Drop for TestDb {
 
 fn database_url(name: &str) -> String {
     let base = postgres_url();
-    let root = base
-        .rsplit_once('/')
-        .map_or(base.as_str(), |(root, _)| root);
+    let root = base.rsplit_once('/').map_or(base.as_str(), |(root, _)| root);
     format!("{root}/{name}")
 }
 
 async fn connect_admin() -> DatabaseConnection {
     let mut options = sea_orm::ConnectOptions::new(postgres_url());
     options.max_connections(1).sqlx_logging(false);
-    Database::connect(options)
-        .await
-        .expect("PostgreSQL must run (see README.md)")
+    Database::connect(options).await.expect("PostgreSQL must run (see README.md)")
 }
 
 /// Creates the migrated template for the current migration set once.
@@ -148,10 +126,7 @@ async fn ensure_template() -> String {
     }
     let template = format!("c360_tpl_{:016x}", hasher.finish());
     let admin = connect_admin().await;
-    admin
-        .execute_unprepared("SELECT pg_advisory_lock(360360)")
-        .await
-        .expect("advisory lock");
+    admin.execute_unprepared("SELECT pg_advisory_lock(360360)").await.expect("advisory lock");
     let exists = admin
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -164,30 +139,17 @@ async fn ensure_template() -> String {
         // Migrate under a temporary name and rename, so a half-built template
         // is never copied.
         let building = format!("{template}_building");
-        admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{building}\""))
-            .await
-            .expect("drop");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{building}\""))
-            .await
-            .expect("create template");
-        let db = Database::connect(database_url(&building))
-            .await
-            .expect("connect template");
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{building}\"")).await.expect("drop");
+        admin.execute_unprepared(&format!("CREATE DATABASE \"{building}\"")).await.expect("create template");
+        let db = Database::connect(database_url(&building)).await.expect("connect template");
         Migrator::up(&db, None).await.expect("migrate template");
         db.close().await.expect("close template");
         admin
-            .execute_unprepared(&format!(
-                "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
-            ))
+            .execute_unprepared(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
             .await
             .expect("rename template");
     }
-    admin
-        .execute_unprepared("SELECT pg_advisory_unlock(360360)")
-        .await
-        .expect("unlock");
+    admin.execute_unprepared("SELECT pg_advisory_unlock(360360)").await.expect("unlock");
     let _ = admin.close().await;
     template
 }
@@ -199,9 +161,7 @@ pub struct Bearer(Option<MetadataValue<Ascii>>);
 impl Bearer {
     /// Sends `token`.
     pub fn new(token: &str) -> Self {
-        Self(Some(
-            format!("Bearer {token}").parse().expect("ascii token"),
-        ))
+        Self(Some(format!("Bearer {token}").parse().expect("ascii token")))
     }
 
     /// Sends no credentials.
@@ -213,9 +173,7 @@ impl Bearer {
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
+            request.metadata_mut().insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -280,28 +238,15 @@ impl TestApp {
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to app");
-        Self {
-            grpc_addr,
-            http_addr,
-            db,
-            keys,
-            channel,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
+        let channel =
+            Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect to app");
+        Self { grpc_addr, http_addr, db, keys, channel, shutdown: Some(tx), task: Some(task) }
     }
 
     /// A token for `tenant` with `roles`, signed with the test secret.
     pub fn token(&self, tenant: &str, roles: &[Role]) -> String {
         let tenant = TenantId::parse(tenant).expect("tenant");
-        self.keys
-            .mint("test-user", &tenant, roles, Duration::from_secs(600))
-            .expect("mint")
+        self.keys.mint("test-user", &tenant, roles, Duration::from_secs(600)).expect("mint")
     }
 
     /// A client sending `token`.
@@ -361,17 +306,10 @@ impl Drop for TestApp {
 
 /// Keys verifying the test secret, for crafting tokens by hand.
 pub fn test_keys() -> JwtKeys {
-    JwtKeys::load(
-        &KeySource::Secret(SecretString::from(TEST_SECRET)),
-        ISSUER,
-        AUDIENCE,
-    )
-    .expect("keys")
+    JwtKeys::load(&KeySource::Secret(SecretString::from(TEST_SECRET)), ISSUER, AUDIENCE).expect("keys")
 }
 
 /// A file in `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }

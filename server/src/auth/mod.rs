@@ -30,14 +30,7 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Self; 6] = [
-        Self::Admin,
-        Self::Steward,
-        Self::Agent,
-        Self::Marketer,
-        Self::Analyst,
-        Self::Service,
-    ];
+    pub const ALL: [Self; 6] = [Self::Admin, Self::Steward, Self::Agent, Self::Marketer, Self::Analyst, Self::Service];
 
     /// The name used in tokens.
     pub fn as_str(self) -> &'static str {
@@ -53,9 +46,7 @@ impl Role {
 
     /// Parses a token role name (case-insensitive).
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|role| role.as_str().eq_ignore_ascii_case(raw))
+        Self::ALL.into_iter().find(|role| role.as_str().eq_ignore_ascii_case(raw))
     }
 
     /// What this role may do: the one table of access.
@@ -91,18 +82,11 @@ pub struct Caller {
 impl Caller {
     /// Succeeds when one of the caller's roles grants `permission`.
     pub fn require(&self, permission: Permission) -> Result<(), DomainError> {
-        if self
-            .roles
-            .iter()
-            .any(|role| role.permissions().contains(&permission))
-        {
+        if self.roles.iter().any(|role| role.permissions().contains(&permission)) {
             Ok(())
         } else {
             let roles: Vec<_> = self.roles.iter().map(|r| r.as_str()).collect();
-            Err(DomainError::PermissionDenied(format!(
-                "roles [{}] do not allow {permission:?}",
-                roles.join(", ")
-            )))
+            Err(DomainError::PermissionDenied(format!("roles [{}] do not allow {permission:?}", roles.join(", "))))
         }
     }
 }
@@ -114,27 +98,13 @@ mod tests {
     #[test]
     fn role_table_grants_writes_to_writers_only() {
         for role in Role::ALL {
-            let caller = Caller {
-                subject: "s".into(),
-                tenant: TenantId::parse("t").expect("tenant"),
-                roles: vec![role],
-            };
-            assert!(
-                caller.require(Permission::ReadProfiles).is_ok(),
-                "{role:?} reads"
-            );
+            let caller =
+                Caller { subject: "s".into(), tenant: TenantId::parse("t").expect("tenant"), roles: vec![role] };
+            assert!(caller.require(Permission::ReadProfiles).is_ok(), "{role:?} reads");
             let writes = matches!(role, Role::Admin | Role::Agent | Role::Service);
-            assert_eq!(
-                caller.require(Permission::WriteProfiles).is_ok(),
-                writes,
-                "{role:?} writes"
-            );
+            assert_eq!(caller.require(Permission::WriteProfiles).is_ok(), writes, "{role:?} writes");
         }
-        let nobody = Caller {
-            subject: "s".into(),
-            tenant: TenantId::parse("t").expect("tenant"),
-            roles: vec![],
-        };
+        let nobody = Caller { subject: "s".into(), tenant: TenantId::parse("t").expect("tenant"), roles: vec![] };
         assert!(nobody.require(Permission::ReadProfiles).is_err());
     }
 }

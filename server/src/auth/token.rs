@@ -88,34 +88,22 @@ impl JwtKeys {
                     secret.len() >= MIN_SECRET_BYTES,
                     "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
                 );
-                (
-                    DecodingKey::from_secret(secret),
-                    Some(EncodingKey::from_secret(secret)),
-                    Algorithm::HS256,
-                )
+                (DecodingKey::from_secret(secret), Some(EncodingKey::from_secret(secret)), Algorithm::HS256)
             }
             KeySource::LocalSecret(dir) => {
                 let secret = local_secret(dir)?;
                 let bytes = secret.expose_secret().as_bytes();
-                (
-                    DecodingKey::from_secret(bytes),
-                    Some(EncodingKey::from_secret(bytes)),
-                    Algorithm::HS256,
-                )
+                (DecodingKey::from_secret(bytes), Some(EncodingKey::from_secret(bytes)), Algorithm::HS256)
             }
             KeySource::PublicKeyFile(path) => {
-                let pem = fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read JWT public key {}: {e}", path.display())
-                })?;
+                let pem = fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read JWT public key {}: {e}", path.display()))?;
                 if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
                     (key, None, Algorithm::RS256)
                 } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
                     (key, None, Algorithm::ES256)
                 } else {
-                    anyhow::bail!(
-                        "{} is neither an RSA nor an EC public key in PEM",
-                        path.display()
-                    );
+                    anyhow::bail!("{} is neither an RSA nor an EC public key in PEM", path.display());
                 }
             }
         };
@@ -126,14 +114,7 @@ impl JwtKeys {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
-        Ok(Self {
-            decoding,
-            encoding,
-            validation,
-            algorithm,
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
-        })
+        Ok(Self { decoding, encoding, validation, algorithm, issuer: issuer.to_owned(), audience: audience.to_owned() })
     }
 
     /// Verifies a bearer token and returns the caller it names.
@@ -141,31 +122,18 @@ impl JwtKeys {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
-        let tenant = TenantId::parse(&claims.tenant)
-            .map_err(|e| TokenError::Invalid(format!("tenant claim {e}")))?;
+        let tenant = TenantId::parse(&claims.tenant).map_err(|e| TokenError::Invalid(format!("tenant claim {e}")))?;
         if claims.sub.is_empty() {
             return Err(TokenError::Invalid("empty sub claim".into()));
         }
         let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
-        Ok(Caller {
-            subject: claims.sub,
-            tenant,
-            roles,
-        })
+        Ok(Caller { subject: claims.sub, tenant, roles })
     }
 
     /// Mints a token for local use; only possible with an HS256 secret.
-    pub fn mint(
-        &self,
-        subject: &str,
-        tenant: &TenantId,
-        roles: &[Role],
-        ttl: Duration,
-    ) -> anyhow::Result<String> {
+    pub fn mint(&self, subject: &str, tenant: &TenantId, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
         let Some(key) = &self.encoding else {
-            anyhow::bail!(
-                "tokens can be minted only with an HS256 secret; this server verifies with a public key"
-            );
+            anyhow::bail!("tokens can be minted only with an HS256 secret; this server verifies with a public key");
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
@@ -177,11 +145,7 @@ impl JwtKeys {
             exp: now + ttl.as_secs(),
             iat: now,
         };
-        Ok(jsonwebtoken::encode(
-            &Header::new(self.algorithm),
-            &claims,
-            key,
-        )?)
+        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)?)
     }
 }
 
@@ -190,11 +154,7 @@ fn local_secret(dir: &Path) -> anyhow::Result<SecretString> {
     let path = dir.join(LOCAL_SECRET_FILE);
     if let Ok(text) = fs::read_to_string(&path) {
         let secret = text.trim().to_owned();
-        anyhow::ensure!(
-            secret.len() >= MIN_SECRET_BYTES,
-            "{} is too short; delete it to regenerate",
-            path.display()
-        );
+        anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{} is too short; delete it to regenerate", path.display());
         return Ok(SecretString::from(secret));
     }
     fs::create_dir_all(dir)?;
@@ -211,9 +171,9 @@ fn local_secret(dir: &Path) -> anyhow::Result<SecretString> {
             Ok(SecretString::from(secret))
         }
         // Another process (a concurrent `c360 token`) won the race: use its secret.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(SecretString::from(
-            fs::read_to_string(&path)?.trim().to_owned(),
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(SecretString::from(fs::read_to_string(&path)?.trim().to_owned()))
+        }
         Err(e) => Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
     }
 }

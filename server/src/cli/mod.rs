@@ -69,8 +69,7 @@ impl Cli {
                 Ok(())
             }
             Command::Token(args) => {
-                let tenant =
-                    TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;
+                let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;
                 let roles = args
                     .roles
                     .iter()
@@ -94,19 +93,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         "the configured database".to_owned()
     };
-    println!(
-        "c360 is serving gRPC on {} and HTTP on {} ({database})",
-        app.grpc_addr(),
-        app.http_addr()
-    );
-    println!(
-        "get a token:  c360 token --data-dir {} --tenant demo --role admin",
-        data_dir.display()
-    );
-    println!(
-        "call it:      grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list",
-        app.grpc_addr()
-    );
+    println!("c360 is serving gRPC on {} and HTTP on {} ({database})", app.grpc_addr(), app.http_addr());
+    println!("get a token:  c360 token --data-dir {} --tenant demo --role admin", data_dir.display());
+    println!("call it:      grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list", app.grpc_addr());
     app.run_until(shutdown_signal()).await
 }
 

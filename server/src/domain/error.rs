@@ -15,10 +15,7 @@ pub struct FieldViolation {
 impl FieldViolation {
     /// A violation of `field`.
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
+        Self { field: field.into(), description: description.into() }
     }
 }
 
@@ -84,19 +81,12 @@ impl DomainError {
 
     /// NOT_FOUND for a profile id.
     pub fn profile_not_found(id: impl ToString) -> Self {
-        Self::NotFound {
-            resource: "profile",
-            id: id.to_string(),
-        }
+        Self::NotFound { resource: "profile", id: id.to_string() }
     }
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
 }
 
 /// Collects field violations so a request reports all its bad fields at once.
@@ -137,11 +127,7 @@ impl Violations {
 
     /// `Ok(value)` when nothing was recorded, else INVALID_ARGUMENT with all of them.
     pub fn into_result<T>(self, value: T) -> Result<T, DomainError> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(DomainError::InvalidArgument(self.0))
-        }
+        if self.0.is_empty() { Ok(value) } else { Err(DomainError::InvalidArgument(self.0)) }
     }
 
     /// Whether nothing was recorded.

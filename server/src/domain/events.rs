@@ -56,14 +56,8 @@ impl DomainEvent {
 pub fn profile_created(profile: &Profile, actor: &str) -> DomainEvent {
     let data = &profile.data;
     let name = match (&data.company_name, &data.given_name, &data.family_name) {
-        (Some(company), _, _) if data.kind == super::profile::ProfileKind::Organization => {
-            company.clone()
-        }
-        (_, given, family) => [given.as_deref(), family.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" "),
+        (Some(company), _, _) if data.kind == super::profile::ProfileKind::Organization => company.clone(),
+        (_, given, family) => [given.as_deref(), family.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" "),
     };
     DomainEvent {
         event_id: Uuid::now_v7(),

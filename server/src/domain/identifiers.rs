@@ -58,13 +58,7 @@ impl fmt::Display for IdentifierKey {
         if self.namespace.is_empty() {
             write!(f, "{}:{}", self.id_type.as_str(), self.value)
         } else {
-            write!(
-                f,
-                "{}:{}:{}",
-                self.id_type.as_str(),
-                self.namespace,
-                self.value
-            )
+            write!(f, "{}:{}:{}", self.id_type.as_str(), self.namespace, self.value)
         }
     }
 }
@@ -80,10 +74,7 @@ pub struct NormalizationPolicy {
 
 impl Default for NormalizationPolicy {
     fn default() -> Self {
-        Self {
-            default_region: country::Id::US,
-            strip_plus_tags: true,
-        }
+        Self { default_region: country::Id::US, strip_plus_tags: true }
     }
 }
 
@@ -123,8 +114,7 @@ impl NormalizationPolicy {
                     && !label.ends_with('-')
                     && label.chars().all(|c| c.is_alphanumeric() || c == '-')
             });
-        if !dotted_domain || local.contains('"') || !email_address::EmailAddress::is_valid(&address)
-        {
+        if !dotted_domain || local.contains('"') || !email_address::EmailAddress::is_valid(&address) {
             return Err(invalid());
         }
         let key_local = match local.split_once('+') {
@@ -183,10 +173,7 @@ pub fn normalize_source(raw: &str) -> Result<String, String> {
     if source.len() > MAX_SOURCE_LEN {
         return Err(format!("longer than {MAX_SOURCE_LEN} characters"));
     }
-    if !source
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !source.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return Err("may hold only letters, digits, '-', '_' and '.'".into());
     }
     Ok(source)
@@ -213,16 +200,9 @@ pub fn normalize_external_id(raw: &str) -> Result<String, String> {
 pub fn fold_for_search(raw: &str) -> String {
     // Apostrophes join (O'Brien → obrien, as people type it); other
     // punctuation separates words (Smith-Jones → smith jones).
-    let ascii: String = deunicode::deunicode(raw)
-        .to_lowercase()
-        .chars()
-        .filter(|c| !matches!(c, '\'' | '`'))
-        .collect();
+    let ascii: String = deunicode::deunicode(raw).to_lowercase().chars().filter(|c| !matches!(c, '\'' | '`')).collect();
     let mut folded = String::with_capacity(ascii.len());
-    for word in ascii
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in ascii.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
         if !folded.is_empty() {
             folded.push(' ');
         }
@@ -239,52 +219,19 @@ mod tests {
     fn emails_normalize_as_documented() {
         let policy = NormalizationPolicy::default();
         let cases = [
-            (
-                "john.doe@example.com",
-                "john.doe@example.com",
-                "john.doe@example.com",
-            ),
-            (
-                "  John.Doe@Example.COM ",
-                "john.doe@example.com",
-                "john.doe@example.com",
-            ),
-            (
-                "jane+shop@example.com",
-                "jane+shop@example.com",
-                "jane@example.com",
-            ),
-            (
-                "JANE+News+x@Mail.Example.org",
-                "jane+news+x@mail.example.org",
-                "jane@mail.example.org",
-            ),
+            ("john.doe@example.com", "john.doe@example.com", "john.doe@example.com"),
+            ("  John.Doe@Example.COM ", "john.doe@example.com", "john.doe@example.com"),
+            ("jane+shop@example.com", "jane+shop@example.com", "jane@example.com"),
+            ("JANE+News+x@Mail.Example.org", "jane+news+x@mail.example.org", "jane@mail.example.org"),
             ("+tag@example.com", "+tag@example.com", "+tag@example.com"),
-            (
-                "o'brien@example.ie",
-                "o'brien@example.ie",
-                "o'brien@example.ie",
-            ),
+            ("o'brien@example.ie", "o'brien@example.ie", "o'brien@example.ie"),
         ];
         for (raw, address, key) in cases {
             let email = policy.email(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
-            assert_eq!(
-                (email.address.as_str(), email.key.as_str()),
-                (address, key),
-                "{raw}"
-            );
+            assert_eq!((email.address.as_str(), email.key.as_str()), (address, key), "{raw}");
         }
-        let keep = NormalizationPolicy {
-            strip_plus_tags: false,
-            ..Default::default()
-        };
-        assert_eq!(
-            keep.email("jane+shop@example.com")
-                .map(|e| e.key)
-                .ok()
-                .as_deref(),
-            Some("jane+shop@example.com")
-        );
+        let keep = NormalizationPolicy { strip_plus_tags: false, ..Default::default() };
+        assert_eq!(keep.email("jane+shop@example.com").map(|e| e.key).ok().as_deref(), Some("jane+shop@example.com"));
     }
 
     #[test]
@@ -328,45 +275,25 @@ mod tests {
         for (raw, e164) in cases {
             assert_eq!(policy.phone(raw).as_deref(), Ok(e164), "{raw}");
         }
-        let uk = NormalizationPolicy {
-            default_region: country::Id::GB,
-            ..Default::default()
-        };
+        let uk = NormalizationPolicy { default_region: country::Id::GB, ..Default::default() };
         assert_eq!(uk.phone("020 7946 0958").as_deref(), Ok("+442079460958"));
     }
 
     #[test]
     fn malformed_phones_are_refused() {
         let policy = NormalizationPolicy::default();
-        for raw in [
-            "",
-            "abc",
-            "123",
-            "+1 000 000 0000",
-            "555-2671",
-            "+999 1234 5678",
-            &"1".repeat(41),
-        ] {
+        for raw in ["", "abc", "123", "+1 000 000 0000", "555-2671", "+999 1234 5678", &"1".repeat(41)] {
             assert!(policy.phone(raw).is_err(), "{raw:?} was accepted");
         }
     }
 
     #[test]
     fn sources_and_external_ids_normalize() {
-        assert_eq!(
-            normalize_source(" Salesforce ").as_deref(),
-            Ok("salesforce")
-        );
-        assert_eq!(
-            normalize_source("pos_eu-1.store").as_deref(),
-            Ok("pos_eu-1.store")
-        );
+        assert_eq!(normalize_source(" Salesforce ").as_deref(), Ok("salesforce"));
+        assert_eq!(normalize_source("pos_eu-1.store").as_deref(), Ok("pos_eu-1.store"));
         assert!(normalize_source("sales force").is_err());
         assert!(normalize_source("").is_err());
-        assert_eq!(
-            normalize_external_id(" 0031x00000AbCdE ").as_deref(),
-            Ok("0031x00000AbCdE")
-        );
+        assert_eq!(normalize_external_id(" 0031x00000AbCdE ").as_deref(), Ok("0031x00000AbCdE"));
         assert!(normalize_external_id(" ").is_err());
         assert!(normalize_external_id("a\nb").is_err());
     }

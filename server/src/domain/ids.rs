@@ -17,10 +17,7 @@ impl TenantId {
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
             return Err(format!("must be 1 to {} characters", Self::MAX_LEN));
         }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
+        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
             return Err("may hold only ASCII letters, digits, '-', '_' and '.'".into());
         }
         Ok(Self(raw.to_owned()))
@@ -53,9 +50,7 @@ impl ProfileId {
         if raw.is_empty() {
             return Err("required".into());
         }
-        Uuid::try_parse(raw)
-            .map(Self)
-            .map_err(|_| format!("'{}' is not a UUID", truncate(raw)))
+        Uuid::try_parse(raw).map(Self).map_err(|_| format!("'{}' is not a UUID", truncate(raw)))
     }
 
     /// The underlying UUID.

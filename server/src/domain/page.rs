@@ -28,26 +28,14 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// Validates `page_size` and `page_token` for the query named by `fingerprint`.
-    pub fn parse(
-        page_size: i32,
-        page_token: &str,
-        fingerprint: String,
-    ) -> Result<Self, DomainError> {
+    pub fn parse(page_size: i32, page_token: &str, fingerprint: String) -> Result<Self, DomainError> {
         let size = match page_size {
             0 => DEFAULT_PAGE_SIZE,
             n if n < 0 => return Err(DomainError::invalid("page_size", "must not be negative")),
             n => (n as u64).min(MAX_PAGE_SIZE),
         };
-        let after = if page_token.is_empty() {
-            None
-        } else {
-            Some(decode(page_token, &fingerprint)?)
-        };
-        Ok(Self {
-            size,
-            after,
-            fingerprint,
-        })
+        let after = if page_token.is_empty() { None } else { Some(decode(page_token, &fingerprint)?) };
+        Ok(Self { size, after, fingerprint })
     }
 
     /// The token for the page after one that ended at `last`.
@@ -58,13 +46,9 @@ impl PageRequest {
 
 fn decode(token: &str, fingerprint: &str) -> Result<ProfileId, DomainError> {
     let invalid = |why: &str| DomainError::invalid("page_token", why);
-    let bytes = URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid("not a page token of this service"))?;
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid("not a page token of this service"))?;
     let text = String::from_utf8(bytes).map_err(|_| invalid("not a page token of this service"))?;
-    let (bound_to, last) = text
-        .rsplit_once('\n')
-        .ok_or_else(|| invalid("not a page token of this service"))?;
+    let (bound_to, last) = text.rsplit_once('\n').ok_or_else(|| invalid("not a page token of this service"))?;
     if bound_to != fingerprint {
         return Err(invalid("belongs to a different query"));
     }
@@ -80,20 +64,10 @@ mod tests {
         let page = PageRequest::parse(10, "", "list".into()).expect("first page");
         let last = ProfileId::generate();
         let token = page.next_token(last);
-        assert_eq!(
-            PageRequest::parse(10, &token, "list".into())
-                .ok()
-                .and_then(|p| p.after),
-            Some(last)
-        );
+        assert_eq!(PageRequest::parse(10, &token, "list".into()).ok().and_then(|p| p.after), Some(last));
         assert!(PageRequest::parse(10, &token, "name:ada".into()).is_err());
         assert!(PageRequest::parse(10, "garbage!", "list".into()).is_err());
         assert!(PageRequest::parse(-1, "", "list".into()).is_err());
-        assert_eq!(
-            PageRequest::parse(5000, "", "list".into())
-                .map(|p| p.size)
-                .ok(),
-            Some(MAX_PAGE_SIZE)
-        );
+        assert_eq!(PageRequest::parse(5000, "", "list".into()).map(|p| p.size).ok(), Some(MAX_PAGE_SIZE));
     }
 }

@@ -11,8 +11,7 @@ use super::{
     ProfileId, TenantId,
     error::{DomainError, Violations},
     identifiers::{
-        IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_external_id,
-        normalize_source,
+        IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_external_id, normalize_source,
     },
 };
 
@@ -328,10 +327,7 @@ pub fn parse_etag(raw: &str) -> Result<Option<i64>, DomainError> {
     }
     match raw.trim_matches('"').parse::<i64>() {
         Ok(version) if version > 0 => Ok(Some(version)),
-        _ => Err(DomainError::invalid(
-            "etag",
-            "not an etag returned by this service",
-        )),
+        _ => Err(DomainError::invalid("etag", "not an etag returned by this service")),
     }
 }
 
@@ -454,41 +450,31 @@ impl ProfileInput {
                     Choice::Set(ProfileStatus::Inactive) => {
                         violations.add(path, "a profile becomes INACTIVE through DeleteProfile")
                     }
-                    Choice::Set(other) => violations.add(
-                        path,
-                        format!("{} is set by the service only", other.as_str()),
-                    ),
+                    Choice::Set(other) => {
+                        violations.add(path, format!("{} is set by the service only", other.as_str()))
+                    }
                     Choice::Unset if creating => {}
                     Choice::Unset => violations.add(path, "required"),
                     Choice::Unknown(n) => violations.add(path, format!("unknown status {n}")),
                 },
                 ProfileField::GivenName => {
-                    data.given_name = violations
-                        .check(&path, text(&self.given_name, limits::NAME))
-                        .flatten();
+                    data.given_name = violations.check(&path, text(&self.given_name, limits::NAME)).flatten();
                 }
                 ProfileField::FamilyName => {
-                    data.family_name = violations
-                        .check(&path, text(&self.family_name, limits::NAME))
-                        .flatten();
+                    data.family_name = violations.check(&path, text(&self.family_name, limits::NAME)).flatten();
                 }
                 ProfileField::CompanyName => {
-                    data.company_name = violations
-                        .check(&path, text(&self.company_name, limits::COMPANY_NAME))
-                        .flatten();
+                    data.company_name =
+                        violations.check(&path, text(&self.company_name, limits::COMPANY_NAME)).flatten();
                 }
                 ProfileField::Segment => {
-                    data.segment = violations
-                        .check(&path, text(&self.segment, limits::SEGMENT))
-                        .flatten();
+                    data.segment = violations.check(&path, text(&self.segment, limits::SEGMENT)).flatten();
                 }
                 ProfileField::Emails => data.emails = self.valid_emails(&path, policy, violations),
                 ProfileField::Phones => data.phones = self.valid_phones(&path, policy, violations),
                 ProfileField::Addresses => data.addresses = self.valid_addresses(&path, violations),
                 ProfileField::BirthDate => {
-                    data.birth_date = violations
-                        .check(&path, birth_date(&self.birth_date))
-                        .flatten();
+                    data.birth_date = violations.check(&path, birth_date(&self.birth_date)).flatten();
                 }
                 ProfileField::PrimaryContactId => {
                     data.primary_contact_id = if self.primary_contact_id.is_empty() {
@@ -511,12 +497,7 @@ impl ProfileInput {
         data
     }
 
-    fn valid_emails(
-        &self,
-        path: &str,
-        policy: &NormalizationPolicy,
-        v: &mut Violations,
-    ) -> Vec<Email> {
+    fn valid_emails(&self, path: &str, policy: &NormalizationPolicy, v: &mut Violations) -> Vec<Email> {
         if self.emails.len() > limits::CONTACTS {
             v.add(path, format!("at most {} emails", limits::CONTACTS));
             return Vec::new();
@@ -526,22 +507,13 @@ impl ProfileInput {
             let address = v.check(format!("{path}[{i}].address"), policy.email(&email.address));
             let label = v.check(format!("{path}[{i}].label"), label(&email.label));
             if let (Some(address), Some(label)) = (address, label) {
-                emails.push(Email {
-                    address: address.address,
-                    label,
-                    primary: email.primary,
-                });
+                emails.push(Email { address: address.address, label, primary: email.primary });
             }
         }
         emails
     }
 
-    fn valid_phones(
-        &self,
-        path: &str,
-        policy: &NormalizationPolicy,
-        v: &mut Violations,
-    ) -> Vec<Phone> {
+    fn valid_phones(&self, path: &str, policy: &NormalizationPolicy, v: &mut Violations) -> Vec<Phone> {
         if self.phones.len() > limits::CONTACTS {
             v.add(path, format!("at most {} phones", limits::CONTACTS));
             return Vec::new();
@@ -551,11 +523,7 @@ impl ProfileInput {
             let number = v.check(format!("{path}[{i}].number"), policy.phone(&phone.number));
             let label = v.check(format!("{path}[{i}].label"), label(&phone.label));
             if let (Some(number), Some(label)) = (number, label) {
-                phones.push(Phone {
-                    number,
-                    label,
-                    primary: phone.primary,
-                });
+                phones.push(Phone { number, label, primary: phone.primary });
             }
         }
         phones
@@ -570,43 +538,27 @@ impl ProfileInput {
         for (i, raw) in self.addresses.iter().enumerate() {
             let at = |part: &str| format!("{path}[{i}].{part}");
             let part = |v: &mut Violations, name: &str, value: &str| {
-                v.check(at(name), text(value, limits::ADDRESS_PART))
-                    .flatten()
-                    .unwrap_or_default()
+                v.check(at(name), text(value, limits::ADDRESS_PART)).flatten().unwrap_or_default()
             };
             if raw.lines.len() > limits::ADDRESS_LINES {
-                v.add(
-                    at("lines"),
-                    format!("at most {} lines", limits::ADDRESS_LINES),
-                );
+                v.add(at("lines"), format!("at most {} lines", limits::ADDRESS_LINES));
             }
             let lines: Vec<String> = raw
                 .lines
                 .iter()
                 .enumerate()
-                .filter_map(|(n, line)| {
-                    v.check(at(&format!("lines[{n}]")), text(line, limits::ADDRESS_PART))
-                        .flatten()
-                })
+                .filter_map(|(n, line)| v.check(at(&format!("lines[{n}]")), text(line, limits::ADDRESS_PART)).flatten())
                 .collect();
             let address = PostalAddress {
                 lines,
                 locality: part(v, "locality", &raw.locality),
                 region: part(v, "region", &raw.region),
                 postal_code: part(v, "postal_code", &raw.postal_code),
-                country_code: v
-                    .check(at("country_code"), country_code(&raw.country_code))
-                    .unwrap_or_default(),
+                country_code: v.check(at("country_code"), country_code(&raw.country_code)).unwrap_or_default(),
                 label: v.check(at("label"), label(&raw.label)).unwrap_or_default(),
             };
-            if address.lines.is_empty()
-                && address.locality.is_empty()
-                && address.postal_code.is_empty()
-            {
-                v.add(
-                    format!("{path}[{i}]"),
-                    "an address needs a line, a locality or a postal code",
-                );
+            if address.lines.is_empty() && address.locality.is_empty() && address.postal_code.is_empty() {
+                v.add(format!("{path}[{i}]"), "an address needs a line, a locality or a postal code");
             }
             addresses.push(address);
         }
@@ -615,10 +567,7 @@ impl ProfileInput {
 
     fn valid_external_ids(&self, path: &str, v: &mut Violations) -> Vec<ExternalId> {
         if self.external_ids.len() > limits::EXTERNAL_IDS {
-            v.add(
-                path,
-                format!("at most {} external ids", limits::EXTERNAL_IDS),
-            );
+            v.add(path, format!("at most {} external ids", limits::EXTERNAL_IDS));
             return Vec::new();
         }
         let mut ids = Vec::with_capacity(self.external_ids.len());
@@ -642,10 +591,7 @@ impl ProfileData {
                 violations.add("profile.company_name", "required for an organization");
             }
             ProfileKind::Person if self.primary_contact_id.is_some() => {
-                violations.add(
-                    "profile.primary_contact_id",
-                    "only an organization has a primary contact",
-                );
+                violations.add("profile.primary_contact_id", "only an organization has a primary contact");
             }
             ProfileKind::Person
                 if self.given_name.is_none()
@@ -654,10 +600,7 @@ impl ProfileData {
                     && self.phones.is_empty()
                     && self.external_ids.is_empty() =>
             {
-                violations.add(
-                    "profile",
-                    "a person needs a name, an email, a phone or an external id",
-                );
+                violations.add("profile", "a person needs a name, an email, a phone or an external id");
             }
             _ => {}
         }
@@ -681,23 +624,13 @@ impl ProfileData {
     /// with the request path it came from.
     pub fn identity_keys(&self, policy: &NormalizationPolicy) -> Vec<(IdentifierKey, String)> {
         let emails = self.emails.iter().enumerate().map(|(i, email)| {
-            let value = policy
-                .email(&email.address)
-                .map(|e| e.key)
-                .unwrap_or_else(|_| email.address.clone());
-            let key = IdentifierKey {
-                id_type: IdentifierType::Email,
-                namespace: String::new(),
-                value,
-            };
+            let value = policy.email(&email.address).map(|e| e.key).unwrap_or_else(|_| email.address.clone());
+            let key = IdentifierKey { id_type: IdentifierType::Email, namespace: String::new(), value };
             (key, format!("profile.emails[{i}].address"))
         });
         let phones = self.phones.iter().enumerate().map(|(i, phone)| {
-            let key = IdentifierKey {
-                id_type: IdentifierType::Phone,
-                namespace: String::new(),
-                value: phone.number.clone(),
-            };
+            let key =
+                IdentifierKey { id_type: IdentifierType::Phone, namespace: String::new(), value: phone.number.clone() };
             (key, format!("profile.phones[{i}].number"))
         });
         let external = self.external_ids.iter().enumerate().map(|(i, ext)| {
@@ -739,24 +672,13 @@ impl ProfileData {
 
     /// Folded search keys: "given family", "family given", company.
     pub fn name_keys(&self) -> [String; 3] {
-        let given = self
-            .given_name
-            .as_deref()
-            .map(fold_for_search)
-            .unwrap_or_default();
-        let family = self
-            .family_name
-            .as_deref()
-            .map(fold_for_search)
-            .unwrap_or_default();
+        let given = self.given_name.as_deref().map(fold_for_search).unwrap_or_default();
+        let family = self.family_name.as_deref().map(fold_for_search).unwrap_or_default();
         let join = |a: &str, b: &str| format!("{a} {b}").trim().to_owned();
         [
             join(&given, &family),
             join(&family, &given),
-            self.company_name
-                .as_deref()
-                .map(fold_for_search)
-                .unwrap_or_default(),
+            self.company_name.as_deref().map(fold_for_search).unwrap_or_default(),
         ]
     }
 
@@ -775,9 +697,7 @@ impl ProfileData {
                 ProfileField::Phones => self.phones != other.phones,
                 ProfileField::Addresses => self.addresses != other.addresses,
                 ProfileField::BirthDate => self.birth_date != other.birth_date,
-                ProfileField::PrimaryContactId => {
-                    self.primary_contact_id != other.primary_contact_id
-                }
+                ProfileField::PrimaryContactId => self.primary_contact_id != other.primary_contact_id,
                 ProfileField::Attributes => self.attributes != other.attributes,
                 ProfileField::ExternalIds => self.external_ids != other.external_ids,
             })
@@ -786,14 +706,10 @@ impl ProfileData {
 
     /// Which fields hold a value, for lineage on create.
     pub fn set_fields(&self) -> Vec<ProfileField> {
-        self.diff(&Self {
-            kind: self.kind,
-            status: self.status,
-            ..Self::default()
-        })
-        .into_iter()
-        .chain([ProfileField::Kind, ProfileField::Status])
-        .collect()
+        self.diff(&Self { kind: self.kind, status: self.status, ..Self::default() })
+            .into_iter()
+            .chain([ProfileField::Kind, ProfileField::Status])
+            .collect()
     }
 }
 
@@ -812,28 +728,16 @@ pub fn record_lineage(
     now: DateTime<Utc>,
 ) {
     for field in fields {
-        lineage.insert(
-            field.path().to_owned(),
-            Lineage {
-                source: source.to_owned(),
-                updated_at: now,
-            },
-        );
+        lineage.insert(field.path().to_owned(), Lineage { source: source.to_owned(), updated_at: now });
     }
 }
 
 /// Resolves an update mask: empty means every populated field, `*` every field.
-pub fn resolve_update_mask(
-    paths: &[String],
-    input: &ProfileInput,
-) -> Result<Vec<ProfileField>, DomainError> {
+pub fn resolve_update_mask(paths: &[String], input: &ProfileInput) -> Result<Vec<ProfileField>, DomainError> {
     if paths.is_empty() {
         let fields = input.populated_fields();
         if fields.is_empty() {
-            return Err(DomainError::invalid(
-                "update_mask",
-                "no field to update: name them in update_mask",
-            ));
+            return Err(DomainError::invalid("update_mask", "no field to update: name them in update_mask"));
         }
         return Ok(fields);
     }
@@ -841,10 +745,7 @@ pub fn resolve_update_mask(
         return if paths.len() == 1 {
             Ok(ProfileField::ALL.to_vec())
         } else {
-            Err(DomainError::invalid(
-                "update_mask",
-                "'*' cannot be combined with other paths",
-            ))
+            Err(DomainError::invalid("update_mask", "'*' cannot be combined with other paths"))
         };
     }
     let mut violations = Violations::default();
@@ -907,24 +808,12 @@ fn birth_date(raw: &str) -> Result<Option<NaiveDate>, String> {
 }
 
 fn check_attributes(attributes: &Map<String, Value>) -> Result<(), String> {
-    if let Some(key) = attributes
-        .keys()
-        .find(|k| k.is_empty() || k.chars().count() > limits::ATTRIBUTE_KEY)
-    {
-        return Err(format!(
-            "key '{}' must be 1 to {} characters",
-            super::ids::truncate(key),
-            limits::ATTRIBUTE_KEY
-        ));
+    if let Some(key) = attributes.keys().find(|k| k.is_empty() || k.chars().count() > limits::ATTRIBUTE_KEY) {
+        return Err(format!("key '{}' must be 1 to {} characters", super::ids::truncate(key), limits::ATTRIBUTE_KEY));
     }
-    let size = serde_json::to_vec(attributes)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(attributes).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > limits::ATTRIBUTES_BYTES {
-        return Err(format!(
-            "larger than {} bytes as JSON",
-            limits::ATTRIBUTES_BYTES
-        ));
+        return Err(format!("larger than {} bytes as JSON", limits::ATTRIBUTES_BYTES));
     }
     Ok(())
 }
@@ -937,11 +826,7 @@ mod tests {
         ProfileInput {
             given_name: "Ada".into(),
             family_name: "Lovelace".into(),
-            emails: vec![Email {
-                address: "Ada@Example.com".into(),
-                label: "home".into(),
-                primary: true,
-            }],
+            emails: vec![Email { address: "Ada@Example.com".into(), label: "home".into(), primary: true }],
             ..Default::default()
         }
     }
@@ -949,13 +834,7 @@ mod tests {
     fn validate(input: &ProfileInput) -> Result<ProfileData, DomainError> {
         let policy = NormalizationPolicy::default();
         let mut v = Violations::default();
-        let data = input.apply_to(
-            &ProfileData::default(),
-            &ProfileField::ALL,
-            &policy,
-            true,
-            &mut v,
-        );
+        let data = input.apply_to(&ProfileData::default(), &ProfileField::ALL, &policy, true, &mut v);
         data.check_consistency(&policy, &mut v);
         v.into_result(data)
     }
@@ -973,14 +852,7 @@ mod tests {
         assert_eq!(data.emails[0].address, "ada@example.com");
         assert_eq!(data.kind, ProfileKind::Person);
         assert_eq!(data.status, ProfileStatus::Active);
-        assert_eq!(
-            data.name_keys(),
-            [
-                "ada lovelace".to_owned(),
-                "lovelace ada".to_owned(),
-                String::new()
-            ]
-        );
+        assert_eq!(data.name_keys(), ["ada lovelace".to_owned(), "lovelace ada".to_owned(), String::new()]);
     }
 
     #[test]
@@ -989,52 +861,29 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             ("profile.given_name", |p| p.given_name = "   ".into()),
             ("profile.family_name", |p| p.family_name = "x".repeat(201)),
-            ("profile.emails[0].address", |p| {
-                p.emails[0].address = "nope".into()
-            }),
+            ("profile.emails[0].address", |p| p.emails[0].address = "nope".into()),
             ("profile.phones[0].number", |p| {
-                p.phones = vec![Phone {
-                    number: "12".into(),
-                    label: String::new(),
-                    primary: false,
-                }]
+                p.phones = vec![Phone { number: "12".into(), label: String::new(), primary: false }]
             }),
             ("profile.kind", |p| p.kind = Choice::Unknown(9)),
-            ("profile.status", |p| {
-                p.status = Choice::Set(ProfileStatus::Merged)
-            }),
+            ("profile.status", |p| p.status = Choice::Set(ProfileStatus::Merged)),
             ("profile.birth_date", |p| p.birth_date = "1815-13-10".into()),
             ("profile.birth_date", |p| p.birth_date = "2999-01-01".into()),
-            ("profile.primary_contact_id", |p| {
-                p.primary_contact_id = "not-a-uuid".into()
-            }),
+            ("profile.primary_contact_id", |p| p.primary_contact_id = "not-a-uuid".into()),
             ("profile.addresses[0].country_code", |p| {
-                p.addresses = vec![PostalAddress {
-                    locality: "Paris".into(),
-                    country_code: "FRA".into(),
-                    ..Default::default()
-                }]
+                p.addresses =
+                    vec![PostalAddress { locality: "Paris".into(), country_code: "FRA".into(), ..Default::default() }]
             }),
             ("profile.external_ids[0].source", |p| {
-                p.external_ids = vec![ExternalId {
-                    source: "sales force".into(),
-                    id: "1".into(),
-                }]
+                p.external_ids = vec![ExternalId { source: "sales force".into(), id: "1".into() }]
             }),
             ("profile.attributes", |p| {
-                p.attributes
-                    .insert("big".into(), Value::String("x".repeat(70_000)));
+                p.attributes.insert("big".into(), Value::String("x".repeat(70_000)));
             }),
             ("profile.emails[1].address", |p| {
-                p.emails.push(Email {
-                    address: "ada+x@example.com".into(),
-                    label: String::new(),
-                    primary: false,
-                })
+                p.emails.push(Email { address: "ada+x@example.com".into(), label: String::new(), primary: false })
             }),
-            ("profile.company_name", |p| {
-                p.kind = Choice::Set(ProfileKind::Organization)
-            }),
+            ("profile.company_name", |p| p.kind = Choice::Set(ProfileKind::Organization)),
         ];
         for (field, mutate) in cases {
             let mut bad = input();
@@ -1049,18 +898,9 @@ mod tests {
         let input = input();
         assert_eq!(
             resolve_update_mask(&[], &input).ok(),
-            Some(vec![
-                ProfileField::GivenName,
-                ProfileField::FamilyName,
-                ProfileField::Emails
-            ])
+            Some(vec![ProfileField::GivenName, ProfileField::FamilyName, ProfileField::Emails])
         );
-        assert_eq!(
-            resolve_update_mask(&["*".into()], &input)
-                .ok()
-                .map(|f| f.len()),
-            Some(13)
-        );
+        assert_eq!(resolve_update_mask(&["*".into()], &input).ok().map(|f| f.len()), Some(13));
         assert_eq!(
             fields_of(resolve_update_mask(&["nickname".into()], &input).expect_err("bad path")),
             ["update_mask"]

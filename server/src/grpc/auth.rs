@@ -26,21 +26,14 @@ impl Interceptor for Authenticate {
             .metadata()
             .get("authorization")
             .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+        let value = header.to_str().map_err(|_| Status::unauthenticated("malformed authorization header"))?;
         let token = match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => {
-                return Err(Status::unauthenticated(
-                    "authorization must be 'Bearer <token>'",
-                ));
+                return Err(Status::unauthenticated("authorization must be 'Bearer <token>'"));
             }
         };
-        let caller = self
-            .keys
-            .verify(token)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let caller = self.keys.verify(token).map_err(|e| Status::unauthenticated(e.to_string()))?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
@@ -49,9 +42,5 @@ impl Interceptor for Authenticate {
 /// The caller the interceptor authenticated. Fails closed: a service mounted
 /// without the interceptor answers UNAUTHENTICATED rather than serving.
 pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+    request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }

@@ -7,10 +7,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::domain::{
     identifiers::IdentifierType,
-    profile::{
-        Choice, Email, ExternalId, Phone, PostalAddress, Profile, ProfileInput, ProfileKind,
-        ProfileStatus,
-    },
+    profile::{Choice, Email, ExternalId, Phone, PostalAddress, Profile, ProfileInput, ProfileKind, ProfileStatus},
 };
 
 impl From<&Profile> for pb::Profile {
@@ -27,38 +24,21 @@ impl From<&Profile> for pb::Profile {
             emails: data
                 .emails
                 .iter()
-                .map(|e| pb::EmailAddress {
-                    address: e.address.clone(),
-                    label: e.label.clone(),
-                    primary: e.primary,
-                })
+                .map(|e| pb::EmailAddress { address: e.address.clone(), label: e.label.clone(), primary: e.primary })
                 .collect(),
             phones: data
                 .phones
                 .iter()
-                .map(|p| pb::PhoneNumber {
-                    number: p.number.clone(),
-                    label: p.label.clone(),
-                    primary: p.primary,
-                })
+                .map(|p| pb::PhoneNumber { number: p.number.clone(), label: p.label.clone(), primary: p.primary })
                 .collect(),
             addresses: data.addresses.iter().map(pb::PostalAddress::from).collect(),
-            birth_date: data
-                .birth_date
-                .map(|d| d.format("%Y-%m-%d").to_string())
-                .unwrap_or_default(),
-            primary_contact_id: data
-                .primary_contact_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            birth_date: data.birth_date.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+            primary_contact_id: data.primary_contact_id.map(|id| id.to_string()).unwrap_or_default(),
             attributes: Some(json_to_struct(&data.attributes)),
             external_ids: data
                 .external_ids
                 .iter()
-                .map(|x| pb::ExternalId {
-                    source: x.source.clone(),
-                    id: x.id.clone(),
-                })
+                .map(|x| pb::ExternalId { source: x.source.clone(), id: x.id.clone() })
                 .collect(),
             lineage: profile
                 .lineage
@@ -66,10 +46,7 @@ impl From<&Profile> for pb::Profile {
                 .map(|(field, l)| {
                     (
                         field.clone(),
-                        pb::FieldLineage {
-                            source: l.source.clone(),
-                            update_time: Some(timestamp(l.updated_at)),
-                        },
+                        pb::FieldLineage { source: l.source.clone(), update_time: Some(timestamp(l.updated_at)) },
                     )
                 })
                 .collect(),
@@ -110,29 +87,17 @@ impl From<pb::Profile> for ProfileInput {
             emails: p
                 .emails
                 .into_iter()
-                .map(|e| Email {
-                    address: e.address,
-                    label: e.label,
-                    primary: e.primary,
-                })
+                .map(|e| Email { address: e.address, label: e.label, primary: e.primary })
                 .collect(),
             phones: p
                 .phones
                 .into_iter()
-                .map(|x| Phone {
-                    number: x.number,
-                    label: x.label,
-                    primary: x.primary,
-                })
+                .map(|x| Phone { number: x.number, label: x.label, primary: x.primary })
                 .collect(),
             addresses: p.addresses.into_iter().map(PostalAddress::from).collect(),
             birth_date: p.birth_date,
             primary_contact_id: p.primary_contact_id,
-            attributes: p
-                .attributes
-                .as_ref()
-                .map(struct_to_json)
-                .unwrap_or_default(),
+            attributes: p.attributes.as_ref().map(struct_to_json).unwrap_or_default(),
             external_ids: p.external_ids.into_iter().map(ExternalId::from).collect(),
         }
     }
@@ -140,10 +105,7 @@ impl From<pb::Profile> for ProfileInput {
 
 impl From<pb::ExternalId> for ExternalId {
     fn from(x: pb::ExternalId) -> Self {
-        ExternalId {
-            source: x.source,
-            id: x.id,
-        }
+        ExternalId { source: x.source, id: x.id }
     }
 }
 
@@ -213,19 +175,12 @@ fn choice<T>(raw: i32, known: impl FnOnce(i32) -> Option<T>) -> Choice<T> {
 }
 
 fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
+    Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
 }
 
 /// `google.protobuf.Struct` → JSON object.
 pub fn struct_to_json(value: &Struct) -> Map<String, Value> {
-    value
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), value_to_json(v)))
-        .collect()
+    value.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect()
 }
 
 fn value_to_json(value: &prost_types::Value) -> Value {
@@ -233,26 +188,17 @@ fn value_to_json(value: &prost_types::Value) -> Value {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
         // Struct numbers are doubles; whole ones come back as JSON integers.
-        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
-            Value::from(*n as i64)
-        }
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::from(*n as i64),
         Some(Kind::NumberValue(n)) => Number::from_f64(*n).map_or(Value::Null, Value::Number),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::ListValue(list)) => {
-            Value::Array(list.values.iter().map(value_to_json).collect())
-        }
+        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(value_to_json).collect()),
         Some(Kind::StructValue(s)) => Value::Object(struct_to_json(s)),
     }
 }
 
 /// JSON object → `google.protobuf.Struct`.
 pub fn json_to_struct(map: &Map<String, Value>) -> Struct {
-    Struct {
-        fields: map
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_value(v)))
-            .collect(),
-    }
+    Struct { fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
 }
 
 fn json_to_value(value: &Value) -> prost_types::Value {
@@ -261,9 +207,7 @@ fn json_to_value(value: &Value) -> prost_types::Value {
         Value::Bool(b) => Kind::BoolValue(*b),
         Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(json_to_value).collect(),
-        }),
+        Value::Array(items) => Kind::ListValue(ListValue { values: items.iter().map(json_to_value).collect() }),
         Value::Object(map) => Kind::StructValue(json_to_struct(map)),
     };
     prost_types::Value { kind: Some(kind) }

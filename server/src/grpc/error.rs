@@ -16,41 +16,22 @@ impl From<DomainError> for Status {
         let message = error.to_string();
         match error {
             DomainError::InvalidArgument(violations) => {
-                let violations = violations
-                    .into_iter()
-                    .map(|v| FieldViolation::new(v.field, v.description))
-                    .collect::<Vec<_>>();
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    message,
-                    ErrorDetails::with_bad_request(violations),
-                )
+                let violations =
+                    violations.into_iter().map(|v| FieldViolation::new(v.field, v.description)).collect::<Vec<_>>();
+                Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
             }
             DomainError::NotFound { resource, id } => {
                 let details = ErrorDetails::with_resource_info(resource, id, "", "not found");
                 Status::with_error_details(Code::NotFound, message, details)
             }
-            DomainError::IdentifierConflict {
-                field,
-                identifier,
-                holder,
-            } => {
+            DomainError::IdentifierConflict { field, identifier, holder } => {
                 let metadata = HashMap::from([
                     ("field".to_owned(), field),
-                    (
-                        "identifier_type".to_owned(),
-                        identifier.id_type.as_str().to_owned(),
-                    ),
+                    ("identifier_type".to_owned(), identifier.id_type.as_str().to_owned()),
                     ("conflicting_profile_id".to_owned(), holder.to_string()),
                 ]);
-                let mut details =
-                    ErrorDetails::with_error_info("IDENTIFIER_IN_USE", ERROR_DOMAIN, metadata);
-                details.set_resource_info(
-                    "profile",
-                    holder.to_string(),
-                    "",
-                    "holds the identifier",
-                );
+                let mut details = ErrorDetails::with_error_info("IDENTIFIER_IN_USE", ERROR_DOMAIN, metadata);
+                details.set_resource_info("profile", holder.to_string(), "", "holds the identifier");
                 Status::with_error_details(Code::AlreadyExists, message, details)
             }
             DomainError::StaleEtag { current, .. } => {
@@ -63,11 +44,7 @@ impl From<DomainError> for Status {
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
             DomainError::Unavailable(_) => {
                 let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
-                Status::with_error_details(
-                    Code::Unavailable,
-                    "a backing store is unavailable; retry",
-                    details,
-                )
+                Status::with_error_details(Code::Unavailable, "a backing store is unavailable; retry", details)
             }
             // The cause was logged where it happened; callers get no internals.
             DomainError::Internal(_) => Status::internal("internal error"),

@@ -1,9 +1,7 @@
 //! `c360.v1.ProfileService`: validate, extract the caller, call the service
 //! layer, convert.
 
-use c360_proto::v1::{
-    self as pb, profile_service_server::ProfileService, search_profiles_request::Criterion,
-};
+use c360_proto::v1::{self as pb, profile_service_server::ProfileService, search_profiles_request::Criterion};
 use tonic::{Request, Response, Status};
 
 use super::{auth::caller, convert::identifier_type};
@@ -28,16 +26,10 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl ProfileService for ProfileApi {
-    async fn create_profile(
-        &self,
-        request: Request<pb::CreateProfileRequest>,
-    ) -> Reply<pb::Profile> {
+    async fn create_profile(&self, request: Request<pb::CreateProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
         let pb::CreateProfileRequest { profile, source } = request.into_inner();
-        let profile = self
-            .profiles
-            .create(&caller, profile.unwrap_or_default().into(), &source)
-            .await?;
+        let profile = self.profiles.create(&caller, profile.unwrap_or_default().into(), &source).await?;
         Ok(Response::new(profile.into()))
     }
 
@@ -52,28 +44,14 @@ impl ProfileService for ProfileApi {
         request: Request<pb::BatchGetProfilesRequest>,
     ) -> Reply<pb::BatchGetProfilesResponse> {
         let caller = caller(&request)?;
-        let (profiles, missing_ids) = self
-            .profiles
-            .batch_get(&caller, &request.get_ref().ids)
-            .await?;
+        let (profiles, missing_ids) = self.profiles.batch_get(&caller, &request.get_ref().ids).await?;
         let profiles = profiles.iter().map(pb::Profile::from).collect();
-        Ok(Response::new(pb::BatchGetProfilesResponse {
-            profiles,
-            missing_ids,
-        }))
+        Ok(Response::new(pb::BatchGetProfilesResponse { profiles, missing_ids }))
     }
 
-    async fn update_profile(
-        &self,
-        request: Request<pb::UpdateProfileRequest>,
-    ) -> Reply<pb::Profile> {
+    async fn update_profile(&self, request: Request<pb::UpdateProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
-        let pb::UpdateProfileRequest {
-            profile,
-            update_mask,
-            etag,
-            source,
-        } = request.into_inner();
+        let pb::UpdateProfileRequest { profile, update_mask, etag, source } = request.into_inner();
         let profile = profile.unwrap_or_default();
         let update = UpdateRequest {
             id: profile.id.clone(),
@@ -82,53 +60,26 @@ impl ProfileService for ProfileApi {
             etag,
             source,
         };
-        Ok(Response::new(
-            self.profiles.update(&caller, update).await?.into(),
-        ))
+        Ok(Response::new(self.profiles.update(&caller, update).await?.into()))
     }
 
-    async fn delete_profile(
-        &self,
-        request: Request<pb::DeleteProfileRequest>,
-    ) -> Reply<pb::Profile> {
+    async fn delete_profile(&self, request: Request<pb::DeleteProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
         let pb::DeleteProfileRequest { id, etag } = request.get_ref();
-        Ok(Response::new(
-            self.profiles.delete(&caller, id, etag).await?.into(),
-        ))
+        Ok(Response::new(self.profiles.delete(&caller, id, etag).await?.into()))
     }
 
-    async fn list_profiles(
-        &self,
-        request: Request<pb::ListProfilesRequest>,
-    ) -> Reply<pb::ListProfilesResponse> {
+    async fn list_profiles(&self, request: Request<pb::ListProfilesRequest>) -> Reply<pb::ListProfilesResponse> {
         let caller = caller(&request)?;
-        let pb::ListProfilesRequest {
-            page_size,
-            page_token,
-            show_deleted,
-        } = request.get_ref();
-        let page = self
-            .profiles
-            .list(&caller, *page_size, page_token, *show_deleted)
-            .await?;
+        let pb::ListProfilesRequest { page_size, page_token, show_deleted } = request.get_ref();
+        let page = self.profiles.list(&caller, *page_size, page_token, *show_deleted).await?;
         let (profiles, next_page_token) = page_parts(page);
-        Ok(Response::new(pb::ListProfilesResponse {
-            profiles,
-            next_page_token,
-        }))
+        Ok(Response::new(pb::ListProfilesResponse { profiles, next_page_token }))
     }
 
-    async fn search_profiles(
-        &self,
-        request: Request<pb::SearchProfilesRequest>,
-    ) -> Reply<pb::SearchProfilesResponse> {
+    async fn search_profiles(&self, request: Request<pb::SearchProfilesRequest>) -> Reply<pb::SearchProfilesResponse> {
         let caller = caller(&request)?;
-        let pb::SearchProfilesRequest {
-            criterion,
-            page_size,
-            page_token,
-        } = request.into_inner();
+        let pb::SearchProfilesRequest { criterion, page_size, page_token } = request.into_inner();
         let criterion = match criterion {
             Some(Criterion::NamePrefix(prefix)) => SearchCriterion::NamePrefix(prefix),
             Some(Criterion::Email(email)) => SearchCriterion::Email(email),
@@ -139,38 +90,19 @@ impl ProfileService for ProfileApi {
                 return Err(DomainError::invalid("criterion", why).into());
             }
         };
-        let page = self
-            .profiles
-            .search(&caller, criterion, page_size, &page_token)
-            .await?;
+        let page = self.profiles.search(&caller, criterion, page_size, &page_token).await?;
         let (profiles, next_page_token) = page_parts(page);
-        Ok(Response::new(pb::SearchProfilesResponse {
-            profiles,
-            next_page_token,
-        }))
+        Ok(Response::new(pb::SearchProfilesResponse { profiles, next_page_token }))
     }
 
-    async fn lookup_profile(
-        &self,
-        request: Request<pb::LookupProfileRequest>,
-    ) -> Reply<pb::Profile> {
+    async fn lookup_profile(&self, request: Request<pb::LookupProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
-        let pb::LookupProfileRequest {
-            r#type,
-            value,
-            source,
-        } = request.get_ref();
-        let profile = self
-            .profiles
-            .lookup(&caller, identifier_type(*r#type), value, source)
-            .await?;
+        let pb::LookupProfileRequest { r#type, value, source } = request.get_ref();
+        let profile = self.profiles.lookup(&caller, identifier_type(*r#type), value, source).await?;
         Ok(Response::new(profile.into()))
     }
 }
 
 fn page_parts(page: Page) -> (Vec<pb::Profile>, String) {
-    (
-        page.profiles.iter().map(pb::Profile::from).collect(),
-        page.next_page_token,
-    )
+    (page.profiles.iter().map(pb::Profile::from).collect(), page.next_page_token)
 }

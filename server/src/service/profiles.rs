@@ -12,13 +12,13 @@ use crate::{
         error::Violations,
         events::{self, DomainEvent},
         identifiers::{
-            IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search,
-            normalize_external_id, normalize_source,
+            IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_external_id,
+            normalize_source,
         },
         page::PageRequest,
         profile::{
-            self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput,
-            ProfileStatus, parse_etag, record_lineage, resolve_update_mask,
+            self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput, ProfileStatus, parse_etag,
+            record_lineage, resolve_update_mask,
         },
     },
     store::{self, Store, db_error, profiles::ProfileFilter},
@@ -82,22 +82,11 @@ impl Profiles {
     /// Creates a profile, claims its identifiers and records
     /// `CustomerProfileCreatedEvent`, all in one transaction.
     #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id))]
-    pub async fn create(
-        &self,
-        caller: &Caller,
-        input: ProfileInput,
-        source: &str,
-    ) -> Result<Profile, DomainError> {
+    pub async fn create(&self, caller: &Caller, input: ProfileInput, source: &str) -> Result<Profile, DomainError> {
         caller.require(Permission::WriteProfiles)?;
         let mut violations = Violations::default();
         let source = lineage_source(source, &mut violations);
-        let data = input.apply_to(
-            &ProfileData::default(),
-            &ProfileField::ALL,
-            &self.policy,
-            true,
-            &mut violations,
-        );
+        let data = input.apply_to(&ProfileData::default(), &ProfileField::ALL, &self.policy, true, &mut violations);
         data.check_consistency(&self.policy, &mut violations);
         violations.into_result(())?;
 
@@ -112,24 +101,12 @@ impl Profiles {
             updated_at: now,
         };
         tracing::Span::current().record("profile_id", tracing::field::display(profile.id));
-        record_lineage(
-            &mut profile.lineage,
-            &profile.data.set_fields(),
-            &source,
-            now,
-        );
+        record_lineage(&mut profile.lineage, &profile.data.set_fields(), &source, now);
 
         let tx = self.store.begin().await?;
-        self.check_primary_contact(&tx, caller, &profile.data, None)
-            .await?;
+        self.check_primary_contact(&tx, caller, &profile.data, None).await?;
         store::profiles::insert(&tx, &profile).await?;
-        store::identities::claim(
-            &tx,
-            &caller.tenant,
-            profile.id,
-            &profile.data.identity_keys(&self.policy),
-        )
-        .await?;
+        store::identities::claim(&tx, &caller.tenant, profile.id, &profile.data.identity_keys(&self.policy)).await?;
         store::outbox::append(&tx, &events::profile_created(&profile, &caller.subject)).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(profile)
@@ -148,17 +125,10 @@ impl Profiles {
     /// Reads up to [`MAX_BATCH_IDS`] profiles in one query; returns them in
     /// request order, and the ids that matched nothing.
     #[instrument(skip_all, fields(tenant = %caller.tenant, count = ids.len()))]
-    pub async fn batch_get(
-        &self,
-        caller: &Caller,
-        ids: &[String],
-    ) -> Result<(Vec<Profile>, Vec<String>), DomainError> {
+    pub async fn batch_get(&self, caller: &Caller, ids: &[String]) -> Result<(Vec<Profile>, Vec<String>), DomainError> {
         caller.require(Permission::ReadProfiles)?;
         if ids.len() > MAX_BATCH_IDS {
-            return Err(DomainError::invalid(
-                "ids",
-                format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len()),
-            ));
+            return Err(DomainError::invalid("ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
         }
         let mut violations = Violations::default();
         let mut seen = HashSet::new();
@@ -188,11 +158,7 @@ impl Profiles {
 
     /// Applies a field-mask update under optimistic concurrency.
     #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = request.id))]
-    pub async fn update(
-        &self,
-        caller: &Caller,
-        request: UpdateRequest,
-    ) -> Result<Profile, DomainError> {
+    pub async fn update(&self, caller: &Caller, request: UpdateRequest) -> Result<Profile, DomainError> {
         caller.require(Permission::WriteProfiles)?;
         let mut violations = Violations::default();
         let id = violations.check("profile.id", ProfileId::parse(&request.id));
@@ -200,18 +166,11 @@ impl Profiles {
         let expected = violations.absorb(parse_etag(&request.etag));
         let mask = violations.absorb(resolve_update_mask(&request.mask, &request.input));
         // Validate the request's own fields before touching the database.
-        let updates = mask.as_ref().map(|mask| {
-            request.input.apply_to(
-                &ProfileData::default(),
-                mask,
-                &self.policy,
-                false,
-                &mut violations,
-            )
-        });
+        let updates = mask
+            .as_ref()
+            .map(|mask| request.input.apply_to(&ProfileData::default(), mask, &self.policy, false, &mut violations));
         violations.into_result(())?;
-        let (Some(id), Some(expected), Some(mask), Some(updates)) = (id, expected, mask, updates)
-        else {
+        let (Some(id), Some(expected), Some(mask), Some(updates)) = (id, expected, mask, updates) else {
             return Err(DomainError::Internal("update validation".into()));
         };
 
@@ -228,8 +187,7 @@ impl Profiles {
         let mut violations = Violations::default();
         data.check_consistency(&self.policy, &mut violations);
         violations.into_result(())?;
-        self.check_primary_contact(&tx, caller, &data, Some(id))
-            .await?;
+        self.check_primary_contact(&tx, caller, &data, Some(id)).await?;
 
         let now = profile::now();
         let mut next = current.clone();
@@ -245,12 +203,7 @@ impl Profiles {
 
     /// Soft-deletes a profile: INACTIVE, identifiers released. Idempotent.
     #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = id))]
-    pub async fn delete(
-        &self,
-        caller: &Caller,
-        id: &str,
-        etag: &str,
-    ) -> Result<Profile, DomainError> {
+    pub async fn delete(&self, caller: &Caller, id: &str, etag: &str) -> Result<Profile, DomainError> {
         caller.require(Permission::WriteProfiles)?;
         let id = parse_id("id", id)?;
         let expected = parse_etag(etag)?;
@@ -291,8 +244,7 @@ impl Profiles {
     ) -> Result<Page, DomainError> {
         caller.require(Permission::ReadProfiles)?;
         let page = PageRequest::parse(page_size, page_token, format!("list:{show_deleted}"))?;
-        self.page(caller, &ProfileFilter::All { show_deleted }, &page)
-            .await
+        self.page(caller, &ProfileFilter::All { show_deleted }, &page).await
     }
 
     /// Finds live profiles by one criterion.
@@ -315,22 +267,13 @@ impl Profiles {
                     ));
                 }
                 let page = PageRequest::parse(page_size, page_token, format!("name:{prefix}"))?;
-                return self
-                    .page(caller, &ProfileFilter::NamePrefix(prefix), &page)
-                    .await;
+                return self.page(caller, &ProfileFilter::NamePrefix(prefix), &page).await;
             }
-            SearchCriterion::Email(raw) => {
-                self.identifier_key("email", IdentifierType::Email, &raw, "")?
+            SearchCriterion::Email(raw) => self.identifier_key("email", IdentifierType::Email, &raw, "")?,
+            SearchCriterion::Phone(raw) => self.identifier_key("phone", IdentifierType::Phone, &raw, "")?,
+            SearchCriterion::ExternalId(ext) => {
+                self.identifier_key("external_id", IdentifierType::ExternalId, &ext.id, &ext.source)?
             }
-            SearchCriterion::Phone(raw) => {
-                self.identifier_key("phone", IdentifierType::Phone, &raw, "")?
-            }
-            SearchCriterion::ExternalId(ext) => self.identifier_key(
-                "external_id",
-                IdentifierType::ExternalId,
-                &ext.id,
-                &ext.source,
-            )?,
         };
         // A strong identifier has at most one live holder: one page at most.
         PageRequest::parse(page_size, page_token, String::new())?;
@@ -338,10 +281,7 @@ impl Profiles {
             Some(profile) => vec![profile],
             None => Vec::new(),
         };
-        Ok(Page {
-            profiles,
-            next_page_token: String::new(),
-        })
+        Ok(Page { profiles, next_page_token: String::new() })
     }
 
     /// The live profile holding one identifier.
@@ -358,34 +298,20 @@ impl Profiles {
             Choice::Set(t) => t,
             Choice::Unset => return Err(DomainError::invalid("type", "required")),
             Choice::Unknown(n) => {
-                return Err(DomainError::invalid(
-                    "type",
-                    format!("unknown identifier type {n}"),
-                ));
+                return Err(DomainError::invalid("type", format!("unknown identifier type {n}")));
             }
         };
         if id_type != IdentifierType::ExternalId && !source.is_empty() {
-            return Err(DomainError::invalid(
-                "source",
-                "only an EXTERNAL_ID has a source",
-            ));
+            return Err(DomainError::invalid("source", "only an EXTERNAL_ID has a source"));
         }
         let key = self.identifier_key("value", id_type, value, source)?;
         self.resolve(caller, &key)
             .await?
-            .ok_or_else(|| DomainError::NotFound {
-                resource: "identifier",
-                id: key.to_string(),
-            })
+            .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.to_string() })
     }
 
-    async fn resolve(
-        &self,
-        caller: &Caller,
-        key: &IdentifierKey,
-    ) -> Result<Option<Profile>, DomainError> {
-        let Some(id) = store::identities::holder(self.store.db(), &caller.tenant, key).await?
-        else {
+    async fn resolve(&self, caller: &Caller, key: &IdentifierKey) -> Result<Option<Profile>, DomainError> {
+        let Some(id) = store::identities::holder(self.store.db(), &caller.tenant, key).await? else {
             return Ok(None);
         };
         store::profiles::find(self.store.db(), &caller.tenant, id, false).await
@@ -400,14 +326,10 @@ impl Profiles {
     ) -> Result<IdentifierKey, DomainError> {
         let mut violations = Violations::default();
         let (namespace, value) = match id_type {
-            IdentifierType::Email => (
-                Some(String::new()),
-                violations.check(field, self.policy.email(value).map(|e| e.key)),
-            ),
-            IdentifierType::Phone => (
-                Some(String::new()),
-                violations.check(field, self.policy.phone(value)),
-            ),
+            IdentifierType::Email => {
+                (Some(String::new()), violations.check(field, self.policy.email(value).map(|e| e.key)))
+            }
+            IdentifierType::Phone => (Some(String::new()), violations.check(field, self.policy.phone(value))),
             IdentifierType::ExternalId => {
                 let (source_field, id_field) = if field == "value" {
                     ("source".to_owned(), "value".to_owned())
@@ -421,40 +343,19 @@ impl Profiles {
             }
         };
         match (namespace, value) {
-            (Some(namespace), Some(value)) => Ok(IdentifierKey {
-                id_type,
-                namespace,
-                value,
-            }),
-            _ => Err(violations
-                .into_result(())
-                .err()
-                .unwrap_or_else(|| DomainError::Internal("identifier".into()))),
+            (Some(namespace), Some(value)) => Ok(IdentifierKey { id_type, namespace, value }),
+            _ => Err(violations.into_result(()).err().unwrap_or_else(|| DomainError::Internal("identifier".into()))),
         }
     }
 
-    async fn page(
-        &self,
-        caller: &Caller,
-        filter: &ProfileFilter,
-        page: &PageRequest,
-    ) -> Result<Page, DomainError> {
-        let (profiles, more) = store::profiles::page(
-            self.store.db(),
-            &caller.tenant,
-            filter,
-            page.after,
-            page.size,
-        )
-        .await?;
+    async fn page(&self, caller: &Caller, filter: &ProfileFilter, page: &PageRequest) -> Result<Page, DomainError> {
+        let (profiles, more) =
+            store::profiles::page(self.store.db(), &caller.tenant, filter, page.after, page.size).await?;
         let next_page_token = match profiles.last() {
             Some(last) if more => page.next_token(last.id),
             _ => String::new(),
         };
-        Ok(Page {
-            profiles,
-            next_page_token,
-        })
+        Ok(Page { profiles, next_page_token })
     }
 
     async fn load_for_write(
@@ -485,21 +386,12 @@ impl Profiles {
         current: &Profile,
         next: &Profile,
     ) -> Result<(), DomainError> {
-        let old: HashSet<IdentifierKey> = current
-            .data
-            .identity_keys(&self.policy)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let old: HashSet<IdentifierKey> =
+            current.data.identity_keys(&self.policy).into_iter().map(|(k, _)| k).collect();
         let new = next.data.identity_keys(&self.policy);
         let new_keys: HashSet<&IdentifierKey> = new.iter().map(|(k, _)| k).collect();
-        let released: Vec<IdentifierKey> = old
-            .iter()
-            .filter(|k| !new_keys.contains(k))
-            .cloned()
-            .collect();
-        let added: Vec<(IdentifierKey, String)> =
-            new.into_iter().filter(|(k, _)| !old.contains(k)).collect();
+        let released: Vec<IdentifierKey> = old.iter().filter(|k| !new_keys.contains(k)).cloned().collect();
+        let added: Vec<(IdentifierKey, String)> = new.into_iter().filter(|(k, _)| !old.contains(k)).collect();
         store::identities::release(tx, &caller.tenant, next.id, Some(&released)).await?;
         store::identities::claim(tx, &caller.tenant, next.id, &added).await
     }
@@ -515,10 +407,7 @@ impl Profiles {
     ) -> Result<(), DomainError> {
         if !store::profiles::update(&tx, next, current.version).await? {
             // Only reachable without row locks: a concurrent writer committed first.
-            return Err(DomainError::StaleEtag {
-                sent: current.etag(),
-                current: "newer".into(),
-            });
+            return Err(DomainError::StaleEtag { sent: current.etag(), current: "newer".into() });
         }
         store::outbox::append(&tx, event).await?;
         tx.commit().await.map_err(db_error)
@@ -538,19 +427,11 @@ impl Profiles {
         };
         let field = "profile.primary_contact_id";
         if Some(contact) == this {
-            return Err(DomainError::invalid(
-                field,
-                "an organization cannot be its own primary contact",
-            ));
+            return Err(DomainError::invalid(field, "an organization cannot be its own primary contact"));
         }
         match store::profiles::find(tx, &caller.tenant, contact, false).await? {
-            Some(p) if p.data.kind == profile::ProfileKind::Person && p.data.status.is_live() => {
-                Ok(())
-            }
-            Some(_) => Err(DomainError::invalid(
-                field,
-                format!("profile {contact} is not a live person"),
-            )),
+            Some(p) if p.data.kind == profile::ProfileKind::Person && p.data.status.is_live() => Ok(()),
+            Some(_) => Err(DomainError::invalid(field, format!("profile {contact} is not a live person"))),
             None => Err(DomainError::invalid(field, format!("no profile {contact}"))),
         }
     }
@@ -562,10 +443,9 @@ fn parse_id(field: &str, raw: &str) -> Result<ProfileId, DomainError> {
 
 fn check_etag(current: &Profile, expected: Option<i64>) -> Result<(), DomainError> {
     match expected {
-        Some(version) if version != current.version => Err(DomainError::StaleEtag {
-            sent: version.to_string(),
-            current: current.etag(),
-        }),
+        Some(version) if version != current.version => {
+            Err(DomainError::StaleEtag { sent: version.to_string(), current: current.etag() })
+        }
         _ => Ok(()),
     }
 }
@@ -574,9 +454,7 @@ fn lineage_source(raw: &str, violations: &mut Violations) -> String {
     if raw.is_empty() {
         return "api".to_owned();
     }
-    violations
-        .check("source", normalize_source(raw))
-        .unwrap_or_default()
+    violations.check("source", normalize_source(raw)).unwrap_or_default()
 }
 
 fn copy_field(into: &mut ProfileData, from: &ProfileData, field: ProfileField) {

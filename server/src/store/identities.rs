@@ -3,8 +3,7 @@
 use c360_entity::identity::{ActiveModel, Column, Entity};
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::OnConflict,
 };
 
 use super::db_error;
@@ -42,35 +41,18 @@ pub async fn claim(
         profile_id: Set(profile.as_uuid()),
         created_at: Set(now),
     });
-    let on_conflict = OnConflict::columns([
-        Column::TenantId,
-        Column::IdType,
-        Column::Namespace,
-        Column::Value,
-    ])
-    .do_nothing()
-    .to_owned();
-    match Entity::insert_many(rows)
-        .on_conflict(on_conflict)
-        .exec_without_returning(conn)
-        .await
-    {
+    let on_conflict = OnConflict::columns([Column::TenantId, Column::IdType, Column::Namespace, Column::Value])
+        .do_nothing()
+        .to_owned();
+    match Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(conn).await {
         Ok(_) | Err(DbErr::RecordNotInserted) => {}
         Err(e) => return Err(db_error(e)),
     }
     let keys_only: Vec<IdentifierKey> = keys.iter().map(|(key, _)| key.clone()).collect();
     for (key, holder) in holders(conn, tenant, &keys_only).await? {
         if holder != profile {
-            let field = keys
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, f)| f.clone())
-                .unwrap_or_default();
-            return Err(DomainError::IdentifierConflict {
-                field,
-                identifier: key,
-                holder,
-            });
+            let field = keys.iter().find(|(k, _)| *k == key).map(|(_, f)| f.clone()).unwrap_or_default();
+            return Err(DomainError::IdentifierConflict { field, identifier: key, holder });
         }
     }
     Ok(())
@@ -102,11 +84,7 @@ pub async fn holder(
     tenant: &TenantId,
     key: &IdentifierKey,
 ) -> Result<Option<ProfileId>, DomainError> {
-    Ok(holders(conn, tenant, std::slice::from_ref(key))
-        .await?
-        .into_iter()
-        .next()
-        .map(|(_, id)| id))
+    Ok(holders(conn, tenant, std::slice::from_ref(key)).await?.into_iter().next().map(|(_, id)| id))
 }
 
 /// Holders of any of `keys`.
@@ -123,14 +101,9 @@ pub async fn holders(
         .map_err(db_error)?;
     rows.into_iter()
         .map(|row| {
-            let id_type = IdentifierType::parse(&row.id_type).ok_or_else(|| {
-                DomainError::Internal(format!("stored id_type '{}'", row.id_type))
-            })?;
-            let key = IdentifierKey {
-                id_type,
-                namespace: row.namespace,
-                value: row.value,
-            };
+            let id_type = IdentifierType::parse(&row.id_type)
+                .ok_or_else(|| DomainError::Internal(format!("stored id_type '{}'", row.id_type)))?;
+            let key = IdentifierKey { id_type, namespace: row.namespace, value: row.value };
             Ok((key, ProfileId::from(row.profile_id)))
         })
         .collect()

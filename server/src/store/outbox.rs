@@ -20,9 +20,6 @@ pub async fn append(conn: &impl ConnectionTrait, event: &DomainEvent) -> Result<
         created_at: Set(event.timestamp),
         published_at: Set(None),
     };
-    Entity::insert(row)
-        .exec_without_returning(conn)
-        .await
-        .map_err(db_error)?;
+    Entity::insert(row).exec_without_returning(conn).await.map_err(db_error)?;
     Ok(())
 }

@@ -2,8 +2,7 @@
 
 use c360_entity::profile::{ActiveModel, Column, Entity, Model};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::Value;
 
@@ -15,10 +14,7 @@ use crate::domain::{
 
 /// Inserts a new profile.
 pub async fn insert(conn: &impl ConnectionTrait, profile: &Profile) -> Result<(), DomainError> {
-    Entity::insert(to_active(profile)?)
-        .exec_without_returning(conn)
-        .await
-        .map_err(db_error)?;
+    Entity::insert(to_active(profile)?).exec_without_returning(conn).await.map_err(db_error)?;
     Ok(())
 }
 
@@ -34,12 +30,7 @@ pub async fn find(
     if for_update && supports_row_locks(conn) {
         select = select.lock_exclusive();
     }
-    select
-        .one(conn)
-        .await
-        .map_err(db_error)?
-        .map(from_model)
-        .transpose()
+    select.one(conn).await.map_err(db_error)?.map(from_model).transpose()
 }
 
 /// Reads the profiles of `tenant` among `ids`, in one query, in no set order.
@@ -103,19 +94,14 @@ pub async fn page(
     let mut select = Entity::find().filter(Column::TenantId.eq(tenant.as_str()));
     match filter {
         ProfileFilter::All { show_deleted: true } => {}
-        ProfileFilter::All {
-            show_deleted: false,
-        } => {
+        ProfileFilter::All { show_deleted: false } => {
             select = select.filter(Column::Status.ne(ProfileStatus::Inactive.as_str()));
         }
         ProfileFilter::NamePrefix(prefix) => {
             // The folded keys hold only [a-z0-9 ], so the prefix has no LIKE wildcards.
             let pattern = format!("{prefix}%");
             select = select
-                .filter(Column::Status.is_in([
-                    ProfileStatus::Prospect.as_str(),
-                    ProfileStatus::Active.as_str(),
-                ]))
+                .filter(Column::Status.is_in([ProfileStatus::Prospect.as_str(), ProfileStatus::Active.as_str()]))
                 .filter(
                     Condition::any()
                         .add(Column::NameKey.like(&pattern))
@@ -175,27 +161,20 @@ fn to_active(profile: &Profile) -> Result<ActiveModel, DomainError> {
 }
 
 fn from_model(model: Model) -> Result<Profile, DomainError> {
-    fn decode<T: serde::de::DeserializeOwned>(
-        column: &str,
-        value: Value,
-    ) -> Result<T, DomainError> {
-        serde_json::from_value(value)
-            .map_err(|e| DomainError::Internal(format!("stored {column}: {e}")))
+    fn decode<T: serde::de::DeserializeOwned>(column: &str, value: Value) -> Result<T, DomainError> {
+        serde_json::from_value(value).map_err(|e| DomainError::Internal(format!("stored {column}: {e}")))
     }
-    let corrupt =
-        |column: &str, value: &str| DomainError::Internal(format!("stored {column} '{value}'"));
+    let corrupt = |column: &str, value: &str| DomainError::Internal(format!("stored {column} '{value}'"));
     let attributes = match model.attributes {
         Value::Object(map) => map,
         _ => return Err(corrupt("attributes", "not an object")),
     };
     Ok(Profile {
         id: ProfileId::from(model.id),
-        tenant: TenantId::parse(&model.tenant_id)
-            .map_err(|_| corrupt("tenant_id", &model.tenant_id))?,
+        tenant: TenantId::parse(&model.tenant_id).map_err(|_| corrupt("tenant_id", &model.tenant_id))?,
         data: ProfileData {
             kind: ProfileKind::parse(&model.kind).ok_or_else(|| corrupt("kind", &model.kind))?,
-            status: ProfileStatus::parse(&model.status)
-                .ok_or_else(|| corrupt("status", &model.status))?,
+            status: ProfileStatus::parse(&model.status).ok_or_else(|| corrupt("status", &model.status))?,
             given_name: model.given_name,
             family_name: model.family_name,
             company_name: model.company_name,
