@@ -12,9 +12,11 @@ use tonic::{service::interceptor::InterceptedService, transport::Server};
 
 use crate::{
     auth::JwtKeys,
+    cache::ProfileCache,
     config::Config,
     grpc::{auth::Authenticate, profiles::ProfileApi},
     http,
+    metrics::Metrics,
     service::Profiles,
     store::Store,
 };
@@ -26,6 +28,10 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 pub struct App {
     config: Config,
     store: Store,
+    cache: ProfileCache,
+    metrics: Metrics,
+    /// Stops background work (the cache's invalidation subscriber).
+    stop: CancellationToken,
     keys: Arc<JwtKeys>,
     profiles: Profiles,
     grpc: TcpListener,
@@ -45,14 +51,18 @@ impl App {
         }
         let source = config.auth.key_source(&config.data.data_dir);
         let keys = Arc::new(JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?);
-        let profiles = Profiles::new(store.clone(), config.server.normalization()?);
+        let metrics = Metrics::new();
+        let stop = CancellationToken::new();
+        let cache_config = config.cache.config(config.server.request_timeout);
+        let cache = ProfileCache::new(cache_config, metrics.cache.clone(), stop.clone())?;
+        let profiles = Profiles::new(store.clone(), cache.clone(), config.server.normalization()?);
         let grpc = TcpListener::bind(config.server.grpc_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr))?;
         let http = TcpListener::bind(config.server.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (HTTP): {e}", config.server.http_addr))?;
-        Ok(Self { config, store, keys, profiles, grpc, http })
+        Ok(Self { config, store, cache, metrics, stop, keys, profiles, grpc, http })
     }
 
     /// The bound gRPC address.
@@ -65,6 +75,11 @@ impl App {
         self.http.local_addr().unwrap_or(self.config.server.http_addr)
     }
 
+    /// The profile cache (for tests that watch it).
+    pub fn cache(&self) -> ProfileCache {
+        self.cache.clone()
+    }
+
     /// The token keys in use (to mint local tokens).
     pub fn keys(&self) -> Arc<JwtKeys> {
         Arc::clone(&self.keys)
@@ -74,8 +89,7 @@ impl App {
     /// lets in-flight requests finish (up to the configured grace) and closes
     /// the database pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { config, store, keys, profiles, grpc, http } = self;
-        let stop = CancellationToken::new();
+        let Self { config, store, cache, metrics, stop, keys, profiles, grpc, http } = self;
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ProfileServiceServer<ProfileApi>>().await;
@@ -96,7 +110,7 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(profile_service, Authenticate::new(keys)))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop.clone().cancelled_owned());
-        let http_server = axum::serve(http, http::router(store.clone()))
+        let http_server = axum::serve(http, http::router(store.clone(), cache, metrics))
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .into_future();
         let mut grpc_task = tokio::spawn(grpc_server);

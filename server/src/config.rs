@@ -10,7 +10,7 @@ use std::{
 use clap::{Args, Parser};
 use secrecy::SecretString;
 
-use crate::{auth::KeySource, domain::identifiers::NormalizationPolicy};
+use crate::{auth::KeySource, cache::CacheConfig, domain::identifiers::NormalizationPolicy};
 
 /// Where c360 keeps local state.
 #[derive(Debug, Clone, Args)]
@@ -115,6 +115,44 @@ impl ServerArgs {
     }
 }
 
+/// The read-through cache.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Redis URL for the shared L2 cache and cross-instance invalidation; default: in-process cache only.
+    #[arg(long, env = "C360_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
+    #[arg(long, env = "C360_CACHE_PREFIX", default_value = "c360")]
+    pub cache_prefix: String,
+    /// In-process (L1) cache budget in MiB; 0 turns L1 off for strict read-your-writes across instances.
+    #[arg(long, env = "C360_CACHE_L1_CAPACITY_MB", default_value_t = 256)]
+    pub cache_l1_capacity_mb: u64,
+    /// Lifetime of a cached profile (each entry ±10%).
+    #[arg(long, env = "C360_CACHE_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+    /// Lifetime of a cached "not found".
+    #[arg(long, env = "C360_CACHE_NOT_FOUND_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub cache_not_found_ttl: Duration,
+    /// Longest wait for one Redis call before the database answers instead.
+    #[arg(long, env = "C360_REDIS_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+}
+
+impl CacheArgs {
+    /// The cache settings; tombstones outlive any request (`request_timeout`).
+    pub fn config(&self, request_timeout: Duration) -> CacheConfig {
+        CacheConfig {
+            redis_url: self.redis_url.clone(),
+            prefix: self.cache_prefix.clone(),
+            l1_capacity_bytes: self.cache_l1_capacity_mb * 1024 * 1024,
+            ttl: self.cache_ttl,
+            not_found_ttl: self.cache_not_found_ttl,
+            fence_ttl: (request_timeout * 3).max(Duration::from_secs(60)),
+            redis_timeout: self.redis_timeout,
+        }
+    }
+}
+
 /// Everything `c360 serve` needs.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "c360 serve")]
@@ -131,4 +169,7 @@ pub struct Config {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub cache: CacheArgs,
 }

@@ -5,16 +5,21 @@
 //! - [`domain`] — plain types and rules (no tonic, no SeaORM).
 //! - [`auth`] — tokens, roles, the permission table: the only code deciding access.
 //! - [`service`] — operations taking a `&Caller`, composing domain and store in transactions.
+//! - [`cache`] — the read-through profile cache (in-process L1, Redis L2): all keys and invalidation.
+//! - [`convert`] — proto ↔ domain conversions; [`metrics`] — Prometheus counters.
 //! - [`store`] — SeaORM queries; [`grpc`]: thin tonic handlers; [`http`]: health endpoints.
 //! - [`app`] — startup that tests can drive; [`config`]: flags and `C360_*` variables; [`cli`]: the binary's commands.
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod service;
 pub mod store;
 

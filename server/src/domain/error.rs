@@ -21,7 +21,7 @@ impl FieldViolation {
 
 /// Everything that can go wrong in a domain operation. Each variant says which
 /// gRPC status it becomes (see `grpc::error`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DomainError {
     /// Bad input; nothing was written. INVALID_ARGUMENT with field violations.
     #[error("invalid request: {}", describe(.0))]

@@ -4,7 +4,8 @@
 use c360_proto::v1::{self as pb, profile_service_server::ProfileService, search_profiles_request::Criterion};
 use tonic::{Request, Response, Status};
 
-use super::{auth::caller, convert::identifier_type};
+use super::auth::caller;
+use crate::convert::identifier_type;
 use crate::{
     domain::DomainError,
     service::{Page, Profiles, SearchCriterion, UpdateRequest},
@@ -36,7 +37,7 @@ impl ProfileService for ProfileApi {
     async fn get_profile(&self, request: Request<pb::GetProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
         let profile = self.profiles.get(&caller, &request.get_ref().id).await?;
-        Ok(Response::new(profile.into()))
+        Ok(Response::new(pb::Profile::from(profile.as_ref())))
     }
 
     async fn batch_get_profiles(
@@ -45,7 +46,7 @@ impl ProfileService for ProfileApi {
     ) -> Reply<pb::BatchGetProfilesResponse> {
         let caller = caller(&request)?;
         let (profiles, missing_ids) = self.profiles.batch_get(&caller, &request.get_ref().ids).await?;
-        let profiles = profiles.iter().map(pb::Profile::from).collect();
+        let profiles = profiles.iter().map(|p| pb::Profile::from(p.as_ref())).collect();
         Ok(Response::new(pb::BatchGetProfilesResponse { profiles, missing_ids }))
     }
 
@@ -99,10 +100,10 @@ impl ProfileService for ProfileApi {
         let caller = caller(&request)?;
         let pb::LookupProfileRequest { r#type, value, source } = request.get_ref();
         let profile = self.profiles.lookup(&caller, identifier_type(*r#type), value, source).await?;
-        Ok(Response::new(profile.into()))
+        Ok(Response::new(pb::Profile::from(profile.as_ref())))
     }
 }
 
 fn page_parts(page: Page) -> (Vec<pb::Profile>, String) {
-    (page.profiles.iter().map(pb::Profile::from).collect(), page.next_page_token)
+    (page.profiles.iter().map(|p| pb::Profile::from(p.as_ref())).collect(), page.next_page_token)
 }

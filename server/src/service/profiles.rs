@@ -1,14 +1,15 @@
 //! Profile operations.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use sea_orm::DatabaseTransaction;
 use tracing::instrument;
 
 use crate::{
     auth::{Caller, Permission},
+    cache::ProfileCache,
     domain::{
-        DomainError, ProfileId,
+        DomainError, ProfileId, TenantId,
         error::Violations,
         events::{self, DomainEvent},
         identifiers::{
@@ -29,10 +30,11 @@ pub const MAX_BATCH_IDS: usize = 1000;
 /// Longest name prefix searched.
 const MAX_SEARCH_PREFIX: usize = 200;
 
-/// Profile operations over a store.
+/// Profile operations over a store, read through the cache.
 #[derive(Clone)]
 pub struct Profiles {
     store: Store,
+    cache: ProfileCache,
     policy: NormalizationPolicy,
 }
 
@@ -68,15 +70,15 @@ pub enum SearchCriterion {
 #[derive(Debug, Clone)]
 pub struct Page {
     /// The profiles.
-    pub profiles: Vec<Profile>,
+    pub profiles: Vec<Arc<Profile>>,
     /// Token for the next page; empty on the last.
     pub next_page_token: String,
 }
 
 impl Profiles {
-    /// Profile operations on `store`, normalizing identifiers by `policy`.
-    pub fn new(store: Store, policy: NormalizationPolicy) -> Self {
-        Self { store, policy }
+    /// Profile operations on `store` through `cache`, normalizing identifiers by `policy`.
+    pub fn new(store: Store, cache: ProfileCache, policy: NormalizationPolicy) -> Self {
+        Self { store, cache, policy }
     }
 
     /// Creates a profile, claims its identifiers and records
@@ -105,27 +107,38 @@ impl Profiles {
 
         let tx = self.store.begin().await?;
         self.check_primary_contact(&tx, caller, &profile.data, None).await?;
+        let identifiers = profile.data.identity_keys(&self.policy);
         store::profiles::insert(&tx, &profile).await?;
-        store::identities::claim(&tx, &caller.tenant, profile.id, &profile.data.identity_keys(&self.policy)).await?;
+        store::identities::claim(&tx, &caller.tenant, profile.id, &identifiers).await?;
         store::outbox::append(&tx, &events::profile_created(&profile, &caller.subject)).await?;
         tx.commit().await.map_err(db_error)?;
+        let identifiers: Vec<_> = identifiers.into_iter().map(|(key, _)| key).collect();
+        self.cache.changed(&caller.tenant, profile.id, profile.version, &identifiers).await;
         Ok(profile)
     }
 
     /// Reads one profile.
     #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = id))]
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Profile, DomainError> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Arc<Profile>, DomainError> {
         caller.require(Permission::ReadProfiles)?;
         let id = parse_id("id", id)?;
-        store::profiles::find(self.store.db(), &caller.tenant, id, false)
-            .await?
-            .ok_or_else(|| DomainError::profile_not_found(id))
+        self.cached(&caller.tenant, id).await?.ok_or_else(|| DomainError::profile_not_found(id))
+    }
+
+    /// One profile through the cache.
+    async fn cached(&self, tenant: &TenantId, id: ProfileId) -> Result<Option<Arc<Profile>>, DomainError> {
+        let db = self.store.db();
+        self.cache.profile(tenant, id, || store::profiles::find(db, tenant, id, false)).await
     }
 
     /// Reads up to [`MAX_BATCH_IDS`] profiles in one query; returns them in
     /// request order, and the ids that matched nothing.
     #[instrument(skip_all, fields(tenant = %caller.tenant, count = ids.len()))]
-    pub async fn batch_get(&self, caller: &Caller, ids: &[String]) -> Result<(Vec<Profile>, Vec<String>), DomainError> {
+    pub async fn batch_get(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Result<(Vec<Arc<Profile>>, Vec<String>), DomainError> {
         caller.require(Permission::ReadProfiles)?;
         if ids.len() > MAX_BATCH_IDS {
             return Err(DomainError::invalid("ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
@@ -139,12 +152,11 @@ impl Profiles {
             .filter(|id| seen.insert(*id))
             .collect();
         violations.into_result(())?;
-        let mut found: std::collections::HashMap<ProfileId, Profile> =
-            store::profiles::find_many(self.store.db(), &caller.tenant, &parsed)
-                .await?
-                .into_iter()
-                .map(|p| (p.id, p))
-                .collect();
+        let (db, tenant) = (self.store.db(), &caller.tenant);
+        let mut found = self
+            .cache
+            .profiles(tenant, &parsed, |misses| async move { store::profiles::find_many(db, tenant, &misses).await })
+            .await?;
         let mut profiles = Vec::with_capacity(found.len());
         let mut missing = Vec::new();
         for id in parsed {
@@ -195,9 +207,10 @@ impl Profiles {
         next.version = current.version + 1;
         next.updated_at = now;
         record_lineage(&mut next.lineage, &changed, &source, now);
-        self.reindex(&tx, caller, &current, &next).await?;
+        let identifiers = self.reindex(&tx, caller, &current, &next).await?;
         let event = events::profile_updated(&next, &changed, &caller.subject);
         self.commit_write(tx, &current, &next, &event).await?;
+        self.cache.changed(&caller.tenant, id, next.version, &identifiers).await;
         Ok(next)
     }
 
@@ -230,6 +243,8 @@ impl Profiles {
         store::identities::release(&tx, &caller.tenant, id, None).await?;
         let event = events::profile_updated(&next, &[ProfileField::Status], &caller.subject);
         self.commit_write(tx, &current, &next, &event).await?;
+        let released: Vec<_> = current.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
+        self.cache.changed(&caller.tenant, id, next.version, &released).await;
         Ok(next)
     }
 
@@ -292,7 +307,7 @@ impl Profiles {
         id_type: Choice<IdentifierType>,
         value: &str,
         source: &str,
-    ) -> Result<Profile, DomainError> {
+    ) -> Result<Arc<Profile>, DomainError> {
         caller.require(Permission::ReadProfiles)?;
         let id_type = match id_type {
             Choice::Set(t) => t,
@@ -310,11 +325,27 @@ impl Profiles {
             .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.to_string() })
     }
 
-    async fn resolve(&self, caller: &Caller, key: &IdentifierKey) -> Result<Option<Profile>, DomainError> {
-        let Some(id) = store::identities::holder(self.store.db(), &caller.tenant, key).await? else {
-            return Ok(None);
-        };
-        store::profiles::find(self.store.db(), &caller.tenant, id, false).await
+    /// The live profile holding `key`. A cached holder is checked against the
+    /// (versioned, so current) profile: if it no longer holds the identifier,
+    /// the entry is dropped and the database answers.
+    async fn resolve(&self, caller: &Caller, key: &IdentifierKey) -> Result<Option<Arc<Profile>>, DomainError> {
+        let (db, tenant) = (self.store.db(), &caller.tenant);
+        let holder = self.cache.holder(tenant, key, || store::identities::holder(db, tenant, key)).await?;
+        let Some(id) = holder else { return Ok(None) };
+        if let Some(profile) = self.cached(tenant, id).await?
+            && self.holds(&profile, key)
+        {
+            return Ok(Some(profile));
+        }
+        self.cache.forget_holder(tenant, key).await;
+        match store::identities::holder(db, tenant, key).await? {
+            Some(id) => self.cached(tenant, id).await,
+            None => Ok(None),
+        }
+    }
+
+    fn holds(&self, profile: &Profile, key: &IdentifierKey) -> bool {
+        profile.data.status.is_live() && profile.data.identity_keys(&self.policy).iter().any(|(k, _)| k == key)
     }
 
     fn identifier_key(
@@ -351,6 +382,7 @@ impl Profiles {
     async fn page(&self, caller: &Caller, filter: &ProfileFilter, page: &PageRequest) -> Result<Page, DomainError> {
         let (profiles, more) =
             store::profiles::page(self.store.db(), &caller.tenant, filter, page.after, page.size).await?;
+        let profiles: Vec<Arc<Profile>> = profiles.into_iter().map(Arc::new).collect();
         let next_page_token = match profiles.last() {
             Some(last) if more => page.next_token(last.id),
             _ => String::new(),
@@ -378,14 +410,15 @@ impl Profiles {
         Ok(current)
     }
 
-    /// Moves identity-index rows from `current`'s identifiers to `next`'s.
+    /// Moves identity-index rows from `current`'s identifiers to `next`'s;
+    /// returns the identifiers whose holder changed.
     async fn reindex(
         &self,
         tx: &DatabaseTransaction,
         caller: &Caller,
         current: &Profile,
         next: &Profile,
-    ) -> Result<(), DomainError> {
+    ) -> Result<Vec<IdentifierKey>, DomainError> {
         let old: HashSet<IdentifierKey> =
             current.data.identity_keys(&self.policy).into_iter().map(|(k, _)| k).collect();
         let new = next.data.identity_keys(&self.policy);
@@ -393,7 +426,8 @@ impl Profiles {
         let released: Vec<IdentifierKey> = old.iter().filter(|k| !new_keys.contains(k)).cloned().collect();
         let added: Vec<(IdentifierKey, String)> = new.into_iter().filter(|(k, _)| !old.contains(k)).collect();
         store::identities::release(tx, &caller.tenant, next.id, Some(&released)).await?;
-        store::identities::claim(tx, &caller.tenant, next.id, &added).await
+        store::identities::claim(tx, &caller.tenant, next.id, &added).await?;
+        Ok(released.into_iter().chain(added.into_iter().map(|(key, _)| key)).collect())
     }
 
     /// Writes `next` over `current` (compare-and-set on the version), appends

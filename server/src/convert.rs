@@ -1,4 +1,6 @@
-//! Conversions between `c360.v1` messages and domain types.
+//! Conversions between `c360.v1` messages and domain types: requests into
+//! domain input, domain values into responses, and back again for the
+//! cache's protobuf encoding.
 
 use c360_proto::v1 as pb;
 use chrono::{DateTime, Utc};
@@ -6,8 +8,12 @@ use prost_types::{ListValue, Struct, Timestamp, value::Kind};
 use serde_json::{Map, Number, Value};
 
 use crate::domain::{
+    ProfileId, TenantId,
     identifiers::IdentifierType,
-    profile::{Choice, Email, ExternalId, Phone, PostalAddress, Profile, ProfileInput, ProfileKind, ProfileStatus},
+    profile::{
+        Choice, Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileInput, ProfileKind,
+        ProfileStatus,
+    },
 };
 
 impl From<&Profile> for pb::Profile {
@@ -172,6 +178,74 @@ fn choice<T>(raw: i32, known: impl FnOnce(i32) -> Option<T>) -> Choice<T> {
         return Choice::Unset;
     }
     known(raw).map_or(Choice::Unknown(raw), Choice::Set)
+}
+
+/// Rebuilds a stored profile from its protobuf form (the cache's encoding):
+/// the inverse of `pb::Profile::from(&Profile)`.
+pub fn profile_from_pb(p: pb::Profile, tenant: TenantId) -> Result<Profile, String> {
+    let optional = |s: String| if s.is_empty() { None } else { Some(s) };
+    let kind = match pb::ProfileKind::try_from(p.kind) {
+        Ok(pb::ProfileKind::Person) => ProfileKind::Person,
+        Ok(pb::ProfileKind::Organization) => ProfileKind::Organization,
+        _ => return Err(format!("kind {}", p.kind)),
+    };
+    let status = match pb::ProfileStatus::try_from(p.status) {
+        Ok(pb::ProfileStatus::Prospect) => ProfileStatus::Prospect,
+        Ok(pb::ProfileStatus::Active) => ProfileStatus::Active,
+        Ok(pb::ProfileStatus::Inactive) => ProfileStatus::Inactive,
+        Ok(pb::ProfileStatus::Merged) => ProfileStatus::Merged,
+        Ok(pb::ProfileStatus::Erased) => ProfileStatus::Erased,
+        _ => return Err(format!("status {}", p.status)),
+    };
+    let birth_date = match p.birth_date.as_str() {
+        "" => None,
+        date => Some(chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| e.to_string())?),
+    };
+    let primary_contact_id = match p.primary_contact_id.as_str() {
+        "" => None,
+        id => Some(ProfileId::parse(id)?),
+    };
+    let lineage = p
+        .lineage
+        .into_iter()
+        .map(|(field, l)| Ok((field, Lineage { source: l.source, updated_at: from_timestamp(l.update_time)? })))
+        .collect::<Result<_, String>>()?;
+    Ok(Profile {
+        id: ProfileId::parse(&p.id)?,
+        tenant,
+        data: ProfileData {
+            kind,
+            status,
+            given_name: optional(p.given_name),
+            family_name: optional(p.family_name),
+            company_name: optional(p.company_name),
+            segment: optional(p.segment),
+            emails: p
+                .emails
+                .into_iter()
+                .map(|e| Email { address: e.address, label: e.label, primary: e.primary })
+                .collect(),
+            phones: p
+                .phones
+                .into_iter()
+                .map(|x| Phone { number: x.number, label: x.label, primary: x.primary })
+                .collect(),
+            addresses: p.addresses.into_iter().map(PostalAddress::from).collect(),
+            birth_date,
+            primary_contact_id,
+            attributes: p.attributes.as_ref().map(struct_to_json).unwrap_or_default(),
+            external_ids: p.external_ids.into_iter().map(ExternalId::from).collect(),
+        },
+        lineage,
+        version: p.etag.parse().map_err(|_| format!("etag {}", p.etag))?,
+        created_at: from_timestamp(p.create_time)?,
+        updated_at: from_timestamp(p.update_time)?,
+    })
+}
+
+fn from_timestamp(time: Option<Timestamp>) -> Result<DateTime<Utc>, String> {
+    let time = time.ok_or("missing timestamp")?;
+    DateTime::from_timestamp(time.seconds, time.nanos as u32).ok_or_else(|| format!("timestamp {time:?}"))
 }
 
 fn timestamp(time: DateTime<Utc>) -> Timestamp {

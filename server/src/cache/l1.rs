@@ -1,0 +1,158 @@
+//! L1: the bounded in-process tier (moka), with versioned entries.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use moka::{Expiry, future::Cache, ops::compute::Op};
+use rand::Rng;
+
+use crate::domain::{ProfileId, TenantId, identifiers::IdentifierKey, profile::Profile};
+
+/// What L1 is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum L1Key {
+    /// A profile.
+    Profile(TenantId, ProfileId),
+    /// The holder of an identifier.
+    Lookup(TenantId, IdentifierKey),
+}
+
+/// What L1 holds. Profile entries carry a version; a fill never replaces a
+/// newer entry (see [`L1::fill_profile`]).
+#[derive(Debug, Clone)]
+pub enum L1Value {
+    /// A profile and its approximate size in bytes.
+    Profile(Arc<Profile>, u32),
+    /// No such profile.
+    Missing,
+    /// Changed at this version: reload.
+    Tombstone(i64),
+    /// The identifier's holder.
+    Holder(ProfileId),
+    /// Nobody holds the identifier.
+    Absent,
+    /// The identifier changed recently: do not cache "nobody".
+    Fence,
+}
+
+impl L1Value {
+    fn version(&self) -> i64 {
+        match self {
+            Self::Profile(profile, _) => profile.version,
+            Self::Tombstone(version) => *version,
+            _ => 0,
+        }
+    }
+}
+
+/// Per-entry lifetimes, with jitter so entries filled together do not
+/// expire together.
+struct Lifetimes {
+    ttl: Duration,
+    not_found_ttl: Duration,
+    fence_ttl: Duration,
+}
+
+impl Expiry<L1Key, L1Value> for Lifetimes {
+    fn expire_after_create(&self, _: &L1Key, value: &L1Value, _: Instant) -> Option<Duration> {
+        Some(match value {
+            L1Value::Profile(..) | L1Value::Holder(_) => jitter(self.ttl),
+            L1Value::Missing | L1Value::Absent => jitter(self.not_found_ttl),
+            L1Value::Tombstone(_) | L1Value::Fence => self.fence_ttl,
+        })
+    }
+
+    fn expire_after_update(&self, key: &L1Key, value: &L1Value, at: Instant, _: Option<Duration>) -> Option<Duration> {
+        self.expire_after_create(key, value, at)
+    }
+}
+
+/// `ttl` ± 10%.
+pub fn jitter(ttl: Duration) -> Duration {
+    ttl.mul_f64(rand::rng().random_range(0.9..1.1))
+}
+
+/// The in-process tier.
+#[derive(Clone)]
+pub struct L1 {
+    cache: Cache<L1Key, L1Value>,
+}
+
+impl L1 {
+    /// A cache holding about `capacity_bytes` of profiles.
+    pub fn new(capacity_bytes: u64, ttl: Duration, not_found_ttl: Duration, fence_ttl: Duration) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|_, value: &L1Value| match value {
+                L1Value::Profile(_, size) => *size,
+                _ => 96,
+            })
+            .expire_after(Lifetimes { ttl, not_found_ttl, fence_ttl })
+            .build();
+        Self { cache }
+    }
+
+    /// The entry for `key`, if any.
+    pub async fn get(&self, key: &L1Key) -> Option<L1Value> {
+        self.cache.get(key).await
+    }
+
+    /// Stores a loaded profile (or `None`: no such profile) unless the entry
+    /// already stands for a newer version.
+    pub async fn fill_profile(&self, key: L1Key, value: L1Value) {
+        let version = value.version();
+        self.cache
+            .entry(key)
+            .and_compute_with(|current| async move {
+                match current {
+                    Some(entry) if entry.value().version() > version => Op::Nop,
+                    _ => Op::Put(value),
+                }
+            })
+            .await;
+    }
+
+    /// Marks a profile changed at `version`, unless the entry is already at
+    /// least that new.
+    pub async fn tombstone(&self, key: L1Key, version: i64) {
+        self.cache
+            .entry(key)
+            .and_compute_with(|current| async move {
+                match current {
+                    Some(entry) if entry.value().version() >= version => Op::Nop,
+                    _ => Op::Put(L1Value::Tombstone(version)),
+                }
+            })
+            .await;
+    }
+
+    /// Stores an identifier's holder; "nobody" never replaces a fence.
+    pub async fn fill_lookup(&self, key: L1Key, value: L1Value) {
+        self.cache
+            .entry(key)
+            .and_compute_with(|current| async move {
+                match (current.map(|e| e.into_value()), &value) {
+                    (Some(L1Value::Fence), L1Value::Absent) => Op::Nop,
+                    _ => Op::Put(value),
+                }
+            })
+            .await;
+    }
+
+    /// Fences an identifier that was claimed or released.
+    pub async fn fence(&self, key: L1Key) {
+        self.cache.insert(key, L1Value::Fence).await;
+    }
+
+    /// Drops everything (after missed invalidations).
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Entries and their weighed size (approximate until pending work runs).
+    pub fn usage(&self) -> (u64, u64) {
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}

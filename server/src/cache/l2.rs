@@ -1,0 +1,294 @@
+//! L2: Redis. Every call is bounded by a timeout and guarded by the circuit
+//! breaker; a failed call is a miss, never a failed request.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use tokio::sync::{Mutex, RwLock};
+
+use super::{
+    breaker::Breaker,
+    keys::{LookupSlot, ProfileSlot},
+};
+use crate::metrics::CacheMetrics;
+
+/// Sets a profile slot unless the stored one stands for a newer version (or,
+/// for a tombstone — ARGV[4] = 1 — an equally new one).
+const PROFILE_CAS: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.match(cur, '^%a(%d+):'))
+  local new = tonumber(ARGV[1])
+  if v and (v > new or (ARGV[4] == '1' and v == new)) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// Sets an identifier slot; "nobody" (N) never replaces a fence (F).
+const LOOKUP_SET: &str = r"
+if ARGV[1] == 'N' and redis.call('GET', KEYS[1]) == 'F' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// Most invalidations remembered while Redis is unreachable; beyond that L2
+/// reads stay off until the cache TTL has passed.
+const MAX_PENDING: usize = 100_000;
+
+/// A write to Redis that must happen before L2 may be read again.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    /// Tombstone a profile key at a version.
+    Profile(String, i64),
+    /// Fence an identifier key.
+    Lookup(String),
+    /// Publish an invalidation message.
+    Publish(String),
+}
+
+/// The Redis tier.
+pub struct L2 {
+    client: redis::Client,
+    connection: RwLock<Option<ConnectionManager>>,
+    breaker: Breaker,
+    timeout: Duration,
+    fence_ttl: Duration,
+    channel: String,
+    profile_cas: Script,
+    lookup_set: Script,
+    /// Invalidations that could not be written; L2 is not read while any wait.
+    pending: Mutex<PendingState>,
+    /// Whether `pending` holds anything: lets reads skip its lock when clean.
+    dirty: AtomicBool,
+    metrics: CacheMetrics,
+}
+
+#[derive(Default)]
+struct PendingState {
+    writes: Vec<Pending>,
+    /// Set when `writes` overflowed: L2 stays unread until this instant.
+    quarantine_until: Option<tokio::time::Instant>,
+}
+
+impl L2 {
+    /// A tier on `url`; connects in the background if Redis is not up yet.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        fence_ttl: Duration,
+        channel: String,
+        metrics: CacheMetrics,
+    ) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+        Ok(Arc::new(Self {
+            client,
+            connection: RwLock::new(None),
+            breaker: Breaker::new(metrics.breaker_state.clone()),
+            timeout,
+            fence_ttl,
+            channel,
+            profile_cas: Script::new(PROFILE_CAS),
+            lookup_set: Script::new(LOOKUP_SET),
+            pending: Mutex::new(PendingState::default()),
+            dirty: AtomicBool::new(false),
+            metrics,
+        }))
+    }
+
+    /// The client (for the subscriber's dedicated connection).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// Whether the breaker is refusing calls.
+    pub fn is_degraded(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        if let Some(connection) = self.connection.read().await.as_ref() {
+            return Some(connection.clone());
+        }
+        let mut slot = self.connection.write().await;
+        if slot.is_none() {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(200))))
+                .set_response_timeout(Some(self.timeout))
+                .set_number_of_retries(1);
+            let connecting = ConnectionManager::new_with_config(self.client.clone(), config);
+            match tokio::time::timeout(self.timeout.max(Duration::from_millis(200)), connecting).await {
+                Ok(Ok(connection)) => *slot = Some(connection),
+                Ok(Err(e)) => tracing::debug!(error = %e, "Redis connection failed"),
+                Err(_) => tracing::debug!("Redis connection timed out"),
+            }
+        }
+        slot.clone()
+    }
+
+    /// Runs one Redis call under the breaker and the timeout.
+    async fn call<T, F, Fut>(&self, op: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.breaker.allow() {
+            self.metrics.redis_skipped.inc();
+            return None;
+        }
+        let result = match self.connection().await {
+            Some(connection) => tokio::time::timeout(self.timeout, op(connection)).await,
+            None => Ok(Err(redis::RedisError::from((redis::ErrorKind::Io, "not connected")))),
+        };
+        match result {
+            Ok(Ok(value)) => {
+                self.breaker.success();
+                Some(value)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "Redis call failed");
+                self.metrics.redis_errors.inc();
+                self.breaker.failure();
+                None
+            }
+            Err(_) => {
+                self.metrics.redis_errors.inc();
+                self.breaker.failure();
+                None
+            }
+        }
+    }
+
+    /// Whether L2 may be read: no invalidation is waiting to be written.
+    /// Replays waiting invalidations first when Redis answers again.
+    async fn readable(&self) -> bool {
+        if !self.dirty.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut pending = self.pending.lock().await;
+        if let Some(until) = pending.quarantine_until {
+            if tokio::time::Instant::now() < until {
+                return false;
+            }
+            pending.quarantine_until = None;
+        }
+        while let Some(write) = pending.writes.last().cloned() {
+            if !self.apply(&write).await {
+                return false;
+            }
+            pending.writes.pop();
+        }
+        self.dirty.store(false, Ordering::Release);
+        true
+    }
+
+    async fn apply(&self, write: &Pending) -> bool {
+        let fence_ms = self.fence_ttl.as_millis() as u64;
+        match write {
+            Pending::Profile(key, version) => {
+                let slot = ProfileSlot::Tombstone(*version).encode();
+                let script = &self.profile_cas;
+                self.call(|mut c| async move {
+                    script.key(key).arg(version).arg(slot).arg(fence_ms).arg(1).invoke_async::<i64>(&mut c).await
+                })
+                .await
+                .is_some()
+            }
+            Pending::Lookup(key) => {
+                let script = &self.lookup_set;
+                self.call(|mut c| async move {
+                    script.key(key).arg(LookupSlot::Fence.encode()).arg(fence_ms).invoke_async::<i64>(&mut c).await
+                })
+                .await
+                .is_some()
+            }
+            Pending::Publish(message) => {
+                let channel = &self.channel;
+                self.call(|mut c| async move { c.publish::<_, _, i64>(channel, message).await }).await.is_some()
+            }
+        }
+    }
+
+    /// Writes invalidations (tombstones, fences, the message for other
+    /// instances); whatever fails is kept and replayed before L2 is read again.
+    pub async fn invalidate(&self, writes: Vec<Pending>) {
+        let mut failed = Vec::new();
+        for write in writes {
+            if !failed.is_empty() || !self.apply(&write).await {
+                failed.push(write);
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock().await;
+        self.dirty.store(true, Ordering::Release);
+        // Replayed from the end: keep this write's order (tombstones before the message).
+        for write in failed.into_iter().rev() {
+            if pending.writes.len() >= MAX_PENDING {
+                tracing::warn!("too many invalidations waiting for Redis; L2 reads stay off for one TTL");
+                pending.writes.clear();
+                pending.quarantine_until = Some(tokio::time::Instant::now() + self.fence_ttl * 10);
+                break;
+            }
+            pending.writes.insert(0, write);
+        }
+    }
+
+    /// Reads profile slots; `None` in a position is a miss (or Redis unusable).
+    pub async fn get_profiles(&self, keys: &[String]) -> Vec<Option<ProfileSlot>> {
+        if keys.is_empty() || !self.readable().await {
+            return vec![None; keys.len()];
+        }
+        let values: Option<Vec<Option<Vec<u8>>>> = self
+            .call(|mut c| async move {
+                if keys.len() == 1 { c.get(&keys[0]).await.map(|v| vec![v]) } else { c.mget(keys).await }
+            })
+            .await;
+        match values {
+            Some(values) if values.len() == keys.len() => {
+                values.into_iter().map(|v| v.and_then(|raw| ProfileSlot::decode(&raw))).collect()
+            }
+            _ => vec![None; keys.len()],
+        }
+    }
+
+    /// Stores profile slots read from the database (compare-and-set each).
+    pub async fn fill_profiles(&self, slots: Vec<(String, ProfileSlot, Duration)>) {
+        let script = &self.profile_cas;
+        let fills = slots.into_iter().map(|(key, slot, ttl)| async move {
+            let (version, bytes, ttl_ms) = (slot.version(), slot.encode(), ttl.as_millis() as u64);
+            self.call(|mut c| async move {
+                script.key(&key).arg(version).arg(bytes).arg(ttl_ms).arg(0).invoke_async::<i64>(&mut c).await
+            })
+            .await
+        });
+        futures::future::join_all(fills).await;
+    }
+
+    /// Reads an identifier slot.
+    pub async fn get_lookup(&self, key: &str) -> Option<LookupSlot> {
+        if !self.readable().await {
+            return None;
+        }
+        let raw: Option<Vec<u8>> = self.call(|mut c| async move { c.get(key).await }).await.flatten();
+        raw.and_then(|raw| LookupSlot::decode(&raw))
+    }
+
+    /// Stores an identifier slot read from the database.
+    pub async fn fill_lookup(&self, key: &str, slot: LookupSlot, ttl: Duration) {
+        let script = &self.lookup_set;
+        let ttl_ms = ttl.as_millis() as u64;
+        self.call(
+            |mut c| async move { script.key(key).arg(slot.encode()).arg(ttl_ms).invoke_async::<i64>(&mut c).await },
+        )
+        .await;
+    }
+}

@@ -1,0 +1,475 @@
+//! The read-through profile cache: the only code that talks to Redis, and the
+//! one place for cache keys, encodings, lifetimes and invalidation.
+//!
+//! Two tiers: L1, a bounded in-process cache (moka), and L2, Redis, when a URL
+//! is configured. Reads try L1, then L2, then the database, and fill the tiers
+//! they missed. Writes call [`ProfileCache::changed`] after their commit and
+//! before they return.
+//!
+//! Read-your-writes rests on versions. Every profile entry carries the
+//! profile's version; a write leaves a *tombstone* with the new version in
+//! both tiers, and a fill lands only if it is at least as new as what is
+//! there (a Lua compare-and-set in Redis, `and_compute_with` in moka). So a
+//! slow reader that loaded the old version before the commit can never put it
+//! back after the write returned — the classic cache-aside race. Deleting the
+//! key instead would let exactly that happen.
+//!
+//! Other instances learn of a write through Redis pub/sub and tombstone their
+//! L1 copy; until the message arrives (milliseconds) they may serve the old
+//! version from L1. While the channel is down, or Redis is failing, L1 is
+//! bypassed (another instance's writes could not reach it), and a deployment
+//! that cannot accept even the milliseconds turns L1 off
+//! (`--cache-l1-capacity-mb 0`).
+//!
+//! Redis is optional and never required: each call has a short timeout, a
+//! circuit breaker stops calling a failing Redis, and a failed call is a miss.
+//! Invalidations that could not be written are replayed before L2 is read
+//! again, so an outage cannot leave a stale entry behind.
+
+mod breaker;
+mod flight;
+pub mod keys;
+mod l1;
+mod l2;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use c360_proto::v1 as pb;
+use futures::StreamExt;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use self::{
+    flight::SingleFlight,
+    keys::{Invalidation, LookupSlot, ProfileSlot},
+    l1::{L1, L1Key, L1Value, jitter},
+    l2::{L2, Pending},
+};
+use crate::{
+    convert::profile_from_pb,
+    domain::{DomainError, ProfileId, TenantId, identifiers::IdentifierKey, profile::Profile},
+    metrics::CacheMetrics,
+};
+
+/// Cache settings.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Redis URL; `None`: L1 only.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (tests and tenants of one Redis).
+    pub prefix: String,
+    /// L1 budget in bytes (approximate); 0 turns L1 off.
+    pub l1_capacity_bytes: u64,
+    /// Lifetime of a cached profile (±10% jitter).
+    pub ttl: Duration,
+    /// Lifetime of a cached "no such profile / nobody holds it".
+    pub not_found_ttl: Duration,
+    /// Lifetime of a tombstone or fence: longer than any read can take.
+    pub fence_ttl: Duration,
+    /// Longest wait for one Redis call.
+    pub redis_timeout: Duration,
+}
+
+type FlightResult = Result<Option<Arc<Profile>>, DomainError>;
+
+/// The profile cache; clones share it.
+#[derive(Clone)]
+pub struct ProfileCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CacheConfig,
+    l1: Option<L1>,
+    l2: Option<Arc<L2>>,
+    /// Whether the invalidation channel is subscribed (always true without Redis).
+    channel_up: Arc<AtomicBool>,
+    flights: SingleFlight<(TenantId, ProfileId), FlightResult>,
+    metrics: CacheMetrics,
+}
+
+impl ProfileCache {
+    /// Builds the tiers; with Redis, subscribes to invalidations in the
+    /// background until `stop` is cancelled.
+    pub fn new(config: CacheConfig, metrics: CacheMetrics, stop: CancellationToken) -> anyhow::Result<Self> {
+        let l1 = (config.l1_capacity_bytes > 0)
+            .then(|| L1::new(config.l1_capacity_bytes, config.ttl, config.not_found_ttl, config.fence_ttl));
+        let l2 = match &config.redis_url {
+            Some(url) => Some(L2::new(
+                url,
+                config.redis_timeout,
+                config.fence_ttl,
+                keys::channel(&config.prefix),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
+        let channel_up = Arc::new(AtomicBool::new(l2.is_none()));
+        metrics.invalidation_channel_up.set(i64::from(l2.is_none()));
+        let cache =
+            Self { inner: Arc::new(Inner { config, l1, l2, channel_up, flights: SingleFlight::new(), metrics }) };
+        if cache.inner.l2.is_some() {
+            tokio::spawn(cache.clone().subscribe(stop));
+        }
+        Ok(cache)
+    }
+
+    /// L1, when it can be trusted: without Redis always; with Redis only while
+    /// the invalidation channel is up and Redis is not failing.
+    fn l1(&self) -> Option<&L1> {
+        let inner = &self.inner;
+        let trusted = match &inner.l2 {
+            None => true,
+            Some(l2) => inner.channel_up.load(Ordering::Acquire) && !l2.is_degraded(),
+        };
+        inner.l1.as_ref().filter(|_| trusted)
+    }
+
+    /// Whether the invalidation channel is subscribed (for readiness and tests).
+    pub fn channel_up(&self) -> bool {
+        self.inner.channel_up.load(Ordering::Acquire)
+    }
+
+    /// L1 entries and approximate bytes.
+    pub fn l1_usage(&self) -> (u64, u64) {
+        self.inner.l1.as_ref().map_or((0, 0), L1::usage)
+    }
+
+    /// One profile: L1, L2, then `load` (the database). Concurrent misses on
+    /// one profile share one load. `None`: no such profile (cached briefly).
+    pub async fn profile<F, Fut>(&self, tenant: &TenantId, id: ProfileId, load: F) -> FlightResult
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Profile>, DomainError>>,
+    {
+        if let Some(hit) = self.l1_profile(tenant, id).await {
+            return Ok(hit);
+        }
+        let flight = (tenant.clone(), id);
+        self.inner
+            .flights
+            .run(&flight, || async move {
+                let redis_key = keys::profile(&self.inner.config.prefix, tenant, id);
+                let answer = self.l2_profiles(tenant, &[id], std::slice::from_ref(&redis_key)).await;
+                if let Some(hit) = answer.into_iter().next().flatten() {
+                    return Ok(hit);
+                }
+                let loaded = load().await?.map(Arc::new);
+                self.inner.metrics.database_loads.inc();
+                self.fill(tenant, vec![(id, redis_key, loaded.clone())]).await;
+                Ok(loaded)
+            })
+            .await
+    }
+
+    /// Several profiles: L1 for each, one Redis MGET for the rest, one
+    /// `load` (a single database query) for what is left. Absent ids are
+    /// missing from the answer.
+    pub async fn profiles<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        ids: &[ProfileId],
+        load: F,
+    ) -> Result<HashMap<ProfileId, Arc<Profile>>, DomainError>
+    where
+        F: FnOnce(Vec<ProfileId>) -> Fut,
+        Fut: Future<Output = Result<Vec<Profile>, DomainError>>,
+    {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut remaining = Vec::new();
+        for &id in ids {
+            match self.l1_profile(tenant, id).await {
+                Some(Some(profile)) => {
+                    found.insert(id, profile);
+                }
+                Some(None) => {}
+                None => remaining.push(id),
+            }
+        }
+        if remaining.is_empty() {
+            return Ok(found);
+        }
+        let redis_keys: Vec<String> =
+            remaining.iter().map(|&id| keys::profile(&self.inner.config.prefix, tenant, id)).collect();
+        let l2 = self.l2_profiles(tenant, &remaining, &redis_keys).await;
+        let mut misses = Vec::new();
+        for ((id, redis_key), hit) in remaining.into_iter().zip(redis_keys).zip(l2) {
+            match hit {
+                Some(Some(profile)) => {
+                    found.insert(id, profile);
+                }
+                Some(None) => {}
+                None => misses.push((id, redis_key)),
+            }
+        }
+        if misses.is_empty() {
+            return Ok(found);
+        }
+        let mut loaded: HashMap<ProfileId, Arc<Profile>> =
+            load(misses.iter().map(|(id, _)| *id).collect()).await?.into_iter().map(|p| (p.id, Arc::new(p))).collect();
+        self.inner.metrics.database_loads.inc_by(misses.len() as u64);
+        let fills = misses.into_iter().map(|(id, key)| (id, key, loaded.get(&id).cloned())).collect();
+        self.fill(tenant, fills).await;
+        found.extend(loaded.drain());
+        Ok(found)
+    }
+
+    /// The profile said to hold `key`: L1, L2, then `load`. A cached holder
+    /// may be out of date; the caller checks the profile still holds the
+    /// identifier and calls [`ProfileCache::forget_holder`] if not.
+    pub async fn holder<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        key: &IdentifierKey,
+        load: F,
+    ) -> Result<Option<ProfileId>, DomainError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<ProfileId>, DomainError>>,
+    {
+        let metrics = &self.inner.metrics;
+        let l1_key = L1Key::Lookup(tenant.clone(), key.clone());
+        if let Some(l1) = self.l1() {
+            match l1.get(&l1_key).await {
+                Some(L1Value::Holder(id)) => return Ok(hit(&metrics.l1_hits, Some(id))),
+                Some(L1Value::Absent) => return Ok(hit(&metrics.l1_hits, None)),
+                _ => {}
+            }
+        }
+        metrics.l1_misses.inc();
+        let redis_key = keys::lookup(&self.inner.config.prefix, tenant, key);
+        if let Some(l2) = &self.inner.l2 {
+            let cached = match l2.get_lookup(&redis_key).await {
+                Some(LookupSlot::Holder(id)) => Some((Some(id), L1Value::Holder(id))),
+                Some(LookupSlot::Absent) => Some((None, L1Value::Absent)),
+                _ => None,
+            };
+            if let Some((answer, value)) = cached {
+                if let Some(l1) = self.l1() {
+                    l1.fill_lookup(l1_key, value).await;
+                }
+                return Ok(hit(&metrics.l2_hits, answer));
+            }
+            metrics.l2_misses.inc();
+        }
+        let holder = load().await?;
+        metrics.database_loads.inc();
+        let (slot, value, ttl) = match holder {
+            Some(id) => (LookupSlot::Holder(id), L1Value::Holder(id), self.inner.config.ttl),
+            None => (LookupSlot::Absent, L1Value::Absent, self.inner.config.not_found_ttl),
+        };
+        if let Some(l2) = &self.inner.l2 {
+            l2.fill_lookup(&redis_key, slot, jitter(ttl)).await;
+        }
+        if let Some(l1) = self.l1() {
+            l1.fill_lookup(l1_key, value).await;
+        }
+        Ok(holder)
+    }
+
+    /// Drops a cached holder found out of date.
+    pub async fn forget_holder(&self, tenant: &TenantId, key: &IdentifierKey) {
+        if let Some(l2) = &self.inner.l2 {
+            l2.invalidate(vec![Pending::Lookup(keys::lookup(&self.inner.config.prefix, tenant, key))]).await;
+        }
+        if let Some(l1) = &self.inner.l1 {
+            l1.fence(L1Key::Lookup(tenant.clone(), key.clone())).await;
+        }
+    }
+
+    /// Records a committed write: profile `id` is now at `version`, and the
+    /// holders of `identifiers` changed. Tombstones L2 and L1, tells the other
+    /// instances, and detaches loads in flight. Call after commit, before
+    /// answering the write.
+    pub async fn changed(&self, tenant: &TenantId, id: ProfileId, version: i64, identifiers: &[IdentifierKey]) {
+        let inner = &self.inner;
+        inner.flights.forget(&(tenant.clone(), id));
+        if let Some(l2) = &inner.l2 {
+            let prefix = &inner.config.prefix;
+            let mut message = Invalidation::Profile(tenant.clone(), id, version).encode();
+            let mut writes = vec![Pending::Profile(keys::profile(prefix, tenant, id), version)];
+            for key in identifiers {
+                writes.push(Pending::Lookup(keys::lookup(prefix, tenant, key)));
+                message.push('\n');
+                message.push_str(&Invalidation::Lookup(tenant.clone(), key.clone()).encode());
+            }
+            writes.push(Pending::Publish(message));
+            l2.invalidate(writes).await;
+        }
+        // L1 is tombstoned even while bypassed: it is trusted again later.
+        if let Some(l1) = &inner.l1 {
+            l1.tombstone(L1Key::Profile(tenant.clone(), id), version).await;
+            for key in identifiers {
+                l1.fence(L1Key::Lookup(tenant.clone(), key.clone())).await;
+            }
+        }
+    }
+
+    /// L1's answer: `Some(Some)` a profile, `Some(None)` known absent, `None` a miss.
+    async fn l1_profile(&self, tenant: &TenantId, id: ProfileId) -> Option<Option<Arc<Profile>>> {
+        let metrics = &self.inner.metrics;
+        if let Some(l1) = self.l1() {
+            match l1.get(&L1Key::Profile(tenant.clone(), id)).await {
+                Some(L1Value::Profile(profile, _)) => return hit(&metrics.l1_hits, Some(Some(profile))),
+                Some(L1Value::Missing) => return hit(&metrics.l1_hits, Some(None)),
+                _ => {}
+            }
+        }
+        metrics.l1_misses.inc();
+        None
+    }
+
+    /// L2's answers for `ids` (at `redis_keys`), filling L1 with each hit.
+    async fn l2_profiles(
+        &self,
+        tenant: &TenantId,
+        ids: &[ProfileId],
+        redis_keys: &[String],
+    ) -> Vec<Option<Option<Arc<Profile>>>> {
+        let metrics = &self.inner.metrics;
+        let Some(l2) = &self.inner.l2 else {
+            metrics.l2_misses.inc_by(redis_keys.len() as u64);
+            return vec![None; redis_keys.len()];
+        };
+        let slots = l2.get_profiles(redis_keys).await;
+        let mut answers = Vec::with_capacity(slots.len());
+        for (&id, slot) in ids.iter().zip(slots) {
+            let value = match slot {
+                Some(ProfileSlot::Found(_, bytes)) => {
+                    decode(&bytes, tenant).map(|(p, size)| L1Value::Profile(Arc::new(p), size))
+                }
+                Some(ProfileSlot::Missing) => Some(L1Value::Missing),
+                _ => None,
+            };
+            let Some(value) = value else {
+                metrics.l2_misses.inc();
+                answers.push(None);
+                continue;
+            };
+            metrics.l2_hits.inc();
+            answers.push(Some(match &value {
+                L1Value::Profile(profile, _) => Some(Arc::clone(profile)),
+                _ => None,
+            }));
+            if let Some(l1) = self.l1() {
+                l1.fill_profile(L1Key::Profile(tenant.clone(), id), value).await;
+            }
+        }
+        answers
+    }
+
+    /// Fills both tiers with what the database answered (`None`: no such profile).
+    async fn fill(&self, tenant: &TenantId, loaded: Vec<(ProfileId, String, Option<Arc<Profile>>)>) {
+        let config = &self.inner.config;
+        let mut l2_fills = Vec::with_capacity(loaded.len());
+        let mut l1_fills = Vec::with_capacity(loaded.len());
+        for (id, redis_key, profile) in loaded {
+            match profile {
+                Some(profile) => {
+                    let bytes = pb::Profile::from(profile.as_ref()).encode_to_vec();
+                    let size = footprint(bytes.len());
+                    l2_fills.push((redis_key, ProfileSlot::Found(profile.version, bytes), jitter(config.ttl)));
+                    l1_fills.push((L1Key::Profile(tenant.clone(), id), L1Value::Profile(profile, size)));
+                }
+                None => {
+                    l2_fills.push((redis_key, ProfileSlot::Missing, jitter(config.not_found_ttl)));
+                    l1_fills.push((L1Key::Profile(tenant.clone(), id), L1Value::Missing));
+                }
+            }
+        }
+        if let Some(l2) = &self.inner.l2 {
+            l2.fill_profiles(l2_fills).await;
+        }
+        if let Some(l1) = self.l1() {
+            for (key, value) in l1_fills {
+                l1.fill_profile(key, value).await;
+            }
+        }
+    }
+
+    /// Applies invalidations published by any instance to L1, and keeps L1
+    /// bypassed whenever the subscription is down.
+    async fn subscribe(self, stop: CancellationToken) {
+        let Some(l2) = self.inner.l2.clone() else { return };
+        let channel = keys::channel(&self.inner.config.prefix);
+        let metrics = self.inner.metrics.clone();
+        let mut backoff = Duration::from_millis(50);
+        while !stop.is_cancelled() {
+            let connected = tokio::time::timeout(Duration::from_secs(2), l2.client().get_async_pubsub()).await;
+            if let Ok(Ok(mut pubsub)) = connected
+                && pubsub.subscribe(&channel).await.is_ok()
+            {
+                // Messages may have been missed while unsubscribed.
+                if let Some(l1) = &self.inner.l1 {
+                    l1.clear();
+                }
+                self.inner.channel_up.store(true, Ordering::Release);
+                metrics.invalidation_channel_up.set(1);
+                backoff = Duration::from_millis(50);
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        message = messages.next() => match message {
+                            Some(message) => {
+                                metrics.invalidations_received.inc();
+                                let payload: String = message.get_payload().unwrap_or_default();
+                                self.apply_invalidation(&payload).await;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+            self.inner.channel_up.store(false, Ordering::Release);
+            metrics.invalidation_channel_up.set(0);
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn apply_invalidation(&self, payload: &str) {
+        let Some(l1) = &self.inner.l1 else { return };
+        for line in payload.lines() {
+            match Invalidation::decode(line) {
+                Some(Invalidation::Profile(tenant, id, version)) => {
+                    l1.tombstone(L1Key::Profile(tenant, id), version).await
+                }
+                Some(Invalidation::Lookup(tenant, key)) => l1.fence(L1Key::Lookup(tenant, key)).await,
+                None => tracing::warn!(line, "unreadable invalidation message"),
+            }
+        }
+    }
+}
+
+fn hit<T>(counter: &prometheus_client::metrics::counter::Counter, value: T) -> T {
+    counter.inc();
+    value
+}
+
+/// Approximate heap bytes of a decoded profile from its encoded size.
+fn footprint(encoded: usize) -> u32 {
+    u32::try_from(encoded * 3 + 512).unwrap_or(u32::MAX)
+}
+
+fn decode(bytes: &[u8], tenant: &TenantId) -> Option<(Profile, u32)> {
+    let message = pb::Profile::decode(bytes).ok()?;
+    match profile_from_pb(message, tenant.clone()) {
+        Ok(profile) => Some((profile, footprint(bytes.len()))),
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable cached profile; treated as a miss");
+            None
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics, served as text on `/metrics`.
+//!
+//! Counters are taken out of their registered family once and cloned into the
+//! code that counts (a prometheus-client `Counter` clone shares its atomic),
+//! so counting on a hot path is one atomic add with no label lookup.
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+/// The process's metrics registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Cache counters and gauges.
+    pub cache: CacheMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    tier: &'static str,
+    result: &'static str,
+}
+
+/// What the cache counts.
+#[derive(Clone, Debug, Default)]
+pub struct CacheMetrics {
+    /// L1 (in-process) hits.
+    pub l1_hits: Counter,
+    /// L1 misses, including reads that bypassed L1.
+    pub l1_misses: Counter,
+    /// L2 (Redis) hits.
+    pub l2_hits: Counter,
+    /// L2 misses, including reads that skipped Redis.
+    pub l2_misses: Counter,
+    /// Redis calls that failed or timed out.
+    pub redis_errors: Counter,
+    /// Redis calls skipped because the circuit breaker was open.
+    pub redis_skipped: Counter,
+    /// Circuit breaker state: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: Gauge,
+    /// Whether the cross-instance invalidation channel is subscribed (1) or not (0).
+    pub invalidation_channel_up: Gauge,
+    /// Invalidation messages received on the channel.
+    pub invalidations_received: Counter,
+    /// Reads answered by the database after missing every tier.
+    pub database_loads: Counter,
+    /// L1 entries (set when scraped).
+    pub l1_entries: Gauge,
+    /// Approximate L1 bytes (set when scraped).
+    pub l1_bytes: Gauge,
+}
+
+impl Metrics {
+    /// A registry with every c360 metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("c360");
+        let requests = Family::<TierLabels, Counter>::default();
+        let member = |tier, result| requests.get_or_create(&TierLabels { tier, result }).clone();
+        let cache = CacheMetrics {
+            l1_hits: member("l1", "hit"),
+            l1_misses: member("l1", "miss"),
+            l2_hits: member("l2", "hit"),
+            l2_misses: member("l2", "miss"),
+            ..CacheMetrics::default()
+        };
+        let sub = registry.sub_registry_with_prefix("cache");
+        sub.register("requests", "Profile cache lookups by tier and result", requests.clone());
+        sub.register("redis_errors", "Redis calls that failed or timed out", cache.redis_errors.clone());
+        sub.register(
+            "redis_skipped",
+            "Redis calls skipped while the circuit breaker was open",
+            cache.redis_skipped.clone(),
+        );
+        sub.register(
+            "breaker_state",
+            "Redis circuit breaker: 0 closed, 1 open, 2 half-open",
+            cache.breaker_state.clone(),
+        );
+        sub.register(
+            "invalidation_channel_up",
+            "1 while the cross-instance invalidation channel is subscribed",
+            cache.invalidation_channel_up.clone(),
+        );
+        sub.register("invalidations_received", "Invalidation messages received", cache.invalidations_received.clone());
+        sub.register(
+            "database_loads",
+            "Reads answered by the database after missing the cache",
+            cache.database_loads.clone(),
+        );
+        sub.register("l1_entries", "Entries in the in-process cache", cache.l1_entries.clone());
+        sub.register("l1_bytes", "Approximate bytes held by the in-process cache", cache.l1_bytes.clone());
+        Self { registry: Arc::new(registry), cache }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
