@@ -49,6 +49,8 @@ pub struct CacheMetrics {
     pub invalidations_received: Counter,
     /// Reads answered by the database after missing every tier.
     pub database_loads: Counter,
+    /// Invalidations waiting for Redis to answer again.
+    pub pending_invalidations: Gauge,
     /// L1 entries (set when scraped).
     pub l1_entries: Gauge,
     /// Approximate L1 bytes (set when scraped).
@@ -91,6 +93,11 @@ impl Metrics {
             "database_loads",
             "Reads answered by the database after missing the cache",
             cache.database_loads.clone(),
+        );
+        sub.register(
+            "pending_invalidations",
+            "Invalidations waiting for Redis; other instances may read older copies from Redis meanwhile",
+            cache.pending_invalidations.clone(),
         );
         sub.register("l1_entries", "Entries in the in-process cache", cache.l1_entries.clone());
         sub.register("l1_bytes", "Approximate bytes held by the in-process cache", cache.l1_bytes.clone());

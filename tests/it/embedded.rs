@@ -1,7 +1,7 @@
 //! The embedded default: the same API on a SQLite file, no other server.
 
 use c360_proto::v1 as pb;
-use c360_tests::{TestApp, TestDb};
+use c360_tests::{TestApp, TestDb, http_get};
 use tonic::Code;
 
 use crate::{count, create, list_all, outbox, person, update};
@@ -86,15 +86,4 @@ async fn readiness_reports_the_database() {
     assert!(body.contains(r#""database":"ok""#), "{body}");
     let body = http_get(app.http_addr, "/healthz").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-}
-
-/// A minimal HTTP/1.1 GET over loopback, so the tests need no HTTP client crate.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
 }

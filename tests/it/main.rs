@@ -4,6 +4,7 @@
 //! database directly.
 
 mod auth;
+mod cache;
 mod embedded;
 mod identities;
 mod outbox;

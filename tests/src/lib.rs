@@ -40,6 +40,12 @@ pub const AUDIENCE: &str = "c360";
 /// The tenant most tests run as.
 pub const TENANT: &str = "acme";
 
+/// The shared Redis the cache tests use (each with its own key prefix);
+/// `C360_TEST_REDIS_URL` overrides.
+pub fn redis_url() -> String {
+    std::env::var("C360_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 /// PostgreSQL server URL (any database); `C360_TEST_POSTGRES_URL` overrides.
 pub fn postgres_url() -> String {
     std::env::var("C360_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
@@ -191,7 +197,11 @@ pub struct TestApp {
     /// Its database.
     pub db: TestDb,
     keys: std::sync::Arc<JwtKeys>,
+    /// The app's cache (to watch its state).
+    pub cache: c360_server::cache::ProfileCache,
     channel: Channel,
+    /// The flags it was started with (a sibling instance reuses them).
+    args: Vec<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -205,6 +215,28 @@ impl TestApp {
     /// The app on the given database.
     pub async fn spawn_on(db: TestDb) -> Self {
         Self::spawn_with(db, &[]).await
+    }
+
+    /// The app on a fresh PostgreSQL database with the shared Redis as L2,
+    /// under a key prefix of its own, plus extra flags.
+    pub async fn spawn_with_redis(flags: &[&str]) -> Self {
+        Self::spawn_with_cache(&redis_url(), flags).await
+    }
+
+    /// The app on a fresh PostgreSQL database with the Redis at `url`.
+    pub async fn spawn_with_cache(url: &str, flags: &[&str]) -> Self {
+        let prefix = format!("c360test-{}", uuid::Uuid::now_v7().simple());
+        let mut all = vec!["--redis-url", url, "--cache-prefix", &prefix];
+        all.extend_from_slice(flags);
+        Self::spawn_with(TestDb::postgres().await, &all).await
+    }
+
+    /// A second instance on the same database and Redis prefix (as behind a
+    /// load balancer), with `flags` added; it does not own the database.
+    pub async fn sibling(&self, flags: &[&str]) -> Sibling {
+        let mut args = self.args.clone();
+        args.extend(flags.iter().map(|s| s.to_string()));
+        Sibling { app: Self::start(args).await }
     }
 
     /// The app on `db`, with extra `c360 serve` flags.
@@ -231,16 +263,32 @@ impl TestApp {
             args.extend(["--jwt-secret".to_owned(), TEST_SECRET.to_owned()]);
         }
         args.extend(flags.iter().map(|s| s.to_string()));
-        let config = Config::try_parse_from(args).expect("test config");
+        let mut app = Self::start(args).await;
+        app.db = db;
+        app
+    }
+
+    async fn start(args: Vec<String>) -> Self {
+        let config = Config::try_parse_from(&args).expect("test config");
         let app = App::build(config).await.expect("app builds");
-        let (grpc_addr, http_addr, keys) = (app.grpc_addr(), app.http_addr(), app.keys());
+        let (grpc_addr, http_addr, keys, cache) = (app.grpc_addr(), app.http_addr(), app.keys(), app.cache());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
         let channel =
             Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect to app");
-        Self { grpc_addr, http_addr, db, keys, channel, shutdown: Some(tx), task: Some(task) }
+        let db = TestDb { url: String::new(), postgres_name: None, _dir: None };
+        Self { grpc_addr, http_addr, db, keys, cache, channel, args, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// The value of a counter or gauge on `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let body = http_get(self.http_addr, "/metrics").await;
+        body.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// A token for `tenant` with `roles`, signed with the test secret.
@@ -301,6 +349,93 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// A second instance sharing a [`TestApp`]'s database and cache.
+pub struct Sibling {
+    app: TestApp,
+}
+
+impl std::ops::Deref for Sibling {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+/// A minimal HTTP/1.1 GET over loopback, so the tests need no HTTP client crate.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+/// A private redis-server on a free port, for fault tests: it can be paused
+/// (SIGSTOP: calls hang, data kept), resumed, killed and restarted.
+pub struct PrivateRedis {
+    /// Its port.
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one and waits until it answers.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut redis = Self { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port (empty: it keeps nothing on disk).
+    pub async fn restart(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed (see README.md)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("private redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills it and waits until it is gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Freezes it: connections stay open, calls hang.
+    pub async fn pause(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// Unfreezes it.
+    pub async fn resume(&self) {
+        self.signal("-CONT").await;
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(|c| c.id()).expect("running").to_string();
+        let status = tokio::process::Command::new("kill").args([signal, &pid]).status().await.expect("kill");
+        assert!(status.success());
     }
 }
 

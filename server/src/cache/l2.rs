@@ -39,6 +39,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+/// How often waiting invalidations are retried.
+const REPLAY_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Most invalidations remembered while Redis is unreachable; beyond that L2
 /// reads stay off until the cache TTL has passed.
 const MAX_PENDING: usize = 100_000;
@@ -68,6 +71,8 @@ pub struct L2 {
     pending: Mutex<PendingState>,
     /// Whether `pending` holds anything: lets reads skip its lock when clean.
     dirty: AtomicBool,
+    /// Whether the background replay loop runs.
+    replaying: AtomicBool,
     metrics: CacheMetrics,
 }
 
@@ -99,6 +104,7 @@ impl L2 {
             lookup_set: Script::new(LOOKUP_SET),
             pending: Mutex::new(PendingState::default()),
             dirty: AtomicBool::new(false),
+            replaying: AtomicBool::new(false),
             metrics,
         }))
     }
@@ -186,6 +192,7 @@ impl L2 {
             pending.writes.pop();
         }
         self.dirty.store(false, Ordering::Release);
+        self.metrics.pending_invalidations.set(0);
         true
     }
 
@@ -217,8 +224,9 @@ impl L2 {
     }
 
     /// Writes invalidations (tombstones, fences, the message for other
-    /// instances); whatever fails is kept and replayed before L2 is read again.
-    pub async fn invalidate(&self, writes: Vec<Pending>) {
+    /// instances); whatever fails is kept, and replayed in the background as
+    /// soon as Redis answers (and before this instance reads L2 again).
+    pub async fn invalidate(self: &Arc<Self>, writes: Vec<Pending>) {
         let mut failed = Vec::new();
         for write in writes {
             if !failed.is_empty() || !self.apply(&write).await {
@@ -239,6 +247,25 @@ impl L2 {
                 break;
             }
             pending.writes.insert(0, write);
+        }
+        self.metrics.pending_invalidations.set(pending.writes.len() as i64);
+        if !self.replaying.swap(true, Ordering::AcqRel) {
+            let l2 = Arc::clone(self);
+            tokio::spawn(async move {
+                // Other instances read Redis without knowing what this one
+                // could not deliver: replay as soon as it answers.
+                loop {
+                    while !l2.readable().await {
+                        tokio::time::sleep(REPLAY_INTERVAL).await;
+                    }
+                    l2.replaying.store(false, Ordering::Release);
+                    // A failure recorded between the last check and now found the
+                    // loop still marked running and started none: go round again.
+                    if !l2.dirty.load(Ordering::Acquire) || l2.replaying.swap(true, Ordering::AcqRel) {
+                        break;
+                    }
+                }
+            });
         }
     }
 
@@ -261,7 +288,12 @@ impl L2 {
     }
 
     /// Stores profile slots read from the database (compare-and-set each).
+    /// Nothing is filled while invalidations wait: a fill sent to a frozen
+    /// Redis could run after it resumes and outlive the undelivered tombstone.
     pub async fn fill_profiles(&self, slots: Vec<(String, ProfileSlot, Duration)>) {
+        if self.dirty.load(Ordering::Acquire) {
+            return;
+        }
         let script = &self.profile_cas;
         let fills = slots.into_iter().map(|(key, slot, ttl)| async move {
             let (version, bytes, ttl_ms) = (slot.version(), slot.encode(), ttl.as_millis() as u64);
@@ -282,8 +314,11 @@ impl L2 {
         raw.and_then(|raw| LookupSlot::decode(&raw))
     }
 
-    /// Stores an identifier slot read from the database.
+    /// Stores an identifier slot read from the database (not while invalidations wait).
     pub async fn fill_lookup(&self, key: &str, slot: LookupSlot, ttl: Duration) {
+        if self.dirty.load(Ordering::Acquire) {
+            return;
+        }
         let script = &self.lookup_set;
         let ttl_ms = ttl.as_millis() as u64;
         self.call(
