@@ -20,6 +20,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod seed;
 pub mod service;
 pub mod store;
 

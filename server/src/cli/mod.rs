@@ -1,4 +1,6 @@
-//! The `c360` command line: `serve`, `migrate`, `token`.
+//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`.
+
+mod seed;
 
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ enum Command {
     },
     /// Mint a bearer token for local use, signed with the configured or generated secret.
     Token(TokenArgs),
+    /// Fill a tenant with realistic demo data, near-duplicates included, straight into the database.
+    Seed(seed::SeedArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +72,7 @@ impl Cli {
                 println!("migrations applied");
                 Ok(())
             }
+            Command::Seed(args) => seed::run(args).await,
             Command::Token(args) => {
                 let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;
                 let roles = args

@@ -58,6 +58,29 @@ pub async fn claim(
     Ok(())
 }
 
+/// Inserts identifiers known to be free (bulk loads): one statement, no
+/// read-back. A key already held fails the whole statement.
+pub async fn insert_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    rows: &[(IdentifierKey, ProfileId)],
+) -> Result<(), DomainError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let models = rows.iter().map(|(key, profile)| ActiveModel {
+        tenant_id: Set(tenant.as_str().to_owned()),
+        id_type: Set(key.id_type.as_str().to_owned()),
+        namespace: Set(key.namespace.clone()),
+        value: Set(key.value.clone()),
+        profile_id: Set(profile.as_uuid()),
+        created_at: Set(now),
+    });
+    Entity::insert_many(models).exec_without_returning(conn).await.map_err(db_error)?;
+    Ok(())
+}
+
 /// Releases `keys` held by `profile` (all of its keys when `keys` is `None`).
 pub async fn release(
     conn: &impl ConnectionTrait,

@@ -18,6 +18,16 @@ pub async fn insert(conn: &impl ConnectionTrait, profile: &Profile) -> Result<()
     Ok(())
 }
 
+/// Inserts many new profiles in one statement (bulk loads; no events).
+pub async fn insert_many(conn: &impl ConnectionTrait, profiles: &[Profile]) -> Result<(), DomainError> {
+    if profiles.is_empty() {
+        return Ok(());
+    }
+    let rows = profiles.iter().map(to_active).collect::<Result<Vec<_>, _>>()?;
+    Entity::insert_many(rows).exec_without_returning(conn).await.map_err(db_error)?;
+    Ok(())
+}
+
 /// Reads one profile of `tenant`. With `for_update`, locks the row until the
 /// transaction ends (PostgreSQL; SQLite has one writer anyway).
 pub async fn find(

@@ -1,0 +1,418 @@
+//! Realistic demo data for `c360 seed`: people and organizations from several
+//! cultures, with a share of near-duplicate records whose true pairs are known.
+//!
+//! Everything is derived from one ChaCha8 stream, so a seed always produces
+//! the same tenant: same ids (UUID v7 built from a fixed clock and the stream),
+//! same names, same duplicates. Strong identifiers (email, phone, external id)
+//! are derived from the record's index, so they never collide; a duplicate
+//! carries its own, as the same person does when registered twice.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use rand::{Rng, SeedableRng, seq::IndexedRandom};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value, json};
+
+use crate::domain::{
+    ProfileId, TenantId,
+    identifiers::{NormalizationPolicy, fold_for_search},
+    profile::{
+        Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileField, ProfileKind,
+        ProfileStatus,
+    },
+};
+
+struct Culture {
+    given: &'static [&'static str],
+    family: &'static [&'static str],
+    streets: &'static [&'static str],
+    /// (locality, region, postal code stem, ISO country)
+    cities: &'static [(&'static str, &'static str, &'static str, &'static str)],
+    mail: &'static str,
+}
+
+const CULTURES: &[Culture] = &[
+    Culture {
+        given: &["James", "Mary", "Robert", "Patricia", "Michael", "Jennifer", "William", "Linda", "David", "Elizabeth", "Richard", "Susan", "Thomas", "Jessica", "Christopher", "Sarah"],
+        family: &["Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson", "Anderson", "Taylor", "Moore", "Jackson", "Martin", "Thompson", "White", "Harris"],
+        streets: &["Main Street", "Oak Avenue", "Maple Drive", "Cedar Lane", "Pine Street", "Elm Road", "Washington Boulevard", "Lake Shore Drive"],
+        cities: &[("San Francisco", "CA", "941", "US"), ("New York", "NY", "100", "US"), ("Chicago", "IL", "606", "US"), ("Boston", "MA", "021", "US"), ("Seattle", "WA", "981", "US"), ("Austin", "TX", "787", "US")],
+        mail: "mail.example",
+    },
+    Culture {
+        given: &["José", "María", "Juan", "Lucía", "Carlos", "Sofía", "Javier", "Martina", "Alejandro", "Valentina", "Diego", "Camila"],
+        family: &["García", "Rodríguez", "Martínez", "Hernández", "López", "González", "Pérez", "Sánchez", "Ramírez", "Torres", "Flores", "Núñez"],
+        streets: &["Calle Mayor", "Avenida de la Constitución", "Calle del Sol", "Paseo de Gracia", "Calle Real"],
+        cities: &[("Madrid", "Madrid", "280", "ES"), ("Barcelona", "Cataluña", "080", "ES"), ("Sevilla", "Andalucía", "410", "ES"), ("Ciudad de México", "CDMX", "060", "MX")],
+        mail: "correo.example",
+    },
+    Culture {
+        given: &["Lukas", "Anna", "Jonas", "Lena", "Maximilian", "Sophie", "Felix", "Marie", "Jürgen", "Jörg", "Björn", "Katharina"],
+        family: &["Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz", "Hoffmann", "Köhler", "Groß"],
+        streets: &["Hauptstraße", "Bahnhofstraße", "Gartenweg", "Schillerstraße", "Lindenallee"],
+        cities: &[("Berlin", "Berlin", "101", "DE"), ("München", "Bayern", "803", "DE"), ("Hamburg", "Hamburg", "203", "DE"), ("Wien", "Wien", "101", "AT")],
+        mail: "post.example",
+    },
+    Culture {
+        given: &["Camille", "Louis", "Chloé", "Hugo", "Léa", "Gabriel", "Manon", "Arthur", "Zoë", "Théo", "Inès", "Noël"],
+        family: &["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Lefèvre", "Moreau", "Girard", "O'Neill"],
+        streets: &["Rue de la Paix", "Avenue des Champs", "Boulevard Saint-Michel", "Rue Victor Hugo"],
+        cities: &[("Paris", "Île-de-France", "750", "FR"), ("Lyon", "Auvergne-Rhône-Alpes", "690", "FR"), ("Montréal", "QC", "H2X", "CA")],
+        mail: "courriel.example",
+    },
+    Culture {
+        given: &["Wei", "Fang", "Jun", "Li", "Hao", "Mei", "Yan", "Lei", "Xin", "Ying"],
+        family: &["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou"],
+        streets: &["Nanjing Road", "Huaihai Road", "Chang'an Avenue", "Zhongshan Road"],
+        cities: &[("Shanghai", "Shanghai", "200", "CN"), ("Beijing", "Beijing", "100", "CN"), ("Singapore", "Singapore", "238", "SG")],
+        mail: "inbox.example",
+    },
+    Culture {
+        given: &["Aarav", "Priya", "Vivaan", "Ananya", "Aditya", "Diya", "Arjun", "Isha", "Rohan", "Kavya"],
+        family: &["Sharma", "Patel", "Singh", "Kumar", "Gupta", "Reddy", "Iyer", "Nair", "Mehta", "Das"],
+        streets: &["MG Road", "Park Street", "Brigade Road", "Linking Road"],
+        cities: &[("Mumbai", "Maharashtra", "400", "IN"), ("Bengaluru", "Karnataka", "560", "IN"), ("London", "England", "E1", "GB")],
+        mail: "mail.example",
+    },
+    Culture {
+        given: &["Haruto", "Yui", "Sota", "Hina", "Ren", "Aoi", "Yuto", "Sakura"],
+        family: &["Sato", "Suzuki", "Takahashi", "Tanaka", "Watanabe", "Ito", "Yamamoto", "Nakamura"],
+        streets: &["Chuo-dori", "Omotesando", "Meiji-dori"],
+        cities: &[("Tokyo", "Tokyo", "100", "JP"), ("Osaka", "Osaka", "530", "JP")],
+        mail: "post.example",
+    },
+    Culture {
+        given: &["Chinedu", "Ngozi", "Oluwaseun", "Adaeze", "Emeka", "Folake", "Kwame", "Amara"],
+        family: &["Okafor", "Adeyemi", "Okonkwo", "Eze", "Balogun", "Mensah", "Nwosu", "Abubakar"],
+        streets: &["Allen Avenue", "Awolowo Road", "Broad Street"],
+        cities: &[("Lagos", "Lagos", "100", "NG"), ("Accra", "Greater Accra", "GA", "GH")],
+        mail: "mail.example",
+    },
+    Culture {
+        given: &["Mohammed", "Fatima", "Ahmed", "Aisha", "Omar", "Layla", "Youssef", "Mariam"],
+        family: &["Al-Sayed", "Haddad", "Khalil", "Mansour", "Nasser", "Saleh", "Farouk", "Aziz"],
+        streets: &["Sheikh Zayed Road", "Corniche Street", "Al Wasl Road"],
+        cities: &[("Dubai", "Dubai", "000", "AE"), ("Amman", "Amman", "111", "JO")],
+        mail: "inbox.example",
+    },
+    Culture {
+        given: &["Jakub", "Zofia", "Łukasz", "Małgorzata", "Paweł", "Agnieszka", "Krzysztof", "Magdalena"],
+        family: &["Nowak", "Kowalski", "Wiśniewski", "Wójcik", "Kamiński", "Lewandowski", "Zieliński", "Żółć"],
+        streets: &["ulica Marszałkowska", "ulica Floriańska", "aleja Jana Pawła II"],
+        cities: &[("Warszawa", "Mazowieckie", "00-", "PL"), ("Kraków", "Małopolskie", "30-", "PL")],
+        mail: "poczta.example",
+    },
+];
+
+const NICKNAMES: &[(&str, &str)] = &[
+    ("Robert", "Bob"), ("William", "Bill"), ("Elizabeth", "Liz"), ("Michael", "Mike"), ("Jennifer", "Jen"),
+    ("Richard", "Rick"), ("Thomas", "Tom"), ("Christopher", "Chris"), ("Patricia", "Pat"), ("James", "Jim"),
+    ("Katharina", "Kathi"), ("Maximilian", "Max"), ("Alejandro", "Alex"), ("Javier", "Javi"), ("José", "Pepe"),
+];
+
+const SOURCES: &[&str] = &["salesforce", "shopify", "pos", "quickbooks", "zendesk"];
+const INDUSTRIES: &[&str] = &["Logistics", "Foods", "Outfitters", "Analytics", "Builders", "Pharma", "Textiles", "Motors"];
+const COMPANY_SUFFIXES: &[&str] = &["Inc.", "LLC", "GmbH", "S.A.", "Ltd", "SARL", "K.K.", "Sp. z o.o."];
+const PERSON_SEGMENTS: &[&str] = &["NEW", "REGULAR", "LOYAL", "VIP"];
+const ORG_SEGMENTS: &[&str] = &["SMB", "MID_MARKET", "ENTERPRISE"];
+const AREA_CODES: &[u32] = &[212, 312, 415, 617, 206, 303, 404, 512, 602, 713];
+
+/// How to seed.
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    /// Tenant to fill.
+    pub tenant: TenantId,
+    /// Seed of the random stream.
+    pub seed: u64,
+    /// Share of records that are near-duplicates of an earlier person (0–1).
+    pub duplicates: f64,
+    /// Share of records that are organizations (0–1).
+    pub organizations: f64,
+}
+
+/// One generated record.
+pub struct Generated {
+    /// The profile.
+    pub profile: Profile,
+    /// For a near-duplicate: the original's id and external id.
+    pub duplicate_of: Option<(ProfileId, ExternalId)>,
+}
+
+/// Produces records one at a time.
+pub struct Generator {
+    options: SeedOptions,
+    rng: ChaCha8Rng,
+    policy: NormalizationPolicy,
+    index: u64,
+    epoch: DateTime<Utc>,
+    /// Recent persons: duplicates copy one of them, organizations name one as contact.
+    recent: VecDeque<Profile>,
+}
+
+impl Generator {
+    /// A generator for `options`, normalizing phones by `policy`.
+    pub fn new(options: SeedOptions, policy: NormalizationPolicy) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let epoch = Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0).single().unwrap_or_else(Utc::now);
+        Self { options, rng, policy, index: 0, epoch, recent: VecDeque::with_capacity(10_000) }
+    }
+
+    /// The next record.
+    pub fn next_record(&mut self) -> Generated {
+        self.index += 1;
+        let roll: f64 = self.rng.random();
+        if roll < self.options.duplicates && !self.recent.is_empty() {
+            let original = self.recent[self.rng.random_range(0..self.recent.len())].clone();
+            let profile = self.near_duplicate(&original);
+            let external = original.data.external_ids.first().cloned().unwrap_or(ExternalId { source: String::new(), id: String::new() });
+            return Generated { profile, duplicate_of: Some((original.id, external)) };
+        }
+        let profile = if roll < self.options.duplicates + self.options.organizations && !self.recent.is_empty() {
+            self.organization()
+        } else {
+            let person = self.person();
+            if self.recent.len() == self.recent.capacity() {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(person.clone());
+            person
+        };
+        Generated { profile, duplicate_of: None }
+    }
+
+    fn person(&mut self) -> Profile {
+        let culture = CULTURES.choose(&mut self.rng).unwrap_or(&CULTURES[0]);
+        let given = pick(&mut self.rng, culture.given);
+        let family = pick(&mut self.rng, culture.family);
+        let source = pick(&mut self.rng, SOURCES);
+        let birth = NaiveDate::from_ymd_opt(1940 + self.rng.random_range(0..66), self.rng.random_range(1..=12), self.rng.random_range(1..=28));
+        let attributes = json!({
+            "loyalty_points": self.rng.random_range(0..20_000),
+            "preferred_channel": pick(&mut self.rng, &["email", "sms", "phone", "none"]),
+        });
+        let data = ProfileData {
+            kind: ProfileKind::Person,
+            status: if self.rng.random_bool(0.8) { ProfileStatus::Active } else { ProfileStatus::Prospect },
+            given_name: Some(given.to_owned()),
+            family_name: Some(family.to_owned()),
+            company_name: None,
+            segment: Some(pick(&mut self.rng, PERSON_SEGMENTS).to_owned()),
+            emails: vec![self.email(given, family, culture.mail)],
+            phones: if self.rng.random_bool(0.7) { self.phone().into_iter().collect() } else { Vec::new() },
+            addresses: if self.rng.random_bool(0.8) { vec![self.address(culture)] } else { Vec::new() },
+            birth_date: if self.rng.random_bool(0.6) { birth } else { None },
+            primary_contact_id: None,
+            attributes: as_object(attributes),
+            external_ids: vec![self.external_id(source)],
+        };
+        self.profile(data, source)
+    }
+
+    fn organization(&mut self) -> Profile {
+        let culture = CULTURES.choose(&mut self.rng).unwrap_or(&CULTURES[0]);
+        let name = format!(
+            "{} {} {}",
+            pick(&mut self.rng, culture.family),
+            pick(&mut self.rng, INDUSTRIES),
+            pick(&mut self.rng, COMPANY_SUFFIXES)
+        );
+        let slug = fold_for_search(&name).replace(' ', "-");
+        let contact = self.recent.back().map(|p| p.id);
+        let data = ProfileData {
+            kind: ProfileKind::Organization,
+            status: ProfileStatus::Active,
+            company_name: Some(name),
+            segment: Some(pick(&mut self.rng, ORG_SEGMENTS).to_owned()),
+            emails: vec![Email { address: format!("info.{}@{slug}.example", self.index), label: "work".into(), primary: true }],
+            phones: self.phone().into_iter().collect(),
+            addresses: vec![self.address(culture)],
+            primary_contact_id: contact,
+            attributes: as_object(json!({ "employees": self.rng.random_range(5..50_000) })),
+            external_ids: vec![self.external_id("quickbooks")],
+            ..ProfileData::default()
+        };
+        self.profile(data, "quickbooks")
+    }
+
+    /// The same person entered again elsewhere: a typo, a nickname, swapped or
+    /// upper-cased names, another email, fields missing.
+    fn near_duplicate(&mut self, original: &Profile) -> Profile {
+        let mut data = original.data.clone();
+        let source = SOURCES.iter().find(|s| !original.data.external_ids.iter().any(|x| x.source == **s)).unwrap_or(&"pos");
+        let given = data.given_name.clone().unwrap_or_default();
+        let family = data.family_name.clone().unwrap_or_default();
+        match self.rng.random_range(0..5) {
+            0 => data.given_name = Some(typo(&mut self.rng, &given)),
+            1 => data.family_name = Some(typo(&mut self.rng, &family)),
+            2 => {
+                let nickname = NICKNAMES.iter().find(|(full, _)| *full == given).map(|(_, nick)| *nick);
+                data.given_name = Some(nickname.map_or_else(|| typo(&mut self.rng, &given), str::to_owned));
+            }
+            3 => {
+                data.given_name = Some(family.clone());
+                data.family_name = Some(given.clone());
+            }
+            _ => data.family_name = Some(family.to_uppercase()),
+        }
+        data.emails = if self.rng.random_bool(0.6) {
+            vec![self.email(&given, &family, "other.example")]
+        } else {
+            Vec::new()
+        };
+        data.phones = if self.rng.random_bool(0.3) { self.phone().into_iter().collect() } else { Vec::new() };
+        if self.rng.random_bool(0.4) {
+            data.addresses.clear();
+        }
+        if self.rng.random_bool(0.3) {
+            data.birth_date = None;
+        }
+        data.segment = None;
+        data.external_ids = vec![self.external_id(source)];
+        self.profile(data, source)
+    }
+
+    fn profile(&mut self, data: ProfileData, source: &str) -> Profile {
+        let created = self.epoch + Duration::milliseconds(self.index as i64 * 37);
+        let mut random = [0u8; 10];
+        self.rng.fill(&mut random);
+        let id = uuid::Builder::from_unix_timestamp_millis(created.timestamp_millis() as u64, &random).into_uuid();
+        let lineage = data
+            .set_fields()
+            .into_iter()
+            .map(|f: ProfileField| (f.path().to_owned(), Lineage { source: source.to_owned(), updated_at: created }))
+            .collect();
+        Profile {
+            id: ProfileId::from(id),
+            tenant: self.options.tenant.clone(),
+            data,
+            lineage,
+            version: 1,
+            created_at: created,
+            updated_at: created,
+        }
+    }
+
+    fn email(&mut self, given: &str, family: &str, domain: &str) -> Email {
+        let local = format!("{}.{}.{}", fold_for_search(given), fold_for_search(family), self.index).replace(' ', "");
+        Email { address: format!("{local}@{domain}"), label: pick(&mut self.rng, &["home", "work", ""]).to_owned(), primary: true }
+    }
+
+    /// A valid US number unique to this record's index.
+    fn phone(&mut self) -> Option<Phone> {
+        let mut n = self.index;
+        let area = AREA_CODES[(n % AREA_CODES.len() as u64) as usize];
+        n /= AREA_CODES.len() as u64;
+        let line = n % 10_000;
+        n /= 10_000;
+        let exchange = 200 + n % 700;
+        let formatted = match self.rng.random_range(0..3) {
+            0 => format!("({area}) {exchange}-{line:04}"),
+            1 => format!("+1 {area} {exchange} {line:04}"),
+            _ => format!("{area}.{exchange}.{line:04}"),
+        };
+        let number = self.policy.phone(&formatted).ok()?;
+        Some(Phone { number, label: pick(&mut self.rng, &["mobile", "home", "work"]).to_owned(), primary: true })
+    }
+
+    fn address(&mut self, culture: &Culture) -> PostalAddress {
+        let (locality, region, postal, country) = *culture.cities.choose(&mut self.rng).unwrap_or(&culture.cities[0]);
+        PostalAddress {
+            lines: vec![format!("{} {}", self.rng.random_range(1..2000), pick(&mut self.rng, culture.streets))],
+            locality: locality.to_owned(),
+            region: region.to_owned(),
+            postal_code: format!("{postal}{:02}", self.rng.random_range(0..100)),
+            country_code: country.to_owned(),
+            label: "home".to_owned(),
+        }
+    }
+
+    fn external_id(&mut self, source: &str) -> ExternalId {
+        let id = match source {
+            "salesforce" => format!("0031x{:010}", self.index),
+            "shopify" => format!("{}", 7_000_000_000 + self.index),
+            "pos" => format!("POS-{:08}", self.index),
+            "zendesk" => format!("zd-{}", self.index),
+            _ => format!("QB{:07}", self.index),
+        };
+        ExternalId { source: source.to_owned(), id }
+    }
+}
+
+fn pick<'a>(rng: &mut ChaCha8Rng, options: &[&'a str]) -> &'a str {
+    options.choose(rng).copied().unwrap_or_default()
+}
+
+fn as_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// One keyboard slip: two neighbouring letters swapped, or one dropped.
+fn typo(rng: &mut ChaCha8Rng, word: &str) -> String {
+    let mut chars: Vec<char> = word.chars().collect();
+    if chars.len() < 3 {
+        return word.to_owned();
+    }
+    let at = rng.random_range(1..chars.len() - 1);
+    if rng.random_bool(0.5) {
+        chars.swap(at, at + 1);
+    } else {
+        chars.remove(at);
+    }
+    chars.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::error::Violations;
+
+    fn generator(seed: u64) -> Generator {
+        let options = SeedOptions {
+            tenant: TenantId::parse("demo").expect("tenant"),
+            seed,
+            duplicates: 0.1,
+            organizations: 0.1,
+        };
+        Generator::new(options, NormalizationPolicy::default())
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_records() {
+        let (mut a, mut b, mut c) = (generator(7), generator(7), generator(8));
+        let mut differs = false;
+        for _ in 0..500 {
+            let (x, y, z) = (a.next_record(), b.next_record(), c.next_record());
+            assert_eq!(x.profile, y.profile);
+            assert_eq!(x.duplicate_of, y.duplicate_of);
+            differs |= x.profile != z.profile;
+        }
+        assert!(differs, "another seed gives other records");
+    }
+
+    #[test]
+    fn records_are_valid_profiles_with_unique_identifiers_and_some_duplicates() {
+        let policy = NormalizationPolicy::default();
+        let mut generator = generator(1);
+        let mut keys = std::collections::HashSet::new();
+        let (mut duplicates, mut organizations, mut phones) = (0, 0, 0);
+        for _ in 0..5000 {
+            let record = generator.next_record();
+            let mut violations = Violations::default();
+            record.profile.data.check_consistency(&policy, &mut violations);
+            assert!(violations.is_empty(), "{violations:?} in {:?}", record.profile);
+            for (key, _) in record.profile.data.identity_keys(&policy) {
+                assert!(keys.insert(key.clone()), "{key} generated twice");
+            }
+            duplicates += usize::from(record.duplicate_of.is_some());
+            organizations += usize::from(record.profile.data.kind == ProfileKind::Organization);
+            phones += record.profile.data.phones.len();
+        }
+        assert!((350..650).contains(&duplicates), "{duplicates} duplicates");
+        assert!((350..650).contains(&organizations), "{organizations} organizations");
+        assert!(phones > 2500, "phones are valid numbers ({phones})");
+    }
+}
