@@ -34,45 +34,160 @@ struct Culture {
 
 const CULTURES: &[Culture] = &[
     Culture {
-        given: &["James", "Mary", "Robert", "Patricia", "Michael", "Jennifer", "William", "Linda", "David", "Elizabeth", "Richard", "Susan", "Thomas", "Jessica", "Christopher", "Sarah"],
-        family: &["Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson", "Anderson", "Taylor", "Moore", "Jackson", "Martin", "Thompson", "White", "Harris"],
-        streets: &["Main Street", "Oak Avenue", "Maple Drive", "Cedar Lane", "Pine Street", "Elm Road", "Washington Boulevard", "Lake Shore Drive"],
-        cities: &[("San Francisco", "CA", "941", "US"), ("New York", "NY", "100", "US"), ("Chicago", "IL", "606", "US"), ("Boston", "MA", "021", "US"), ("Seattle", "WA", "981", "US"), ("Austin", "TX", "787", "US")],
+        given: &[
+            "James",
+            "Mary",
+            "Robert",
+            "Patricia",
+            "Michael",
+            "Jennifer",
+            "William",
+            "Linda",
+            "David",
+            "Elizabeth",
+            "Richard",
+            "Susan",
+            "Thomas",
+            "Jessica",
+            "Christopher",
+            "Sarah",
+        ],
+        family: &[
+            "Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson", "Anderson", "Taylor",
+            "Moore", "Jackson", "Martin", "Thompson", "White", "Harris",
+        ],
+        streets: &[
+            "Main Street",
+            "Oak Avenue",
+            "Maple Drive",
+            "Cedar Lane",
+            "Pine Street",
+            "Elm Road",
+            "Washington Boulevard",
+            "Lake Shore Drive",
+        ],
+        cities: &[
+            ("San Francisco", "CA", "941", "US"),
+            ("New York", "NY", "100", "US"),
+            ("Chicago", "IL", "606", "US"),
+            ("Boston", "MA", "021", "US"),
+            ("Seattle", "WA", "981", "US"),
+            ("Austin", "TX", "787", "US"),
+        ],
         mail: "mail.example",
     },
     Culture {
-        given: &["José", "María", "Juan", "Lucía", "Carlos", "Sofía", "Javier", "Martina", "Alejandro", "Valentina", "Diego", "Camila"],
-        family: &["García", "Rodríguez", "Martínez", "Hernández", "López", "González", "Pérez", "Sánchez", "Ramírez", "Torres", "Flores", "Núñez"],
+        given: &[
+            "José",
+            "María",
+            "Juan",
+            "Lucía",
+            "Carlos",
+            "Sofía",
+            "Javier",
+            "Martina",
+            "Alejandro",
+            "Valentina",
+            "Diego",
+            "Camila",
+        ],
+        family: &[
+            "García",
+            "Rodríguez",
+            "Martínez",
+            "Hernández",
+            "López",
+            "González",
+            "Pérez",
+            "Sánchez",
+            "Ramírez",
+            "Torres",
+            "Flores",
+            "Núñez",
+        ],
         streets: &["Calle Mayor", "Avenida de la Constitución", "Calle del Sol", "Paseo de Gracia", "Calle Real"],
-        cities: &[("Madrid", "Madrid", "280", "ES"), ("Barcelona", "Cataluña", "080", "ES"), ("Sevilla", "Andalucía", "410", "ES"), ("Ciudad de México", "CDMX", "060", "MX")],
+        cities: &[
+            ("Madrid", "Madrid", "280", "ES"),
+            ("Barcelona", "Cataluña", "080", "ES"),
+            ("Sevilla", "Andalucía", "410", "ES"),
+            ("Ciudad de México", "CDMX", "060", "MX"),
+        ],
         mail: "correo.example",
     },
     Culture {
-        given: &["Lukas", "Anna", "Jonas", "Lena", "Maximilian", "Sophie", "Felix", "Marie", "Jürgen", "Jörg", "Björn", "Katharina"],
-        family: &["Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz", "Hoffmann", "Köhler", "Groß"],
+        given: &[
+            "Lukas",
+            "Anna",
+            "Jonas",
+            "Lena",
+            "Maximilian",
+            "Sophie",
+            "Felix",
+            "Marie",
+            "Jürgen",
+            "Jörg",
+            "Björn",
+            "Katharina",
+        ],
+        family: &[
+            "Müller",
+            "Schmidt",
+            "Schneider",
+            "Fischer",
+            "Weber",
+            "Meyer",
+            "Wagner",
+            "Becker",
+            "Schulz",
+            "Hoffmann",
+            "Köhler",
+            "Groß",
+        ],
         streets: &["Hauptstraße", "Bahnhofstraße", "Gartenweg", "Schillerstraße", "Lindenallee"],
-        cities: &[("Berlin", "Berlin", "101", "DE"), ("München", "Bayern", "803", "DE"), ("Hamburg", "Hamburg", "203", "DE"), ("Wien", "Wien", "101", "AT")],
+        cities: &[
+            ("Berlin", "Berlin", "101", "DE"),
+            ("München", "Bayern", "803", "DE"),
+            ("Hamburg", "Hamburg", "203", "DE"),
+            ("Wien", "Wien", "101", "AT"),
+        ],
         mail: "post.example",
     },
     Culture {
-        given: &["Camille", "Louis", "Chloé", "Hugo", "Léa", "Gabriel", "Manon", "Arthur", "Zoë", "Théo", "Inès", "Noël"],
-        family: &["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Lefèvre", "Moreau", "Girard", "O'Neill"],
+        given: &[
+            "Camille", "Louis", "Chloé", "Hugo", "Léa", "Gabriel", "Manon", "Arthur", "Zoë", "Théo", "Inès", "Noël",
+        ],
+        family: &[
+            "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Lefèvre", "Moreau",
+            "Girard", "O'Neill",
+        ],
         streets: &["Rue de la Paix", "Avenue des Champs", "Boulevard Saint-Michel", "Rue Victor Hugo"],
-        cities: &[("Paris", "Île-de-France", "750", "FR"), ("Lyon", "Auvergne-Rhône-Alpes", "690", "FR"), ("Montréal", "QC", "H2X", "CA")],
+        cities: &[
+            ("Paris", "Île-de-France", "750", "FR"),
+            ("Lyon", "Auvergne-Rhône-Alpes", "690", "FR"),
+            ("Montréal", "QC", "H2X", "CA"),
+        ],
         mail: "courriel.example",
     },
     Culture {
         given: &["Wei", "Fang", "Jun", "Li", "Hao", "Mei", "Yan", "Lei", "Xin", "Ying"],
         family: &["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou"],
         streets: &["Nanjing Road", "Huaihai Road", "Chang'an Avenue", "Zhongshan Road"],
-        cities: &[("Shanghai", "Shanghai", "200", "CN"), ("Beijing", "Beijing", "100", "CN"), ("Singapore", "Singapore", "238", "SG")],
+        cities: &[
+            ("Shanghai", "Shanghai", "200", "CN"),
+            ("Beijing", "Beijing", "100", "CN"),
+            ("Singapore", "Singapore", "238", "SG"),
+        ],
         mail: "inbox.example",
     },
     Culture {
         given: &["Aarav", "Priya", "Vivaan", "Ananya", "Aditya", "Diya", "Arjun", "Isha", "Rohan", "Kavya"],
         family: &["Sharma", "Patel", "Singh", "Kumar", "Gupta", "Reddy", "Iyer", "Nair", "Mehta", "Das"],
         streets: &["MG Road", "Park Street", "Brigade Road", "Linking Road"],
-        cities: &[("Mumbai", "Maharashtra", "400", "IN"), ("Bengaluru", "Karnataka", "560", "IN"), ("London", "England", "E1", "GB")],
+        cities: &[
+            ("Mumbai", "Maharashtra", "400", "IN"),
+            ("Bengaluru", "Karnataka", "560", "IN"),
+            ("London", "England", "E1", "GB"),
+        ],
         mail: "mail.example",
     },
     Culture {
@@ -106,13 +221,26 @@ const CULTURES: &[Culture] = &[
 ];
 
 const NICKNAMES: &[(&str, &str)] = &[
-    ("Robert", "Bob"), ("William", "Bill"), ("Elizabeth", "Liz"), ("Michael", "Mike"), ("Jennifer", "Jen"),
-    ("Richard", "Rick"), ("Thomas", "Tom"), ("Christopher", "Chris"), ("Patricia", "Pat"), ("James", "Jim"),
-    ("Katharina", "Kathi"), ("Maximilian", "Max"), ("Alejandro", "Alex"), ("Javier", "Javi"), ("José", "Pepe"),
+    ("Robert", "Bob"),
+    ("William", "Bill"),
+    ("Elizabeth", "Liz"),
+    ("Michael", "Mike"),
+    ("Jennifer", "Jen"),
+    ("Richard", "Rick"),
+    ("Thomas", "Tom"),
+    ("Christopher", "Chris"),
+    ("Patricia", "Pat"),
+    ("James", "Jim"),
+    ("Katharina", "Kathi"),
+    ("Maximilian", "Max"),
+    ("Alejandro", "Alex"),
+    ("Javier", "Javi"),
+    ("José", "Pepe"),
 ];
 
 const SOURCES: &[&str] = &["salesforce", "shopify", "pos", "quickbooks", "zendesk"];
-const INDUSTRIES: &[&str] = &["Logistics", "Foods", "Outfitters", "Analytics", "Builders", "Pharma", "Textiles", "Motors"];
+const INDUSTRIES: &[&str] =
+    &["Logistics", "Foods", "Outfitters", "Analytics", "Builders", "Pharma", "Textiles", "Motors"];
 const COMPANY_SUFFIXES: &[&str] = &["Inc.", "LLC", "GmbH", "S.A.", "Ltd", "SARL", "K.K.", "Sp. z o.o."];
 const PERSON_SEGMENTS: &[&str] = &["NEW", "REGULAR", "LOYAL", "VIP"];
 const ORG_SEGMENTS: &[&str] = &["SMB", "MID_MARKET", "ENTERPRISE"];
@@ -165,7 +293,12 @@ impl Generator {
         if roll < self.options.duplicates && !self.recent.is_empty() {
             let original = self.recent[self.rng.random_range(0..self.recent.len())].clone();
             let profile = self.near_duplicate(&original);
-            let external = original.data.external_ids.first().cloned().unwrap_or(ExternalId { source: String::new(), id: String::new() });
+            let external = original
+                .data
+                .external_ids
+                .first()
+                .cloned()
+                .unwrap_or(ExternalId { source: String::new(), id: String::new() });
             return Generated { profile, duplicate_of: Some((original.id, external)) };
         }
         let profile = if roll < self.options.duplicates + self.options.organizations && !self.recent.is_empty() {
@@ -186,7 +319,11 @@ impl Generator {
         let given = pick(&mut self.rng, culture.given);
         let family = pick(&mut self.rng, culture.family);
         let source = pick(&mut self.rng, SOURCES);
-        let birth = NaiveDate::from_ymd_opt(1940 + self.rng.random_range(0..66), self.rng.random_range(1..=12), self.rng.random_range(1..=28));
+        let birth = NaiveDate::from_ymd_opt(
+            1940 + self.rng.random_range(0..66),
+            self.rng.random_range(1..=12),
+            self.rng.random_range(1..=28),
+        );
         let attributes = json!({
             "loyalty_points": self.rng.random_range(0..20_000),
             "preferred_channel": pick(&mut self.rng, &["email", "sms", "phone", "none"]),
@@ -224,7 +361,11 @@ impl Generator {
             status: ProfileStatus::Active,
             company_name: Some(name),
             segment: Some(pick(&mut self.rng, ORG_SEGMENTS).to_owned()),
-            emails: vec![Email { address: format!("info.{}@{slug}.example", self.index), label: "work".into(), primary: true }],
+            emails: vec![Email {
+                address: format!("info.{}@{slug}.example", self.index),
+                label: "work".into(),
+                primary: true,
+            }],
             phones: self.phone().into_iter().collect(),
             addresses: vec![self.address(culture)],
             primary_contact_id: contact,
@@ -239,7 +380,8 @@ impl Generator {
     /// upper-cased names, another email, fields missing.
     fn near_duplicate(&mut self, original: &Profile) -> Profile {
         let mut data = original.data.clone();
-        let source = SOURCES.iter().find(|s| !original.data.external_ids.iter().any(|x| x.source == **s)).unwrap_or(&"pos");
+        let source =
+            SOURCES.iter().find(|s| !original.data.external_ids.iter().any(|x| x.source == **s)).unwrap_or(&"pos");
         let given = data.given_name.clone().unwrap_or_default();
         let family = data.family_name.clone().unwrap_or_default();
         match self.rng.random_range(0..5) {
@@ -255,11 +397,8 @@ impl Generator {
             }
             _ => data.family_name = Some(family.to_uppercase()),
         }
-        data.emails = if self.rng.random_bool(0.6) {
-            vec![self.email(&given, &family, "other.example")]
-        } else {
-            Vec::new()
-        };
+        data.emails =
+            if self.rng.random_bool(0.6) { vec![self.email(&given, &family, "other.example")] } else { Vec::new() };
         data.phones = if self.rng.random_bool(0.3) { self.phone().into_iter().collect() } else { Vec::new() };
         if self.rng.random_bool(0.4) {
             data.addresses.clear();
@@ -295,7 +434,11 @@ impl Generator {
 
     fn email(&mut self, given: &str, family: &str, domain: &str) -> Email {
         let local = format!("{}.{}.{}", fold_for_search(given), fold_for_search(family), self.index).replace(' ', "");
-        Email { address: format!("{local}@{domain}"), label: pick(&mut self.rng, &["home", "work", ""]).to_owned(), primary: true }
+        Email {
+            address: format!("{local}@{domain}"),
+            label: pick(&mut self.rng, &["home", "work", ""]).to_owned(),
+            primary: true,
+        }
     }
 
     /// A valid US number unique to this record's index.
@@ -371,12 +514,8 @@ mod tests {
     use crate::domain::error::Violations;
 
     fn generator(seed: u64) -> Generator {
-        let options = SeedOptions {
-            tenant: TenantId::parse("demo").expect("tenant"),
-            seed,
-            duplicates: 0.1,
-            organizations: 0.1,
-        };
+        let options =
+            SeedOptions { tenant: TenantId::parse("demo").expect("tenant"), seed, duplicates: 0.1, organizations: 0.1 };
         Generator::new(options, NormalizationPolicy::default())
     }
 

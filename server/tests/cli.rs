@@ -28,16 +28,10 @@ fn c360(args: &[&str]) -> Command {
     command
 }
 
-#[tokio::test]
-async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().to_str().expect("utf-8 path");
-    let mut server =
-        c360(&["serve", "--data-dir", data_dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start c360 serve");
+/// Starts `c360 serve` on free ports in `data_dir`; returns it and its gRPC address.
+async fn serve(data_dir: &str) -> (tokio::process::Child, String) {
+    let args = ["serve", "--data-dir", data_dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
+    let mut server = c360(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start c360 serve");
     let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
     let banner = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -50,6 +44,24 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     .await
     .expect("c360 serve printed its addresses");
     let grpc_addr = banner.split_whitespace().nth(5).expect("address in banner").to_owned();
+    (server, grpc_addr)
+}
+
+/// Sends SIGTERM and asserts a clean exit.
+async fn terminate(mut server: tokio::process::Child) {
+    let pid = server.id().expect("pid").to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().await.expect("send SIGTERM");
+    assert!(kill.success());
+    let exit =
+        tokio::time::timeout(Duration::from_secs(30), server.wait()).await.expect("exits after SIGTERM").expect("wait");
+    assert!(exit.success(), "c360 serve exited with {exit}");
+}
+
+#[tokio::test]
+async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let (server, grpc_addr) = serve(data_dir).await;
 
     let output = c360(&["token", "--data-dir", data_dir, "--tenant", "demo", "--role", "admin"])
         .output()
@@ -97,12 +109,7 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     let fetched = client.get_profile(pb::GetProfileRequest { id: created.id.clone() }).await.expect("get").into_inner();
     assert_eq!(fetched, created);
 
-    let pid = server.id().expect("pid").to_string();
-    let kill = Command::new("kill").args(["-TERM", &pid]).status().await.expect("send SIGTERM");
-    assert!(kill.success());
-    let exit =
-        tokio::time::timeout(Duration::from_secs(30), server.wait()).await.expect("exits after SIGTERM").expect("wait");
-    assert!(exit.success(), "c360 serve exited with {exit}");
+    terminate(server).await;
 }
 
 #[tokio::test]
@@ -126,4 +133,52 @@ async fn migrate_prepares_an_empty_database_and_token_refuses_unknown_roles() {
         .expect("c360 token");
     assert!(!output.status.success(), "a secret under 32 bytes is refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+}
+
+#[tokio::test]
+async fn seed_is_deterministic_and_bench_loads_a_running_server() {
+    let (first, second) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
+    let mut truths = Vec::new();
+    for dir in [&first, &second] {
+        let data_dir = dir.path().to_str().expect("utf-8 path");
+        let truth = dir.path().join("truth.csv");
+        let truth_path = truth.to_str().expect("utf-8 path");
+        let args = ["seed", "--data-dir", data_dir, "--profiles", "1500", "--seed", "42", "--truth", truth_path];
+        let output = c360(&args).output().await.expect("c360 seed");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("seeded 1500 profiles"));
+        truths.push(std::fs::read_to_string(truth).expect("truth file"));
+    }
+    assert_eq!(truths[0], truths[1], "the same seed writes the same data");
+    let pairs = truths[0].lines().count() - 1;
+    assert!((100..250).contains(&pairs), "about 10% near-duplicates, got {pairs}");
+
+    let data_dir = first.path().to_str().expect("utf-8 path");
+    let (server, grpc_addr) = serve(data_dir).await;
+    let target = format!("http://{grpc_addr}");
+    let args = [
+        "bench",
+        "--data-dir",
+        data_dir,
+        "--target",
+        &target,
+        "--scenario",
+        "mixed",
+        "--concurrency",
+        "4",
+        "--warmup",
+        "0s",
+        "--duration",
+        "20s",
+        "--max-requests",
+        "200",
+        "--json",
+    ];
+    let output = c360(&args).output().await.expect("c360 bench");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["requests_ok"], 200, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0), "{report}");
+    terminate(server).await;
 }

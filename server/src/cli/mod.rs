@@ -1,5 +1,6 @@
 //! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`.
 
+mod bench;
 mod seed;
 
 use std::time::Duration;
@@ -37,6 +38,8 @@ enum Command {
     Token(TokenArgs),
     /// Fill a tenant with realistic demo data, near-duplicates included, straight into the database.
     Seed(seed::SeedArgs),
+    /// Load a running server over gRPC and report throughput and latency percentiles.
+    Bench(Box<bench::BenchArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +76,7 @@ impl Cli {
                 Ok(())
             }
             Command::Seed(args) => seed::run(args).await,
+            Command::Bench(args) => bench::run(*args).await,
             Command::Token(args) => {
                 let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;
                 let roles = args

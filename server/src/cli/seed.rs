@@ -67,8 +67,12 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let store = Store::connect(&args.database.url(&args.data.data_dir)?, args.parallel + 1).await?;
     store.migrate().await?;
     let policy = NormalizationPolicy::default();
-    let options =
-        SeedOptions { tenant: tenant.clone(), seed: args.seed, duplicates: args.duplicates, organizations: args.organizations };
+    let options = SeedOptions {
+        tenant: tenant.clone(),
+        seed: args.seed,
+        duplicates: args.duplicates,
+        organizations: args.organizations,
+    };
     let mut generator = Generator::new(options, policy.clone());
     let mut truth = match &args.truth {
         Some(path) => {
@@ -110,7 +114,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         .try_for_each(|count| {
             written += count;
             if written >= next_report && written < total {
-                eprintln!("  {written} of {total} profiles ({:.0}/s)", written as f64 / started.elapsed().as_secs_f64());
+                eprintln!(
+                    "  {written} of {total} profiles ({:.0}/s)",
+                    written as f64 / started.elapsed().as_secs_f64()
+                );
                 next_report += total / 10;
             }
             futures::future::ready(Ok(()))
