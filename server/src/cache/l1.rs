@@ -69,6 +69,49 @@ impl Expiry<L1Key, L1Value> for Lifetimes {
     }
 }
 
+/// Approximate heap bytes an L1 entry for `profile` holds: every string's
+/// and collection's allocation plus the allocator's per-block overhead, the
+/// map nodes of attributes and lineage, and the cache's own entry. Measured
+/// against RSS in docs/performance.md; it errs high.
+pub fn weigh(profile: &Profile) -> u32 {
+    const BLOCK: usize = 16; // allocator bookkeeping per allocation
+    const ENTRY: usize = 256; // moka's entry, key and access-order nodes
+    let text = |s: &str| s.len() + BLOCK;
+    let optional = |s: &Option<String>| s.as_deref().map_or(0, text);
+    let data = &profile.data;
+    let mut bytes = ENTRY + std::mem::size_of::<Profile>() + BLOCK + text(profile.tenant.as_str());
+    bytes += optional(&data.given_name) + optional(&data.family_name) + optional(&data.company_name);
+    bytes += optional(&data.segment);
+    bytes += data.emails.iter().map(|e| 64 + text(&e.address) + text(&e.label)).sum::<usize>() + BLOCK;
+    bytes += data.phones.iter().map(|p| 64 + text(&p.number) + text(&p.label)).sum::<usize>() + BLOCK;
+    bytes += data
+        .addresses
+        .iter()
+        .map(|a| {
+            160 + a.lines.iter().map(|l| 24 + text(l)).sum::<usize>()
+                + [&a.locality, &a.region, &a.postal_code, &a.country_code, &a.label]
+                    .iter()
+                    .map(|s| text(s))
+                    .sum::<usize>()
+        })
+        .sum::<usize>()
+        + BLOCK;
+    bytes += data.external_ids.iter().map(|x| 48 + text(&x.source) + text(&x.id)).sum::<usize>() + BLOCK;
+    bytes += json_size(&serde_json::Value::Object(data.attributes.clone()));
+    bytes += profile.lineage.iter().map(|(k, l)| 96 + text(k) + text(&l.source)).sum::<usize>();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn json_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => 32 + s.len() + 16,
+        Value::Array(items) => 32 + 16 + items.iter().map(json_size).sum::<usize>(),
+        Value::Object(map) => 32 + map.iter().map(|(k, v)| 64 + k.len() + 16 + json_size(v)).sum::<usize>(),
+        _ => 32,
+    }
+}
+
 /// `ttl` ± 10%.
 pub fn jitter(ttl: Duration) -> Duration {
     ttl.mul_f64(rand::rng().random_range(0.9..1.1))

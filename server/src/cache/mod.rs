@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use self::{
     flight::SingleFlight,
     keys::{Invalidation, LookupSlot, ProfileSlot},
-    l1::{L1, L1Key, L1Value, jitter},
+    l1::{L1, L1Key, L1Value, jitter, weigh},
     l2::{L2, Pending},
 };
 use crate::{
@@ -343,9 +343,10 @@ impl ProfileCache {
         let mut answers = Vec::with_capacity(slots.len());
         for (&id, slot) in ids.iter().zip(slots) {
             let value = match slot {
-                Some(ProfileSlot::Found(_, bytes)) => {
-                    decode(&bytes, tenant).map(|(p, size)| L1Value::Profile(Arc::new(p), size))
-                }
+                Some(ProfileSlot::Found(_, bytes)) => decode(&bytes, tenant).map(|p| {
+                    let size = weigh(&p);
+                    L1Value::Profile(Arc::new(p), size)
+                }),
                 Some(ProfileSlot::Missing) => Some(L1Value::Missing),
                 _ => None,
             };
@@ -371,12 +372,15 @@ impl ProfileCache {
         let config = &self.inner.config;
         let mut l2_fills = Vec::with_capacity(loaded.len());
         let mut l1_fills = Vec::with_capacity(loaded.len());
+        let with_l2 = self.inner.l2.is_some();
         for (id, redis_key, profile) in loaded {
             match profile {
                 Some(profile) => {
-                    let bytes = pb::Profile::from(profile.as_ref()).encode_to_vec();
-                    let size = footprint(bytes.len());
-                    l2_fills.push((redis_key, ProfileSlot::Found(profile.version, bytes), jitter(config.ttl)));
+                    if with_l2 {
+                        let bytes = pb::Profile::from(profile.as_ref()).encode_to_vec();
+                        l2_fills.push((redis_key, ProfileSlot::Found(profile.version, bytes), jitter(config.ttl)));
+                    }
+                    let size = weigh(&profile);
                     l1_fills.push((L1Key::Profile(tenant.clone(), id), L1Value::Profile(profile, size)));
                 }
                 None => {
@@ -458,15 +462,10 @@ fn hit<T>(counter: &prometheus_client::metrics::counter::Counter, value: T) -> T
     value
 }
 
-/// Approximate heap bytes of a decoded profile from its encoded size.
-fn footprint(encoded: usize) -> u32 {
-    u32::try_from(encoded * 3 + 512).unwrap_or(u32::MAX)
-}
-
-fn decode(bytes: &[u8], tenant: &TenantId) -> Option<(Profile, u32)> {
+fn decode(bytes: &[u8], tenant: &TenantId) -> Option<Profile> {
     let message = pb::Profile::decode(bytes).ok()?;
     match profile_from_pb(message, tenant.clone()) {
-        Ok(profile) => Some((profile, footprint(bytes.len()))),
+        Ok(profile) => Some(profile),
         Err(e) => {
             tracing::warn!(error = %e, "unreadable cached profile; treated as a miss");
             None
