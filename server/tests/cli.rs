@@ -44,6 +44,8 @@ async fn serve(data_dir: &str) -> (tokio::process::Child, String) {
     .await
     .expect("c360 serve printed its addresses");
     let grpc_addr = banner.split_whitespace().nth(5).expect("address in banner").to_owned();
+    // Keep reading, as a supervisor would: the server's stdout stays open.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (server, grpc_addr)
 }
 

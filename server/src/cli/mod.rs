@@ -3,7 +3,7 @@
 mod bench;
 mod seed;
 
-use std::time::Duration;
+use std::{io::Write, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -102,9 +102,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         "the configured database".to_owned()
     };
-    println!("c360 is serving gRPC on {} and HTTP on {} ({database})", app.grpc_addr(), app.http_addr());
-    println!("get a token:  c360 token --data-dir {} --tenant demo --role admin", data_dir.display());
-    println!("call it:      grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list", app.grpc_addr());
+    // Written, not println!: a closed stdout (a supervisor that stopped
+    // reading) must not panic a running server.
+    let banner = format!(
+        "c360 is serving gRPC on {} and HTTP on {} ({database})\n\
+         get a token:  c360 token --data-dir {} --tenant demo --role admin\n\
+         call it:      grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list\n",
+        app.grpc_addr(),
+        app.http_addr(),
+        data_dir.display(),
+        app.grpc_addr()
+    );
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
+    drop(stdout);
     app.run_until(shutdown_signal()).await
 }
 
