@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One benchmark sitting: the raw stores and c360, back to back on this
+# machine, so every c360 figure can be stated as a ratio to a store figure
+# taken minutes apart (the machine is shared and noisy; absolute numbers are
+# not comparable across sittings). Results: docs/performance.md.
+#
+# Needs: a release build (cargo build --release -p c360-server --bins --benches),
+# PostgreSQL and Redis on 127.0.0.1, redis-benchmark and pgbench. Loopback only;
+# every load is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}/release
+c360=$target/c360
+ceiling=$(ls "$target"/deps/ceiling-* | grep -v '\.d$' | head -n 1)
+db=${BENCH_DATABASE:-c360_bench}
+url=postgres://root@127.0.0.1/$db
+work=$(mktemp -d)
+secs=${BENCH_SECONDS:-15}
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+psql -h 127.0.0.1 -U root -d postgres -qtAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+  || psql -h 127.0.0.1 -U root -d postgres -qc "CREATE DATABASE $db"
+count=$(psql -h 127.0.0.1 -U root -d "$db" -qtAc "SELECT count(*) FROM profiles" 2>/dev/null || echo 0)
+if [ "$count" -lt 1000000 ]; then
+  echo "== seeding 1,000,000 profiles"
+  "$c360" seed --profiles 1000000 --database-url "$url" --data-dir "$work"
+fi
+# pgbench needs an integer key: the same rows, keyed 1..N.
+psql -h 127.0.0.1 -U root -d "$db" -qc "CREATE TABLE IF NOT EXISTS bench_profiles AS SELECT row_number() OVER () AS n, p.* FROM profiles p" \
+  -c "DO \$\$ BEGIN ALTER TABLE bench_profiles ADD PRIMARY KEY (n); EXCEPTION WHEN others THEN NULL; END \$\$" \
+  -c "VACUUM ANALYZE bench_profiles" -c "VACUUM ANALYZE profiles"
+printf '\\set n random(1, 1000000)\nSELECT * FROM bench_profiles WHERE n = :n;\n' > "$work/pk.sql"
+
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(uname -r)"
+echo "== raw Redis: redis-benchmark -t get -d 1024 -n 400000"
+for c in 64 16; do
+  printf 'redis GET c=%s: ' "$c"
+  redis-benchmark -h 127.0.0.1 -p 6379 -t get -c "$c" -d 1024 -n 400000 | grep -E 'throughput summary' | awk '{print $3 "/s"}'
+done
+echo "== raw PostgreSQL: pgbench -M prepared primary-key select on a copy of profiles"
+for c in 64 16 1; do
+  printf 'pgbench c=%s: ' "$c"; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c "$c" -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
+done
+
+run() { # label, bench args...
+  local label=$1; shift
+  printf '%s: ' "$label"
+  "$c360" bench --data-dir "$work" "$@" --duration "${secs}s" --warmup 3s --json \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("%.0f/s p50 %.3f p99 %.3f p99.9 %.3f ms, errors %s" % (r["throughput_per_s"], l["p50"], l["p99"], l["p99_9"], r["errors"] or "none"))'
+}
+serve() { # extra serve flags...
+  C360_LOG=warn "$c360" serve --data-dir "$work" --database-url "$url" --grpc-addr 127.0.0.1:50051 \
+    --http-addr 127.0.0.1:18080 "$@" > "$work/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18080/readyz > /dev/null && return; sleep 0.1; done
+  echo "server did not start" >&2; cat "$work/serve.log" >&2; exit 1
+}
+stop() { kill -TERM "$server"; wait "$server" || true; }
+
+echo "== framework ceiling (benches/ceiling.rs), GetProfile of a fixed profile"
+"$ceiling" --addr 127.0.0.1:50099 > /dev/null & ceiling_pid=$!
+sleep 1
+for c in 64 16; do run "ceiling c=$c" --target http://127.0.0.1:50099 --scenario get-profile --concurrency "$c"; done
+kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
+
+echo "== c360 on PostgreSQL + Redis"
+serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM"
+for c in 64 16; do run "c360 get-profile hot set 1000 (L1) c=$c" --scenario get-profile --hot-set 1000 --concurrency "$c"; done
+run "c360 mixed hot set 1000 c=64" --scenario mixed --hot-set 1000 --concurrency 64
+stop
+serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --cache-l1-capacity-mb 0
+run "c360 get-profile hot set 1000, L1 off (Redis hit) c=64" --scenario get-profile --hot-set 1000 --concurrency 64
+stop
+serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --database-max-connections 8
+run "c360 get-profile uniform over 1M, cold caches c=64" --scenario get-profile --concurrency 64
+run "c360 get-profile uniform over 1M, cold caches c=1" --scenario get-profile --concurrency 1 --max-ids 1000000
+echo "L1 after the uniform runs: $(curl -s http://127.0.0.1:18080/metrics | grep -E '^c360_cache_l1_(bytes|entries)' | tr '\n' ' ')"
+echo "server RSS: $(grep VmRSS /proc/$server/status | awk '{print $2/1024 " MiB"}') (L1 bound 256 MiB)"
+stop
