@@ -72,7 +72,10 @@ serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --cache-
 run "c360 get-profile hot set 1000, L1 off (Redis hit) c=64" --scenario get-profile --hot-set 1000 --concurrency 64
 stop
 serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --database-max-connections 8
+# pgbench right before and after the cold run: the host's database speed swings widely.
+printf 'pgbench c=64 (before): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
 run "c360 get-profile uniform over 1M, cold caches c=64" --scenario get-profile --concurrency 64
+printf 'pgbench c=64 (after): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
 run "c360 get-profile uniform over 1M, cold caches c=1" --scenario get-profile --concurrency 1 --max-ids 1000000
 echo "L1 after the uniform runs: $(curl -s http://127.0.0.1:18080/metrics | grep -E '^c360_cache_l1_(bytes|entries)' | tr '\n' ' ')"
 echo "server RSS: $(grep VmRSS /proc/$server/status | awk '{print $2/1024 " MiB"}') (L1 bound 256 MiB)"

@@ -8,7 +8,11 @@ use std::{
 use moka::{Expiry, future::Cache, ops::compute::Op};
 use rand::Rng;
 
-use crate::domain::{ProfileId, TenantId, identifiers::IdentifierKey, profile::Profile};
+use crate::domain::{
+    ProfileId, TenantId,
+    identifiers::IdentifierKey,
+    profile::{PostalAddress as PostalAddressOf, Profile},
+};
 
 /// What L1 is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,8 +86,13 @@ pub fn weigh(profile: &Profile) -> u32 {
     let mut bytes = ENTRY + std::mem::size_of::<Profile>() + BLOCK + text(profile.tenant.as_str());
     bytes += optional(&data.given_name) + optional(&data.family_name) + optional(&data.company_name);
     bytes += optional(&data.segment);
-    bytes += data.emails.iter().map(|e| 64 + text(&e.address) + text(&e.label)).sum::<usize>() + BLOCK;
-    bytes += data.phones.iter().map(|p| 64 + text(&p.number) + text(&p.label)).sum::<usize>() + BLOCK;
+    let spare = |capacity: usize, len: usize, size: usize| (capacity - len) * size + BLOCK;
+    bytes += spare(data.emails.capacity(), data.emails.len(), std::mem::size_of::<crate::domain::profile::Email>());
+    bytes += spare(data.phones.capacity(), data.phones.len(), std::mem::size_of::<crate::domain::profile::Phone>());
+    bytes += spare(data.addresses.capacity(), data.addresses.len(), std::mem::size_of::<PostalAddressOf>());
+    bytes += spare(data.external_ids.capacity(), data.external_ids.len(), 48);
+    bytes += data.emails.iter().map(|e| 64 + text(&e.address) + text(&e.label)).sum::<usize>();
+    bytes += data.phones.iter().map(|p| 64 + text(&p.number) + text(&p.label)).sum::<usize>();
     bytes += data
         .addresses
         .iter()
@@ -94,9 +103,8 @@ pub fn weigh(profile: &Profile) -> u32 {
                     .map(|s| text(s))
                     .sum::<usize>()
         })
-        .sum::<usize>()
-        + BLOCK;
-    bytes += data.external_ids.iter().map(|x| 48 + text(&x.source) + text(&x.id)).sum::<usize>() + BLOCK;
+        .sum::<usize>();
+    bytes += data.external_ids.iter().map(|x| 48 + text(&x.source) + text(&x.id)).sum::<usize>();
     bytes += json_size(&serde_json::Value::Object(data.attributes.clone()));
     bytes += profile.lineage.iter().map(|(k, l)| 96 + text(k) + text(&l.source)).sum::<usize>();
     u32::try_from(bytes).unwrap_or(u32::MAX)

@@ -212,6 +212,12 @@ fn to_active(profile: &Profile) -> Result<ActiveModel, DomainError> {
 }
 
 fn from_row(row: ProfileRow) -> Result<Profile, DomainError> {
+    // Decoded without a length hint, vectors keep spare capacity; a profile
+    // may live long in the cache, so give it back.
+    fn exact<T>(mut items: Vec<T>) -> Vec<T> {
+        items.shrink_to_fit();
+        items
+    }
     let corrupt = |column: &str, value: &str| DomainError::Internal(format!("stored {column} '{value}'"));
     Ok(Profile {
         id: ProfileId::from(row.id),
@@ -223,13 +229,13 @@ fn from_row(row: ProfileRow) -> Result<Profile, DomainError> {
             family_name: row.family_name,
             company_name: row.company_name,
             segment: row.segment,
-            emails: row.emails.0,
-            phones: row.phones.0,
-            addresses: row.addresses.0,
+            emails: exact(row.emails.0),
+            phones: exact(row.phones.0),
+            addresses: exact(row.addresses.0),
             birth_date: row.birth_date,
             primary_contact_id: row.primary_contact_id.map(ProfileId::from),
             attributes: row.attributes.0,
-            external_ids: row.external_ids.0,
+            external_ids: exact(row.external_ids.0),
         },
         lineage: row.lineage.0,
         version: row.version,
