@@ -73,19 +73,8 @@ impl From<Profile> for pb::Profile {
 impl From<pb::Profile> for ProfileInput {
     fn from(p: pb::Profile) -> Self {
         ProfileInput {
-            kind: choice(p.kind, |k| match pb::ProfileKind::try_from(k) {
-                Ok(pb::ProfileKind::Person) => Some(ProfileKind::Person),
-                Ok(pb::ProfileKind::Organization) => Some(ProfileKind::Organization),
-                _ => None,
-            }),
-            status: choice(p.status, |s| match pb::ProfileStatus::try_from(s) {
-                Ok(pb::ProfileStatus::Prospect) => Some(ProfileStatus::Prospect),
-                Ok(pb::ProfileStatus::Active) => Some(ProfileStatus::Active),
-                Ok(pb::ProfileStatus::Inactive) => Some(ProfileStatus::Inactive),
-                Ok(pb::ProfileStatus::Merged) => Some(ProfileStatus::Merged),
-                Ok(pb::ProfileStatus::Erased) => Some(ProfileStatus::Erased),
-                _ => None,
-            }),
+            kind: choice(p.kind, kind_from_pb),
+            status: choice(p.status, status_from_pb),
             given_name: p.given_name,
             family_name: p.family_name,
             company_name: p.company_name,
@@ -162,6 +151,25 @@ impl From<ProfileStatus> for pb::ProfileStatus {
     }
 }
 
+fn kind_from_pb(raw: i32) -> Option<ProfileKind> {
+    match pb::ProfileKind::try_from(raw) {
+        Ok(pb::ProfileKind::Person) => Some(ProfileKind::Person),
+        Ok(pb::ProfileKind::Organization) => Some(ProfileKind::Organization),
+        _ => None,
+    }
+}
+
+fn status_from_pb(raw: i32) -> Option<ProfileStatus> {
+    match pb::ProfileStatus::try_from(raw) {
+        Ok(pb::ProfileStatus::Prospect) => Some(ProfileStatus::Prospect),
+        Ok(pb::ProfileStatus::Active) => Some(ProfileStatus::Active),
+        Ok(pb::ProfileStatus::Inactive) => Some(ProfileStatus::Inactive),
+        Ok(pb::ProfileStatus::Merged) => Some(ProfileStatus::Merged),
+        Ok(pb::ProfileStatus::Erased) => Some(ProfileStatus::Erased),
+        _ => None,
+    }
+}
+
 /// An `IdentifierType` number as sent by a caller.
 pub fn identifier_type(raw: i32) -> Choice<IdentifierType> {
     choice(raw, |t| match pb::IdentifierType::try_from(t) {
@@ -184,19 +192,8 @@ fn choice<T>(raw: i32, known: impl FnOnce(i32) -> Option<T>) -> Choice<T> {
 /// the inverse of `pb::Profile::from(&Profile)`.
 pub fn profile_from_pb(p: pb::Profile, tenant: TenantId) -> Result<Profile, String> {
     let optional = |s: String| if s.is_empty() { None } else { Some(s) };
-    let kind = match pb::ProfileKind::try_from(p.kind) {
-        Ok(pb::ProfileKind::Person) => ProfileKind::Person,
-        Ok(pb::ProfileKind::Organization) => ProfileKind::Organization,
-        _ => return Err(format!("kind {}", p.kind)),
-    };
-    let status = match pb::ProfileStatus::try_from(p.status) {
-        Ok(pb::ProfileStatus::Prospect) => ProfileStatus::Prospect,
-        Ok(pb::ProfileStatus::Active) => ProfileStatus::Active,
-        Ok(pb::ProfileStatus::Inactive) => ProfileStatus::Inactive,
-        Ok(pb::ProfileStatus::Merged) => ProfileStatus::Merged,
-        Ok(pb::ProfileStatus::Erased) => ProfileStatus::Erased,
-        _ => return Err(format!("status {}", p.status)),
-    };
+    let kind = kind_from_pb(p.kind).ok_or_else(|| format!("kind {}", p.kind))?;
+    let status = status_from_pb(p.status).ok_or_else(|| format!("status {}", p.status))?;
     let birth_date = match p.birth_date.as_str() {
         "" => None,
         date => Some(chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| e.to_string())?),

@@ -33,14 +33,7 @@ pub async fn claim(
     // keys wait on each other instead of deadlocking.
     let mut sorted: Vec<&IdentifierKey> = keys.iter().map(|(key, _)| key).collect();
     sorted.sort();
-    let rows = sorted.into_iter().map(|key| ActiveModel {
-        tenant_id: Set(tenant.as_str().to_owned()),
-        id_type: Set(key.id_type.as_str().to_owned()),
-        namespace: Set(key.namespace.clone()),
-        value: Set(key.value.clone()),
-        profile_id: Set(profile.as_uuid()),
-        created_at: Set(now),
-    });
+    let rows = sorted.into_iter().map(|key| row(tenant, key, profile, now));
     let on_conflict = OnConflict::columns([Column::TenantId, Column::IdType, Column::Namespace, Column::Value])
         .do_nothing()
         .to_owned();
@@ -69,14 +62,7 @@ pub async fn insert_many(
         return Ok(());
     }
     let now = Utc::now();
-    let models = rows.iter().map(|(key, profile)| ActiveModel {
-        tenant_id: Set(tenant.as_str().to_owned()),
-        id_type: Set(key.id_type.as_str().to_owned()),
-        namespace: Set(key.namespace.clone()),
-        value: Set(key.value.clone()),
-        profile_id: Set(profile.as_uuid()),
-        created_at: Set(now),
-    });
+    let models = rows.iter().map(|(key, profile)| row(tenant, key, *profile, now));
     Entity::insert_many(models).exec_without_returning(conn).await.map_err(db_error)?;
     Ok(())
 }
@@ -130,6 +116,17 @@ pub async fn holders(
             Ok((key, ProfileId::from(row.profile_id)))
         })
         .collect()
+}
+
+fn row(tenant: &TenantId, key: &IdentifierKey, profile: ProfileId, now: chrono::DateTime<Utc>) -> ActiveModel {
+    ActiveModel {
+        tenant_id: Set(tenant.as_str().to_owned()),
+        id_type: Set(key.id_type.as_str().to_owned()),
+        namespace: Set(key.namespace.clone()),
+        value: Set(key.value.clone()),
+        profile_id: Set(profile.as_uuid()),
+        created_at: Set(now),
+    }
 }
 
 fn any_key(keys: &[IdentifierKey]) -> Condition {
