@@ -79,22 +79,26 @@ impl From<pb::Profile> for ProfileInput {
             family_name: p.family_name,
             company_name: p.company_name,
             segment: p.segment,
-            emails: p
-                .emails
-                .into_iter()
-                .map(|e| Email { address: e.address, label: e.label, primary: e.primary })
-                .collect(),
-            phones: p
-                .phones
-                .into_iter()
-                .map(|x| Phone { number: x.number, label: x.label, primary: x.primary })
-                .collect(),
+            emails: p.emails.into_iter().map(Email::from).collect(),
+            phones: p.phones.into_iter().map(Phone::from).collect(),
             addresses: p.addresses.into_iter().map(PostalAddress::from).collect(),
             birth_date: p.birth_date,
             primary_contact_id: p.primary_contact_id,
             attributes: p.attributes.as_ref().map(struct_to_json).unwrap_or_default(),
             external_ids: p.external_ids.into_iter().map(ExternalId::from).collect(),
         }
+    }
+}
+
+impl From<pb::EmailAddress> for Email {
+    fn from(e: pb::EmailAddress) -> Self {
+        Email { address: e.address, label: e.label, primary: e.primary }
+    }
+}
+
+impl From<pb::PhoneNumber> for Phone {
+    fn from(p: pb::PhoneNumber) -> Self {
+        Phone { number: p.number, label: p.label, primary: p.primary }
     }
 }
 
@@ -217,16 +221,8 @@ pub fn profile_from_pb(p: pb::Profile, tenant: TenantId) -> Result<Profile, Stri
             family_name: optional(p.family_name),
             company_name: optional(p.company_name),
             segment: optional(p.segment),
-            emails: p
-                .emails
-                .into_iter()
-                .map(|e| Email { address: e.address, label: e.label, primary: e.primary })
-                .collect(),
-            phones: p
-                .phones
-                .into_iter()
-                .map(|x| Phone { number: x.number, label: x.label, primary: x.primary })
-                .collect(),
+            emails: p.emails.into_iter().map(Email::from).collect(),
+            phones: p.phones.into_iter().map(Phone::from).collect(),
             addresses: p.addresses.into_iter().map(PostalAddress::from).collect(),
             birth_date,
             primary_contact_id,
