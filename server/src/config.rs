@@ -157,19 +157,19 @@ impl CacheArgs {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "c360 serve")]
 pub struct Config {
+    /// Where local state lives.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub data: DataDirArgs,
+    /// The database.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub database: DatabaseArgs,
+    /// Token verification.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub auth: AuthArgs,
+    /// Listening, limits and data rules.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub server: ServerArgs,
+    /// The read-through cache.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub cache: CacheArgs,
 }
