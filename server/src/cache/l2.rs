@@ -2,6 +2,7 @@
 //! breaker; a failed call is a miss, never a failed request.
 
 use std::{
+    collections::VecDeque,
     future::Future,
     sync::{
         Arc,
@@ -78,7 +79,7 @@ pub struct L2 {
 
 #[derive(Default)]
 struct PendingState {
-    writes: Vec<Pending>,
+    writes: VecDeque<Pending>,
     /// Set when `writes` overflowed: L2 stays unread until this instant.
     quarantine_until: Option<tokio::time::Instant>,
 }
@@ -185,11 +186,11 @@ impl L2 {
             }
             pending.quarantine_until = None;
         }
-        while let Some(write) = pending.writes.last().cloned() {
+        while let Some(write) = pending.writes.front().cloned() {
             if !self.apply(&write).await {
                 return false;
             }
-            pending.writes.pop();
+            pending.writes.pop_front();
         }
         self.dirty.store(false, Ordering::Release);
         self.metrics.pending_invalidations.set(0);
@@ -238,15 +239,15 @@ impl L2 {
         }
         let mut pending = self.pending.lock().await;
         self.dirty.store(true, Ordering::Release);
-        // Replayed from the end: keep this write's order (tombstones before the message).
-        for write in failed.into_iter().rev() {
+        // Replayed in the order written: tombstones before the message announcing them.
+        for write in failed {
             if pending.writes.len() >= MAX_PENDING {
-                tracing::warn!("too many invalidations waiting for Redis; L2 reads stay off for one TTL");
+                tracing::warn!("too many invalidations waiting for Redis; L2 reads stay off for ten fence lifetimes");
                 pending.writes.clear();
                 pending.quarantine_until = Some(tokio::time::Instant::now() + self.fence_ttl * 10);
                 break;
             }
-            pending.writes.insert(0, write);
+            pending.writes.push_back(write);
         }
         self.metrics.pending_invalidations.set(pending.writes.len() as i64);
         if !self.replaying.swap(true, Ordering::AcqRel) {
