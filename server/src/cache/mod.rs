@@ -384,7 +384,9 @@ impl ProfileCache {
                     l1_fills.push((L1Key::Profile(tenant.clone(), id), L1Value::Profile(profile, size)));
                 }
                 None => {
-                    l2_fills.push((redis_key, ProfileSlot::Missing, jitter(config.not_found_ttl)));
+                    if with_l2 {
+                        l2_fills.push((redis_key, ProfileSlot::Missing, jitter(config.not_found_ttl)));
+                    }
                     l1_fills.push((L1Key::Profile(tenant.clone(), id), L1Value::Missing));
                 }
             }

@@ -284,11 +284,14 @@ impl Profiles {
                 let page = PageRequest::parse(page_size, page_token, format!("name:{prefix}"))?;
                 return self.page(caller, &ProfileFilter::NamePrefix(prefix), &page).await;
             }
-            SearchCriterion::Email(raw) => self.identifier_key("email", IdentifierType::Email, &raw, "")?,
-            SearchCriterion::Phone(raw) => self.identifier_key("phone", IdentifierType::Phone, &raw, "")?,
-            SearchCriterion::ExternalId(ext) => {
-                self.identifier_key("external_id", IdentifierType::ExternalId, &ext.id, &ext.source)?
-            }
+            SearchCriterion::Email(raw) => self.identifier_key(("email", ""), IdentifierType::Email, &raw, "")?,
+            SearchCriterion::Phone(raw) => self.identifier_key(("phone", ""), IdentifierType::Phone, &raw, "")?,
+            SearchCriterion::ExternalId(ext) => self.identifier_key(
+                ("external_id.id", "external_id.source"),
+                IdentifierType::ExternalId,
+                &ext.id,
+                &ext.source,
+            )?,
         };
         // A strong identifier has at most one live holder: one page at most.
         PageRequest::parse(page_size, page_token, String::new())?;
@@ -319,7 +322,7 @@ impl Profiles {
         if id_type != IdentifierType::ExternalId && !source.is_empty() {
             return Err(DomainError::invalid("source", "only an EXTERNAL_ID has a source"));
         }
-        let key = self.identifier_key("value", id_type, value, source)?;
+        let key = self.identifier_key(("value", "source"), id_type, value, source)?;
         self.resolve(caller, &key)
             .await?
             .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.to_string() })
@@ -348,9 +351,11 @@ impl Profiles {
         profile.data.status.is_live() && profile.data.identity_keys(&self.policy).iter().any(|(k, _)| k == key)
     }
 
+    /// Normalizes an identifier from a request, naming `value_field` (and, for
+    /// an external id, `source_field`) in any violation.
     fn identifier_key(
         &self,
-        field: &str,
+        (value_field, source_field): (&str, &str),
         id_type: IdentifierType,
         value: &str,
         source: &str,
@@ -358,20 +363,13 @@ impl Profiles {
         let mut violations = Violations::default();
         let (namespace, value) = match id_type {
             IdentifierType::Email => {
-                (Some(String::new()), violations.check(field, self.policy.email(value).map(|e| e.key)))
+                (Some(String::new()), violations.check(value_field, self.policy.email(value).map(|e| e.key)))
             }
-            IdentifierType::Phone => (Some(String::new()), violations.check(field, self.policy.phone(value))),
-            IdentifierType::ExternalId => {
-                let (source_field, id_field) = if field == "value" {
-                    ("source".to_owned(), "value".to_owned())
-                } else {
-                    (format!("{field}.source"), format!("{field}.id"))
-                };
-                (
-                    violations.check(source_field, normalize_source(source)),
-                    violations.check(id_field, normalize_external_id(value)),
-                )
-            }
+            IdentifierType::Phone => (Some(String::new()), violations.check(value_field, self.policy.phone(value))),
+            IdentifierType::ExternalId => (
+                violations.check(source_field, normalize_source(source)),
+                violations.check(value_field, normalize_external_id(value)),
+            ),
         };
         match (namespace, value) {
             (Some(namespace), Some(value)) => Ok(IdentifierKey { id_type, namespace, value }),
