@@ -4,6 +4,7 @@
 //! upper-case names (TEXT), so the same schema runs on PostgreSQL and SQLite;
 //! the domain layer parses them.
 
+pub mod event;
 pub mod identity;
 pub mod outbox;
 pub mod profile;

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_profiles;
 mod m20261124_000002_create_identities;
 mod m20261124_000003_create_outbox;
+mod m20261124_000004_create_events;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_profiles::Migration),
             Box::new(m20261124_000002_create_identities::Migration),
             Box::new(m20261124_000003_create_outbox::Migration),
+            Box::new(m20261124_000004_create_events::Migration),
         ]
     }
 }

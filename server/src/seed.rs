@@ -7,6 +7,8 @@
 //! are derived from the record's index, so they never collide; a duplicate
 //! carries its own, as the same person does when registered twice.
 
+pub mod events;
+
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};

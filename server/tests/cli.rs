@@ -145,10 +145,23 @@ async fn seed_is_deterministic_and_bench_loads_a_running_server() {
         let data_dir = dir.path().to_str().expect("utf-8 path");
         let truth = dir.path().join("truth.csv");
         let truth_path = truth.to_str().expect("utf-8 path");
-        let args = ["seed", "--data-dir", data_dir, "--profiles", "1500", "--seed", "42", "--truth", truth_path];
+        let args = [
+            "seed",
+            "--data-dir",
+            data_dir,
+            "--profiles",
+            "1500",
+            "--events",
+            "3000",
+            "--seed",
+            "42",
+            "--truth",
+            truth_path,
+        ];
         let output = c360(&args).output().await.expect("c360 seed");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert!(String::from_utf8_lossy(&output.stdout).contains("seeded 1500 profiles"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("seeded 1500 profiles") && stdout.contains("then 3000 events"), "{stdout}");
         truths.push(std::fs::read_to_string(truth).expect("truth file"));
     }
     assert_eq!(truths[0], truths[1], "the same seed writes the same data");

@@ -9,6 +9,7 @@ mod embedded;
 mod identities;
 mod outbox;
 mod profiles;
+mod seed;
 mod serving;
 mod validation;
 

@@ -1,7 +1,7 @@
 //! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`.
 
 mod bench;
-mod seed;
+pub mod seed;
 
 use std::{io::Write, time::Duration};
 

@@ -1,15 +1,16 @@
 //! `c360 seed`: bulk-loads generated demo data straight into the database.
 //!
-//! Batches of profiles and their identifiers are written with multi-row
-//! inserts, one transaction per batch, several batches in flight. No domain
-//! events are written (a bulk load is not a stream of customer changes) and
-//! no running server's cache is told: seed a tenant before serving it.
+//! Batches of profiles and their identifiers, then of interactions, are
+//! written with multi-row inserts, one transaction per batch, several batches
+//! in flight. No domain events are written (a bulk load is not a stream of
+//! customer changes) and no running server's cache is told: seed a tenant
+//! before serving it.
 
 use std::{
     fs::File,
     io::{BufWriter, Write},
     path::PathBuf,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use clap::Args;
@@ -17,8 +18,11 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
     config::{DataDirArgs, DatabaseArgs},
-    domain::{DomainError, TenantId, identifiers::NormalizationPolicy},
-    seed::{Generated, Generator, SeedOptions},
+    domain::{DomainError, TenantId, identifiers::NormalizationPolicy, interaction::Interaction},
+    seed::{
+        Generated, Generator, SeedOptions,
+        events::{EventGenerator, EventTarget},
+    },
     store::{self, Store, db_error},
 };
 
@@ -31,6 +35,10 @@ pub struct SeedArgs {
     /// Number of profiles to write.
     #[arg(long, default_value_t = 1000)]
     profiles: u64,
+    /// Number of interactions (purchases, support cases, page views, …) to
+    /// spread over the profiles; a few customers get long histories.
+    #[arg(long, default_value_t = 0)]
+    events: u64,
     /// Share of profiles that are near-duplicates of an earlier person (0–1).
     #[arg(long, default_value_t = 0.1)]
     duplicates: f64,
@@ -64,32 +72,104 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
             && args.duplicates + args.organizations <= 1.0,
         "--duplicates and --organizations are shares from 0 to 1 that add up to at most 1"
     );
+    anyhow::ensure!(args.events == 0 || args.profiles > 0, "--events needs profiles to happen to (--profiles > 0)");
     let store = Store::connect(&args.database.url(&args.data.data_dir)?, args.parallel + 1).await?;
     store.migrate().await?;
-    let policy = NormalizationPolicy::default();
-    let options = SeedOptions {
-        tenant: tenant.clone(),
-        seed: args.seed,
-        duplicates: args.duplicates,
-        organizations: args.organizations,
+    let plan = Plan {
+        options: SeedOptions {
+            tenant: tenant.clone(),
+            seed: args.seed,
+            duplicates: args.duplicates,
+            organizations: args.organizations,
+        },
+        profiles: args.profiles,
+        events: args.events,
+        batch_size: args.batch_size,
+        parallel: args.parallel as usize,
     };
-    let mut generator = Generator::new(options, policy.clone());
     let mut truth = match &args.truth {
-        Some(path) => {
-            let mut file = BufWriter::new(File::create(path)?);
-            writeln!(file, "profile_id_a,profile_id_b,external_id_a,external_id_b")?;
-            Some(file)
-        }
+        Some(path) => Some(BufWriter::new(File::create(path)?)),
         None => None,
     };
+    let report =
+        load(&store, &NormalizationPolicy::default(), &plan, truth.as_mut().map(|f| f as &mut dyn Write)).await?;
+    if let Some(mut file) = truth {
+        file.flush()?;
+    }
+    let Report { profiles, duplicates, events, profiles_elapsed, events_elapsed } = report;
+    let rate = |count: u64, elapsed: Duration| count as f64 / elapsed.as_secs_f64().max(1e-9);
+    print!(
+        "seeded {profiles} profiles ({duplicates} near-duplicates) into tenant {tenant} in {:.1}s ({:.0}/s)",
+        profiles_elapsed.as_secs_f64(),
+        rate(profiles, profiles_elapsed)
+    );
+    if events > 0 {
+        print!(
+            ", then {events} events in {:.1}s ({:.0}/s)",
+            events_elapsed.as_secs_f64(),
+            rate(events, events_elapsed)
+        );
+    }
+    println!();
+    store.close().await?;
+    Ok(())
+}
 
+/// What [`load`] writes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Tenant, seed and shares of the generated profiles.
+    pub options: SeedOptions,
+    /// Profiles to write.
+    pub profiles: u64,
+    /// Interactions to write, spread over those profiles.
+    pub events: u64,
+    /// Profiles per insert statement and transaction (events: five times as many).
+    pub batch_size: u64,
+    /// Batches written at once.
+    pub parallel: usize,
+}
+
+/// What [`load`] wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    /// Profiles written.
+    pub profiles: u64,
+    /// Of which near-duplicates of an earlier person.
+    pub duplicates: u64,
+    /// Interactions written.
+    pub events: u64,
+    /// Time taken by the profiles and their identifiers.
+    pub profiles_elapsed: Duration,
+    /// Time taken by the interactions.
+    pub events_elapsed: Duration,
+}
+
+/// Writes the generated profiles, their identifiers and then their events,
+/// in batched multi-row inserts, `plan.parallel` transactions at a time.
+/// With `truth`, writes the true duplicate pairs there as CSV.
+pub async fn load(
+    store: &Store,
+    policy: &NormalizationPolicy,
+    plan: &Plan,
+    mut truth: Option<&mut dyn Write>,
+) -> anyhow::Result<Report> {
+    let tenant = &plan.options.tenant;
+    let mut generator = Generator::new(plan.options.clone(), policy.clone());
+    if let Some(file) = truth.as_mut() {
+        writeln!(file, "profile_id_a,profile_id_b,external_id_a,external_id_b")?;
+    }
     let started = Instant::now();
-    let (total, batch_size) = (args.profiles, args.batch_size);
+    let (total, batch_size) = (plan.profiles, plan.batch_size.max(1));
     let mut duplicates = 0u64;
+    let mut targets = Vec::with_capacity(if plan.events > 0 { total as usize } else { 0 });
     let batches = (0..total.div_ceil(batch_size)).map(|n| {
         let size = batch_size.min(total - n * batch_size);
         let batch: Vec<Generated> = (0..size).map(|_| generator.next_record()).collect();
         for record in &batch {
+            if plan.events > 0 {
+                targets.push(EventTarget::from(&record.profile));
+            }
             if let Some((original, external)) = &record.duplicate_of {
                 duplicates += 1;
                 if let Some(file) = truth.as_mut() {
@@ -104,38 +184,63 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         }
         batch
     });
-    let (store_ref, tenant_ref, policy_ref) = (&store, &tenant, &policy);
-    let mut written = 0u64;
-    let mut next_report = total / 10;
+    let mut progress = Progress::new("profiles", total, started);
     stream::iter(batches)
-        .map(|batch| async move { write_batch(store_ref, tenant_ref, policy_ref, batch).await })
-        .buffer_unordered(args.parallel as usize)
-        .map_err(|e| anyhow::anyhow!("writing a batch failed: {e}"))
+        .map(|batch| write_profiles(store, tenant, policy, batch))
+        .buffer_unordered(plan.parallel.max(1))
+        .map_err(|e| anyhow::anyhow!("writing a batch of profiles failed: {e}"))
         .try_for_each(|count| {
-            written += count;
-            if written >= next_report && written < total {
-                eprintln!(
-                    "  {written} of {total} profiles ({:.0}/s)",
-                    written as f64 / started.elapsed().as_secs_f64()
-                );
-                next_report += total / 10;
-            }
+            progress.add(count);
             futures::future::ready(Ok(()))
         })
         .await?;
-    if let Some(mut file) = truth {
-        file.flush()?;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "seeded {total} profiles ({duplicates} near-duplicates) into tenant {tenant} in {elapsed:.1}s ({:.0} profiles/s)",
-        total as f64 / elapsed.max(1e-9)
-    );
-    store.close().await?;
-    Ok(())
+
+    let mut events = EventGenerator::new(tenant.clone(), plan.options.seed, targets);
+    let event_batch = batch_size * 5;
+    let batches = (0..plan.events.div_ceil(event_batch)).map(|n| {
+        let size = event_batch.min(plan.events - n * event_batch);
+        (0..size).map_while(|_| events.next_event()).collect::<Vec<_>>()
+    });
+    let profiles_elapsed = started.elapsed();
+    let mut progress = Progress::new("events", plan.events, Instant::now());
+    stream::iter(batches)
+        .map(|batch| write_events(store, batch))
+        .buffer_unordered(plan.parallel.max(1))
+        .map_err(|e| anyhow::anyhow!("writing a batch of events failed: {e}"))
+        .try_for_each(|count| {
+            progress.add(count);
+            futures::future::ready(Ok(()))
+        })
+        .await?;
+    let events_elapsed = started.elapsed() - profiles_elapsed;
+    Ok(Report { profiles: total, duplicates, events: progress.done, profiles_elapsed, events_elapsed })
 }
 
-async fn write_batch(
+/// Logs every tenth of a long load.
+struct Progress {
+    what: &'static str,
+    total: u64,
+    done: u64,
+    next_report: u64,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: u64, started: Instant) -> Self {
+        Self { what, total, done: 0, next_report: total / 10, started }
+    }
+
+    fn add(&mut self, count: u64) {
+        self.done += count;
+        if self.done >= self.next_report && self.done < self.total {
+            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!("{} of {} {} ({rate:.0}/s)", self.done, self.total, self.what);
+            self.next_report += self.total / 10;
+        }
+    }
+}
+
+async fn write_profiles(
     store: &Store,
     tenant: &TenantId,
     policy: &NormalizationPolicy,
@@ -148,10 +253,14 @@ async fn write_batch(
         .collect();
     let tx = store.begin().await?;
     store::profiles::insert_many(&tx, &profiles).await?;
-    // Keep each statement under PostgreSQL's 65,535 bind parameters.
-    for chunk in identities.chunks(5000) {
-        store::identities::insert_many(&tx, tenant, chunk).await?;
-    }
+    store::identities::insert_many(&tx, tenant, &identities).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(profiles.len() as u64)
+}
+
+async fn write_events(store: &Store, batch: Vec<Interaction>) -> Result<u64, DomainError> {
+    let tx = store.begin().await?;
+    store::events::insert_many(&tx, &batch).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(batch.len() as u64)
 }

@@ -5,12 +5,14 @@
 //! - [`identifiers`] — normalization of emails, phones and external ids.
 //! - [`profile`] — the profile, its fields, validation, completeness, lineage.
 //! - [`events`] — domain events and their envelope.
+//! - [`interaction`] — customer interactions (the API's events).
 //! - [`page`] — opaque page tokens.
 
 pub mod error;
 pub mod events;
 pub mod identifiers;
 pub mod ids;
+pub mod interaction;
 pub mod page;
 pub mod profile;
 

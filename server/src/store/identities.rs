@@ -3,10 +3,11 @@
 use c360_entity::identity::{ActiveModel, Column, Entity};
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Iterable, QueryFilter,
+    sea_query::OnConflict,
 };
 
-use super::db_error;
+use super::{db_error, rows_per_statement};
 use crate::domain::{
     DomainError, ProfileId, TenantId,
     identifiers::{IdentifierKey, IdentifierType},
@@ -52,18 +53,18 @@ pub async fn claim(
 }
 
 /// Inserts identifiers known to be free (bulk loads): one statement, no
-/// read-back. A key already held fails the whole statement.
+/// read-back. A key already held fails the call; the caller's transaction
+/// must then be rolled back.
 pub async fn insert_many(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     rows: &[(IdentifierKey, ProfileId)],
 ) -> Result<(), DomainError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
     let now = Utc::now();
-    let models = rows.iter().map(|(key, profile)| row(tenant, key, *profile, now));
-    Entity::insert_many(models).exec_without_returning(conn).await.map_err(db_error)?;
+    for chunk in rows.chunks(rows_per_statement(Column::iter().count())) {
+        let models = chunk.iter().map(|(key, profile)| row(tenant, key, *profile, now));
+        Entity::insert_many(models).exec_without_returning(conn).await.map_err(db_error)?;
+    }
     Ok(())
 }
 

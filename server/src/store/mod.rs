@@ -4,6 +4,7 @@
 //! domain types, so the service layer composes them inside one transaction
 //! without seeing a SeaORM model.
 
+pub mod events;
 pub mod identities;
 pub mod outbox;
 pub mod profiles;
@@ -73,6 +74,15 @@ impl Store {
     pub async fn close(self) -> Result<(), DbErr> {
         self.db.close().await
     }
+}
+
+/// Most bind parameters one statement may carry: under SQLite's 32,766 (and
+/// PostgreSQL's 65,535). Bulk inserts split their rows by it.
+pub(crate) const MAX_BIND_PARAMS: usize = 30_000;
+
+/// Rows of `columns` columns per bulk insert statement.
+pub(crate) fn rows_per_statement(columns: usize) -> usize {
+    (MAX_BIND_PARAMS / columns).max(1)
 }
 
 /// Whether row locks (`SELECT … FOR UPDATE`) exist on this backend.

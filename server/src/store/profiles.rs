@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use c360_entity::profile::{ActiveModel, Column, Entity};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, TryGetableFromJson,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, Iterable, QueryFilter,
+    QueryOrder, QuerySelect, TryGetableFromJson,
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{db_error, supports_row_locks};
+use super::{db_error, rows_per_statement, supports_row_locks};
 use crate::domain::{
     DomainError, ProfileId, TenantId,
     profile::{Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileKind, ProfileStatus},
@@ -57,13 +57,13 @@ pub async fn insert(conn: &impl ConnectionTrait, profile: &Profile) -> Result<()
     Ok(())
 }
 
-/// Inserts many new profiles in one statement (bulk loads; no events).
+/// Inserts many new profiles in as few statements as the bind-parameter
+/// limit allows (bulk loads; no events).
 pub async fn insert_many(conn: &impl ConnectionTrait, profiles: &[Profile]) -> Result<(), DomainError> {
-    if profiles.is_empty() {
-        return Ok(());
+    for chunk in profiles.chunks(rows_per_statement(Column::iter().count())) {
+        let rows = chunk.iter().map(to_active).collect::<Result<Vec<_>, _>>()?;
+        Entity::insert_many(rows).exec_without_returning(conn).await.map_err(db_error)?;
     }
-    let rows = profiles.iter().map(to_active).collect::<Result<Vec<_>, _>>()?;
-    Entity::insert_many(rows).exec_without_returning(conn).await.map_err(db_error)?;
     Ok(())
 }
 
