@@ -69,7 +69,8 @@ impl App {
         let stop = CancellationToken::new();
         let cache_config = config.cache.config(config.server.request_timeout);
         let cache = ProfileCache::new(cache_config, metrics.cache.clone(), stop.clone())?;
-        let profiles = Profiles::new(store.clone(), cache.clone(), config.server.normalization()?);
+        let loader = store.profile_loader(metrics.profile_queries.clone());
+        let profiles = Profiles::new(store.clone(), loader, cache.clone(), config.server.normalization()?);
         let grpc = TcpListener::bind(config.server.grpc_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr))?;

@@ -18,6 +18,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     /// Cache counters and gauges.
     pub cache: CacheMetrics,
+    /// Queries the batching profile reader sent (`database_loads` per query is its batching).
+    pub profile_queries: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,7 +103,13 @@ impl Metrics {
         );
         sub.register("l1_entries", "Entries in the in-process cache", cache.l1_entries.clone());
         sub.register("l1_bytes", "Approximate bytes held by the in-process cache", cache.l1_bytes.clone());
-        Self { registry: Arc::new(registry), cache }
+        let profile_queries = Counter::default();
+        registry.sub_registry_with_prefix("database").register(
+            "profile_queries",
+            "Queries reading profiles by id; concurrent reads share one",
+            profile_queries.clone(),
+        );
+        Self { registry: Arc::new(registry), cache, profile_queries }
     }
 
     /// The text exposition of every metric.

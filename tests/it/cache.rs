@@ -11,12 +11,14 @@ use std::{
 };
 
 use c360_proto::v1 as pb;
-use c360_tests::{PrivateRedis, ProfileClient, TestApp};
+use c360_server::auth::Role;
+use c360_tests::{PrivateRedis, ProfileClient, TestApp, TestDb};
 
 use crate::{create, person, set_segment};
 
 const DB_LOADS: &str = "c360_cache_database_loads_total";
 const L1_HITS: &str = "c360_cache_requests_total{tier=\"l1\",result=\"hit\"}";
+const PROFILE_QUERIES: &str = "c360_database_profile_queries_total";
 const L2_HITS: &str = "c360_cache_requests_total{tier=\"l2\",result=\"hit\"}";
 
 async fn version(client: &mut ProfileClient, id: &str) -> i64 {
@@ -278,4 +280,40 @@ async fn a_redis_outage_fails_no_request_and_leaves_nothing_stale() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the cache was not used again after Redis returned");
+}
+
+#[tokio::test]
+async fn concurrent_cold_reads_each_get_their_own_profile_and_never_another_tenants() {
+    // L1 off: every read goes to the database, where concurrent reads share queries.
+    let app = TestApp::spawn_with(TestDb::postgres().await, &["--cache-l1-capacity-mb", "0"]).await;
+    let (acme, globex) = (app.client("acme", Role::Agent), app.client("globex", Role::Agent));
+    let mut owned = Vec::new();
+    for n in 0..60 {
+        for (tenant, client) in [("acme", &acme), ("globex", &globex)] {
+            let name = format!("{tenant}{n}");
+            let created = client.clone().create_profile(create(person(&name, "Cold", ""))).await.expect("create");
+            owned.push((tenant, created.into_inner().id, name));
+        }
+    }
+    let reads = owned.iter().flat_map(|(tenant, id, name)| {
+        let (own, other) = if *tenant == "acme" { (&acme, &globex) } else { (&globex, &acme) };
+        let (mut own, mut other, id, name) = (own.clone(), other.clone(), id.clone(), name.clone());
+        let foreign_id = id.clone();
+        let own_read = tokio::spawn(async move {
+            let got = own.get_profile(pb::GetProfileRequest { id: id.clone() }).await.expect("own get").into_inner();
+            assert_eq!((got.id, got.given_name), (id, name), "each read gets the profile it asked for");
+        });
+        let other_read = tokio::spawn(async move {
+            let status = other.get_profile(pb::GetProfileRequest { id: foreign_id }).await.expect_err("foreign get");
+            assert_eq!(status.code(), tonic::Code::NotFound, "another tenant's profile is not found: {status:?}");
+        });
+        [own_read, other_read]
+    });
+    let (loads, queries) = (app.metric(DB_LOADS).await, app.metric(PROFILE_QUERIES).await);
+    for read in futures::future::join_all(reads.collect::<Vec<_>>()).await {
+        read.expect("read task");
+    }
+    let (loads, queries) = (app.metric(DB_LOADS).await - loads, app.metric(PROFILE_QUERIES).await - queries);
+    assert_eq!(loads, 240.0, "every read missed the cache");
+    assert!(queries < loads, "concurrent reads shared queries: {queries} queries for {loads} reads");
 }

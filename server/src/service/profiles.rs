@@ -22,7 +22,7 @@ use crate::{
             record_lineage, resolve_update_mask,
         },
     },
-    store::{self, Store, db_error, profiles::ProfileFilter},
+    store::{self, Store, db_error, loader::ProfileLoader, profiles::ProfileFilter},
 };
 
 /// Most ids in one BatchGetProfiles.
@@ -34,6 +34,7 @@ const MAX_SEARCH_PREFIX: usize = 200;
 #[derive(Clone)]
 pub struct Profiles {
     store: Store,
+    loader: ProfileLoader,
     cache: ProfileCache,
     policy: NormalizationPolicy,
 }
@@ -76,9 +77,10 @@ pub struct Page {
 }
 
 impl Profiles {
-    /// Profile operations on `store` through `cache`, normalizing identifiers by `policy`.
-    pub fn new(store: Store, cache: ProfileCache, policy: NormalizationPolicy) -> Self {
-        Self { store, cache, policy }
+    /// Profile operations on `store` through `cache`, normalizing identifiers
+    /// by `policy`; cache misses are read in batches by `loader`.
+    pub fn new(store: Store, loader: ProfileLoader, cache: ProfileCache, policy: NormalizationPolicy) -> Self {
+        Self { store, loader, cache, policy }
     }
 
     /// Creates a profile, claims its identifiers and records
@@ -127,8 +129,7 @@ impl Profiles {
 
     /// One profile through the cache.
     async fn cached(&self, tenant: &TenantId, id: ProfileId) -> Result<Option<Arc<Profile>>, DomainError> {
-        let db = self.store.db();
-        self.cache.profile(tenant, id, || store::profiles::find(db, tenant, id, false)).await
+        self.cache.profile(tenant, id, || self.loader.load(tenant, id)).await
     }
 
     /// Reads up to [`MAX_BATCH_IDS`] profiles in one query; returns them in

@@ -6,12 +6,14 @@
 
 pub mod events;
 pub mod identities;
+pub mod loader;
 pub mod outbox;
 pub mod profiles;
 
 use std::time::Duration;
 
 use c360_migration::{Migrator, MigratorTrait};
+use prometheus_client::metrics::counter::Counter;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
     TransactionTrait,
@@ -23,6 +25,7 @@ use crate::domain::DomainError;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    max_connections: u32,
 }
 
 impl Store {
@@ -33,12 +36,18 @@ impl Store {
     /// (which SQLite answers with SQLITE_BUSY, not a wait) into a queue.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
         let sqlite = url.starts_with("sqlite:");
+        let max_connections = if sqlite { 1 } else { max_connections.max(1) };
         let mut options = ConnectOptions::new(url.to_owned());
         options
-            .max_connections(if sqlite { 1 } else { max_connections })
+            .max_connections(max_connections)
             .min_connections(if sqlite { 1 } else { 0 })
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
+            // The default pings every connection on every checkout: a second
+            // round trip per query, a third of the database's work on a cold
+            // read (docs/performance.md). Only a connection idle long enough
+            // for a proxy or firewall to have dropped it is tested.
+            .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false);
         let db = Database::connect(options).await?;
         if sqlite {
@@ -47,7 +56,7 @@ impl Store {
             db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
             db.execute_unprepared("PRAGMA synchronous = NORMAL").await?;
         }
-        Ok(Self { db })
+        Ok(Self { db, max_connections })
     }
 
     /// Applies pending migrations.
@@ -58,6 +67,13 @@ impl Store {
     /// The pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// A batching reader of profiles by id, using at most half the pool so
+    /// that writes always find a connection.
+    /// `queries` counts the queries it sends.
+    pub fn profile_loader(&self, queries: Counter) -> loader::ProfileLoader {
+        loader::ProfileLoader::spawn(self.db.clone(), (self.max_connections as usize / 2).max(1), queries)
     }
 
     /// Checks that the database answers.
