@@ -135,6 +135,10 @@ async fn migrate_prepares_an_empty_database_and_token_refuses_unknown_roles() {
         .expect("c360 token");
     assert!(!output.status.success(), "a secret under 32 bytes is refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+
+    let output = c360(&["migrate", "--data-dir", data_dir, "--worker-threads", "0"]).output().await.expect("c360");
+    assert!(!output.status.success(), "a runtime without threads is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--worker-threads"));
 }
 
 #[tokio::test]
@@ -173,6 +177,8 @@ async fn seed_is_deterministic_and_bench_loads_a_running_server() {
     let target = format!("http://{grpc_addr}");
     let args = [
         "bench",
+        "--worker-threads",
+        "1",
         "--data-dir",
         data_dir,
         "--target",

@@ -19,6 +19,11 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "c360", version, about)]
 pub struct Cli {
+    /// Threads running requests (default: one per core). Latency-sensitive
+    /// deployments sharing cores with a database or a load generator set
+    /// fewer (docs/performance.md).
+    #[arg(long, global = true, env = "C360_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +68,15 @@ struct TokenArgs {
 }
 
 impl Cli {
+    /// The async runtime the command runs on.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(threads) = self.worker_threads {
+            builder.worker_threads(usize::from(threads));
+        }
+        builder.enable_all().build()
+    }
+
     /// Runs the chosen command to completion.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
