@@ -22,8 +22,8 @@ psql -h 127.0.0.1 -U root -d postgres -qtAc "SELECT 1 FROM pg_database WHERE dat
   || psql -h 127.0.0.1 -U root -d postgres -qc "CREATE DATABASE $db"
 count=$(psql -h 127.0.0.1 -U root -d "$db" -qtAc "SELECT count(*) FROM profiles" 2>/dev/null || echo 0)
 if [ "$count" -lt 1000000 ]; then
-  echo "== seeding 1,000,000 profiles"
-  "$c360" seed --profiles 1000000 --database-url "$url" --data-dir "$work"
+  echo "== seeding 1,000,000 profiles and 2,000,000 events"
+  "$c360" seed --profiles 1000000 --events 2000000 --database-url "$url" --data-dir "$work"
 fi
 # pgbench needs an integer key: the same rows, keyed 1..N.
 psql -h 127.0.0.1 -U root -d "$db" -qc "CREATE TABLE IF NOT EXISTS bench_profiles AS SELECT row_number() OVER () AS n, p.* FROM profiles p" \
@@ -42,14 +42,20 @@ for c in 64 16 1; do
   printf 'pgbench c=%s: ' "$c"; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c "$c" -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
 done
 
+# Latency runs give the server and the load generator one core each (with
+# one runtime thread each), so neither preempts the other: the p99 at c=16 is
+# otherwise the scheduler's time slice, even for the bare ceiling.
+pinned_server=(taskset -c 0)
+pinned_client=(taskset -c 1 "$c360" --worker-threads 1)
+
 run() { # label, bench args...
   local label=$1; shift
   printf '%s: ' "$label"
-  "$c360" bench --data-dir "$work" "$@" --duration "${secs}s" --warmup 3s --json \
+  ${client[@]:-"$c360"} bench --data-dir "$work" "$@" --duration "${secs}s" --warmup 3s --json \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("%.0f/s p50 %.3f p99 %.3f p99.9 %.3f ms, errors %s" % (r["throughput_per_s"], l["p50"], l["p99"], l["p99_9"], r["errors"] or "none"))'
 }
 serve() { # extra serve flags...
-  C360_LOG=warn "$c360" serve --data-dir "$work" --database-url "$url" --grpc-addr 127.0.0.1:50051 \
+  C360_LOG=warn ${server_prefix[@]:-} "$c360" serve --data-dir "$work" --database-url "$url" --grpc-addr 127.0.0.1:50051 \
     --http-addr 127.0.0.1:18080 "$@" > "$work/serve.log" 2>&1 &
   server=$!
   for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18080/readyz > /dev/null && return; sleep 0.1; done
@@ -62,12 +68,23 @@ echo "== framework ceiling (benches/ceiling.rs), GetProfile of a fixed profile"
 sleep 1
 for c in 64 16; do run "ceiling c=$c" --target http://127.0.0.1:50099 --scenario get-profile --concurrency "$c"; done
 kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
+TOKIO_WORKER_THREADS=1 "${pinned_server[@]}" "$ceiling" --addr 127.0.0.1:50099 > /dev/null & ceiling_pid=$!
+sleep 1
+client=("${pinned_client[@]}")
+run "ceiling c=16, one core each" --target http://127.0.0.1:50099 --scenario get-profile --concurrency 16
+unset client
+kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
 
 echo "== c360 on PostgreSQL + Redis"
 serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM"
 for c in 64 16; do run "c360 get-profile hot set 1000 (L1) c=$c" --scenario get-profile --hot-set 1000 --concurrency "$c"; done
 run "c360 mixed hot set 1000 c=64" --scenario mixed --hot-set 1000 --concurrency 64
 stop
+server_prefix=("${pinned_server[@]}") client=("${pinned_client[@]}")
+serve --worker-threads 1 --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM"
+run "c360 get-profile hot set 1000 (L1) c=16, one core each" --scenario get-profile --hot-set 1000 --concurrency 16
+stop
+unset server_prefix client
 serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --cache-l1-capacity-mb 0
 run "c360 get-profile hot set 1000, L1 off (Redis hit) c=64" --scenario get-profile --hot-set 1000 --concurrency 64
 stop
@@ -77,6 +94,10 @@ printf 'pgbench c=64 (before): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f
 run "c360 get-profile uniform over 1M, cold caches c=64" --scenario get-profile --concurrency 64
 printf 'pgbench c=64 (after): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
 run "c360 get-profile uniform over 1M, cold caches c=1" --scenario get-profile --concurrency 1 --max-ids 1000000
-echo "L1 after the uniform runs: $(curl -s http://127.0.0.1:18080/metrics | grep -E '^c360_cache_l1_(bytes|entries)' | tr '\n' ' ')"
+echo "L1 after the uniform runs: $(curl -s http://127.0.0.1:18080/metrics | grep -E '^c360_(cache_l1_(bytes|entries)|cache_database_loads_total|database_profile_queries_total)' | tr '\n' ' ')"
 echo "server RSS: $(grep VmRSS /proc/$server/status | awk '{print $2/1024 " MiB"}') (L1 bound 256 MiB)"
 stop
+serve --database-max-connections 8
+run "c360 get-profile uniform over 1M, cold caches, no Redis c=64" --scenario get-profile --concurrency 64
+stop
+printf 'pgbench c=64 (last): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
