@@ -8,10 +8,12 @@
 //! - [`cache`] — the read-through profile cache (in-process L1, Redis L2): all keys and invalidation.
 //! - [`convert`] — proto ↔ domain conversions; [`metrics`] — Prometheus counters.
 //! - [`store`] — SeaORM queries; [`grpc`]: thin tonic handlers; [`http`]: health endpoints.
+//! - [`batch`] — opportunistic batching of concurrent store calls.
 //! - [`app`] — startup that tests can drive; [`config`]: flags and `C360_*` variables; [`cli`]: the binary's commands.
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod cache;
 pub mod cli;
 pub mod config;

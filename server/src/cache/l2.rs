@@ -5,20 +5,20 @@ use std::{
     collections::VecDeque,
     future::Future,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::{Mutex, RwLock, oneshot};
 
 use super::{
     breaker::Breaker,
     keys::{LookupSlot, ProfileSlot},
 };
-use crate::metrics::CacheMetrics;
+use crate::{batch::Batcher, metrics::CacheMetrics};
 
 /// Sets a profile slot unless the stored one stands for a newer version (or,
 /// for a tombstone — ARGV[4] = 1 — an equally new one).
@@ -39,6 +39,22 @@ if ARGV[1] == 'N' and redis.call('GET', KEYS[1]) == 'F' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
+
+/// Pipelines of shared calls in flight at once.
+const SHARED_LANES: usize = 2;
+
+/// Most calls one pipeline carries.
+const MAX_PIPELINE: usize = 128;
+
+/// A call on a cache miss that may share one pipeline (one round trip) with
+/// concurrent ones: on a busy server every miss costs a read before the
+/// database and a fill after it.
+enum Shared {
+    /// Read a profile slot.
+    Get(String, oneshot::Sender<Option<Vec<u8>>>),
+    /// Compare-and-set a profile slot read from the database.
+    Fill { key: String, version: i64, bytes: Vec<u8>, ttl_ms: u64, done: oneshot::Sender<()> },
+}
 
 /// How often waiting invalidations are retried.
 const REPLAY_INTERVAL: Duration = Duration::from_millis(100);
@@ -74,6 +90,8 @@ pub struct L2 {
     dirty: AtomicBool,
     /// Whether the background replay loop runs.
     replaying: AtomicBool,
+    /// Single-key reads and fills, pipelined together under load.
+    shared: Batcher<Shared>,
     metrics: CacheMetrics,
 }
 
@@ -94,7 +112,7 @@ impl L2 {
         metrics: CacheMetrics,
     ) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|l2: &Weak<Self>| Self {
             client,
             connection: RwLock::new(None),
             breaker: Breaker::new(metrics.breaker_state.clone()),
@@ -106,8 +124,54 @@ impl L2 {
             pending: Mutex::new(PendingState::default()),
             dirty: AtomicBool::new(false),
             replaying: AtomicBool::new(false),
+            // The lanes hold the tier weakly: they stop with it.
+            shared: Batcher::spawn(SHARED_LANES, MAX_PIPELINE, {
+                let l2 = l2.clone();
+                move |calls| {
+                    let l2 = l2.upgrade();
+                    async move {
+                        if let Some(l2) = l2 {
+                            l2.run_shared(calls).await;
+                        }
+                    }
+                }
+            }),
             metrics,
         }))
+    }
+
+    /// Sends `calls` as one pipeline and answers each; a failed pipeline
+    /// answers every read with a miss.
+    async fn run_shared(&self, calls: Vec<Shared>) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for call in &calls {
+            match call {
+                Shared::Get(key, _) => {
+                    pipe.get(key);
+                }
+                Shared::Fill { key, version, bytes, ttl_ms, .. } => {
+                    // EVAL, not EVALSHA: a pipeline cannot load a script that
+                    // a restarted Redis forgot. Redis caches the compiled body.
+                    pipe.cmd("EVAL").arg(PROFILE_CAS).arg(1).arg(key).arg(version).arg(bytes).arg(ttl_ms).arg(0);
+                }
+            }
+        }
+        let values: Option<Vec<redis::Value>> = self.call(|mut c| async move { pipe.query_async(&mut c).await }).await;
+        let mut values = values.filter(|v| v.len() == calls.len()).map(Vec::into_iter);
+        for call in calls {
+            let value = values.as_mut().and_then(Iterator::next);
+            // A caller that gave up no longer listens.
+            match call {
+                Shared::Get(_, reply) => {
+                    let _ =
+                        reply.send(value.and_then(|v| redis::from_redis_value::<Option<Vec<u8>>>(v).ok().flatten()));
+                }
+                Shared::Fill { done, .. } => {
+                    let _ = done.send(());
+                }
+            }
+        }
     }
 
     /// The client (for the subscriber's dedicated connection).
@@ -275,11 +339,15 @@ impl L2 {
         if keys.is_empty() || !self.readable().await {
             return vec![None; keys.len()];
         }
-        let values: Option<Vec<Option<Vec<u8>>>> = self
-            .call(|mut c| async move {
-                if keys.len() == 1 { c.get(&keys[0]).await.map(|v| vec![v]) } else { c.mget(keys).await }
-            })
-            .await;
+        let values: Option<Vec<Option<Vec<u8>>>> = if let [key] = keys {
+            let (reply, answer) = oneshot::channel();
+            match self.shared.submit(Shared::Get(key.clone(), reply)).await {
+                Ok(()) => answer.await.ok().map(|value| vec![value]),
+                Err(_) => None,
+            }
+        } else {
+            self.call(|mut c| async move { c.mget(keys).await }).await
+        };
         match values {
             Some(values) if values.len() == keys.len() => {
                 values.into_iter().map(|v| v.and_then(|raw| ProfileSlot::decode(&raw))).collect()
@@ -288,20 +356,20 @@ impl L2 {
         }
     }
 
-    /// Stores profile slots read from the database (compare-and-set each).
+    /// Stores profile slots read from the database (compare-and-set each,
+    /// pipelined with concurrent fills and reads).
     /// Nothing is filled while invalidations wait: a fill sent to a frozen
     /// Redis could run after it resumes and outlive the undelivered tombstone.
     pub async fn fill_profiles(&self, slots: Vec<(String, ProfileSlot, Duration)>) {
         if self.dirty.load(Ordering::Acquire) {
             return;
         }
-        let script = &self.profile_cas;
         let fills = slots.into_iter().map(|(key, slot, ttl)| async move {
+            let (done, filled) = oneshot::channel();
             let (version, bytes, ttl_ms) = (slot.version(), slot.encode(), ttl.as_millis() as u64);
-            self.call(|mut c| async move {
-                script.key(&key).arg(version).arg(bytes).arg(ttl_ms).arg(0).invoke_async::<i64>(&mut c).await
-            })
-            .await
+            if self.shared.submit(Shared::Fill { key, version, bytes, ttl_ms, done }).await.is_ok() {
+                let _ = filled.await;
+            }
         });
         futures::future::join_all(fills).await;
     }

@@ -1,24 +1,25 @@
 //! Coalesces concurrent by-id profile reads into one query.
 //!
-//! A few *lanes* take requests from one queue. An idle lane takes whatever is
-//! queued (up to [`MAX_BATCH`]) and reads it with one `IN (…)` query per
-//! tenant. At low load a request finds an idle lane and goes alone, with no
-//! added wait; under load, requests that arrive while every lane is busy
-//! share the next query. Each query costs the database a round trip plus the
-//! pool's own check of the connection on release, so on a busy server this
-//! turns many small reads into a few larger ones (docs/performance.md).
+//! Reads are batched by [`crate::batch::Batcher`]: an idle lane reads every
+//! queued request (up to [`MAX_BATCH`]) with one `IN (…)` query per tenant.
+//! Each query costs the database a round trip plus the pool's own check of
+//! the connection on release, so on a busy server this turns many small reads
+//! into a few larger ones (docs/performance.md).
 //!
 //! A request is queued only once its caller runs, so its query starts after
 //! any write that returned before it: batching keeps read-your-writes.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::profiles;
-use crate::domain::{DomainError, ProfileId, TenantId, profile::Profile};
+use crate::{
+    batch::Batcher,
+    domain::{DomainError, ProfileId, TenantId, profile::Profile},
+};
 
 /// Most profiles one query reads.
 pub const MAX_BATCH: usize = 64;
@@ -35,48 +36,37 @@ struct Request {
 /// which stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct ProfileLoader {
-    queue: mpsc::Sender<Request>,
+    batcher: Batcher<Request>,
 }
 
 impl ProfileLoader {
     /// Starts `lanes` lanes (at most that many queries at once) reading from
     /// `db`; `queries` counts the queries sent.
     pub fn spawn(db: DatabaseConnection, lanes: usize, queries: Counter) -> Self {
-        let (queue, receiver) = mpsc::channel(MAX_BATCH * lanes.max(1) * 4);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..lanes.max(1) {
-            tokio::spawn(lane(db.clone(), Arc::clone(&receiver), queries.clone()));
-        }
-        Self { queue }
+        let batcher = Batcher::spawn(lanes, MAX_BATCH, move |batch: Vec<Request>| {
+            let (db, queries) = (db.clone(), queries.clone());
+            async move {
+                let mut by_tenant: HashMap<TenantId, Vec<Request>> = HashMap::new();
+                for request in batch {
+                    by_tenant.entry(request.tenant.clone()).or_default().push(request);
+                }
+                for (tenant, requests) in by_tenant {
+                    queries.inc();
+                    answer(&db, &tenant, requests).await;
+                }
+            }
+        });
+        Self { batcher }
     }
 
     /// The profile `id` of `tenant`, or `None` if there is none.
     pub async fn load(&self, tenant: &TenantId, id: ProfileId) -> Result<Option<Profile>, DomainError> {
         let (reply, answer) = oneshot::channel();
         let request = Request { tenant: tenant.clone(), id, reply };
-        self.queue.send(request).await.map_err(|_| DomainError::Unavailable("database reader stopped".into()))?;
+        if self.batcher.submit(request).await.is_err() {
+            return Err(DomainError::Unavailable("database reader stopped".into()));
+        }
         answer.await.map_err(|_| DomainError::Internal("database reader dropped a read".into()))?
-    }
-}
-
-/// One lane: takes a batch off the queue, answers it, repeats.
-async fn lane(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Request>>>, queries: Counter) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        {
-            let mut receiver = receiver.lock().await;
-            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
-            }
-        }
-        let mut by_tenant: HashMap<TenantId, Vec<Request>> = HashMap::new();
-        for request in batch.drain(..) {
-            by_tenant.entry(request.tenant.clone()).or_default().push(request);
-        }
-        for (tenant, requests) in by_tenant {
-            queries.inc();
-            answer(&db, &tenant, requests).await;
-        }
     }
 }
 
