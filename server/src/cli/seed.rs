@@ -184,36 +184,44 @@ pub async fn load(
         }
         batch
     });
-    let mut progress = Progress::new("profiles", total, started);
-    stream::iter(batches)
-        .map(|batch| write_profiles(store, tenant, policy, batch))
-        .buffer_unordered(plan.parallel.max(1))
-        .map_err(|e| anyhow::anyhow!("writing a batch of profiles failed: {e}"))
-        .try_for_each(|count| {
-            progress.add(count);
-            futures::future::ready(Ok(()))
-        })
-        .await?;
+    write_all("profiles", total, plan.parallel, batches, |batch| write_profiles(store, tenant, policy, batch)).await?;
 
-    let mut events = EventGenerator::new(tenant.clone(), plan.options.seed, targets);
+    let mut generator = EventGenerator::new(tenant.clone(), plan.options.seed, targets);
     let event_batch = batch_size * 5;
     let batches = (0..plan.events.div_ceil(event_batch)).map(|n| {
         let size = event_batch.min(plan.events - n * event_batch);
-        (0..size).map_while(|_| events.next_event()).collect::<Vec<_>>()
+        (0..size).map_while(|_| generator.next_event()).collect::<Vec<_>>()
     });
     let profiles_elapsed = started.elapsed();
-    let mut progress = Progress::new("events", plan.events, Instant::now());
+    let events = write_all("events", plan.events, plan.parallel, batches, |batch| write_events(store, batch)).await?;
+    let events_elapsed = started.elapsed() - profiles_elapsed;
+    Ok(Report { profiles: total, duplicates, events, profiles_elapsed, events_elapsed })
+}
+
+/// Writes `batches` with `write`, `parallel` at a time, logging progress
+/// towards `total` rows; returns the rows written.
+async fn write_all<B, F, Fut>(
+    what: &'static str,
+    total: u64,
+    parallel: usize,
+    batches: impl Iterator<Item = B>,
+    write: F,
+) -> anyhow::Result<u64>
+where
+    F: FnMut(B) -> Fut,
+    Fut: Future<Output = Result<u64, DomainError>>,
+{
+    let mut progress = Progress::new(what, total);
     stream::iter(batches)
-        .map(|batch| write_events(store, batch))
-        .buffer_unordered(plan.parallel.max(1))
-        .map_err(|e| anyhow::anyhow!("writing a batch of events failed: {e}"))
+        .map(write)
+        .buffer_unordered(parallel.max(1))
+        .map_err(|e| anyhow::anyhow!("writing a batch of {what} failed: {e}"))
         .try_for_each(|count| {
             progress.add(count);
             futures::future::ready(Ok(()))
         })
         .await?;
-    let events_elapsed = started.elapsed() - profiles_elapsed;
-    Ok(Report { profiles: total, duplicates, events: progress.done, profiles_elapsed, events_elapsed })
+    Ok(progress.done)
 }
 
 /// Logs every tenth of a long load.
@@ -226,8 +234,8 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(what: &'static str, total: u64, started: Instant) -> Self {
-        Self { what, total, done: 0, next_report: total / 10, started }
+    fn new(what: &'static str, total: u64) -> Self {
+        Self { what, total, done: 0, next_report: total / 10, started: Instant::now() }
     }
 
     fn add(&mut self, count: u64) {
