@@ -105,3 +105,14 @@ async fn the_same_seed_writes_the_same_events_on_postgres_and_sqlite() {
     assert_eq!(digests[0].len(), 3_000);
     assert_eq!(digests[0], digests[1], "the same events, row for row");
 }
+
+#[tokio::test]
+async fn seeding_a_tenant_that_holds_profiles_is_refused_and_writes_nothing() {
+    let db = TestDb::postgres().await;
+    seeded(&db, &plan(1, 100, 200)).await;
+    let store = Store::connect(&db.url, 2).await.expect("connect");
+    let error = load(&store, &NormalizationPolicy::default(), &plan(2, 100, 200), None).await.expect_err("refused");
+    assert!(error.to_string().contains("tenant 'demo' already holds profiles"), "{error}");
+    let conn = db.connect().await;
+    assert_eq!((count(&conn, "profiles").await, count(&conn, "events").await), (100, 200));
+}

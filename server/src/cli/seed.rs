@@ -155,6 +155,12 @@ pub async fn load(
     mut truth: Option<&mut dyn Write>,
 ) -> anyhow::Result<Report> {
     let tenant = &plan.options.tenant;
+    // Generated identifiers follow the record's index, so a second load
+    // would collide with the first one's half-way through.
+    anyhow::ensure!(
+        !store::profiles::tenant_has_profiles(store.db(), tenant).await?,
+        "tenant '{tenant}' already holds profiles: seed an empty tenant (--tenant NAME)"
+    );
     let mut generator = Generator::new(plan.options.clone(), policy.clone());
     if let Some(file) = truth.as_mut() {
         writeln!(file, "profile_id_a,profile_id_b,external_id_a,external_id_b")?;

@@ -82,6 +82,19 @@ pub async fn find(
     select.into_model::<ProfileRow>().one(conn).await.map_err(db_error)?.map(from_row).transpose()
 }
 
+/// Whether `tenant` holds any profile, live or not.
+pub async fn tenant_has_profiles(conn: &impl ConnectionTrait, tenant: &TenantId) -> Result<bool, DomainError> {
+    let any = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::TenantId.eq(tenant.as_str()))
+        .into_tuple::<Uuid>()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(any.is_some())
+}
+
 /// Reads the profiles of `tenant` among `ids`, in one query, in no set order.
 pub async fn find_many(
     conn: &impl ConnectionTrait,
