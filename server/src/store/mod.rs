@@ -69,9 +69,10 @@ impl Store {
         &self.db
     }
 
-    /// A batching reader of profiles by id, using at most half the pool so
-    /// that writes always find a connection.
-    /// `queries` counts the queries it sends.
+    /// A batching reader of profiles by id that counts its queries in
+    /// `queries`. It uses at most half the pool, so writes always find a
+    /// connection (SQLite's single connection is shared: reads and writes
+    /// take turns there anyway).
     pub fn profile_loader(&self, queries: Counter) -> loader::ProfileLoader {
         loader::ProfileLoader::spawn(self.db.clone(), (self.max_connections as usize / 2).max(1), queries)
     }
