@@ -70,19 +70,13 @@ impl ProfileLoader {
     }
 }
 
-async fn answer(db: &DatabaseConnection, tenant: &TenantId, requests: Vec<Request>) {
+async fn answer(db: &DatabaseConnection, tenant: &TenantId, mut requests: Vec<Request>) {
     let mut ids: Vec<ProfileId> = requests.iter().map(|r| r.id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let found = if let [id] = ids[..] {
-        profiles::find(db, tenant, id, false).await.map(|p| p.into_iter().map(|p| (p.id, p)).collect())
-    } else {
-        profiles::find_many(db, tenant, &ids).await.map(|ps| ps.into_iter().map(|p| (p.id, p)).collect())
-    };
-    match found {
+    match profiles::find_many(db, tenant, &ids).await {
         Ok(found) => {
-            let mut found: HashMap<ProfileId, Profile> = found;
-            let mut requests = requests;
+            let mut found: HashMap<ProfileId, Profile> = found.into_iter().map(|p| (p.id, p)).collect();
             requests.sort_unstable_by_key(|r| r.id);
             let mut requests = requests.into_iter().peekable();
             while let Some(request) = requests.next() {
