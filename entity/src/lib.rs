@@ -4,6 +4,8 @@
 //! upper-case names (TEXT), so the same schema runs on PostgreSQL and SQLite;
 //! the domain layer parses them.
 
+pub mod consent;
+pub mod consent_decision;
 pub mod event;
 pub mod identity;
 pub mod outbox;

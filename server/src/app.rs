@@ -4,7 +4,10 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use c360_proto::{FILE_DESCRIPTOR_SET, v1::profile_service_server::ProfileServiceServer};
+use c360_proto::{
+    FILE_DESCRIPTOR_SET,
+    v1::{consent_service_server::ConsentServiceServer, profile_service_server::ProfileServiceServer},
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -14,10 +17,10 @@ use crate::{
     auth::JwtKeys,
     cache::ProfileCache,
     config::Config,
-    grpc::{auth::Authenticate, profiles::ProfileApi},
+    grpc::{auth::Authenticate, consents::ConsentApi, profiles::ProfileApi},
     http,
     metrics::Metrics,
-    service::Profiles,
+    service::{Consents, Profiles},
     store::Store,
 };
 
@@ -48,6 +51,7 @@ pub struct App {
     stop: CancellationToken,
     keys: Arc<JwtKeys>,
     profiles: Profiles,
+    consents: Consents,
     grpc: TcpListener,
     http: TcpListener,
 }
@@ -56,28 +60,30 @@ impl App {
     /// Connects to the database, migrates it (unless told not to), loads the
     /// token key and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let url = config.database.url(&config.data.data_dir)?;
-        let store = Store::connect(&url, config.database.database_max_connections)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+        let metrics = Metrics::new();
+        let stop = CancellationToken::new();
+        let cache_config = config.cache.config(config.server.request_timeout);
+        let cache = ProfileCache::new(cache_config, metrics.cache.clone(), stop.clone())?;
+        let store = config
+            .database
+            .connect(&config.data.data_dir, config.database.database_max_connections, cache.clone())
+            .await?;
         if !config.server.no_migrate {
             store.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         let source = config.auth.key_source(&config.data.data_dir);
         let keys = Arc::new(JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?);
-        let metrics = Metrics::new();
-        let stop = CancellationToken::new();
-        let cache_config = config.cache.config(config.server.request_timeout);
-        let cache = ProfileCache::new(cache_config, metrics.cache.clone(), stop.clone())?;
         let loader = store.profile_loader(metrics.profile_queries.clone());
-        let profiles = Profiles::new(store.clone(), loader, cache.clone(), config.server.normalization()?);
+        let policy = config.server.normalization()?;
+        let profiles = Profiles::new(store.clone(), loader, cache.clone(), policy.clone());
+        let consents = Consents::new(store.clone(), policy);
         let grpc = TcpListener::bind(config.server.grpc_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr))?;
         let http = TcpListener::bind(config.server.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (HTTP): {e}", config.server.http_addr))?;
-        Ok(Self { config, store, cache, metrics, stop, keys, profiles, grpc, http })
+        Ok(Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http })
     }
 
     /// The bound gRPC address.
@@ -104,10 +110,11 @@ impl App {
     /// lets in-flight requests finish (up to the configured grace) and closes
     /// the database pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { config, store, cache, metrics, stop, keys, profiles, grpc, http } = self;
+        let Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http } = self;
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ProfileServiceServer<ProfileApi>>().await;
+        health.set_serving::<ConsentServiceServer<ConsentApi>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()?;
@@ -117,13 +124,18 @@ impl App {
         let profile_service = ProfileServiceServer::new(ProfileApi::new(profiles))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        let consent_service = ConsentServiceServer::new(ConsentApi::new(consents))
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        let authenticate = Authenticate::new(keys);
 
         let grpc_server = Server::builder()
             .timeout(config.server.request_timeout)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(profile_service, Authenticate::new(keys)))
+            .add_service(InterceptedService::new(profile_service, authenticate.clone()))
+            .add_service(InterceptedService::new(consent_service, authenticate))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
         let http_server = axum::serve(http, http::router(store.clone(), cache, metrics))
             .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -137,6 +149,7 @@ impl App {
             result = &mut http_task => anyhow::bail!("HTTP server stopped: {:?}", result),
         }
         health.set_not_serving::<ProfileServiceServer<ProfileApi>>().await;
+        health.set_not_serving::<ConsentServiceServer<ConsentApi>>().await;
         stop.cancel();
         let drained = tokio::time::timeout(config.server.shutdown_grace, async {
             let (grpc, http) = tokio::join!(grpc_task, http_task);

@@ -10,7 +10,12 @@ use std::{
 use clap::{Args, Parser};
 use secrecy::SecretString;
 
-use crate::{auth::KeySource, cache::CacheConfig, domain::identifiers::NormalizationPolicy};
+use crate::{
+    auth::KeySource,
+    cache::{CacheConfig, ProfileCache},
+    domain::identifiers::NormalizationPolicy,
+    store::{SqliteDurability, Store},
+};
 
 /// Where c360 keeps local state.
 #[derive(Debug, Clone, Args)]
@@ -29,6 +34,9 @@ pub struct DatabaseArgs {
     /// Largest number of pooled PostgreSQL connections (SQLite always uses one).
     #[arg(long, env = "C360_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
+    /// When SQLite acknowledges a commit: full (on disk; survives a power cut) or normal (faster; a power cut can lose the last commits).
+    #[arg(long, env = "C360_SQLITE_DURABILITY", value_enum, default_value = "full")]
+    pub sqlite_durability: SqliteDurability,
 }
 
 impl DatabaseArgs {
@@ -39,6 +47,14 @@ impl DatabaseArgs {
         }
         std::fs::create_dir_all(data_dir)?;
         Ok(format!("sqlite://{}?mode=rwc", data_dir.join("c360.db").display()))
+    }
+
+    /// Connects with at most `max_connections` (PostgreSQL); writes invalidate `cache`.
+    pub async fn connect(&self, data_dir: &Path, max_connections: u32, cache: ProfileCache) -> anyhow::Result<Store> {
+        let url = self.url(data_dir)?;
+        Store::connect(&url, max_connections, self.sqlite_durability, cache)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
     }
 }
 
@@ -115,15 +131,52 @@ impl ServerArgs {
     }
 }
 
-/// The read-through cache.
+/// Redis: the shared cache and the invalidation channel between instances.
 #[derive(Debug, Clone, Args)]
-pub struct CacheArgs {
+pub struct RedisArgs {
     /// Redis URL for the shared L2 cache and cross-instance invalidation; default: in-process cache only.
     #[arg(long, env = "C360_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel (several deployments can share one Redis).
     #[arg(long, env = "C360_CACHE_PREFIX", default_value = "c360")]
     pub cache_prefix: String,
+    /// Longest wait for one Redis call before the database answers instead.
+    #[arg(long, env = "C360_REDIS_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+}
+
+/// Tombstones outlive any read that may have started before a write: at
+/// least a minute, and three request timeouts.
+fn fence_ttl(request_timeout: Duration) -> Duration {
+    (request_timeout * 3).max(Duration::from_secs(60))
+}
+
+impl RedisArgs {
+    /// The cache of a command that writes but serves no reads (`c360 seed`):
+    /// no in-process tier; with Redis, its writes reach the running
+    /// instances' caches exactly as a server's do.
+    pub fn writer_cache(&self) -> anyhow::Result<(ProfileCache, tokio_util::sync::CancellationToken)> {
+        let config = CacheConfig {
+            redis_url: self.redis_url.clone(),
+            prefix: self.cache_prefix.clone(),
+            l1_capacity_bytes: 0,
+            ttl: Duration::from_secs(60),
+            not_found_ttl: Duration::from_secs(10),
+            fence_ttl: fence_ttl(Duration::from_secs(10)),
+            redis_timeout: self.redis_timeout.max(Duration::from_millis(500)),
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let cache = ProfileCache::new(config, crate::metrics::CacheMetrics::default(), stop.clone())?;
+        Ok((cache, stop))
+    }
+}
+
+/// The read-through cache.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Redis.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// In-process (L1) cache budget in MiB; 0 turns L1 off for strict read-your-writes across instances.
     #[arg(long, env = "C360_CACHE_L1_CAPACITY_MB", default_value_t = 256)]
     pub cache_l1_capacity_mb: u64,
@@ -133,22 +186,19 @@ pub struct CacheArgs {
     /// Lifetime of a cached "not found".
     #[arg(long, env = "C360_CACHE_NOT_FOUND_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub cache_not_found_ttl: Duration,
-    /// Longest wait for one Redis call before the database answers instead.
-    #[arg(long, env = "C360_REDIS_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
-    pub redis_timeout: Duration,
 }
 
 impl CacheArgs {
     /// The cache settings; tombstones outlive any request (`request_timeout`).
     pub fn config(&self, request_timeout: Duration) -> CacheConfig {
         CacheConfig {
-            redis_url: self.redis_url.clone(),
-            prefix: self.cache_prefix.clone(),
+            redis_url: self.redis.redis_url.clone(),
+            prefix: self.redis.cache_prefix.clone(),
             l1_capacity_bytes: self.cache_l1_capacity_mb * 1024 * 1024,
             ttl: self.cache_ttl,
             not_found_ttl: self.cache_not_found_ttl,
-            fence_ttl: (request_timeout * 3).max(Duration::from_secs(60)),
-            redis_timeout: self.redis_timeout,
+            fence_ttl: fence_ttl(request_timeout),
+            redis_timeout: self.redis.redis_timeout,
         }
     }
 }

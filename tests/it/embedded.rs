@@ -87,3 +87,29 @@ async fn readiness_reports_the_database() {
     let body = http_get(app.http_addr, "/healthz").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
 }
+
+/// Found by reading the landed code: SQLite ran with `synchronous = NORMAL`,
+/// which acknowledges commits a power cut can still lose, and set it on one
+/// pooled connection only. A system of record acknowledges what is durable.
+#[tokio::test]
+async fn the_embedded_database_acknowledges_only_durable_commits() {
+    use c360_server::{Config, cache::ProfileCache};
+    use clap::Parser;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    let db = TestDb::sqlite();
+    let pragma = |name: &str| Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}"));
+    let config = Config::try_parse_from(["c360-serve", "--database-url", &db.url]).expect("defaults");
+    let store = config.database.connect(std::path::Path::new("."), 1, ProfileCache::none()).await.expect("connect");
+    let row = store.db().query_one_raw(pragma("synchronous")).await.expect("pragma").expect("a row");
+    assert_eq!(row.try_get::<i32>("", "synchronous").expect("value"), 2, "synchronous = FULL by default");
+    let row = store.db().query_one_raw(pragma("journal_mode")).await.expect("pragma").expect("a row");
+    assert_eq!(row.try_get::<String>("", "journal_mode").expect("value"), "wal");
+    store.close().await.expect("close");
+
+    let args = ["c360-serve", "--database-url", &db.url, "--sqlite-durability", "normal"];
+    let config = Config::try_parse_from(args).expect("opt-in");
+    let store = config.database.connect(std::path::Path::new("."), 1, ProfileCache::none()).await.expect("connect");
+    let row = store.db().query_one_raw(pragma("synchronous")).await.expect("pragma").expect("a row");
+    assert_eq!(row.try_get::<i32>("", "synchronous").expect("value"), 1, "NORMAL only when asked for");
+}

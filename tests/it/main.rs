@@ -5,6 +5,7 @@
 
 mod auth;
 mod cache;
+mod consents;
 mod embedded;
 mod identities;
 mod outbox;

@@ -3,10 +3,11 @@
 //! writes the same tenant.
 
 use c360_server::{
+    cache::ProfileCache,
     cli::seed::{Plan, load},
     domain::{TenantId, identifiers::NormalizationPolicy},
     seed::SeedOptions,
-    store::Store,
+    store::{SqliteDurability, Store},
 };
 use c360_tests::TestDb;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -29,7 +30,7 @@ fn plan(seed: u64, profiles: u64, events: u64) -> Plan {
 }
 
 async fn seeded(db: &TestDb, plan: &Plan) -> Vec<u8> {
-    let store = Store::connect(&db.url, 4).await.expect("connect");
+    let store = Store::connect(&db.url, 4, SqliteDurability::Full, ProfileCache::none()).await.expect("connect");
     store.migrate().await.expect("migrate");
     let mut truth = Vec::new();
     let report = load(&store, &NormalizationPolicy::default(), plan, Some(&mut truth)).await.expect("seed");
@@ -110,9 +111,65 @@ async fn the_same_seed_writes_the_same_events_on_postgres_and_sqlite() {
 async fn seeding_a_tenant_that_holds_profiles_is_refused_and_writes_nothing() {
     let db = TestDb::postgres().await;
     seeded(&db, &plan(1, 100, 200)).await;
-    let store = Store::connect(&db.url, 2).await.expect("connect");
+    let store = Store::connect(&db.url, 2, SqliteDurability::Full, ProfileCache::none()).await.expect("connect");
     let error = load(&store, &NormalizationPolicy::default(), &plan(2, 100, 200), None).await.expect_err("refused");
     assert!(error.to_string().contains("tenant 'demo' already holds profiles"), "{error}");
     let conn = db.connect().await;
     assert_eq!((count(&conn, "profiles").await, count(&conn, "events").await), (100, 200));
+}
+
+/// A CLI write reaches running instances' caches as an RPC's does: an
+/// instance that cached "no such profile" for an id or address the seed then
+/// creates answers with the profile as soon as the seed returns.
+#[tokio::test]
+async fn a_seed_with_redis_invalidates_a_running_instances_cache() {
+    use c360_proto::v1 as pb;
+    use c360_server::{auth::Role, cli::Cli, seed::Generator};
+    use clap::Parser;
+
+    let prefix = format!("c360test-{}", uuid::Uuid::now_v7().simple());
+    let redis = c360_tests::redis_url();
+    let app =
+        c360_tests::TestApp::spawn_with(TestDb::postgres().await, &["--redis-url", &redis, "--cache-prefix", &prefix])
+            .await;
+    let options = plan(7, 1, 0).options;
+    let first = Generator::new(options, NormalizationPolicy::default()).next_record().profile;
+    let mut client = app.client("demo", Role::Agent);
+    let get = || pb::GetProfileRequest { id: first.id.to_string() };
+    let lookup = || pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::ExternalId as i32,
+        value: first.data.external_ids[0].id.clone(),
+        source: first.data.external_ids[0].source.clone(),
+    };
+    for _ in 0..2 {
+        assert_eq!(client.get_profile(get()).await.expect_err("not yet").code(), tonic::Code::NotFound);
+        assert_eq!(client.lookup_profile(lookup()).await.expect_err("not yet").code(), tonic::Code::NotFound);
+    }
+
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = data_dir.path().to_str().expect("utf-8");
+    let args = [
+        "c360",
+        "seed",
+        "--tenant",
+        "demo",
+        "--profiles",
+        "20",
+        "--seed",
+        "7",
+        "--database-url",
+        &app.db.url,
+        "--data-dir",
+        data_dir,
+        "--redis-url",
+        &redis,
+        "--cache-prefix",
+        &prefix,
+    ];
+    Cli::try_parse_from(args).expect("seed arguments").run().await.expect("seed");
+
+    let found = client.get_profile(get()).await.expect("the cached 'not found' is gone").into_inner();
+    assert_eq!(found.id, first.id.to_string());
+    let held = client.lookup_profile(lookup()).await.expect("the cached 'nobody' is gone").into_inner();
+    assert_eq!(held.id, found.id);
 }

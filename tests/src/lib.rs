@@ -14,7 +14,7 @@ use std::{
 };
 
 use c360_migration::{Migrator, MigratorTrait};
-use c360_proto::v1::profile_service_client::ProfileServiceClient;
+use c360_proto::v1::{consent_service_client::ConsentServiceClient, profile_service_client::ProfileServiceClient};
 use c360_server::{
     App, Config,
     auth::{JwtKeys, KeySource, Role},
@@ -187,6 +187,8 @@ impl Interceptor for Bearer {
 
 /// A ProfileService client with fixed credentials.
 pub type ProfileClient = ProfileServiceClient<InterceptedService<Channel, Bearer>>;
+/// A ConsentService client with fixed credentials.
+pub type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A running c360 on free ports, with its own database.
 pub struct TestApp {
@@ -325,6 +327,17 @@ impl TestApp {
     /// A machine caller of the default tenant.
     pub fn service(&self) -> ProfileClient {
         self.client(TENANT, Role::Service)
+    }
+
+    /// A ConsentService client for `tenant` with `roles`.
+    pub fn consents(&self, tenant: &str, roles: &[Role]) -> ConsentClient {
+        let token = self.token(tenant, roles);
+        ConsentServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&token))
+    }
+
+    /// The gRPC channel to the app (for other clients).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// A client sending no credentials.

@@ -24,7 +24,7 @@ pub enum Role {
     Marketer,
     /// Reads with personal data masked.
     Analyst,
-    /// Machine callers: write profiles and events, read profiles.
+    /// Machine callers: write profiles, events and consents; read profiles; check consent.
     Service,
 }
 
@@ -53,8 +53,8 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
-            Self::Admin | Self::Agent | Self::Service => &[ReadProfiles, WriteProfiles],
-            Self::Steward | Self::Marketer | Self::Analyst => &[ReadProfiles],
+            Self::Admin | Self::Agent | Self::Service => &[ReadProfiles, WriteProfiles, ReadConsents, WriteConsents],
+            Self::Steward | Self::Marketer | Self::Analyst => &[ReadProfiles, ReadConsents],
         }
     }
 }
@@ -66,6 +66,10 @@ pub enum Permission {
     ReadProfiles,
     /// Create, update and delete profiles.
     WriteProfiles,
+    /// Read consent state and history, and check consent.
+    ReadConsents,
+    /// Record consent decisions.
+    WriteConsents,
 }
 
 /// An authenticated caller: who, for which tenant, with which roles.
@@ -103,6 +107,8 @@ mod tests {
             assert!(caller.require(Permission::ReadProfiles).is_ok(), "{role:?} reads");
             let writes = matches!(role, Role::Admin | Role::Agent | Role::Service);
             assert_eq!(caller.require(Permission::WriteProfiles).is_ok(), writes, "{role:?} writes");
+            assert!(caller.require(Permission::ReadConsents).is_ok(), "{role:?} reads consents");
+            assert_eq!(caller.require(Permission::WriteConsents).is_ok(), writes, "{role:?} sets consents");
         }
         let nobody = Caller { subject: "s".into(), tenant: TenantId::parse("t").expect("tenant"), roles: vec![] };
         assert!(nobody.require(Permission::ReadProfiles).is_err());

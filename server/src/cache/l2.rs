@@ -288,14 +288,48 @@ impl L2 {
         }
     }
 
+    /// Applies `writes` as one pipeline (one round trip); false if it failed.
+    async fn apply_all(&self, writes: &[Pending]) -> bool {
+        if let [write] = writes {
+            return self.apply(write).await;
+        }
+        let fence_ms = self.fence_ttl.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        for write in writes {
+            match write {
+                // EVAL, not EVALSHA: see `run_shared`.
+                Pending::Profile(key, version) => {
+                    let slot = ProfileSlot::Tombstone(*version).encode();
+                    pipe.cmd("EVAL").arg(PROFILE_CAS).arg(1).arg(key).arg(version).arg(slot).arg(fence_ms).arg(1);
+                }
+                Pending::Lookup(key) => {
+                    pipe.cmd("EVAL").arg(LOOKUP_SET).arg(1).arg(key).arg(LookupSlot::Fence.encode()).arg(fence_ms);
+                }
+                Pending::Publish(message) => {
+                    pipe.publish(&self.channel, message);
+                }
+            }
+        }
+        let pipe = &pipe;
+        self.call(|mut c| async move { pipe.query_async::<Vec<redis::Value>>(&mut c).await }).await.is_some()
+    }
+
+    /// Whether no invalidation is waiting for Redis; replays them when it answers.
+    pub async fn flushed(&self) -> bool {
+        self.readable().await
+    }
+
     /// Writes invalidations (tombstones, fences, the message for other
-    /// instances); whatever fails is kept, and replayed in the background as
-    /// soon as Redis answers (and before this instance reads L2 again).
+    /// instances) in pipelines of [`MAX_PIPELINE`] calls, in order; whatever
+    /// fails is kept, and replayed in the background as soon as Redis answers
+    /// (and before this instance reads L2 again).
     pub async fn invalidate(self: &Arc<Self>, writes: Vec<Pending>) {
         let mut failed = Vec::new();
-        for write in writes {
-            if !failed.is_empty() || !self.apply(&write).await {
-                failed.push(write);
+        let mut writes = writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let chunk: Vec<Pending> = writes.by_ref().take(MAX_PIPELINE).collect();
+            if !failed.is_empty() || !self.apply_all(&chunk).await {
+                failed.extend(chunk);
             }
         }
         if failed.is_empty() {

@@ -80,6 +80,19 @@ pub struct CacheConfig {
 
 type FlightResult = Result<Option<Arc<Profile>>, DomainError>;
 
+/// A committed write as the cache must learn of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheChange {
+    /// The profile's tenant.
+    pub tenant: TenantId,
+    /// The profile that changed (or was created).
+    pub id: ProfileId,
+    /// Its version after the write.
+    pub version: i64,
+    /// Identifiers whose holder changed (claimed or released).
+    pub identifiers: Vec<IdentifierKey>,
+}
+
 /// The profile cache; clones share it.
 #[derive(Clone)]
 pub struct ProfileCache {
@@ -120,6 +133,22 @@ impl ProfileCache {
             tokio::spawn(cache.clone().subscribe(stop));
         }
         Ok(cache)
+    }
+
+    /// A cache with no tiers: every read loads, every change is a no-op. For
+    /// commands that write but never read profiles (`c360 migrate`).
+    pub fn none() -> Self {
+        let config = CacheConfig {
+            redis_url: None,
+            prefix: String::new(),
+            l1_capacity_bytes: 0,
+            ttl: Duration::ZERO,
+            not_found_ttl: Duration::ZERO,
+            fence_ttl: Duration::ZERO,
+            redis_timeout: Duration::ZERO,
+        };
+        let metrics = CacheMetrics::default();
+        Self::new(config, metrics, CancellationToken::new()).unwrap_or_else(|_| unreachable!("no Redis, no error"))
     }
 
     /// L1, when it can be trusted: without Redis always; with Redis only while
@@ -285,32 +314,58 @@ impl ProfileCache {
         }
     }
 
-    /// Records a committed write: profile `id` is now at `version`, and the
-    /// holders of `identifiers` changed. Tombstones L2 and L1, tells the other
-    /// instances, and detaches loads in flight. Call after commit, before
-    /// answering the write.
-    pub async fn changed(&self, tenant: &TenantId, id: ProfileId, version: i64, identifiers: &[IdentifierKey]) {
+    /// Records committed writes: each changed profile is now at its version,
+    /// and the holders of its identifiers changed. Tombstones L2 and L1, tells
+    /// the other instances (one message for all), and detaches loads in
+    /// flight. Called by the unit of work after commit, before the write
+    /// answers.
+    pub async fn changed(&self, changes: &[CacheChange]) {
+        if changes.is_empty() {
+            return;
+        }
         let inner = &self.inner;
-        inner.flights.forget(&(tenant.clone(), id));
+        for change in changes {
+            inner.flights.forget(&(change.tenant.clone(), change.id));
+        }
         if let Some(l2) = &inner.l2 {
             let prefix = &inner.config.prefix;
-            let mut message = Invalidation::Profile(tenant.clone(), id, version).encode();
-            let mut writes = vec![Pending::Profile(keys::profile(prefix, tenant, id), version)];
-            for key in identifiers {
-                writes.push(Pending::Lookup(keys::lookup(prefix, tenant, key)));
-                message.push('\n');
-                message.push_str(&Invalidation::Lookup(tenant.clone(), key.clone()).encode());
+            let mut message = String::new();
+            let mut writes = Vec::with_capacity(changes.len() * 2 + 1);
+            for CacheChange { tenant, id, version, identifiers } in changes {
+                writes.push(Pending::Profile(keys::profile(prefix, tenant, *id), *version));
+                push_line(&mut message, Invalidation::Profile(tenant.clone(), *id, *version).encode());
+                for key in identifiers {
+                    writes.push(Pending::Lookup(keys::lookup(prefix, tenant, key)));
+                    push_line(&mut message, Invalidation::Lookup(tenant.clone(), key.clone()).encode());
+                }
             }
             writes.push(Pending::Publish(message));
             l2.invalidate(writes).await;
         }
         // L1 is tombstoned even while bypassed: it is trusted again later.
         if let Some(l1) = &inner.l1 {
-            l1.tombstone(L1Key::Profile(tenant.clone(), id), version).await;
-            for key in identifiers {
-                l1.fence(L1Key::Lookup(tenant.clone(), key.clone())).await;
+            for CacheChange { tenant, id, version, identifiers } in changes {
+                l1.tombstone(L1Key::Profile(tenant.clone(), *id), *version).await;
+                for key in identifiers {
+                    l1.fence(L1Key::Lookup(tenant.clone(), key.clone())).await;
+                }
             }
         }
+    }
+
+    /// Waits up to `patience` for invalidations that could not reach Redis
+    /// yet; returns whether none is left waiting. A short-lived process (a CLI
+    /// command) calls this before it exits, since its background replay dies
+    /// with it.
+    pub async fn settle(&self, patience: Duration) -> bool {
+        let Some(l2) = &self.inner.l2 else { return true };
+        tokio::time::timeout(patience, async {
+            while !l2.flushed().await {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .is_ok()
     }
 
     /// L1's answer: `Some(Some)` a profile, `Some(None)` known absent, `None` a miss.
@@ -457,6 +512,13 @@ impl ProfileCache {
             }
         }
     }
+}
+
+fn push_line(message: &mut String, line: String) {
+    if !message.is_empty() {
+        message.push('\n');
+    }
+    message.push_str(&line);
 }
 
 fn hit<T>(counter: &prometheus_client::metrics::counter::Counter, value: T) -> T {

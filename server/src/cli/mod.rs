@@ -10,9 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     app::App,
     auth::{JwtKeys, Role},
+    cache::ProfileCache,
     config::{AuthArgs, Config, DataDirArgs, DatabaseArgs},
     domain::TenantId,
-    store::Store,
 };
 
 /// c360: one current, trustworthy record of every customer, over gRPC.
@@ -82,8 +82,7 @@ impl Cli {
         match self.command {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { data, database } => {
-                let url = database.url(&data.data_dir)?;
-                let store = Store::connect(&url, 1).await?;
+                let store = database.connect(&data.data_dir, 1, ProfileCache::none()).await?;
                 store.migrate().await?;
                 store.close().await?;
                 println!("migrations applied");

@@ -1,10 +1,13 @@
 //! `c360 seed`: bulk-loads generated demo data straight into the database.
 //!
 //! Batches of profiles and their identifiers, then of interactions, are
-//! written with multi-row inserts, one transaction per batch, several batches
-//! in flight. No domain events are written (a bulk load is not a stream of
-//! customer changes) and no running server's cache is told: seed a tenant
-//! before serving it.
+//! written with multi-row inserts, one unit of work per batch, several batches
+//! in flight. No domain events are written (demo data is not a stream of
+//! customer changes). With `--redis-url`, each batch invalidates the running
+//! instances' caches when it commits, as an RPC's write does (an instance may
+//! have cached "no such profile" for an id or address the seed then
+//! creates); without Redis no other process can be told, so seed a tenant
+//! before serving it from the embedded in-process cache.
 
 use std::{
     fs::File,
@@ -17,13 +20,14 @@ use clap::Args;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
-    config::{DataDirArgs, DatabaseArgs},
+    cache::CacheChange,
+    config::{DataDirArgs, DatabaseArgs, RedisArgs},
     domain::{DomainError, TenantId, identifiers::NormalizationPolicy, interaction::Interaction},
     seed::{
         Generated, Generator, SeedOptions,
         events::{EventGenerator, EventTarget},
     },
-    store::{self, Store, db_error},
+    store::{self, Store},
 };
 
 /// Arguments of `c360 seed`.
@@ -61,7 +65,12 @@ pub struct SeedArgs {
     data: DataDirArgs,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
 }
+
+/// How long a finished seed waits for cache invalidations Redis did not take.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Runs `c360 seed`.
 pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
@@ -73,7 +82,8 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         "--duplicates and --organizations are shares from 0 to 1 that add up to at most 1"
     );
     anyhow::ensure!(args.events == 0 || args.profiles > 0, "--events needs profiles to happen to (--profiles > 0)");
-    let store = Store::connect(&args.database.url(&args.data.data_dir)?, args.parallel + 1).await?;
+    let (cache, stop_cache) = args.redis.writer_cache()?;
+    let store = args.database.connect(&args.data.data_dir, args.parallel + 1, cache.clone()).await?;
     store.migrate().await?;
     let plan = Plan {
         options: SeedOptions {
@@ -111,7 +121,14 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         );
     }
     println!();
+    let settled = cache.settle(SETTLE_PATIENCE).await;
+    stop_cache.cancel();
     store.close().await?;
+    anyhow::ensure!(
+        settled,
+        "the data is written, but Redis did not take every cache invalidation: running instances may answer \
+         \"not found\" for seeded profiles until their not-found TTL passes"
+    );
     Ok(())
 }
 
@@ -261,20 +278,31 @@ async fn write_profiles(
     batch: Vec<Generated>,
 ) -> Result<u64, DomainError> {
     let profiles: Vec<_> = batch.into_iter().map(|record| record.profile).collect();
-    let identities: Vec<_> = profiles
-        .iter()
-        .flat_map(|profile| profile.data.identity_keys(policy).into_iter().map(|(key, _)| (key, profile.id)))
-        .collect();
-    let tx = store.begin().await?;
-    store::profiles::insert_many(&tx, &profiles).await?;
-    store::identities::insert_many(&tx, tenant, &identities).await?;
-    tx.commit().await.map_err(db_error)?;
+    let mut identities = Vec::new();
+    let mut changes = Vec::with_capacity(profiles.len());
+    for profile in &profiles {
+        let keys: Vec<_> = profile.data.identity_keys(policy).into_iter().map(|(key, _)| key).collect();
+        identities.extend(keys.iter().map(|key| (key.clone(), profile.id)));
+        changes.push(CacheChange {
+            tenant: tenant.clone(),
+            id: profile.id,
+            version: profile.version,
+            identifiers: keys,
+        });
+    }
+    let mut work = store.begin().await?;
+    store::profiles::insert_many(work.conn(), &profiles).await?;
+    store::identities::insert_many(work.conn(), tenant, &identities).await?;
+    for change in changes {
+        work.invalidate(change);
+    }
+    work.commit().await?;
     Ok(profiles.len() as u64)
 }
 
 async fn write_events(store: &Store, batch: Vec<Interaction>) -> Result<u64, DomainError> {
-    let tx = store.begin().await?;
-    store::events::insert_many(&tx, &batch).await?;
-    tx.commit().await.map_err(db_error)?;
+    let work = store.begin().await?;
+    store::events::insert_many(work.conn(), &batch).await?;
+    work.commit().await?;
     Ok(batch.len() as u64)
 }

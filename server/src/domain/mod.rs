@@ -1,6 +1,7 @@
 //! The domain core: plain Rust types and rules, no transport or storage types.
 //!
 //! - [`ids`] — typed ids (`TenantId`, `ProfileId`).
+//! - [`consent`] — consent per purpose: decisions, the rules deriving the state in force.
 //! - [`error`] — the one error enum every transport maps.
 //! - [`identifiers`] — normalization of emails, phones and external ids.
 //! - [`profile`] — the profile, its fields, validation, completeness, lineage.
@@ -8,6 +9,7 @@
 //! - [`interaction`] — customer interactions (the API's events).
 //! - [`page`] — opaque page tokens.
 
+pub mod consent;
 pub mod error;
 pub mod events;
 pub mod identifiers;

@@ -6,9 +6,12 @@
 //! v7, so rows inserted while a caller pages appear after the pages already
 //! read and no row is seen twice.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use std::fmt::Display;
 
-use super::{DomainError, ProfileId};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use uuid::Uuid;
+
+use super::DomainError;
 
 /// Page size when the caller gives none.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -20,8 +23,8 @@ pub const MAX_PAGE_SIZE: u64 = 1000;
 pub struct PageRequest {
     /// Rows to return.
     pub size: u64,
-    /// Start after this id.
-    pub after: Option<ProfileId>,
+    /// Start after this id (a profile's, or a consent decision's).
+    pub after: Option<Uuid>,
     /// The query fingerprint tokens are bound to.
     pub fingerprint: String,
 }
@@ -39,12 +42,12 @@ impl PageRequest {
     }
 
     /// The token for the page after one that ended at `last`.
-    pub fn next_token(&self, last: ProfileId) -> String {
+    pub fn next_token(&self, last: impl Display) -> String {
         URL_SAFE_NO_PAD.encode(format!("{}\n{}", self.fingerprint, last))
     }
 }
 
-fn decode(token: &str, fingerprint: &str) -> Result<ProfileId, DomainError> {
+fn decode(token: &str, fingerprint: &str) -> Result<Uuid, DomainError> {
     let invalid = |why: &str| DomainError::invalid("page_token", why);
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid("not a page token of this service"))?;
     let text = String::from_utf8(bytes).map_err(|_| invalid("not a page token of this service"))?;
@@ -52,7 +55,7 @@ fn decode(token: &str, fingerprint: &str) -> Result<ProfileId, DomainError> {
     if bound_to != fingerprint {
         return Err(invalid("belongs to a different query"));
     }
-    ProfileId::parse(last).map_err(|_| invalid("not a page token of this service"))
+    Uuid::try_parse(last).map_err(|_| invalid("not a page token of this service"))
 }
 
 #[cfg(test)]
@@ -62,9 +65,9 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_bind_to_their_query() {
         let page = PageRequest::parse(10, "", "list".into()).expect("first page");
-        let last = ProfileId::generate();
+        let last = crate::domain::ProfileId::generate();
         let token = page.next_token(last);
-        assert_eq!(PageRequest::parse(10, &token, "list".into()).ok().and_then(|p| p.after), Some(last));
+        assert_eq!(PageRequest::parse(10, &token, "list".into()).ok().and_then(|p| p.after), Some(last.as_uuid()));
         assert!(PageRequest::parse(10, &token, "name:ada".into()).is_err());
         assert!(PageRequest::parse(10, "garbage!", "list".into()).is_err());
         assert!(PageRequest::parse(-1, "", "list".into()).is_err());

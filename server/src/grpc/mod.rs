@@ -3,7 +3,9 @@
 //! - [`auth`] — the interceptor that turns a bearer token into a `Caller`.
 //! - [`error`] — `DomainError` → `tonic::Status` with rich details.
 //! - [`profiles`] — `c360.v1.ProfileService`.
+//! - [`consents`] — `c360.v1.ConsentService`.
 
 pub mod auth;
+pub mod consents;
 pub mod error;
 pub mod profiles;

@@ -2,6 +2,8 @@
 //! domain rules and commits through the store. Transports (gRPC today,
 //! GraphQL through gRPC later) call only this.
 
+mod consents;
 mod profiles;
 
+pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use profiles::{Page, Profiles, SearchCriterion, UpdateRequest};

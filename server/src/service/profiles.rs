@@ -2,12 +2,11 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use sea_orm::DatabaseTransaction;
 use tracing::instrument;
 
 use crate::{
     auth::{Caller, Permission},
-    cache::ProfileCache,
+    cache::{CacheChange, ProfileCache},
     domain::{
         DomainError, ProfileId, TenantId,
         error::Violations,
@@ -22,7 +21,7 @@ use crate::{
             record_lineage, resolve_update_mask,
         },
     },
-    store::{self, Store, db_error, loader::ProfileLoader, profiles::ProfileFilter},
+    store::{self, Store, UnitOfWork, loader::ProfileLoader, profiles::ProfileFilter},
 };
 
 /// Most ids in one BatchGetProfiles.
@@ -107,15 +106,19 @@ impl Profiles {
         tracing::Span::current().record("profile_id", tracing::field::display(profile.id));
         record_lineage(&mut profile.lineage, &profile.data.set_fields(), &source, now);
 
-        let tx = self.store.begin().await?;
-        self.check_primary_contact(&tx, caller, &profile.data, None).await?;
+        let mut work = self.store.begin().await?;
+        self.check_primary_contact(&work, caller, &profile.data, None).await?;
         let identifiers = profile.data.identity_keys(&self.policy);
-        store::profiles::insert(&tx, &profile).await?;
-        store::identities::claim(&tx, &caller.tenant, profile.id, &identifiers).await?;
-        store::outbox::append(&tx, &events::profile_created(&profile, &caller.subject)).await?;
-        tx.commit().await.map_err(db_error)?;
-        let identifiers: Vec<_> = identifiers.into_iter().map(|(key, _)| key).collect();
-        self.cache.changed(&caller.tenant, profile.id, profile.version, &identifiers).await;
+        store::profiles::insert(work.conn(), &profile).await?;
+        store::identities::claim(work.conn(), &caller.tenant, profile.id, &identifiers).await?;
+        work.record(events::profile_created(&profile, &caller.subject));
+        work.invalidate(CacheChange {
+            tenant: caller.tenant.clone(),
+            id: profile.id,
+            version: profile.version,
+            identifiers: identifiers.into_iter().map(|(key, _)| key).collect(),
+        });
+        work.commit().await?;
         Ok(profile)
     }
 
@@ -187,8 +190,8 @@ impl Profiles {
             return Err(DomainError::Internal("update validation".into()));
         };
 
-        let tx = self.store.begin().await?;
-        let current = self.load_for_write(&tx, caller, id, expected).await?;
+        let work = self.store.begin().await?;
+        let current = self.load_for_write(&work, caller, id, expected).await?;
         let mut data = current.data.clone();
         for field in &mask {
             copy_field(&mut data, &updates, *field);
@@ -200,7 +203,7 @@ impl Profiles {
         let mut violations = Violations::default();
         data.check_consistency(&self.policy, &mut violations);
         violations.into_result(())?;
-        self.check_primary_contact(&tx, caller, &data, Some(id)).await?;
+        self.check_primary_contact(&work, caller, &data, Some(id)).await?;
 
         let now = profile::now();
         let mut next = current.clone();
@@ -208,10 +211,9 @@ impl Profiles {
         next.version = current.version + 1;
         next.updated_at = now;
         record_lineage(&mut next.lineage, &changed, &source, now);
-        let identifiers = self.reindex(&tx, caller, &current, &next).await?;
+        let identifiers = self.reindex(&work, caller, &current, &next).await?;
         let event = events::profile_updated(&next, &changed, &caller.subject);
-        self.commit_write(tx, &current, &next, &event).await?;
-        self.cache.changed(&caller.tenant, id, next.version, &identifiers).await;
+        self.commit_write(work, &current, &next, event, identifiers).await?;
         Ok(next)
     }
 
@@ -221,8 +223,8 @@ impl Profiles {
         caller.require(Permission::WriteProfiles)?;
         let id = parse_id("id", id)?;
         let expected = parse_etag(etag)?;
-        let tx = self.store.begin().await?;
-        let current = store::profiles::find(&tx, &caller.tenant, id, true)
+        let work = self.store.begin().await?;
+        let current = store::profiles::find(work.conn(), &caller.tenant, id, true)
             .await?
             .ok_or_else(|| DomainError::profile_not_found(id))?;
         check_etag(&current, expected)?;
@@ -241,11 +243,10 @@ impl Profiles {
         next.version += 1;
         next.updated_at = now;
         record_lineage(&mut next.lineage, &[ProfileField::Status], "api", now);
-        store::identities::release(&tx, &caller.tenant, id, None).await?;
+        store::identities::release(work.conn(), &caller.tenant, id, None).await?;
         let event = events::profile_updated(&next, &[ProfileField::Status], &caller.subject);
-        self.commit_write(tx, &current, &next, &event).await?;
         let released: Vec<_> = current.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
-        self.cache.changed(&caller.tenant, id, next.version, &released).await;
+        self.commit_write(work, &current, &next, event, released).await?;
         Ok(next)
     }
 
@@ -380,7 +381,8 @@ impl Profiles {
 
     async fn page(&self, caller: &Caller, filter: &ProfileFilter, page: &PageRequest) -> Result<Page, DomainError> {
         let (profiles, more) =
-            store::profiles::page(self.store.db(), &caller.tenant, filter, page.after, page.size).await?;
+            store::profiles::page(self.store.db(), &caller.tenant, filter, page.after.map(ProfileId::from), page.size)
+                .await?;
         let profiles: Vec<Arc<Profile>> = profiles.into_iter().map(Arc::new).collect();
         let next_page_token = match profiles.last() {
             Some(last) if more => page.next_token(last.id),
@@ -391,12 +393,12 @@ impl Profiles {
 
     async fn load_for_write(
         &self,
-        tx: &DatabaseTransaction,
+        work: &UnitOfWork,
         caller: &Caller,
         id: ProfileId,
         expected: Option<i64>,
     ) -> Result<Profile, DomainError> {
-        let current = store::profiles::find(tx, &caller.tenant, id, true)
+        let current = store::profiles::find(work.conn(), &caller.tenant, id, true)
             .await?
             .ok_or_else(|| DomainError::profile_not_found(id))?;
         check_etag(&current, expected)?;
@@ -413,7 +415,7 @@ impl Profiles {
     /// returns the identifiers whose holder changed.
     async fn reindex(
         &self,
-        tx: &DatabaseTransaction,
+        work: &UnitOfWork,
         caller: &Caller,
         current: &Profile,
         next: &Profile,
@@ -424,33 +426,35 @@ impl Profiles {
         let new_keys: HashSet<&IdentifierKey> = new.iter().map(|(k, _)| k).collect();
         let released: Vec<IdentifierKey> = old.iter().filter(|k| !new_keys.contains(k)).cloned().collect();
         let added: Vec<(IdentifierKey, String)> = new.into_iter().filter(|(k, _)| !old.contains(k)).collect();
-        store::identities::release(tx, &caller.tenant, next.id, Some(&released)).await?;
-        store::identities::claim(tx, &caller.tenant, next.id, &added).await?;
+        store::identities::release(work.conn(), &caller.tenant, next.id, Some(&released)).await?;
+        store::identities::claim(work.conn(), &caller.tenant, next.id, &added).await?;
         Ok(released.into_iter().chain(added.into_iter().map(|(key, _)| key)).collect())
     }
 
-    /// Writes `next` over `current` (compare-and-set on the version), appends
-    /// its event, commits.
+    /// Writes `next` over `current` (compare-and-set on the version) and
+    /// commits it with its event; `identifiers` changed holder.
     async fn commit_write(
         &self,
-        tx: DatabaseTransaction,
+        mut work: UnitOfWork,
         current: &Profile,
         next: &Profile,
-        event: &DomainEvent,
+        event: DomainEvent,
+        identifiers: Vec<IdentifierKey>,
     ) -> Result<(), DomainError> {
-        if !store::profiles::update(&tx, next, current.version).await? {
+        if !store::profiles::update(work.conn(), next, current.version).await? {
             // Only reachable without row locks: a concurrent writer committed first.
             return Err(DomainError::StaleEtag { sent: current.etag(), current: "newer".into() });
         }
-        store::outbox::append(&tx, event).await?;
-        tx.commit().await.map_err(db_error)
+        work.record(event);
+        work.invalidate(CacheChange { tenant: next.tenant.clone(), id: next.id, version: next.version, identifiers });
+        work.commit().await
     }
 
     /// A primary contact must be a live person of the same tenant, not the
     /// organization itself.
     async fn check_primary_contact(
         &self,
-        tx: &DatabaseTransaction,
+        work: &UnitOfWork,
         caller: &Caller,
         data: &ProfileData,
         this: Option<ProfileId>,
@@ -462,7 +466,7 @@ impl Profiles {
         if Some(contact) == this {
             return Err(DomainError::invalid(field, "an organization cannot be its own primary contact"));
         }
-        match store::profiles::find(tx, &caller.tenant, contact, false).await? {
+        match store::profiles::find(work.conn(), &caller.tenant, contact, false).await? {
             Some(p) if p.data.kind == profile::ProfileKind::Person && p.data.status.is_live() => Ok(()),
             Some(_) => Err(DomainError::invalid(field, format!("profile {contact} is not a live person"))),
             None => Err(DomainError::invalid(field, format!("no profile {contact}"))),

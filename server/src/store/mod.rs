@@ -4,37 +4,67 @@
 //! domain types, so the service layer composes them inside one transaction
 //! without seeing a SeaORM model.
 
+pub mod consents;
 pub mod events;
 pub mod identities;
 pub mod loader;
 pub mod outbox;
 pub mod profiles;
+mod unit_of_work;
+
+pub use unit_of_work::UnitOfWork;
 
 use std::time::Duration;
 
 use c360_migration::{Migrator, MigratorTrait};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-use crate::domain::DomainError;
+use crate::{cache::ProfileCache, domain::DomainError};
 
-/// The database: a pool, PostgreSQL or SQLite.
-#[derive(Clone, Debug)]
+/// When the embedded SQLite database acknowledges a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SqliteDurability {
+    /// Only once the commit is on disk (`synchronous = FULL`): nothing
+    /// acknowledged is lost, even on a power cut. The default.
+    #[default]
+    Full,
+    /// Once the commit is in the write-ahead log (`synchronous = NORMAL`):
+    /// faster commits, but a power cut or OS crash can lose the last
+    /// acknowledged ones (a crash of c360 alone loses nothing).
+    Normal,
+}
+
+/// The database (a pool, PostgreSQL or SQLite) and the cache its writes invalidate.
+#[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     max_connections: u32,
+    cache: ProfileCache,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.db.get_database_backend()).finish_non_exhaustive()
+    }
 }
 
 impl Store {
-    /// Connects to `url` (`postgres://…` or `sqlite://…`).
+    /// Connects to `url` (`postgres://…` or `sqlite://…`); writes committed
+    /// through [`Store::begin`] invalidate `cache`.
     ///
     /// SQLite gets a single connection: it allows one writer at a time anyway,
     /// and one connection turns a read-then-write transaction's lock upgrade
     /// (which SQLite answers with SQLITE_BUSY, not a wait) into a queue.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        durability: SqliteDurability,
+        cache: ProfileCache,
+    ) -> Result<Self, DbErr> {
         let sqlite = url.starts_with("sqlite:");
         let max_connections = if sqlite { 1 } else { max_connections.max(1) };
         let mut options = ConnectOptions::new(url.to_owned());
@@ -48,15 +78,18 @@ impl Store {
             // read (docs/performance.md). Only a connection idle long enough
             // for a proxy or firewall to have dropped it is tested.
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // Set on every connection the pool opens, not once on the first:
+            // WAL lets readers proceed beside the writer; `synchronous` says
+            // when a commit is acknowledged (see SqliteDurability).
+            .map_sqlx_sqlite_opts(move |options| {
+                options.journal_mode(SqliteJournalMode::Wal).synchronous(match durability {
+                    SqliteDurability::Full => SqliteSynchronous::Full,
+                    SqliteDurability::Normal => SqliteSynchronous::Normal,
+                })
+            });
         let db = Database::connect(options).await?;
-        if sqlite {
-            // WAL lets readers proceed beside the writer and survives a crash
-            // with every committed transaction.
-            db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
-            db.execute_unprepared("PRAGMA synchronous = NORMAL").await?;
-        }
-        Ok(Self { db, max_connections })
+        Ok(Self { db, max_connections, cache })
     }
 
     /// Applies pending migrations.
@@ -82,9 +115,15 @@ impl Store {
         self.db.ping().await
     }
 
-    /// Starts a transaction.
-    pub async fn begin(&self) -> Result<DatabaseTransaction, DomainError> {
-        self.db.begin().await.map_err(db_error)
+    /// Starts a unit of work: every write goes through one.
+    pub async fn begin(&self) -> Result<UnitOfWork, DomainError> {
+        let tx = self.db.begin().await.map_err(db_error)?;
+        Ok(UnitOfWork::new(tx, self.cache.clone()))
+    }
+
+    /// The cache this store's writes invalidate.
+    pub fn cache(&self) -> &ProfileCache {
+        &self.cache
     }
 
     /// Closes the pool.

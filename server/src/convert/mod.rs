@@ -2,6 +2,10 @@
 //! domain input, domain values into responses, and back again for the
 //! cache's protobuf encoding.
 
+mod consent;
+
+pub use consent::{consent_check, consent_input, consent_purpose, subject_input};
+
 use c360_proto::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost_types::{ListValue, Struct, Timestamp, value::Kind};

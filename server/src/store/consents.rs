@@ -1,0 +1,403 @@
+//! Queries on `consent_decisions` (the history) and `consents` (the decision
+//! in force per purpose and contact point).
+//!
+//! The reads join the two tables in SQL written here, with placeholders for
+//! the backend at hand, so each answer costs one round trip: a whole
+//! BatchCheckConsent of 1,000 profiles or addresses is one statement.
+
+use c360_entity::{consent, consent_decision};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryResult, SqlErr, Statement, Value,
+    sea_query::OnConflict,
+};
+use uuid::Uuid;
+
+use super::db_error;
+use crate::domain::{
+    DomainError, ProfileId, TenantId,
+    consent::{ConsentDecision, ConsentPurpose, ConsentStatus, ContactKind, ContactPoint, LegalBasis},
+    profile::ProfileStatus,
+};
+
+/// Columns of a decision, as `d_*` aliases of table alias `d`.
+const DECISION_COLUMNS: &str = "d.id AS d_id, d.profile_id AS d_profile_id, d.purpose AS d_purpose, \
+    d.contact_type AS d_contact_type, d.contact_value AS d_contact_value, d.status AS d_status, \
+    d.legal_basis AS d_legal_basis, d.source AS d_source, d.channel AS d_channel, d.captured_at AS d_captured_at, \
+    d.expires_at AS d_expires_at, d.evidence AS d_evidence, d.request_id AS d_request_id, \
+    d.recorded_by AS d_recorded_by, d.recorded_at AS d_recorded_at";
+
+/// Records `decision` in the history. A request id already used fails with
+/// INVALID_ARGUMENT naming `request_id` (the caller checked for a retry of
+/// the same request first).
+pub async fn insert_decision(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    decision: &ConsentDecision,
+) -> Result<(), DomainError> {
+    let (contact_type, contact_value) = contact_columns(decision.contact_point.as_ref());
+    let row = consent_decision::ActiveModel {
+        tenant_id: Set(tenant.as_str().to_owned()),
+        id: Set(decision.id),
+        profile_id: Set(decision.profile_id.as_uuid()),
+        purpose: Set(decision.purpose.as_str().to_owned()),
+        contact_type: Set(contact_type),
+        contact_value: Set(contact_value),
+        status: Set(decision.status.as_str().to_owned()),
+        legal_basis: Set(decision.legal_basis.as_str().to_owned()),
+        source: Set(decision.source.clone()),
+        channel: Set(decision.channel.clone()),
+        captured_at: Set(decision.captured_at),
+        expires_at: Set(decision.expires_at),
+        evidence: Set(decision.evidence.clone()),
+        request_id: Set(decision.request_id.clone()),
+        recorded_by: Set(decision.recorded_by.clone()),
+        recorded_at: Set(decision.recorded_at),
+    };
+    match consent_decision::Entity::insert(row).exec_without_returning(conn).await {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(DomainError::invalid("request_id", "already used for a different consent decision"))
+        }
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+/// Makes `decision` the one in force for its purpose and contact point.
+pub async fn put_in_force(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    decision: &ConsentDecision,
+) -> Result<(), DomainError> {
+    let (contact_type, contact_value) = contact_columns(decision.contact_point.as_ref());
+    let row = consent::ActiveModel {
+        tenant_id: Set(tenant.as_str().to_owned()),
+        profile_id: Set(decision.profile_id.as_uuid()),
+        purpose: Set(decision.purpose.as_str().to_owned()),
+        contact_type: Set(contact_type),
+        contact_value: Set(contact_value),
+        decision_id: Set(decision.id),
+    };
+    let on_conflict = OnConflict::columns([
+        consent::Column::TenantId,
+        consent::Column::ProfileId,
+        consent::Column::Purpose,
+        consent::Column::ContactType,
+        consent::Column::ContactValue,
+    ])
+    .update_column(consent::Column::DecisionId)
+    .to_owned();
+    consent::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(conn).await.map_err(db_error)?;
+    Ok(())
+}
+
+/// The decision in force for `purpose` of `profile` (for one contact point,
+/// or the whole purpose), and the earlier decision recorded under
+/// `request_id`, if any: one round trip for a write's two questions.
+pub async fn in_force_and_request(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profile: ProfileId,
+    purpose: ConsentPurpose,
+    contact: Option<&ContactPoint>,
+    request_id: Option<&str>,
+) -> Result<(Option<ConsentDecision>, Option<ConsentDecision>), DomainError> {
+    let (contact_type, contact_value) = contact_columns(contact);
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!("SELECT 'F' AS via, {DECISION_COLUMNS} FROM consents c JOIN consent_decisions d "))
+        .push("ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE c.tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND c.profile_id = ")
+        .bind(profile.as_uuid())
+        .push(" AND c.purpose = ")
+        .bind(purpose.as_str())
+        .push(" AND c.contact_type = ")
+        .bind(contact_type)
+        .push(" AND c.contact_value = ")
+        .bind(contact_value);
+    if let Some(request_id) = request_id {
+        sql.push(&format!(
+            " UNION ALL SELECT 'R' AS via, {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "
+        ))
+        .bind(tenant.as_str())
+        .push(" AND d.request_id = ")
+        .bind(request_id);
+    }
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    let (mut in_force, mut earlier) = (None, None);
+    for row in &rows {
+        let via: String = row.try_get("", "via").map_err(corrupt)?;
+        let decision = decode_decision(row)?;
+        if via == "F" { in_force = decision } else { earlier = decision }
+    }
+    Ok((in_force, earlier))
+}
+
+/// Every decision in force for `profile`, by purpose, whole-purpose decisions
+/// before contact points.
+pub async fn all_in_force(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profile: ProfileId,
+) -> Result<Vec<ConsentDecision>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!("SELECT {DECISION_COLUMNS} FROM consents c JOIN consent_decisions d "))
+        .push("ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE c.tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND c.profile_id = ")
+        .bind(profile.as_uuid())
+        .push(" ORDER BY c.purpose, c.contact_type, c.contact_value");
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    let mut decisions: Vec<ConsentDecision> =
+        rows.iter().map(decode_decision).filter_map(Result::transpose).collect::<Result<_, _>>()?;
+    // Stored names sort alphabetically; callers read purposes in their declared order.
+    decisions.sort_by(|a, b| (a.purpose, &a.contact_point).cmp(&(b.purpose, &b.contact_point)));
+    Ok(decisions)
+}
+
+/// One page of `profile`'s history, newest recorded first: up to `limit`
+/// decisions recorded before `before`, optionally of one purpose, and whether
+/// more follow.
+pub async fn history(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profile: ProfileId,
+    purpose: Option<ConsentPurpose>,
+    before: Option<Uuid>,
+    limit: u64,
+) -> Result<(Vec<ConsentDecision>, bool), DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!("SELECT {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "))
+        .bind(tenant.as_str())
+        .push(" AND d.profile_id = ")
+        .bind(profile.as_uuid());
+    if let Some(purpose) = purpose {
+        sql.push(" AND d.purpose = ").bind(purpose.as_str());
+    }
+    if let Some(before) = before {
+        sql.push(" AND d.id < ").bind(before);
+    }
+    sql.push(&format!(" ORDER BY d.id DESC LIMIT {}", limit + 1));
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    let mut decisions: Vec<ConsentDecision> =
+        rows.iter().map(decode_decision).filter_map(Result::transpose).collect::<Result<_, _>>()?;
+    let more = decisions.len() as u64 > limit;
+    decisions.truncate(limit as usize);
+    Ok((decisions, more))
+}
+
+/// Who a consent check asks about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CheckSubject {
+    /// A profile by id: whole-purpose decisions only.
+    Profile(ProfileId),
+    /// Whoever holds this address: its own decision first, then the whole purpose's.
+    Contact(ContactPoint),
+}
+
+/// What the database knows about one subject of a check.
+#[derive(Debug, Clone)]
+pub struct CheckRow {
+    /// The subject this row answers.
+    pub subject: CheckSubject,
+    /// The profile found.
+    pub profile_id: ProfileId,
+    /// Its status.
+    pub profile_status: ProfileStatus,
+    /// A decision in force (for an address, there may be a row for its own
+    /// decision and one for the whole purpose's); `None`: none on record.
+    pub decision: Option<ConsentDecision>,
+}
+
+/// The decisions in force for `purpose` of every subject, in one statement.
+/// Subjects that match no profile have no row.
+pub async fn check(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    purpose: ConsentPurpose,
+    subjects: &[CheckSubject],
+) -> Result<Vec<CheckRow>, DomainError> {
+    let profiles: Vec<ProfileId> = subjects
+        .iter()
+        .filter_map(|s| match s {
+            CheckSubject::Profile(id) => Some(*id),
+            CheckSubject::Contact(_) => None,
+        })
+        .collect();
+    let by_kind = |kind: ContactKind| -> Vec<&str> {
+        subjects
+            .iter()
+            .filter_map(|s| match s {
+                CheckSubject::Contact(point) if point.kind == kind => Some(point.value.as_str()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (emails, phones) = (by_kind(ContactKind::Email), by_kind(ContactKind::Phone));
+    let mut sql = Sql::new(conn.get_database_backend());
+    if !profiles.is_empty() {
+        sql.push(&format!(
+            "SELECT p.id AS profile_id, p.status AS profile_status, '' AS id_type, '' AS id_value, {DECISION_COLUMNS} \
+             FROM profiles p LEFT JOIN consents c ON c.tenant_id = p.tenant_id AND c.profile_id = p.id \
+             AND c.purpose = "
+        ))
+        .bind(purpose.as_str())
+        .push(" AND c.contact_type = '' LEFT JOIN consent_decisions d ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE p.tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND p.id IN (")
+        .bind_list(profiles.iter().map(|id| id.as_uuid()))
+        .push(")");
+    }
+    if !emails.is_empty() || !phones.is_empty() {
+        if !profiles.is_empty() {
+            sql.push(" UNION ALL ");
+        }
+        sql.push(&format!(
+            "SELECT p.id AS profile_id, p.status AS profile_status, i.id_type AS id_type, i.value AS id_value, \
+             {DECISION_COLUMNS} FROM identities i JOIN profiles p ON p.tenant_id = i.tenant_id AND p.id = i.profile_id \
+             LEFT JOIN consents c ON c.tenant_id = i.tenant_id AND c.profile_id = i.profile_id AND c.purpose = "
+        ))
+        .bind(purpose.as_str())
+        .push(
+            " AND (c.contact_type = '' OR (c.contact_type = i.id_type AND c.contact_value = i.value)) \
+             LEFT JOIN consent_decisions d ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE i.tenant_id = ",
+        )
+        .bind(tenant.as_str())
+        .push(" AND i.namespace = '' AND (");
+        let mut first = true;
+        for (kind, values) in [(ContactKind::Email, &emails), (ContactKind::Phone, &phones)] {
+            if values.is_empty() {
+                continue;
+            }
+            if !first {
+                sql.push(" OR ");
+            }
+            first = false;
+            sql.push("(i.id_type = ")
+                .bind(kind.as_str())
+                .push(" AND i.value IN (")
+                .bind_list(values.iter().map(|v| (*v).to_owned()))
+                .push("))");
+        }
+        sql.push(")");
+    }
+    if sql.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    rows.iter()
+        .map(|row| {
+            let profile_id: Uuid = row.try_get("", "profile_id").map_err(corrupt)?;
+            let status: String = row.try_get("", "profile_status").map_err(corrupt)?;
+            let id_type: String = row.try_get("", "id_type").map_err(corrupt)?;
+            let subject = match ContactKind::parse(&id_type) {
+                Some(kind) => {
+                    CheckSubject::Contact(ContactPoint { kind, value: row.try_get("", "id_value").map_err(corrupt)? })
+                }
+                None => CheckSubject::Profile(ProfileId::from(profile_id)),
+            };
+            Ok(CheckRow {
+                subject,
+                profile_id: ProfileId::from(profile_id),
+                profile_status: ProfileStatus::parse(&status)
+                    .ok_or_else(|| DomainError::Internal(format!("stored status '{status}'")))?,
+                decision: decode_decision(row)?,
+            })
+        })
+        .collect()
+}
+
+fn contact_columns(contact: Option<&ContactPoint>) -> (String, String) {
+    match contact {
+        Some(point) => (point.kind.as_str().to_owned(), point.value.clone()),
+        None => (String::new(), String::new()),
+    }
+}
+
+fn corrupt(e: DbErr) -> DomainError {
+    db_error(e)
+}
+
+/// The `d_*` columns of `row`; `None` when they are NULL (no decision joined).
+fn decode_decision(row: &QueryResult) -> Result<Option<ConsentDecision>, DomainError> {
+    let Some(id) = row.try_get::<Option<Uuid>>("", "d_id").map_err(corrupt)? else {
+        return Ok(None);
+    };
+    let text = |column: &str| -> Result<String, DomainError> { row.try_get::<String>("", column).map_err(corrupt) };
+    let stored = |column: &str, value: &str| DomainError::Internal(format!("stored {column} '{value}'"));
+    let purpose = text("d_purpose")?;
+    let status = text("d_status")?;
+    let basis = text("d_legal_basis")?;
+    let contact_type = text("d_contact_type")?;
+    let contact_point = match contact_type.as_str() {
+        "" => None,
+        other => Some(ContactPoint {
+            kind: ContactKind::parse(other).ok_or_else(|| stored("contact_type", other))?,
+            value: text("d_contact_value")?,
+        }),
+    };
+    Ok(Some(ConsentDecision {
+        id,
+        profile_id: ProfileId::from(row.try_get::<Uuid>("", "d_profile_id").map_err(corrupt)?),
+        purpose: ConsentPurpose::parse(&purpose).ok_or_else(|| stored("purpose", &purpose))?,
+        status: ConsentStatus::parse(&status).ok_or_else(|| stored("status", &status))?,
+        legal_basis: LegalBasis::parse(&basis).ok_or_else(|| stored("legal_basis", &basis))?,
+        source: text("d_source")?,
+        channel: row.try_get("", "d_channel").map_err(corrupt)?,
+        captured_at: row.try_get("", "d_captured_at").map_err(corrupt)?,
+        expires_at: row.try_get("", "d_expires_at").map_err(corrupt)?,
+        evidence: row.try_get("", "d_evidence").map_err(corrupt)?,
+        contact_point,
+        request_id: row.try_get("", "d_request_id").map_err(corrupt)?,
+        recorded_by: text("d_recorded_by")?,
+        recorded_at: row.try_get("", "d_recorded_at").map_err(corrupt)?,
+    }))
+}
+
+/// SQL text with bound values and the backend's placeholders (`$n` for
+/// PostgreSQL, `?` for SQLite).
+struct Sql {
+    backend: DbBackend,
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn new(backend: DbBackend) -> Self {
+        Self { backend, text: String::new(), values: Vec::new() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        match self.backend {
+            DbBackend::Postgres => {
+                let n = self.values.len();
+                self.text.push_str(&format!("${n}"));
+            }
+            _ => self.text.push('?'),
+        }
+        self
+    }
+
+    fn bind_list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self
+    }
+
+    fn statement(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+}

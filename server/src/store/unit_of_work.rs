@@ -1,0 +1,60 @@
+//! One unit of work for every write.
+//!
+//! A write opens a [`UnitOfWork`], runs its queries on [`UnitOfWork::conn`],
+//! records the domain events it causes and the cached copies it makes stale,
+//! and calls [`UnitOfWork::commit`], which appends the events to the outbox,
+//! commits, and only then invalidates the caches (this instance's tiers and,
+//! through Redis, every other instance's) before returning. No writer places
+//! those steps by hand, so none can forget one: RPCs, CLI commands and
+//! background jobs all write this way. (Audit records join here with the
+//! access-policy work.)
+//!
+//! Dropping a unit of work without committing rolls it back and touches no
+//! cache.
+
+use sea_orm::DatabaseTransaction;
+
+use super::{db_error, outbox};
+use crate::{
+    cache::{CacheChange, ProfileCache},
+    domain::{DomainError, events::DomainEvent},
+};
+
+/// A transaction with the events and cache changes it will commit.
+pub struct UnitOfWork {
+    tx: DatabaseTransaction,
+    cache: ProfileCache,
+    events: Vec<DomainEvent>,
+    changes: Vec<CacheChange>,
+}
+
+impl UnitOfWork {
+    pub(super) fn new(tx: DatabaseTransaction, cache: ProfileCache) -> Self {
+        Self { tx, cache, events: Vec::new(), changes: Vec::new() }
+    }
+
+    /// The transaction, for the store's query functions.
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.tx
+    }
+
+    /// Records a domain event: appended to the outbox at commit, in order.
+    pub fn record(&mut self, event: DomainEvent) {
+        self.events.push(event);
+    }
+
+    /// Records a change that cached copies must not outlive.
+    pub fn invalidate(&mut self, change: CacheChange) {
+        self.changes.push(change);
+    }
+
+    /// Appends the events, commits, then invalidates every cached copy of what
+    /// changed, so a read that starts after this returns sees the write.
+    pub async fn commit(self) -> Result<(), DomainError> {
+        let Self { tx, cache, events, changes } = self;
+        outbox::append(&tx, &events).await?;
+        tx.commit().await.map_err(db_error)?;
+        cache.changed(&changes).await;
+        Ok(())
+    }
+}
