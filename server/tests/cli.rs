@@ -18,10 +18,11 @@ use tonic_reflection::pb::v1::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_c360");
 
-/// A `c360` command with no `C360_*` variables from the environment.
+/// A `c360` command started as a user would start it: no `C360_*` variables,
+/// and none of those Cargo sets for the test (as if not under `cargo run`).
 fn c360(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("C360_")) {
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("C360_") || name.starts_with("CARGO")) {
         command.env_remove(name);
     }
     command.args(args).kill_on_drop(true);
@@ -30,23 +31,36 @@ fn c360(args: &[&str]) -> Command {
 
 /// Starts `c360 serve` on free ports in `data_dir`; returns it and its gRPC address.
 async fn serve(data_dir: &str) -> (tokio::process::Child, String) {
+    let (server, grpc_addr, _) = serve_with(data_dir, &[]).await;
+    (server, grpc_addr)
+}
+
+/// [`serve`] with extra environment variables; also returns the banner's lines.
+async fn serve_with(data_dir: &str, env: &[(&str, &str)]) -> (tokio::process::Child, String, Vec<String>) {
     let args = ["serve", "--data-dir", data_dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
-    let mut server = c360(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start c360 serve");
+    let mut command = c360(&args);
+    command.envs(env.iter().copied());
+    let mut server = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start c360 serve");
     let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
     let banner = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut banner = Vec::new();
         loop {
             let line = lines.next_line().await.expect("read stdout").expect("c360 serve exited early");
-            if line.contains("serving gRPC on") {
-                return line;
+            let last = line.starts_with("call it:");
+            if line.contains("serving gRPC on") || !banner.is_empty() {
+                banner.push(line);
+            }
+            if last {
+                return banner;
             }
         }
     })
     .await
-    .expect("c360 serve printed its addresses");
-    let grpc_addr = banner.split_whitespace().nth(5).expect("address in banner").to_owned();
+    .expect("c360 serve printed its banner");
+    let grpc_addr = banner[0].split_whitespace().nth(5).expect("address in banner").to_owned();
     // Keep reading, as a supervisor would: the server's stdout stays open.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (server, grpc_addr)
+    (server, grpc_addr, banner)
 }
 
 /// Sends SIGTERM and asserts a clean exit.
@@ -201,5 +215,37 @@ async fn seed_is_deterministic_and_bench_loads_a_running_server() {
     assert_eq!(report["requests_ok"], 200, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
     assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0), "{report}");
+    terminate(server).await;
+}
+
+/// Found on a fresh machine: the banner said `c360 token …` to a user who had
+/// started `cargo run -- serve` and had no `c360` on the PATH. It prints the
+/// command that works for how the server was started, and that command works.
+#[tokio::test]
+async fn the_banner_prints_a_token_command_that_works_as_the_server_was_started() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let (server, grpc_addr, banner) = serve_with(data_dir, &[]).await;
+    let line = banner.iter().find_map(|l| l.strip_prefix("get a token:")).expect("a token line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let started = std::path::Path::new(BIN).canonicalize().expect("binary path");
+    assert_eq!(std::path::Path::new(words[0]).canonicalize().ok(), Some(started), "not on the PATH: its own path");
+    let output = Command::new(words[0]).args(&words[1..]).output().await.expect("run the printed command");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect");
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
+    let mut client = ProfileServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
+        request.metadata_mut().insert("authorization", bearer.clone());
+        Ok(request)
+    });
+    client.list_profiles(pb::ListProfilesRequest::default()).await.expect("the printed command's token is accepted");
+    terminate(server).await;
+
+    let other = tempfile::tempdir().expect("temp dir");
+    let cargo_env = [("CARGO", "cargo"), ("CARGO_PKG_NAME", "c360-server")];
+    let (server, _, banner) = serve_with(other.path().to_str().expect("utf-8"), &cargo_env).await;
+    let line = banner.iter().find_map(|l| l.strip_prefix("get a token:")).expect("a token line");
+    assert!(line.trim_start().starts_with("cargo run -- token --data-dir "), "under cargo run: {line}");
     terminate(server).await;
 }

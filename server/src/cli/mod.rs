@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     app::App,
-    auth::{JwtKeys, Role},
+    auth::{JwtKeys, KeySource, Role},
     cache::ProfileCache,
     config::{AuthArgs, Config, DataDirArgs, DatabaseArgs},
     domain::TenantId,
@@ -109,27 +109,55 @@ impl Cli {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let embedded = config.database.database_url.is_none();
     let data_dir = config.data.data_dir.clone();
+    let key_source = config.auth.key_source(&data_dir);
     let app = App::build(config).await?;
     let database = if embedded {
         format!("embedded SQLite in {}", data_dir.display())
     } else {
         "the configured database".to_owned()
     };
+    let myself = invocation();
+    let token = match key_source {
+        KeySource::LocalSecret(dir) => {
+            format!("{myself} token --data-dir {} --tenant demo --role admin", dir.display())
+        }
+        KeySource::Secret(_) => format!("{myself} token --tenant demo --role admin   (with the same C360_JWT_SECRET)"),
+        KeySource::PublicKeyFile(_) => {
+            "from your identity provider (RS256/ES256, verified with the configured public key)".to_owned()
+        }
+    };
     // Written, not println!: a closed stdout (a supervisor that stopped
     // reading) must not panic a running server.
     let banner = format!(
         "c360 is serving gRPC on {} and HTTP on {} ({database})\n\
-         get a token:  c360 token --data-dir {} --tenant demo --role admin\n\
+         get a token:  {token}\n\
          call it:      grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list\n",
         app.grpc_addr(),
         app.http_addr(),
-        data_dir.display(),
         app.grpc_addr()
     );
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
     drop(stdout);
     app.run_until(shutdown_signal()).await
+}
+
+/// How a user runs this binary again, as it was started: `cargo run --`
+/// under Cargo (which names the package in the environment of what it runs),
+/// `c360` when that is this binary on the PATH, else its full path.
+fn invocation() -> String {
+    let exe = std::env::current_exe().ok().and_then(|exe| exe.canonicalize().ok());
+    let under_cargo = std::env::var_os("CARGO").is_some()
+        && std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == env!("CARGO_PKG_NAME"));
+    if under_cargo {
+        let release = exe.as_ref().is_some_and(|exe| exe.parent().is_some_and(|dir| dir.ends_with("release")));
+        return if release { "cargo run --release --" } else { "cargo run --" }.to_owned();
+    }
+    let Some(exe) = exe else { return "c360".to_owned() };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("c360").canonicalize().is_ok_and(|found| found == exe))
+    });
+    if on_path { "c360".to_owned() } else { exe.display().to_string() }
 }
 
 /// Completes on SIGTERM or Ctrl-C.
