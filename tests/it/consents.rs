@@ -152,6 +152,15 @@ async fn two_decisions_at_once_keep_both_and_the_later_capture_wins(app: TestApp
         assert_eq!(answer.reason(), R::Denied, "round {round}: the later capture is in force");
         let events = consent_events(&app, &profile.id).await;
         assert_eq!(events.last().map(|e| e["status"].clone()), Some("DENIED".into()), "round {round}: {events:?}");
+
+        // Captured at the same instant: the withdrawal wins whichever commits first.
+        let tied = new_person(&app, &format!("tie{round}@example.com")).await;
+        let instant = now - Duration::seconds(5);
+        let (grant, revoke) = (decision(&tied.id, S::Granted, instant), decision(&tied.id, S::Revoked, instant));
+        let (first, second) = tokio::join!(a.set_consent(grant), b.set_consent(revoke));
+        first.expect("grant");
+        second.expect("revocation");
+        assert_eq!(check(&mut a, by_profile(&tied.id)).await.reason(), R::Revoked, "round {round}: tie");
     }
 }
 on_both!(concurrent_decisions, two_decisions_at_once_keep_both_and_the_later_capture_wins);
@@ -171,10 +180,25 @@ async fn a_retried_request_id_records_once(app: TestApp) {
     assert_eq!(history(&mut client, &profile.id).await.len(), 1);
     assert_eq!(consent_events(&app, &profile.id).await.len(), 1);
 
+    let mut other_time = request.clone();
+    other_time.capture_time = Some(ts(Utc::now() - Duration::days(1)));
+    let status = client.set_consent(other_time).await.expect_err("same id, another capture time");
+    assert_eq!(violated_fields(&status), ["request_id"]);
     request.status = S::Denied as i32;
     let status = client.set_consent(request).await.expect_err("same id, another decision");
     assert_eq!(violated_fields(&status), ["request_id"]);
     assert_eq!(history(&mut client, &profile.id).await.len(), 1);
+
+    // Two first attempts at once (a client that timed out and retried while
+    // the first was still running): one decision, one event.
+    let fresh = new_person(&app, "retry2@example.com").await;
+    let mut request = decision(&fresh.id, S::Granted, Utc::now());
+    request.request_id = "signup-43".into();
+    let (x, y) = tokio::join!(c1.set_consent(request.clone()), c2.set_consent(request));
+    let (x, y) = (x.expect("first").into_inner(), y.expect("its twin").into_inner());
+    assert_eq!(x.decision, y.decision);
+    assert_eq!(history(&mut client, &fresh.id).await.len(), 1);
+    assert_eq!(consent_events(&app, &fresh.id).await.len(), 1);
 }
 on_both!(retries, a_retried_request_id_records_once);
 
@@ -185,8 +209,8 @@ async fn a_decision_for_one_address_decides_for_that_address(app: TestApp) {
     let profile = app.agent().create_profile(create(ada)).await.expect("create").into_inner();
     let mut client = consents_of(&app);
     let now = Utc::now();
-    client.set_consent(decision(&profile.id, S::Denied, now - Duration::minutes(5))).await.expect("whole purpose");
-    let mut work_only = decision(&profile.id, S::Granted, now - Duration::minutes(10));
+    client.set_consent(decision(&profile.id, S::Denied, now - Duration::minutes(10))).await.expect("whole purpose");
+    let mut work_only = decision(&profile.id, S::Granted, now - Duration::minutes(5));
     work_only.contact_point = Some(pb::ContactPoint { point: Some(Point::Email("ADA+news@Work.example".into())) });
     let reply = client.set_consent(work_only).await.expect("one address").into_inner();
     let point = reply.decision.and_then(|d| d.contact_point).and_then(|c| c.point);
@@ -207,6 +231,14 @@ async fn a_decision_for_one_address_decides_for_that_address(app: TestApp) {
     assert_eq!(states.len(), 2);
     assert!(states[0].contact_point.is_none() && states[1].contact_point.is_some(), "whole purpose first");
 
+    // Unsubscribing from everything later overrides the address's own grant.
+    client.set_consent(decision(&profile.id, S::Revoked, now - Duration::minutes(1))).await.expect("withdraw all");
+    let work = check(&mut client, by_email("ada@work.example")).await;
+    assert_eq!((work.allowed, work.reason()), (false, R::Revoked), "a later withdrawal of the whole purpose");
+    assert!(work.decision.is_some_and(|d| d.contact_point.is_none()), "the whole purpose's decision decided");
+
+    let db = app.db.connect().await;
+    let before = count(&db, "consent_decisions").await;
     let mut elsewhere = decision(&profile.id, S::Granted, now);
     elsewhere.contact_point = Some(pb::ContactPoint { point: Some(Point::Email("someone@else.example".into())) });
     let status = client.set_consent(elsewhere).await.expect_err("not the profile's address");
@@ -215,6 +247,7 @@ async fn a_decision_for_one_address_decides_for_that_address(app: TestApp) {
     phone.contact_point = Some(pb::ContactPoint { point: Some(Point::Phone("+14155552671".into())) });
     let status = client.set_consent(phone).await.expect_err("a phone for email marketing");
     assert_eq!(violated_fields(&status), ["contact_point.phone"]);
+    assert_eq!(count(&db, "consent_decisions").await, before, "refused decisions write nothing");
     let mut sms = decision(&profile.id, S::Granted, now);
     sms.purpose = pb::ConsentPurpose::SmsMarketing as i32;
     sms.contact_point = Some(pb::ContactPoint { point: Some(Point::Phone("(415) 555-2671".into())) });
@@ -271,8 +304,17 @@ async fn consent_follows_the_profile_lifecycle_and_its_tenant(app: TestApp) {
         .expect("delete");
     let status = client.set_consent(decision(&gone.id, S::Denied, Utc::now())).await.expect_err("inactive");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(history(&mut client, &gone.id).await.len(), 1, "the refused decision wrote nothing");
     let answer = check(&mut client, by_profile(&gone.id)).await;
     assert_eq!((answer.allowed, answer.reason()), (false, R::ProfileNotLive));
+    let states = client
+        .get_consents(pb::GetConsentsRequest { profile_id: gone.id.clone() })
+        .await
+        .expect("a deleted profile's consents can be read")
+        .into_inner()
+        .consents;
+    let states: Vec<(bool, R)> = states.iter().map(|s| (s.allowed, s.reason())).collect();
+    assert_eq!(states, [(false, R::ProfileNotLive)], "GetConsents agrees with CheckConsent");
 
     let erased = new_person(&app, "erased@example.com").await;
     let db = app.db.connect().await;
@@ -394,8 +436,20 @@ async fn history_pages_newest_first_and_filters_by_purpose(app: TestApp) {
     assert_eq!(seen, written);
     let only_email =
         pb::ListConsentHistoryRequest { profile_id: profile.id.clone(), purpose: EMAIL as i32, ..Default::default() };
-    let page = client.list_consent_history(only_email).await.expect("filtered").into_inner();
+    let page = client.list_consent_history(only_email.clone()).await.expect("filtered").into_inner();
     assert_eq!(page.decisions.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), written[2..]);
+
+    let unknown = pb::ListConsentHistoryRequest { purpose: 99, ..only_email.clone() };
+    assert_eq!(violated_fields(&client.list_consent_history(unknown).await.expect_err("purpose")), ["purpose"]);
+    let first = pb::ListConsentHistoryRequest { page_size: 1, ..only_email.clone() };
+    let token = client.list_consent_history(first).await.expect("page").into_inner().next_page_token;
+    let elsewhere = pb::ListConsentHistoryRequest {
+        purpose: pb::ConsentPurpose::Profiling as i32,
+        page_token: token,
+        ..only_email
+    };
+    let status = client.list_consent_history(elsewhere).await.expect_err("a token of another query");
+    assert_eq!(violated_fields(&status), ["page_token"]);
 }
 on_both!(history_pages, history_pages_newest_first_and_filters_by_purpose);
 
@@ -480,3 +534,77 @@ async fn a_state_change_publishes_consent_updated_in_the_seed_envelope() {
             .all(|r| r.try_get::<String>("", "subject").ok().as_deref() == Some("crm.customer360.consent.updated"))
     );
 }
+
+/// Under load, concurrent decisions share units of work; each must still get
+/// its own answer, a refused one must not fail its neighbours, and the state
+/// in force must be exactly what one-at-a-time recording would leave.
+async fn many_decisions_at_once_each_get_their_own_answer(app: TestApp) {
+    let mut profiles = Vec::new();
+    for i in 0..10 {
+        profiles.push(new_person(&app, &format!("bulk{i}@example.com")).await.id);
+    }
+    let gone = new_person(&app, "bulk-gone@example.com").await.id;
+    app.agent()
+        .delete_profile(pb::DeleteProfileRequest { id: gone.clone(), etag: String::new() })
+        .await
+        .expect("delete");
+    let base = Utc::now() - Duration::hours(1);
+    let requests: Vec<(pb::SetConsentRequest, Option<Code>)> = (0..200)
+        .map(|i| {
+            let status = if i % 3 == 0 { S::Denied } else { S::Granted };
+            let mut request = decision(&profiles[i % 10], status, base + Duration::seconds(i as i64));
+            request.request_id = format!("bulk-{i}");
+            match i % 25 {
+                7 => {
+                    request.profile_id = gone.clone();
+                    (request, Some(Code::FailedPrecondition))
+                }
+                8 => {
+                    request.contact_point =
+                        Some(pb::ContactPoint { point: Some(Point::Email("x@nowhere.example".into())) });
+                    (request, Some(Code::InvalidArgument))
+                }
+                _ => (request, None),
+            }
+        })
+        .collect();
+    let calls = requests.iter().map(|(request, _)| {
+        let (mut client, request) = (consents_of(&app), request.clone());
+        tokio::spawn(async move { client.set_consent(request).await })
+    });
+    let answers = futures::future::join_all(calls).await;
+    for ((request, refusal), answer) in requests.iter().zip(answers) {
+        match (answer.expect("task"), refusal) {
+            (Ok(reply), None) => {
+                let recorded = reply.into_inner().decision.expect("decision");
+                assert_eq!(
+                    (recorded.profile_id.as_str(), recorded.request_id.as_str()),
+                    (request.profile_id.as_str(), request.request_id.as_str())
+                );
+            }
+            (Err(status), Some(code)) => assert_eq!(status.code(), *code, "{}: {status:?}", request.request_id),
+            (other, expected) => panic!("{}: expected {expected:?}, got {other:?}", request.request_id),
+        }
+    }
+    let mut client = consents_of(&app);
+    for (n, profile) in profiles.iter().enumerate() {
+        let mine: Vec<&pb::SetConsentRequest> = requests
+            .iter()
+            .filter(|(r, refusal)| refusal.is_none() && r.profile_id == *profile)
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(history(&mut client, profile).await.len(), mine.len(), "profile {n}: every decision in history");
+        let latest = mine.iter().max_by_key(|r| r.capture_time.as_ref().map(|t| t.seconds)).expect("some");
+        let answer = check(&mut client, by_profile(profile)).await;
+        assert_eq!(
+            answer.decision.map(|d| d.request_id),
+            Some(latest.request_id.clone()),
+            "profile {n}: the latest capture"
+        );
+        let events = consent_events(&app, profile).await;
+        let expected = if latest.status == S::Denied as i32 { "DENIED" } else { "GRANTED" };
+        assert_eq!(events.last().map(|e| e["status"].clone()), Some(expected.into()), "profile {n}");
+    }
+    assert_eq!(history(&mut client, &gone).await.len(), 0);
+}
+on_both!(many_at_once, many_decisions_at_once_each_get_their_own_answer);

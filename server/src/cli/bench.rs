@@ -2,6 +2,7 @@
 //!
 //! It lists profile ids first (ListProfiles), then runs `concurrency` workers
 //! over `connections` HTTP/2 connections for a warm-up and a measured period.
+//! Profile and consent scenarios share the connections.
 //! Each worker keeps its own HDR histogram (microseconds), merged at the end,
 //! so recording costs no coordination. The load is bounded by `--duration`
 //! and, optionally, `--max-requests`.
@@ -11,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use c360_proto::v1::{self as pb, profile_service_client::ProfileServiceClient};
+use c360_proto::v1::{
+    self as pb, consent_service_client::ConsentServiceClient, consent_subject::Subject,
+    profile_service_client::ProfileServiceClient,
+};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -41,6 +45,11 @@ pub enum Scenario {
     Update,
     /// 90% GetProfile, 5% BatchGetProfiles, 5% UpdateProfile.
     Mixed,
+    /// SetConsent (EMAIL_MARKETING, granted or denied, captured now, a fresh
+    /// request id) for a random profile.
+    SetConsent,
+    /// BatchCheckConsent (EMAIL_MARKETING) of `--batch-size` random profiles.
+    BatchCheckConsent,
 }
 
 /// Arguments of `c360 bench`.
@@ -70,7 +79,7 @@ pub struct BenchArgs {
     /// HTTP/2 connections to spread the workers over (default: one per 8 workers, at least 1).
     #[arg(long)]
     connections: Option<usize>,
-    /// Ids per BatchGetProfiles.
+    /// Ids per BatchGetProfiles or BatchCheckConsent.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
     /// Stop the measured period after this many requests (0: only the duration bounds it).
@@ -102,6 +111,7 @@ impl Interceptor for Bearer {
 }
 
 type Client = ProfileServiceClient<InterceptedService<Channel, Bearer>>;
+type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// What one worker measured.
 struct Tally {
@@ -129,12 +139,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
         let channel = Endpoint::from_shared(args.target.clone())?.tcp_nodelay(true).connect().await?;
-        clients
-            .push(ProfileServiceClient::with_interceptor(channel, bearer.clone()).max_decoding_message_size(64 << 20));
+        let profiles =
+            ProfileServiceClient::with_interceptor(channel.clone(), bearer.clone()).max_decoding_message_size(64 << 20);
+        let consents =
+            ConsentServiceClient::with_interceptor(channel, bearer.clone()).max_decoding_message_size(64 << 20);
+        clients.push((profiles, consents));
     }
 
     let limit = args.hot_set.unwrap_or(args.max_ids).min(args.max_ids);
-    let ids = list_ids(&mut clients[0].clone(), limit).await?;
+    let ids = list_ids(&mut clients[0].0.clone(), limit).await?;
     anyhow::ensure!(!ids.is_empty(), "the tenant has no profiles: run `c360 seed` first");
     if !args.json {
         eprintln!(
@@ -197,7 +210,7 @@ async fn list_ids(client: &mut Client, limit: usize) -> anyhow::Result<Vec<Strin
 #[expect(clippy::too_many_arguments, reason = "one worker's whole configuration, passed once")]
 async fn worker(
     n: u64,
-    mut client: Client,
+    (mut client, mut consents): (Client, ConsentClient),
     ids: &[String],
     scenario: Scenario,
     batch_size: usize,
@@ -221,6 +234,7 @@ async fn worker(
             },
             other => other,
         };
+        let coin = rng.random_bool(0.5);
         let mut pick = || ids[rng.random_range(0..ids.len())].clone();
         let result = match kind {
             Scenario::BatchGet => {
@@ -237,6 +251,25 @@ async fn worker(
                 let request =
                     pb::UpdateProfileRequest { profile: Some(profile), update_mask: Some(mask), ..Default::default() };
                 client.update_profile(request).await.map(drop)
+            }
+            Scenario::SetConsent => {
+                let status = if coin { pb::ConsentStatus::Granted } else { pb::ConsentStatus::Denied };
+                let request = pb::SetConsentRequest {
+                    profile_id: pick(),
+                    purpose: pb::ConsentPurpose::EmailMarketing as i32,
+                    status: status as i32,
+                    source: "c360-bench".into(),
+                    evidence: "benchmark".into(),
+                    request_id: format!("bench-{}", uuid::Uuid::now_v7().simple()),
+                    ..Default::default()
+                };
+                consents.set_consent(request).await.map(drop)
+            }
+            Scenario::BatchCheckConsent => {
+                let subjects =
+                    (0..batch_size).map(|_| pb::ConsentSubject { subject: Some(Subject::ProfileId(pick())) }).collect();
+                let purpose = pb::ConsentPurpose::EmailMarketing as i32;
+                consents.batch_check_consent(pb::BatchCheckConsentRequest { purpose, subjects }).await.map(drop)
             }
             _ => client.get_profile(pb::GetProfileRequest { id: pick() }).await.map(drop),
         };

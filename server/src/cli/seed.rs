@@ -101,8 +101,12 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         Some(path) => Some(BufWriter::new(File::create(path)?)),
         None => None,
     };
-    let report =
-        load(&store, &NormalizationPolicy::default(), &plan, truth.as_mut().map(|f| f as &mut dyn Write)).await?;
+    let loaded =
+        load(&store, &NormalizationPolicy::default(), &plan, truth.as_mut().map(|f| f as &mut dyn Write)).await;
+    // Even a failed load committed some batches: their invalidations must
+    // reach Redis before this process exits.
+    let settled = cache.settle(SETTLE_PATIENCE).await;
+    let report = loaded?;
     if let Some(mut file) = truth {
         file.flush()?;
     }
@@ -121,7 +125,6 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         );
     }
     println!();
-    let settled = cache.settle(SETTLE_PATIENCE).await;
     stop_cache.cancel();
     store.close().await?;
     anyhow::ensure!(

@@ -261,13 +261,18 @@ pub struct ConsentDecision {
 }
 
 impl ConsentDecision {
-    /// Whether `other` asks for the same decision, so a retry with the same
-    /// request id can be answered with this one.
-    pub fn same_request(&self, other: &Self) -> bool {
+    /// Whether `retry` asks for the same decision as this recorded one, so a
+    /// request with the same request id can be answered with it. A retry
+    /// that sent no capture time ("now") is not compared on it.
+    pub fn same_request(&self, retry: &ValidConsent) -> bool {
+        let other = &retry.decision;
         self.profile_id == other.profile_id
             && self.purpose == other.purpose
             && self.status == other.status
             && self.legal_basis == other.legal_basis
+            && self.source == other.source
+            && self.channel == other.channel
+            && (!retry.capture_time_sent || self.captured_at == other.captured_at)
             && self.contact_point == other.contact_point
             && self.expires_at == other.expires_at
             && self.evidence == other.evidence
@@ -289,6 +294,27 @@ pub fn supersedes(new: &ConsentDecision, current: &ConsentDecision) -> bool {
 /// record but publishes no event.
 pub fn same_state(a: &ConsentDecision, b: &ConsentDecision) -> bool {
     a.status == b.status && a.legal_basis == b.legal_basis && a.expires_at == b.expires_at
+}
+
+/// Which decision decides for one address, given the address's own decision
+/// in force and the whole purpose's. The address's own comes first (a person
+/// may opt in for one address and not another), except that a refusal or
+/// withdrawal for the whole purpose captured *later* overrides it: someone
+/// who unsubscribes from everything is unsubscribed everywhere.
+pub fn for_address<'a>(
+    own: Option<&'a ConsentDecision>,
+    whole: Option<&'a ConsentDecision>,
+) -> Option<&'a ConsentDecision> {
+    match (own, whole) {
+        (Some(own), Some(whole))
+            if matches!(whole.status, ConsentStatus::Denied | ConsentStatus::Revoked)
+                && whole.captured_at > own.captured_at =>
+        {
+            Some(whole)
+        }
+        (Some(own), _) => Some(own),
+        (None, whole) => whole,
+    }
 }
 
 /// Why a check answered as it did.
@@ -381,6 +407,8 @@ pub struct ValidConsent {
     pub profile_id: ProfileId,
     /// The decision to record (id and recording time already assigned).
     pub decision: ConsentDecision,
+    /// Whether the caller sent a capture time (else it is the recording time).
+    pub capture_time_sent: bool,
 }
 
 impl ConsentInput {
@@ -406,6 +434,7 @@ impl ConsentInput {
             v.check("source", normalize_source(&self.source))
         };
         let channel = v.check("channel", normalize_channel(&self.channel));
+        let capture_time_sent = self.captured_at.is_some();
         let captured_at = self.captured_at.unwrap_or(now);
         if captured_at > now + MAX_CLOCK_SKEW {
             v.add(
@@ -473,7 +502,7 @@ impl ConsentInput {
             recorded_by: actor.to_owned(),
             recorded_at: now.trunc_subsecs(6),
         };
-        Ok(ValidConsent { profile_id, decision })
+        Ok(ValidConsent { profile_id, decision, capture_time_sent })
     }
 }
 
@@ -592,6 +621,29 @@ mod tests {
         ];
         for (decision, allowed, reason) in table {
             assert_eq!(evaluate(decision.as_ref(), now), (allowed, reason), "{decision:?}");
+        }
+    }
+
+    #[test]
+    fn an_address_decides_for_itself_unless_the_whole_purpose_was_withdrawn_later() {
+        // (the address's own decision, the whole purpose's, which decides)
+        let table = [
+            (None, None, None),
+            (None, Some((Granted, 10)), Some("whole")),
+            (Some((Granted, 10)), None, Some("own")),
+            (Some((Granted, 10)), Some((Denied, 5)), Some("own")),
+            (Some((Denied, 5)), Some((Granted, 10)), Some("own")),
+            (Some((Granted, 5)), Some((Revoked, 10)), Some("whole")),
+            (Some((Granted, 5)), Some((Denied, 10)), Some("whole")),
+            (Some((Granted, 10)), Some((Revoked, 10)), Some("own")),
+            (Some((Granted, 5)), Some((Pending, 10)), Some("own")),
+        ];
+        for (own, whole, expected) in table {
+            let own_decision = own.map(|(status, at)| decision(status, at, None));
+            let whole_decision = whole.map(|(status, at)| decision(status, at, None));
+            let decided = for_address(own_decision.as_ref(), whole_decision.as_ref());
+            let which = decided.map(|d| if Some(d) == own_decision.as_ref() { "own" } else { "whole" });
+            assert_eq!(which, expected, "own {own:?}, whole {whole:?}");
         }
     }
 

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::caller;
 use crate::{
+    auth::Permission,
     convert::{consent_check, consent_input, consent_purpose, subject_input},
     service::Consents,
 };
@@ -28,6 +29,9 @@ type Reply<T> = Result<Response<T>, Status>;
 impl ConsentService for ConsentApi {
     async fn set_consent(&self, request: Request<pb::SetConsentRequest>) -> Reply<pb::SetConsentResponse> {
         let caller = caller(&request)?;
+        // Before decoding the request: a caller who may not write learns
+        // that, not what is wrong with its timestamps.
+        caller.require(Permission::WriteConsents)?;
         let outcome = self.consents.set(&caller, consent_input(request.into_inner())?).await?;
         let decision = Some((&outcome.decision).into());
         Ok(Response::new(pb::SetConsentResponse { decision, state: Some((&outcome.in_force).into()) }))

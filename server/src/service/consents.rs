@@ -5,25 +5,27 @@
 //! reflect the last acknowledged decision on every instance, and each read
 //! is one indexed round trip.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
 use tracing::instrument;
 
 use crate::{
     auth::{Caller, Permission},
+    batch::Batcher,
     domain::{
-        DomainError, ProfileId,
+        DomainError, ProfileId, TenantId,
         consent::{
-            ConsentDecision, ConsentInput, ConsentPurpose, ConsentReason, ContactKind, ContactPoint, MAX_BATCH_CHECKS,
-            evaluate, required_choice, same_state, supersedes,
+            ConsentDecision, ConsentInput, ConsentPurpose, ConsentReason, ConsentStatus, ContactKind, ContactPoint,
+            MAX_BATCH_CHECKS, ValidConsent, evaluate, for_address, required_choice, same_state, supersedes,
         },
         error::Violations,
         events,
         identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy},
         ids::truncate,
         page::PageRequest,
-        profile::Choice,
+        profile::{Choice, Profile},
     },
     store::{
         self, Store,
@@ -31,11 +33,26 @@ use crate::{
     },
 };
 
+/// Consent write transactions that may run at once.
+const WRITE_LANES: usize = 4;
+/// Most decisions one write transaction records.
+const MAX_WRITE_BATCH: usize = 64;
+
 /// Consent operations over a store.
 #[derive(Clone)]
 pub struct Consents {
     store: Store,
     policy: NormalizationPolicy,
+    writer: Batcher<WriteJob>,
+}
+
+/// One SetConsent waiting for a unit of work.
+struct WriteJob {
+    tenant: TenantId,
+    actor: String,
+    valid: ValidConsent,
+    now: DateTime<Utc>,
+    reply: oneshot::Sender<Result<SetOutcome, DomainError>>,
 }
 
 /// The state in force for one purpose (and contact point) of one profile.
@@ -50,8 +67,11 @@ pub struct ConsentState {
 }
 
 impl ConsentState {
-    fn at(decision: ConsentDecision, now: DateTime<Utc>) -> Self {
-        let (allowed, reason) = evaluate(Some(&decision), now);
+    /// The state `decision` leaves in force at `now`, for a profile that is
+    /// `live` or not (a profile that is not live allows nothing).
+    fn at(decision: ConsentDecision, now: DateTime<Utc>, live: bool) -> Self {
+        let (allowed, reason) =
+            if live { evaluate(Some(&decision), now) } else { (false, ConsentReason::ProfileNotLive) };
         Self { decision, allowed, reason }
     }
 }
@@ -103,7 +123,11 @@ pub struct ConsentCheck {
 impl Consents {
     /// Consent operations on `store`, normalizing addresses by `policy`.
     pub fn new(store: Store, policy: NormalizationPolicy) -> Self {
-        Self { store, policy }
+        let writer = Batcher::spawn(WRITE_LANES, MAX_WRITE_BATCH, {
+            let (store, policy) = (store.clone(), policy.clone());
+            move |jobs| write(store.clone(), policy.clone(), jobs)
+        });
+        Self { store, policy, writer }
     }
 
     /// Records a decision. History always gains it (a retried request id
@@ -111,72 +135,18 @@ impl Consents {
     /// over the state in force only if captured later than the decision in
     /// force (ties: the more restrictive), and publishes
     /// `ConsentUpdatedEvent` only if that changed the state.
+    ///
+    /// Concurrent calls share units of work (see [`record`]); each still
+    /// answers with its own outcome or error.
     #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = input.profile_id))]
     pub async fn set(&self, caller: &Caller, input: ConsentInput) -> Result<SetOutcome, DomainError> {
         caller.require(Permission::WriteConsents)?;
         let now = crate::domain::profile::now();
         let valid = input.validate(&self.policy, now, &caller.subject)?;
-        let (tenant, new) = (&caller.tenant, valid.decision);
-
-        let mut work = self.store.begin().await?;
-        // The profile's row lock orders every consent write of the profile, so
-        // "in force" cannot change between the read below and the commit.
-        let profile = store::profiles::find(work.conn(), tenant, valid.profile_id, true)
-            .await?
-            .ok_or_else(|| DomainError::profile_not_found(valid.profile_id))?;
-        let (in_force, earlier) = store::consents::in_force_and_request(
-            work.conn(),
-            tenant,
-            profile.id,
-            new.purpose,
-            new.contact_point.as_ref(),
-            new.request_id.as_deref(),
-        )
-        .await?;
-        if let Some(earlier) = earlier {
-            if !earlier.same_request(&new) {
-                return Err(DomainError::invalid("request_id", "already used for a different consent decision"));
-            }
-            let in_force = in_force.unwrap_or_else(|| earlier.clone());
-            return Ok(SetOutcome { decision: earlier, in_force: ConsentState::at(in_force, now) });
-        }
-        if !profile.data.status.is_live() {
-            return Err(DomainError::FailedPrecondition(format!(
-                "profile {} is {}: its consents cannot change",
-                profile.id,
-                profile.data.status.as_str()
-            )));
-        }
-        if let Some(point) = &new.contact_point {
-            let key = IdentifierKey {
-                id_type: identifier_type(point.kind),
-                namespace: String::new(),
-                value: point.value.clone(),
-            };
-            if !profile.data.identity_keys(&self.policy).iter().any(|(k, _)| *k == key) {
-                let field = match point.kind {
-                    ContactKind::Email => "contact_point.email",
-                    ContactKind::Phone => "contact_point.phone",
-                };
-                return Err(DomainError::invalid(field, format!("is not a contact point of profile {}", profile.id)));
-            }
-        }
-
-        store::consents::insert_decision(work.conn(), tenant, &new).await?;
-        let takes_over = in_force.as_ref().is_none_or(|current| supersedes(&new, current));
-        if takes_over {
-            store::consents::put_in_force(work.conn(), tenant, &new).await?;
-            if in_force.as_ref().is_none_or(|current| !same_state(current, &new)) {
-                let previous = in_force.as_ref().map(|current| current.status);
-                work.record(events::consent_updated(tenant, &new, previous, &caller.subject));
-            }
-        }
-        work.commit().await?;
-        let state = match in_force {
-            Some(current) if !takes_over => current,
-            _ => new.clone(),
-        };
-        Ok(SetOutcome { decision: new, in_force: ConsentState::at(state, now) })
+        let (reply, answer) = oneshot::channel();
+        let job = WriteJob { tenant: caller.tenant.clone(), actor: caller.subject.clone(), valid, now, reply };
+        self.writer.submit(job).await.map_err(|_| DomainError::Unavailable("consent writer stopped".into()))?;
+        answer.await.map_err(|_| DomainError::Internal("consent writer dropped a decision".into()))?
     }
 
     /// The state in force of every purpose (and contact point) with a
@@ -184,10 +154,10 @@ impl Consents {
     #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = profile_id))]
     pub async fn in_force(&self, caller: &Caller, profile_id: &str) -> Result<Vec<ConsentState>, DomainError> {
         caller.require(Permission::ReadConsents)?;
-        let id = self.existing_profile(caller, "profile_id", profile_id).await?;
+        let (id, live) = self.existing_profile(caller, "profile_id", profile_id).await?;
         let now = Utc::now();
         let decisions = store::consents::all_in_force(self.store.db(), &caller.tenant, id).await?;
-        Ok(decisions.into_iter().map(|d| ConsentState::at(d, now)).collect())
+        Ok(decisions.into_iter().map(|d| ConsentState::at(d, now, live)).collect())
     }
 
     /// The history of one profile, newest recorded first, optionally of one purpose.
@@ -214,7 +184,7 @@ impl Consents {
             page_token,
             format!("consents:{profile_id}:{}", purpose.map_or("", |p| p.as_str())),
         )?;
-        let id = self.existing_profile(caller, "profile_id", profile_id).await?;
+        let (id, _) = self.existing_profile(caller, "profile_id", profile_id).await?;
         let (decisions, more) =
             store::consents::history(self.store.db(), &caller.tenant, id, purpose, page.after, page.size).await?;
         let next_page_token = match decisions.last() {
@@ -257,6 +227,7 @@ impl Consents {
         subjects: &[SubjectInput],
         purpose: Choice<ConsentPurpose>,
     ) -> Result<Vec<ConsentCheck>, DomainError> {
+        caller.require(Permission::ReadConsents)?;
         if subjects.len() > MAX_BATCH_CHECKS {
             return Err(DomainError::invalid(
                 "subjects",
@@ -316,14 +287,187 @@ impl Consents {
         Ok(subjects.iter().map(|subject| decide(subject, by_subject.get(subject).map(Vec::as_slice), now)).collect())
     }
 
-    /// The id, if a profile of the caller's tenant has it.
-    async fn existing_profile(&self, caller: &Caller, field: &str, raw: &str) -> Result<ProfileId, DomainError> {
+    /// The id, and whether the profile is live, if a profile of the
+    /// caller's tenant has it.
+    async fn existing_profile(
+        &self,
+        caller: &Caller,
+        field: &str,
+        raw: &str,
+    ) -> Result<(ProfileId, bool), DomainError> {
         let id = ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))?;
         store::profiles::find(self.store.db(), &caller.tenant, id, false)
             .await?
-            .map(|p| p.id)
+            .map(|p| (p.id, p.data.status.is_live()))
             .ok_or_else(|| DomainError::profile_not_found(id))
     }
+}
+
+/// Records a batch of decisions in one unit of work; if that fails as a
+/// whole (the database, or a request id another transaction took), records
+/// each alone, so that one decision's failure is its own.
+async fn write(store: Store, policy: NormalizationPolicy, jobs: Vec<WriteJob>) {
+    if jobs.len() > 1 {
+        let all: Vec<&WriteJob> = jobs.iter().collect();
+        if let Ok(outcomes) = record(&store, &policy, &all).await {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
+            }
+            return;
+        }
+    }
+    for job in jobs {
+        let outcome = match record(&store, &policy, &[&job]).await {
+            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| Err(DomainError::Internal("no outcome".into()))),
+            Err(e) => Err(e),
+        };
+        // A caller that gave up no longer listens; its decision stands.
+        let _ = job.reply.send(outcome);
+    }
+}
+
+/// Where a decision applies: profile, purpose, contact point.
+type ConsentKey = (ProfileId, ConsentPurpose, Option<ContactPoint>);
+
+fn key_of(decision: &ConsentDecision) -> ConsentKey {
+    (decision.profile_id, decision.purpose, decision.contact_point.clone())
+}
+
+/// Records `jobs` in one unit of work, in order, as if each ran alone after
+/// the one before: per tenant, one statement locks every profile named (in
+/// id order), one reads what is in force and the earlier requests, one
+/// inserts the history, one updates what is in force, and the commit appends
+/// the events. The outer error is a failure of the whole unit; each job's own
+/// refusal is its entry of the answer.
+async fn record(
+    store: &Store,
+    policy: &NormalizationPolicy,
+    jobs: &[&WriteJob],
+) -> Result<Vec<Result<SetOutcome, DomainError>>, DomainError> {
+    let mut work = store.begin().await?;
+    let mut outcomes: Vec<Result<SetOutcome, DomainError>> =
+        jobs.iter().map(|_| Err(DomainError::Internal("not recorded".into()))).collect();
+    let mut tenants: BTreeMap<&TenantId, Vec<usize>> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        tenants.entry(&job.tenant).or_default().push(i);
+    }
+    for (tenant, indices) in tenants {
+        let mut ids: Vec<ProfileId> = indices.iter().map(|&i| jobs[i].valid.profile_id).collect();
+        ids.sort();
+        ids.dedup();
+        let request_ids: Vec<&str> =
+            indices.iter().filter_map(|&i| jobs[i].valid.decision.request_id.as_deref()).collect();
+        let profiles: HashMap<ProfileId, Profile> =
+            store::profiles::lock_many(work.conn(), tenant, &ids).await?.into_iter().map(|p| (p.id, p)).collect();
+        let (in_force, earlier) =
+            store::consents::in_force_and_requests(work.conn(), tenant, &ids, &request_ids).await?;
+        let mut in_force: HashMap<ConsentKey, ConsentDecision> =
+            in_force.into_iter().map(|d| (key_of(&d), d)).collect();
+        let mut earlier: HashMap<String, ConsentDecision> =
+            earlier.into_iter().filter_map(|d| Some((d.request_id.clone()?, d))).collect();
+        let mut recorded = Vec::new();
+        let mut changed: HashMap<ConsentKey, usize> = HashMap::new();
+        for &i in &indices {
+            let job = jobs[i];
+            let profile = profiles.get(&job.valid.profile_id);
+            let outcome = decide_write(job, profile, policy, &mut in_force, &mut earlier);
+            outcomes[i] = match outcome {
+                Ok(Decided::Retry(outcome)) => Ok(outcome),
+                Ok(Decided::New { decision, takes_over, previous, state }) => {
+                    if takes_over {
+                        changed.insert(key_of(&decision), recorded.len());
+                        if let Some(previous) = previous {
+                            work.record(events::consent_updated(tenant, &decision, previous, &job.actor));
+                        }
+                    }
+                    recorded.push(decision.clone());
+                    Ok(SetOutcome { decision, in_force: ConsentState::at(state, job.now, true) })
+                }
+                Err(e) => Err(e),
+            };
+        }
+        store::consents::insert_decisions(work.conn(), tenant, &recorded).await?;
+        let mut now_in_force: Vec<&ConsentDecision> = changed.values().map(|&n| &recorded[n]).collect();
+        now_in_force.sort_by_key(|d| (d.profile_id, d.purpose, d.contact_point.clone()));
+        store::consents::put_in_force(work.conn(), tenant, &now_in_force).await?;
+    }
+    work.commit().await?;
+    Ok(outcomes)
+}
+
+/// What one job comes to, against the state its predecessors left.
+enum Decided {
+    /// A retried request id: the decision first recorded.
+    Retry(SetOutcome),
+    /// A new decision to record.
+    New {
+        /// The decision.
+        decision: ConsentDecision,
+        /// Whether it is now in force.
+        takes_over: bool,
+        /// `Some(previous status)` when the state in force changed (and an
+        /// event is due); the inner `None`: nothing was in force before.
+        previous: Option<Option<ConsentStatus>>,
+        /// The decision in force afterwards.
+        state: ConsentDecision,
+    },
+}
+
+fn decide_write(
+    job: &WriteJob,
+    profile: Option<&Profile>,
+    policy: &NormalizationPolicy,
+    in_force: &mut HashMap<ConsentKey, ConsentDecision>,
+    earlier: &mut HashMap<String, ConsentDecision>,
+) -> Result<Decided, DomainError> {
+    let new = &job.valid.decision;
+    let profile = profile.ok_or_else(|| DomainError::profile_not_found(new.profile_id))?;
+    let key = key_of(new);
+    let live = profile.data.status.is_live();
+    if let Some(first) = new.request_id.as_ref().and_then(|id| earlier.get(id)) {
+        if !first.same_request(&job.valid) {
+            return Err(DomainError::invalid("request_id", "already used for a different consent decision"));
+        }
+        let state = in_force.get(&key).cloned().unwrap_or_else(|| first.clone());
+        let outcome = SetOutcome { decision: first.clone(), in_force: ConsentState::at(state, job.now, live) };
+        return Ok(Decided::Retry(outcome));
+    }
+    if !live {
+        return Err(DomainError::FailedPrecondition(format!(
+            "profile {} is {}: its consents cannot change",
+            profile.id,
+            profile.data.status.as_str()
+        )));
+    }
+    if let Some(point) = &new.contact_point {
+        let key = IdentifierKey {
+            id_type: identifier_type(point.kind),
+            namespace: String::new(),
+            value: point.value.clone(),
+        };
+        if !profile.data.identity_keys(policy).iter().any(|(k, _)| *k == key) {
+            let field = match point.kind {
+                ContactKind::Email => "contact_point.email",
+                ContactKind::Phone => "contact_point.phone",
+            };
+            return Err(DomainError::invalid(field, format!("is not a contact point of profile {}", profile.id)));
+        }
+    }
+    if let Some(id) = &new.request_id {
+        earlier.insert(id.clone(), new.clone());
+    }
+    let current = in_force.get(&key);
+    let takes_over = current.is_none_or(|current| supersedes(new, current));
+    if !takes_over {
+        let state = current.cloned().unwrap_or_else(|| new.clone());
+        return Ok(Decided::New { decision: new.clone(), takes_over, previous: None, state });
+    }
+    let previous = match current {
+        Some(current) if same_state(current, new) => None,
+        other => Some(other.map(|c| c.status)),
+    };
+    in_force.insert(key, new.clone());
+    Ok(Decided::New { decision: new.clone(), takes_over, previous, state: new.clone() })
 }
 
 /// The answer for one subject from the rows the database returned for it.
@@ -340,12 +484,16 @@ fn decide(subject: &CheckSubject, rows: Option<&[&CheckRow]>, now: DateTime<Utc>
         let reason = ConsentReason::ProfileNotLive;
         return ConsentCheck { profile_id: Some(profile_id), allowed: false, reason, decision: None };
     }
-    // An address's own decision comes first, then the whole purpose's.
-    let decision = rows
-        .iter()
-        .filter_map(|row| row.decision.as_ref())
-        .max_by_key(|decision| decision.contact_point.is_some())
-        .cloned();
+    let decisions = rows.iter().filter_map(|row| row.decision.as_ref());
+    let decision = match subject {
+        CheckSubject::Profile(_) => decisions.clone().find(|d| d.contact_point.is_none()),
+        CheckSubject::Contact(_) => {
+            let own = decisions.clone().find(|d| d.contact_point.is_some());
+            let whole = decisions.clone().find(|d| d.contact_point.is_none());
+            for_address(own, whole)
+        }
+    }
+    .cloned();
     let (allowed, reason) = evaluate(decision.as_ref(), now);
     ConsentCheck { profile_id: Some(profile_id), allowed, reason, decision }
 }

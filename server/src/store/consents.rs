@@ -26,34 +26,39 @@ const DECISION_COLUMNS: &str = "d.id AS d_id, d.profile_id AS d_profile_id, d.pu
     d.expires_at AS d_expires_at, d.evidence AS d_evidence, d.request_id AS d_request_id, \
     d.recorded_by AS d_recorded_by, d.recorded_at AS d_recorded_at";
 
-/// Records `decision` in the history. A request id already used fails with
-/// INVALID_ARGUMENT naming `request_id` (the caller checked for a retry of
-/// the same request first).
-pub async fn insert_decision(
+/// Records `decisions` in the history, in one statement. A request id
+/// already used fails with INVALID_ARGUMENT naming `request_id` (the caller
+/// looked for retries of the same request first).
+pub async fn insert_decisions(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
-    decision: &ConsentDecision,
+    decisions: &[ConsentDecision],
 ) -> Result<(), DomainError> {
-    let (contact_type, contact_value) = contact_columns(decision.contact_point.as_ref());
-    let row = consent_decision::ActiveModel {
-        tenant_id: Set(tenant.as_str().to_owned()),
-        id: Set(decision.id),
-        profile_id: Set(decision.profile_id.as_uuid()),
-        purpose: Set(decision.purpose.as_str().to_owned()),
-        contact_type: Set(contact_type),
-        contact_value: Set(contact_value),
-        status: Set(decision.status.as_str().to_owned()),
-        legal_basis: Set(decision.legal_basis.as_str().to_owned()),
-        source: Set(decision.source.clone()),
-        channel: Set(decision.channel.clone()),
-        captured_at: Set(decision.captured_at),
-        expires_at: Set(decision.expires_at),
-        evidence: Set(decision.evidence.clone()),
-        request_id: Set(decision.request_id.clone()),
-        recorded_by: Set(decision.recorded_by.clone()),
-        recorded_at: Set(decision.recorded_at),
-    };
-    match consent_decision::Entity::insert(row).exec_without_returning(conn).await {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let rows = decisions.iter().map(|decision| {
+        let (contact_type, contact_value) = contact_columns(decision.contact_point.as_ref());
+        consent_decision::ActiveModel {
+            tenant_id: Set(tenant.as_str().to_owned()),
+            id: Set(decision.id),
+            profile_id: Set(decision.profile_id.as_uuid()),
+            purpose: Set(decision.purpose.as_str().to_owned()),
+            contact_type: Set(contact_type),
+            contact_value: Set(contact_value),
+            status: Set(decision.status.as_str().to_owned()),
+            legal_basis: Set(decision.legal_basis.as_str().to_owned()),
+            source: Set(decision.source.clone()),
+            channel: Set(decision.channel.clone()),
+            captured_at: Set(decision.captured_at),
+            expires_at: Set(decision.expires_at),
+            evidence: Set(decision.evidence.clone()),
+            request_id: Set(decision.request_id.clone()),
+            recorded_by: Set(decision.recorded_by.clone()),
+            recorded_at: Set(decision.recorded_at),
+        }
+    });
+    match consent_decision::Entity::insert_many(rows).exec_without_returning(conn).await {
         Ok(_) => Ok(()),
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             Err(DomainError::invalid("request_id", "already used for a different consent decision"))
@@ -62,21 +67,27 @@ pub async fn insert_decision(
     }
 }
 
-/// Makes `decision` the one in force for its purpose and contact point.
+/// Makes each of `decisions` the one in force for its profile, purpose and
+/// contact point, in one statement (at most one decision per key).
 pub async fn put_in_force(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
-    decision: &ConsentDecision,
+    decisions: &[&ConsentDecision],
 ) -> Result<(), DomainError> {
-    let (contact_type, contact_value) = contact_columns(decision.contact_point.as_ref());
-    let row = consent::ActiveModel {
-        tenant_id: Set(tenant.as_str().to_owned()),
-        profile_id: Set(decision.profile_id.as_uuid()),
-        purpose: Set(decision.purpose.as_str().to_owned()),
-        contact_type: Set(contact_type),
-        contact_value: Set(contact_value),
-        decision_id: Set(decision.id),
-    };
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let rows = decisions.iter().map(|decision| {
+        let (contact_type, contact_value) = contact_columns(decision.contact_point.as_ref());
+        consent::ActiveModel {
+            tenant_id: Set(tenant.as_str().to_owned()),
+            profile_id: Set(decision.profile_id.as_uuid()),
+            purpose: Set(decision.purpose.as_str().to_owned()),
+            contact_type: Set(contact_type),
+            contact_value: Set(contact_value),
+            decision_id: Set(decision.id),
+        }
+    });
     let on_conflict = OnConflict::columns([
         consent::Column::TenantId,
         consent::Column::ProfileId,
@@ -86,48 +97,45 @@ pub async fn put_in_force(
     ])
     .update_column(consent::Column::DecisionId)
     .to_owned();
-    consent::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(conn).await.map_err(db_error)?;
+    consent::Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(conn).await.map_err(db_error)?;
     Ok(())
 }
 
-/// The decision in force for `purpose` of `profile` (for one contact point,
-/// or the whole purpose), and the earlier decision recorded under
-/// `request_id`, if any: one round trip for a write's two questions.
-pub async fn in_force_and_request(
+/// Every decision in force for `profiles`, and the decisions recorded
+/// earlier under any of `request_ids`: one round trip for a write's two
+/// questions.
+pub async fn in_force_and_requests(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
-    profile: ProfileId,
-    purpose: ConsentPurpose,
-    contact: Option<&ContactPoint>,
-    request_id: Option<&str>,
-) -> Result<(Option<ConsentDecision>, Option<ConsentDecision>), DomainError> {
-    let (contact_type, contact_value) = contact_columns(contact);
+    profiles: &[ProfileId],
+    request_ids: &[&str],
+) -> Result<(Vec<ConsentDecision>, Vec<ConsentDecision>), DomainError> {
+    if profiles.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!("SELECT 'F' AS via, {DECISION_COLUMNS} FROM consents c JOIN consent_decisions d "))
         .push("ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE c.tenant_id = ")
         .bind(tenant.as_str())
-        .push(" AND c.profile_id = ")
-        .bind(profile.as_uuid())
-        .push(" AND c.purpose = ")
-        .bind(purpose.as_str())
-        .push(" AND c.contact_type = ")
-        .bind(contact_type)
-        .push(" AND c.contact_value = ")
-        .bind(contact_value);
-    if let Some(request_id) = request_id {
+        .push(" AND c.profile_id IN (")
+        .bind_list(profiles.iter().map(|id| id.as_uuid()))
+        .push(")");
+    if !request_ids.is_empty() {
         sql.push(&format!(
             " UNION ALL SELECT 'R' AS via, {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "
         ))
         .bind(tenant.as_str())
-        .push(" AND d.request_id = ")
-        .bind(request_id);
+        .push(" AND d.request_id IN (")
+        .bind_list(request_ids.iter().map(|id| (*id).to_owned()))
+        .push(")");
     }
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
-    let (mut in_force, mut earlier) = (None, None);
+    let (mut in_force, mut earlier) = (Vec::new(), Vec::new());
     for row in &rows {
         let via: String = row.try_get("", "via").map_err(corrupt)?;
-        let decision = decode_decision(row)?;
-        if via == "F" { in_force = decision } else { earlier = decision }
+        if let Some(decision) = decode_decision(row)? {
+            if via == "F" { in_force.push(decision) } else { earlier.push(decision) }
+        }
     }
     Ok((in_force, earlier))
 }

@@ -116,6 +116,27 @@ pub async fn find_many(
         .collect()
 }
 
+/// Reads the profiles of `tenant` among `ids` and locks them until the
+/// transaction ends (PostgreSQL), in id order: two transactions locking
+/// overlapping sets wait for each other instead of deadlocking.
+pub async fn lock_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[ProfileId],
+) -> Result<Vec<Profile>, DomainError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut select = Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_str()))
+        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+        .order_by_asc(Column::Id);
+    if supports_row_locks(conn) {
+        select = select.lock_exclusive();
+    }
+    select.into_model::<ProfileRow>().all(conn).await.map_err(db_error)?.into_iter().map(from_row).collect()
+}
+
 /// Writes `profile` over the stored row if that row is still at
 /// `expected_version`; returns whether it was.
 pub async fn update(

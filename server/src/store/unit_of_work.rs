@@ -50,11 +50,20 @@ impl UnitOfWork {
 
     /// Appends the events, commits, then invalidates every cached copy of what
     /// changed, so a read that starts after this returns sees the write.
+    ///
+    /// Commit and invalidation run as one task of their own: a caller that
+    /// gives up (a deadline, a client reset) drops its future, and a commit
+    /// must not then be left without its invalidation. A commit whose outcome
+    /// is unknown (the connection died on COMMIT) invalidates too: dropping
+    /// a copy that is still current costs one reload.
     pub async fn commit(self) -> Result<(), DomainError> {
         let Self { tx, cache, events, changes } = self;
         outbox::append(&tx, &events).await?;
-        tx.commit().await.map_err(db_error)?;
-        cache.changed(&changes).await;
-        Ok(())
+        let tail = tokio::spawn(async move {
+            let committed = tx.commit().await.map_err(db_error);
+            cache.changed(&changes).await;
+            committed
+        });
+        tail.await.map_err(|e| DomainError::Internal(format!("commit task: {e}")))?
     }
 }
