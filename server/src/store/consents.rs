@@ -243,13 +243,30 @@ pub async fn check(
     let (emails, phones) = (by_kind(ContactKind::Email), by_kind(ContactKind::Phone));
     let mut sql = Sql::new(conn.get_database_backend());
     if !profiles.is_empty() {
+        // On PostgreSQL a LATERAL join probes the decision in force per
+        // profile by primary key, whatever the table statistics say (a plan
+        // made while `consents` was small would scan it whole); SQLite
+        // probes by index anyway and has no LATERAL.
+        let postgres = conn.get_database_backend() == DbBackend::Postgres;
+        let (open, close) = if postgres {
+            (
+                "LEFT JOIN LATERAL (SELECT d.* FROM consents c JOIN consent_decisions d ON d.tenant_id = c.tenant_id \
+              AND d.id = c.decision_id WHERE c.tenant_id = p.tenant_id AND c.profile_id = p.id AND c.purpose = ",
+                " AND c.contact_type = '') d ON true",
+            )
+        } else {
+            (
+                "LEFT JOIN consents c ON c.tenant_id = p.tenant_id AND c.profile_id = p.id AND c.purpose = ",
+                " AND c.contact_type = '' LEFT JOIN consent_decisions d ON d.tenant_id = c.tenant_id AND d.id = c.decision_id",
+            )
+        };
         sql.push(&format!(
             "SELECT p.id AS profile_id, p.status AS profile_status, '' AS id_type, '' AS id_value, {DECISION_COLUMNS} \
-             FROM profiles p LEFT JOIN consents c ON c.tenant_id = p.tenant_id AND c.profile_id = p.id \
-             AND c.purpose = "
+             FROM profiles p {open}"
         ))
         .bind(purpose.as_str())
-        .push(" AND c.contact_type = '' LEFT JOIN consent_decisions d ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE p.tenant_id = ")
+        .push(close)
+        .push(" WHERE p.tenant_id = ")
         .bind(tenant.as_str())
         .push(" AND p.id IN (")
         .bind_list(profiles.iter().map(|id| id.as_uuid()))
