@@ -78,6 +78,11 @@ async fn consent_events(app: &TestApp, profile: &str) -> Vec<serde_json::Value> 
         .collect()
 }
 
+async fn states(client: &mut ConsentClient, profile: &str) -> Vec<pb::ConsentState> {
+    let request = pb::GetConsentsRequest { profile_id: profile.into() };
+    client.get_consents(request).await.expect("GetConsents").into_inner().consents
+}
+
 async fn history(client: &mut ConsentClient, profile: &str) -> Vec<pb::ConsentDecision> {
     let request = pb::ListConsentHistoryRequest { profile_id: profile.into(), page_size: 1000, ..Default::default() };
     client.list_consent_history(request).await.expect("history").into_inner().decisions
@@ -123,12 +128,7 @@ async fn consent_rules_hold_row_by_row(app: TestApp) {
         recorded.reverse();
         assert_eq!(ids, recorded, "{name}: history");
         if let Some(deciding) = answer.decision {
-            let states = client
-                .get_consents(pb::GetConsentsRequest { profile_id: profile.id.clone() })
-                .await
-                .expect("get")
-                .into_inner()
-                .consents;
+            let states = states(&mut client, &profile.id).await;
             assert_eq!(states.len(), 1, "{name}");
             assert_eq!(states[0].decision.as_ref().map(|d| &d.id), Some(&deciding.id), "{name}: the same decision");
             assert_eq!((states[0].allowed, states[0].reason()), (allowed, reason), "{name}: GetConsents agrees");
@@ -222,12 +222,7 @@ async fn a_decision_for_one_address_decides_for_that_address(app: TestApp) {
     assert_eq!((home.allowed, home.reason()), (false, R::Denied), "the whole purpose's decision");
     let whole = check(&mut client, by_profile(&profile.id)).await;
     assert_eq!(whole.reason(), R::Denied, "by id, the whole purpose decides");
-    let states = client
-        .get_consents(pb::GetConsentsRequest { profile_id: profile.id.clone() })
-        .await
-        .expect("get")
-        .into_inner()
-        .consents;
+    let states = states(&mut client, &profile.id).await;
     assert_eq!(states.len(), 2);
     assert!(states[0].contact_point.is_none() && states[1].contact_point.is_some(), "whole purpose first");
 
@@ -307,12 +302,7 @@ async fn consent_follows_the_profile_lifecycle_and_its_tenant(app: TestApp) {
     assert_eq!(history(&mut client, &gone.id).await.len(), 1, "the refused decision wrote nothing");
     let answer = check(&mut client, by_profile(&gone.id)).await;
     assert_eq!((answer.allowed, answer.reason()), (false, R::ProfileNotLive));
-    let states = client
-        .get_consents(pb::GetConsentsRequest { profile_id: gone.id.clone() })
-        .await
-        .expect("a deleted profile's consents can be read")
-        .into_inner()
-        .consents;
+    let states = states(&mut client, &gone.id).await;
     let states: Vec<(bool, R)> = states.iter().map(|s| (s.allowed, s.reason())).collect();
     assert_eq!(states, [(false, R::ProfileNotLive)], "GetConsents agrees with CheckConsent");
 

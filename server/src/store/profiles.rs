@@ -101,19 +101,29 @@ pub async fn find_many(
     tenant: &TenantId,
     ids: &[ProfileId],
 ) -> Result<Vec<Profile>, DomainError> {
+    read_many(conn, tenant, ids, false).await
+}
+
+/// The profiles of `tenant` among `ids`; with `lock`, in id order and locked.
+async fn read_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[ProfileId],
+    lock: bool,
+) -> Result<Vec<Profile>, DomainError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Entity::find()
+    let mut select = Entity::find()
         .filter(Column::TenantId.eq(tenant.as_str()))
-        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
-        .into_model::<ProfileRow>()
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(from_row)
-        .collect()
+        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())));
+    if lock {
+        select = select.order_by_asc(Column::Id);
+        if supports_row_locks(conn) {
+            select = select.lock_exclusive();
+        }
+    }
+    select.into_model::<ProfileRow>().all(conn).await.map_err(db_error)?.into_iter().map(from_row).collect()
 }
 
 /// Reads the profiles of `tenant` among `ids` and locks them until the
@@ -124,17 +134,7 @@ pub async fn lock_many(
     tenant: &TenantId,
     ids: &[ProfileId],
 ) -> Result<Vec<Profile>, DomainError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut select = Entity::find()
-        .filter(Column::TenantId.eq(tenant.as_str()))
-        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
-        .order_by_asc(Column::Id);
-    if supports_row_locks(conn) {
-        select = select.lock_exclusive();
-    }
-    select.into_model::<ProfileRow>().all(conn).await.map_err(db_error)?.into_iter().map(from_row).collect()
+    read_many(conn, tenant, ids, true).await
 }
 
 /// Writes `profile` over the stored row if that row is still at
