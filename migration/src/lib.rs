@@ -9,7 +9,7 @@ mod m20261124_000001_create_profiles;
 mod m20261124_000002_create_identities;
 mod m20261124_000003_create_outbox;
 mod m20261124_000004_create_events;
-mod m20261124_000005_create_consents;
+mod m20261124_000005_consents;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -22,7 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_identities::Migration),
             Box::new(m20261124_000003_create_outbox::Migration),
             Box::new(m20261124_000004_create_events::Migration),
-            Box::new(m20261124_000005_create_consents::Migration),
+            Box::new(m20261124_000005_consents::Migration),
         ]
     }
 }

@@ -1,9 +1,10 @@
 //! Queries on `consent_decisions` (the history) and `consents` (the decision
 //! in force per purpose and contact point).
 //!
-//! The reads join the two tables in SQL written here, with placeholders for
-//! the backend at hand, so each answer costs one round trip: a whole
-//! BatchCheckConsent of 1,000 profiles or addresses is one statement.
+//! `consents` holds a copy of each decision in force, so the reads of the
+//! state never join the history. They are SQL written here, with
+//! placeholders for the backend at hand, so each answer costs one round trip:
+//! a whole BatchCheckConsent of 1,000 profiles or addresses is one statement.
 
 use c360_entity::{consent, consent_decision};
 use sea_orm::{
@@ -18,6 +19,13 @@ use crate::domain::{
     consent::{ConsentDecision, ConsentPurpose, ConsentStatus, ContactKind, ContactPoint, LegalBasis},
     profile::ProfileStatus,
 };
+
+/// Columns of a decision in force, as the same `d_*` aliases, from table alias `c`.
+const IN_FORCE_COLUMNS: &str = "c.decision_id AS d_id, c.profile_id AS d_profile_id, c.purpose AS d_purpose, \
+    c.contact_type AS d_contact_type, c.contact_value AS d_contact_value, c.status AS d_status, \
+    c.legal_basis AS d_legal_basis, c.source AS d_source, c.channel AS d_channel, c.captured_at AS d_captured_at, \
+    c.expires_at AS d_expires_at, c.evidence AS d_evidence, c.request_id AS d_request_id, \
+    c.recorded_by AS d_recorded_by, c.recorded_at AS d_recorded_at";
 
 /// Columns of a decision, as `d_*` aliases of table alias `d`.
 const DECISION_COLUMNS: &str = "d.id AS d_id, d.profile_id AS d_profile_id, d.purpose AS d_purpose, \
@@ -86,6 +94,16 @@ pub async fn put_in_force(
             contact_type: Set(contact_type),
             contact_value: Set(contact_value),
             decision_id: Set(decision.id),
+            status: Set(decision.status.as_str().to_owned()),
+            legal_basis: Set(decision.legal_basis.as_str().to_owned()),
+            source: Set(decision.source.clone()),
+            channel: Set(decision.channel.clone()),
+            captured_at: Set(decision.captured_at),
+            expires_at: Set(decision.expires_at),
+            evidence: Set(decision.evidence.clone()),
+            request_id: Set(decision.request_id.clone()),
+            recorded_by: Set(decision.recorded_by.clone()),
+            recorded_at: Set(decision.recorded_at),
         }
     });
     let on_conflict = OnConflict::columns([
@@ -95,7 +113,19 @@ pub async fn put_in_force(
         consent::Column::ContactType,
         consent::Column::ContactValue,
     ])
-    .update_column(consent::Column::DecisionId)
+    .update_columns([
+        consent::Column::DecisionId,
+        consent::Column::Status,
+        consent::Column::LegalBasis,
+        consent::Column::Source,
+        consent::Column::Channel,
+        consent::Column::CapturedAt,
+        consent::Column::ExpiresAt,
+        consent::Column::Evidence,
+        consent::Column::RequestId,
+        consent::Column::RecordedBy,
+        consent::Column::RecordedAt,
+    ])
     .to_owned();
     consent::Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(conn).await.map_err(db_error)?;
     Ok(())
@@ -114,8 +144,7 @@ pub async fn in_force_and_requests(
         return Ok((Vec::new(), Vec::new()));
     }
     let mut sql = Sql::new(conn.get_database_backend());
-    sql.push(&format!("SELECT 'F' AS via, {DECISION_COLUMNS} FROM consents c JOIN consent_decisions d "))
-        .push("ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE c.tenant_id = ")
+    sql.push(&format!("SELECT 'F' AS via, {IN_FORCE_COLUMNS} FROM consents c WHERE c.tenant_id = "))
         .bind(tenant.as_str())
         .push(" AND c.profile_id IN (")
         .bind_list(profiles.iter().map(|id| id.as_uuid()))
@@ -148,8 +177,7 @@ pub async fn all_in_force(
     profile: ProfileId,
 ) -> Result<Vec<ConsentDecision>, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
-    sql.push(&format!("SELECT {DECISION_COLUMNS} FROM consents c JOIN consent_decisions d "))
-        .push("ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE c.tenant_id = ")
+    sql.push(&format!("SELECT {IN_FORCE_COLUMNS} FROM consents c WHERE c.tenant_id = "))
         .bind(tenant.as_str())
         .push(" AND c.profile_id = ")
         .bind(profile.as_uuid())
@@ -243,25 +271,26 @@ pub async fn check(
     let (emails, phones) = (by_kind(ContactKind::Email), by_kind(ContactKind::Phone));
     let mut sql = Sql::new(conn.get_database_backend());
     if !profiles.is_empty() {
-        // On PostgreSQL a LATERAL join probes the decision in force per
-        // profile by primary key, whatever the table statistics say (a plan
-        // made while `consents` was small would scan it whole); SQLite
-        // probes by index anyway and has no LATERAL.
+        // On PostgreSQL a LATERAL join with LIMIT 1 (which keeps the planner
+        // from flattening it) probes the decision in force per profile by
+        // primary key, whatever the table statistics say: a plan made while
+        // `consents` was small would otherwise scan it whole. SQLite probes
+        // by index anyway and has no LATERAL.
         let postgres = conn.get_database_backend() == DbBackend::Postgres;
         let (open, close) = if postgres {
             (
-                "LEFT JOIN LATERAL (SELECT d.* FROM consents c JOIN consent_decisions d ON d.tenant_id = c.tenant_id \
-              AND d.id = c.decision_id WHERE c.tenant_id = p.tenant_id AND c.profile_id = p.id AND c.purpose = ",
-                " AND c.contact_type = '') d ON true",
+                "LEFT JOIN LATERAL (SELECT * FROM consents c WHERE c.tenant_id = p.tenant_id \
+                 AND c.profile_id = p.id AND c.purpose = ",
+                " AND c.contact_type = '' LIMIT 1) c ON true",
             )
         } else {
             (
                 "LEFT JOIN consents c ON c.tenant_id = p.tenant_id AND c.profile_id = p.id AND c.purpose = ",
-                " AND c.contact_type = '' LEFT JOIN consent_decisions d ON d.tenant_id = c.tenant_id AND d.id = c.decision_id",
+                " AND c.contact_type = ''",
             )
         };
         sql.push(&format!(
-            "SELECT p.id AS profile_id, p.status AS profile_status, '' AS id_type, '' AS id_value, {DECISION_COLUMNS} \
+            "SELECT p.id AS profile_id, p.status AS profile_status, '' AS id_type, '' AS id_value, {IN_FORCE_COLUMNS} \
              FROM profiles p {open}"
         ))
         .bind(purpose.as_str())
@@ -278,13 +307,13 @@ pub async fn check(
         }
         sql.push(&format!(
             "SELECT p.id AS profile_id, p.status AS profile_status, i.id_type AS id_type, i.value AS id_value, \
-             {DECISION_COLUMNS} FROM identities i JOIN profiles p ON p.tenant_id = i.tenant_id AND p.id = i.profile_id \
+             {IN_FORCE_COLUMNS} FROM identities i JOIN profiles p ON p.tenant_id = i.tenant_id AND p.id = i.profile_id \
              LEFT JOIN consents c ON c.tenant_id = i.tenant_id AND c.profile_id = i.profile_id AND c.purpose = "
         ))
         .bind(purpose.as_str())
         .push(
             " AND (c.contact_type = '' OR (c.contact_type = i.id_type AND c.contact_value = i.value)) \
-             LEFT JOIN consent_decisions d ON d.tenant_id = c.tenant_id AND d.id = c.decision_id WHERE i.tenant_id = ",
+             WHERE i.tenant_id = ",
         )
         .bind(tenant.as_str())
         .push(" AND i.namespace = '' AND (");

@@ -1,14 +1,15 @@
 //! Consent: `consent_decisions`, the append-only history of every decision
-//! recorded, and `consents`, which decision is in force per profile, purpose
-//! and contact point.
+//! recorded, and `consents`, the decision in force per profile, purpose and
+//! contact point (a copy of its history row, so a check reads one row); and
+//! an index answering "is this profile live" without reading the profile.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
 
 pub(crate) struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m20261124_000005_create_consents"
+        "m20261124_000005_consents"
     }
 }
 
@@ -66,31 +67,49 @@ impl MigrationTrait for Migration {
                  WHERE request_id IS NOT NULL",
             )
             .await?;
-        manager
-            .create_table(
-                Table::create()
-                    .table(Consents::Table)
-                    .col(ColumnDef::new(Consents::TenantId).string_len(64).not_null())
-                    .col(ColumnDef::new(Consents::ProfileId).uuid().not_null())
-                    .col(ColumnDef::new(Consents::Purpose).string_len(32).not_null())
-                    .col(ColumnDef::new(Consents::ContactType).string_len(16).not_null())
-                    .col(ColumnDef::new(Consents::ContactValue).string_len(320).not_null())
-                    .col(ColumnDef::new(Consents::DecisionId).uuid().not_null())
-                    .primary_key(
-                        Index::create()
-                            .name("pk_consents")
-                            .col(Consents::TenantId)
-                            .col(Consents::ProfileId)
-                            .col(Consents::Purpose)
-                            .col(Consents::ContactType)
-                            .col(Consents::ContactValue),
-                    )
-                    .to_owned(),
-            )
-            .await
+        let mut consents = Table::create();
+        consents
+            .table(Consents::Table)
+            .col(ColumnDef::new(Consents::TenantId).string_len(64).not_null())
+            .col(ColumnDef::new(Consents::ProfileId).uuid().not_null())
+            .col(ColumnDef::new(Consents::Purpose).string_len(32).not_null())
+            .col(ColumnDef::new(Consents::ContactType).string_len(16).not_null())
+            .col(ColumnDef::new(Consents::ContactValue).string_len(320).not_null())
+            .col(ColumnDef::new(Consents::DecisionId).uuid().not_null())
+            .col(ColumnDef::new(Consents::Status).string_len(16).not_null())
+            .col(ColumnDef::new(Consents::LegalBasis).string_len(32).not_null())
+            .col(ColumnDef::new(Consents::Source).string_len(100).not_null())
+            .col(ColumnDef::new(Consents::Channel).string_len(40).null())
+            .col(ColumnDef::new(Consents::CapturedAt).timestamp_with_time_zone().not_null())
+            .col(ColumnDef::new(Consents::ExpiresAt).timestamp_with_time_zone().null())
+            .col(ColumnDef::new(Consents::Evidence).text().null())
+            .col(ColumnDef::new(Consents::RequestId).string_len(128).null())
+            .col(ColumnDef::new(Consents::RecordedBy).string_len(255).not_null())
+            .col(ColumnDef::new(Consents::RecordedAt).timestamp_with_time_zone().not_null())
+            .primary_key(
+                Index::create()
+                    .name("pk_consents")
+                    .col(Consents::TenantId)
+                    .col(Consents::ProfileId)
+                    .col(Consents::Purpose)
+                    .col(Consents::ContactType)
+                    .col(Consents::ContactValue),
+            );
+        manager.create_table(consents.to_owned()).await?;
+        // BatchCheckConsent asks whether 1,000 profiles are live: answered
+        // from this index alone, not from 1,000 wide profile rows.
+        let live = match manager.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                "CREATE INDEX idx_profiles_status ON profiles (tenant_id, id) INCLUDE (status)"
+            }
+            _ => "CREATE INDEX idx_profiles_status ON profiles (tenant_id, id, status)",
+        };
+        manager.get_connection().execute_unprepared(live).await?;
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP INDEX idx_profiles_status").await?;
         manager.drop_table(Table::drop().table(Consents::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(ConsentDecisions::Table).to_owned()).await
     }
@@ -126,4 +145,14 @@ enum Consents {
     ContactType,
     ContactValue,
     DecisionId,
+    Status,
+    LegalBasis,
+    Source,
+    Channel,
+    CapturedAt,
+    ExpiresAt,
+    Evidence,
+    RequestId,
+    RecordedBy,
+    RecordedAt,
 }
