@@ -40,7 +40,11 @@ impl<J: Send + 'static> Batcher<J> {
                     if receiver.lock().await.recv_many(&mut batch, max_batch).await == 0 {
                         return;
                     }
-                    run(batch).await;
+                    // A task of its own: a run that panics fails its own jobs
+                    // (their reply channels drop) and the lane goes on.
+                    if let Err(e) = tokio::spawn(run(batch)).await {
+                        tracing::error!(error = %e, "a batch run failed");
+                    }
                 }
             });
         }

@@ -107,6 +107,9 @@ impl Cli {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Listen first: a SIGTERM that arrives while starting, or right after the
+    // banner, must drain and exit cleanly, not kill the process.
+    let shutdown = shutdown_signal()?;
     let embedded = config.database.database_url.is_none();
     let data_dir = config.data.data_dir.clone();
     let key_source = config.auth.key_source(&data_dir);
@@ -139,7 +142,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
     drop(stdout);
-    app.run_until(shutdown_signal()).await
+    app.run_until(shutdown).await
 }
 
 /// How a user runs this binary again, as it was started: `cargo run --`
@@ -160,30 +163,27 @@ fn invocation() -> String {
     if on_path { "c360".to_owned() } else { exe.display().to_string() }
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Completes on SIGTERM or Ctrl-C; the handlers are in place when this returns.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        })
     }
 }

@@ -28,7 +28,7 @@ use crate::{
         profile::{Choice, Profile},
     },
     store::{
-        self, Store,
+        self, Store, UnitOfWork,
         consents::{CheckRow, CheckSubject},
     },
 };
@@ -303,26 +303,49 @@ impl Consents {
     }
 }
 
-/// Records a batch of decisions in one unit of work; if that fails as a
-/// whole (the database, or a request id another transaction took), records
-/// each alone, so that one decision's failure is its own.
-async fn write(store: Store, policy: NormalizationPolicy, jobs: Vec<WriteJob>) {
+/// Records a batch of decisions in one unit of work; if that fails before
+/// its commit (the database, or a request id another transaction took),
+/// records each alone, so that one decision's failure is its own. A failed
+/// commit is not retried: it may have landed, so every caller learns that.
+async fn write(store: Store, policy: NormalizationPolicy, mut jobs: Vec<WriteJob>) {
+    // A caller that gave up before its decision was taken up (a deadline, a
+    // reset) was told it failed: record nothing for it.
+    jobs.retain(|job| !job.reply.is_closed());
     if jobs.len() > 1 {
         let all: Vec<&WriteJob> = jobs.iter().collect();
-        if let Ok(outcomes) = record(&store, &policy, &all).await {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.reply.send(outcome);
-            }
-            return;
+        match record(&store, &policy, &all).await {
+            Err(Failure::BeforeCommit(_)) => {}
+            outcome => return answer(jobs, outcome),
         }
     }
     for job in jobs {
-        let outcome = match record(&store, &policy, &[&job]).await {
-            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| Err(DomainError::Internal("no outcome".into()))),
-            Err(e) => Err(e),
-        };
-        // A caller that gave up no longer listens; its decision stands.
-        let _ = job.reply.send(outcome);
+        let outcome = record(&store, &policy, &[&job]).await;
+        answer(vec![job], outcome);
+    }
+}
+
+/// Why a unit of work of [`record`] failed as a whole.
+enum Failure {
+    /// Nothing was committed: the jobs may be tried again.
+    BeforeCommit(DomainError),
+    /// The commit failed; it may have landed.
+    Commit(DomainError),
+}
+
+/// Sends each job its outcome (a failure of the whole unit to all of them).
+fn answer(jobs: Vec<WriteJob>, outcome: Result<Vec<Result<SetOutcome, DomainError>>, Failure>) {
+    match outcome {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                // A caller that gave up meanwhile no longer listens; its decision stands.
+                let _ = job.reply.send(outcome);
+            }
+        }
+        Err(Failure::BeforeCommit(e) | Failure::Commit(e)) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
     }
 }
 
@@ -343,7 +366,18 @@ async fn record(
     store: &Store,
     policy: &NormalizationPolicy,
     jobs: &[&WriteJob],
-) -> Result<Vec<Result<SetOutcome, DomainError>>, DomainError> {
+) -> Result<Vec<Result<SetOutcome, DomainError>>, Failure> {
+    let (work, outcomes) = prepare(store, policy, jobs).await.map_err(Failure::BeforeCommit)?;
+    work.commit().await.map_err(Failure::Commit)?;
+    Ok(outcomes)
+}
+
+/// Everything of [`record`] but the commit.
+async fn prepare(
+    store: &Store,
+    policy: &NormalizationPolicy,
+    jobs: &[&WriteJob],
+) -> Result<(UnitOfWork, Vec<Result<SetOutcome, DomainError>>), DomainError> {
     let mut work = store.begin().await?;
     let mut outcomes: Vec<Result<SetOutcome, DomainError>> =
         jobs.iter().map(|_| Err(DomainError::Internal("not recorded".into()))).collect();
@@ -391,8 +425,7 @@ async fn record(
         now_in_force.sort_by_key(|d| (d.profile_id, d.purpose, d.contact_point.clone()));
         store::consents::put_in_force(work.conn(), tenant, &now_in_force).await?;
     }
-    work.commit().await?;
-    Ok(outcomes)
+    Ok((work, outcomes))
 }
 
 /// What one job comes to, against the state its predecessors left.
@@ -509,5 +542,134 @@ fn identifier_type(kind: ContactKind) -> IdentifierType {
     match kind {
         ContactKind::Email => IdentifierType::Email,
         ContactKind::Phone => IdentifierType::Phone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        cache::ProfileCache,
+        domain::consent::{ConsentStatus as S, LegalBasis},
+        seed::{Generator, SeedOptions},
+        store::SqliteDurability,
+    };
+    use c360_entity::{consent, outbox};
+    use chrono::Duration;
+    use sea_orm::EntityTrait;
+
+    async fn store(dir: &tempfile::TempDir, name: &str) -> Store {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+        let store = Store::connect(&url, 1, SqliteDurability::Full, ProfileCache::none()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    fn person(tenant: &str, seed: u64) -> Profile {
+        let options =
+            SeedOptions { tenant: TenantId::parse(tenant).expect("tenant"), seed, duplicates: 0.0, organizations: 0.0 };
+        Generator::new(options, NormalizationPolicy::default()).next_record().profile
+    }
+
+    fn job(profile: &Profile, status: S, minute: i64, request: &str, contact: Option<String>) -> WriteJob {
+        let now = crate::domain::profile::now();
+        let base = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("base time");
+        let input = ConsentInput {
+            profile_id: profile.id.to_string(),
+            purpose: Choice::Set(ConsentPurpose::EmailMarketing),
+            status: Choice::Set(status),
+            legal_basis: Choice::Set(LegalBasis::Consent),
+            captured_at: Some(base + Duration::minutes(minute)),
+            request_id: request.to_owned(),
+            contact_point: contact.map(|address| (ContactKind::Email, address)),
+            ..Default::default()
+        };
+        let valid = input.validate(&NormalizationPolicy::default(), now, "tester").expect("valid");
+        let (reply, _) = oneshot::channel();
+        WriteJob { tenant: profile.tenant.clone(), actor: "tester".into(), valid, now, reply }
+    }
+
+    /// What a caller and a consumer see of a run: each answer, the events,
+    /// and the decisions in force.
+    async fn observed(store: &Store, outcomes: Vec<Result<SetOutcome, DomainError>>) -> Vec<String> {
+        let mut seen: Vec<String> = outcomes
+            .into_iter()
+            .map(|o| match o {
+                Ok(o) => format!("ok {} in force {} {:?}", o.decision.id, o.in_force.decision.id, o.in_force.reason),
+                Err(e) => format!("error {e}"),
+            })
+            .collect();
+        // Order is promised per customer only: sort by customer, stably.
+        let mut events: Vec<(String, String)> = outbox::Entity::find()
+            .all(store.db())
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|row| (row.aggregate_id.to_string(), format!("event {}", row.payload["payload"])))
+            .collect();
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        seen.extend(events.into_iter().map(|(_, event)| event));
+        let mut in_force: Vec<String> = consent::Entity::find()
+            .all(store.db())
+            .await
+            .expect("consents")
+            .into_iter()
+            .map(|c| format!("in force {} {} {} {}", c.profile_id, c.contact_value, c.decision_id, c.status))
+            .collect();
+        in_force.sort();
+        seen.extend(in_force);
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_batch_records_exactly_what_one_decision_at_a_time_would() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (batched, one_by_one) = (store(&dir, "batched.db").await, store(&dir, "sequential.db").await);
+        let (p1, p2, q1) = (person("a", 1), person("a", 2), person("b", 3));
+        for store in [&batched, &one_by_one] {
+            let work = store.begin().await.expect("begin");
+            for profile in [&p1, &p2, &q1] {
+                store::profiles::insert(work.conn(), profile).await.expect("insert");
+            }
+            work.commit().await.expect("commit");
+        }
+        let p2_email = p2.data.emails[0].address.clone();
+        let stranger = person("a", 4); // never stored
+        let jobs = [
+            job(&p1, S::Granted, 10, "r1", None),
+            job(&p1, S::Denied, 5, "", None),     // late: history only
+            job(&p1, S::Revoked, 10, "", None),   // tie: the revocation wins
+            job(&p1, S::Revoked, 12, "", None),   // the same state again: no event
+            job(&p1, S::Granted, 10, "r1", None), // a retry of the first
+            job(&p1, S::Denied, 10, "r1", None),  // the same id for another decision
+            job(&stranger, S::Granted, 1, "", None),
+            job(&q1, S::Granted, 3, "r1", None), // another tenant's r1
+            job(&p2, S::Granted, 1, "", Some(p2_email)),
+            job(&p2, S::Pending, 2, "", None),
+        ];
+        let policy = NormalizationPolicy::default();
+        let all: Vec<&WriteJob> = jobs.iter().collect();
+        let Ok(outcomes) = record(&batched, &policy, &all).await else { panic!("the batch failed as a whole") };
+        let mut sequential = Vec::new();
+        for job in &jobs {
+            match record(&one_by_one, &policy, &[job]).await {
+                Ok(mut outcome) => sequential.push(outcome.pop().expect("one outcome")),
+                Err(_) => panic!("a single decision failed as a whole"),
+            }
+        }
+        let (batched, sequential) = (observed(&batched, outcomes).await, observed(&one_by_one, sequential).await);
+        assert_eq!(batched, sequential);
+
+        let answers = &batched[..jobs.len()];
+        assert!(answers[4].contains(&jobs[0].valid.decision.id.to_string()), "the retry answers with the first");
+        assert!(answers[5].starts_with("error invalid request: request_id"), "{}", answers[5]);
+        assert!(answers[6].starts_with("error profile"), "{}", answers[6]);
+        assert!(answers[7].starts_with("ok"), "request ids are per tenant: {}", answers[7]);
+        let events: Vec<&String> = batched.iter().filter(|line| line.starts_with("event")).collect();
+        let p1_events: Vec<&&String> = events.iter().filter(|e| e.contains(&p1.id.to_string())).collect();
+        assert_eq!(p1_events.len(), 2, "grant, then the revocation; not the late denial nor the repeat: {p1_events:?}");
+        assert!(
+            p1_events[1].contains("\"previousStatus\":\"GRANTED\"") && p1_events[1].contains("\"status\":\"REVOKED\"")
+        );
     }
 }

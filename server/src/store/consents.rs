@@ -68,7 +68,8 @@ pub async fn insert_decisions(
     });
     match consent_decision::Entity::insert_many(rows).exec_without_returning(conn).await {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+        // Only the request-id index: any other duplicate is a bug, not the caller's.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(m)) if m.contains("request")) => {
             Err(DomainError::invalid("request_id", "already used for a different consent decision"))
         }
         Err(e) => Err(db_error(e)),
