@@ -120,7 +120,8 @@ async fn seeding_a_tenant_that_holds_profiles_is_refused_and_writes_nothing() {
 
 /// A CLI write reaches running instances' caches as an RPC's does: an
 /// instance that cached "no such profile" for an id or address the seed then
-/// creates answers with the profile as soon as the seed returns.
+/// creates answers with the profile as soon as the seed returns. (60
+/// profiles: more invalidations than one Redis pipeline carries.)
 #[tokio::test]
 async fn a_seed_with_redis_invalidates_a_running_instances_cache() {
     use c360_proto::v1 as pb;
@@ -154,7 +155,7 @@ async fn a_seed_with_redis_invalidates_a_running_instances_cache() {
         "--tenant",
         "demo",
         "--profiles",
-        "20",
+        "60",
         "--seed",
         "7",
         "--database-url",
