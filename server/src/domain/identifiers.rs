@@ -91,6 +91,12 @@ pub struct NormalizedEmail {
 }
 
 impl NormalizationPolicy {
+    /// The identity key of a stored address (which was valid when stored; if
+    /// it no longer parses, the address itself).
+    pub fn email_key(&self, address: &str) -> String {
+        self.email(address).map(|e| e.key).unwrap_or_else(|_| address.to_owned())
+    }
+
     /// Normalizes an email address: trims, lower-cases the whole address, and
     /// for the identity key drops a `+tag` from the local part.
     pub fn email(&self, raw: &str) -> Result<NormalizedEmail, String> {

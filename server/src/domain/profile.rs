@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{
     ProfileId, TenantId,
+    consent::{ContactKind, ContactPoint},
     error::{DomainError, Violations},
     identifiers::{
         IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_external_id, normalize_source,
@@ -624,7 +625,7 @@ impl ProfileData {
     /// with the request path it came from.
     pub fn identity_keys(&self, policy: &NormalizationPolicy) -> Vec<(IdentifierKey, String)> {
         let emails = self.emails.iter().enumerate().map(|(i, email)| {
-            let value = policy.email(&email.address).map(|e| e.key).unwrap_or_else(|_| email.address.clone());
+            let value = policy.email_key(&email.address);
             let key = IdentifierKey { id_type: IdentifierType::Email, namespace: String::new(), value };
             (key, format!("profile.emails[{i}].address"))
         });
@@ -718,6 +719,31 @@ impl ProfileData {
 pub fn now() -> DateTime<Utc> {
     use chrono::SubsecRound;
     Utc::now().trunc_subsecs(6)
+}
+
+/// What a consent write checks of a profile: whether it is live, and its
+/// contact points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileContacts {
+    /// The profile.
+    pub id: ProfileId,
+    /// Its lifecycle status.
+    pub status: ProfileStatus,
+    /// Its email addresses.
+    pub emails: Vec<Email>,
+    /// Its phone numbers (E.164).
+    pub phones: Vec<Phone>,
+}
+
+impl ProfileContacts {
+    /// Whether the profile holds `point` (emails compared by identity key,
+    /// as the identity index does).
+    pub fn holds(&self, point: &ContactPoint, policy: &NormalizationPolicy) -> bool {
+        match point.kind {
+            ContactKind::Email => self.emails.iter().any(|e| policy.email_key(&e.address) == point.value),
+            ContactKind::Phone => self.phones.iter().any(|p| p.number == point.value),
+        }
+    }
 }
 
 /// Records `source` and `now` as the lineage of `fields`.

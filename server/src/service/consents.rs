@@ -22,10 +22,10 @@ use crate::{
         },
         error::Violations,
         events,
-        identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy},
+        identifiers::NormalizationPolicy,
         ids::truncate,
         page::PageRequest,
-        profile::{Choice, Profile},
+        profile::{Choice, ProfileContacts},
     },
     store::{
         self, Store, UnitOfWork,
@@ -391,8 +391,8 @@ async fn prepare(
         ids.dedup();
         let request_ids: Vec<&str> =
             indices.iter().filter_map(|&i| jobs[i].valid.decision.request_id.as_deref()).collect();
-        let profiles: HashMap<ProfileId, Profile> =
-            store::profiles::lock_many(work.conn(), tenant, &ids).await?.into_iter().map(|p| (p.id, p)).collect();
+        let profiles: HashMap<ProfileId, ProfileContacts> =
+            store::profiles::lock_contacts(work.conn(), tenant, &ids).await?.into_iter().map(|p| (p.id, p)).collect();
         let (in_force, earlier) =
             store::consents::in_force_and_requests(work.conn(), tenant, &ids, &request_ids).await?;
         let mut in_force: HashMap<ConsentKey, ConsentDecision> =
@@ -448,7 +448,7 @@ enum Decided {
 
 fn decide_write(
     job: &WriteJob,
-    profile: Option<&Profile>,
+    profile: Option<&ProfileContacts>,
     policy: &NormalizationPolicy,
     in_force: &mut HashMap<ConsentKey, ConsentDecision>,
     earlier: &mut HashMap<String, ConsentDecision>,
@@ -456,7 +456,7 @@ fn decide_write(
     let new = &job.valid.decision;
     let profile = profile.ok_or_else(|| DomainError::profile_not_found(new.profile_id))?;
     let key = key_of(new);
-    let live = profile.data.status.is_live();
+    let live = profile.status.is_live();
     if let Some(first) = new.request_id.as_ref().and_then(|id| earlier.get(id)) {
         if !first.same_request(&job.valid) {
             return Err(DomainError::invalid("request_id", "already used for a different consent decision"));
@@ -469,22 +469,17 @@ fn decide_write(
         return Err(DomainError::FailedPrecondition(format!(
             "profile {} is {}: its consents cannot change",
             profile.id,
-            profile.data.status.as_str()
+            profile.status.as_str()
         )));
     }
-    if let Some(point) = &new.contact_point {
-        let key = IdentifierKey {
-            id_type: identifier_type(point.kind),
-            namespace: String::new(),
-            value: point.value.clone(),
+    if let Some(point) = &new.contact_point
+        && !profile.holds(point, policy)
+    {
+        let field = match point.kind {
+            ContactKind::Email => "contact_point.email",
+            ContactKind::Phone => "contact_point.phone",
         };
-        if !profile.data.identity_keys(policy).iter().any(|(k, _)| *k == key) {
-            let field = match point.kind {
-                ContactKind::Email => "contact_point.email",
-                ContactKind::Phone => "contact_point.phone",
-            };
-            return Err(DomainError::invalid(field, format!("is not a contact point of profile {}", profile.id)));
-        }
+        return Err(DomainError::invalid(field, format!("is not a contact point of profile {}", profile.id)));
     }
     if let Some(id) = &new.request_id {
         earlier.insert(id.clone(), new.clone());
@@ -538,25 +533,19 @@ fn subject_order(subject: &CheckSubject) -> (u8, String) {
     }
 }
 
-fn identifier_type(kind: ContactKind) -> IdentifierType {
-    match kind {
-        ContactKind::Email => IdentifierType::Email,
-        ContactKind::Phone => IdentifierType::Phone,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         cache::ProfileCache,
-        domain::consent::{ConsentStatus as S, LegalBasis},
+        domain::{
+            consent::{ConsentStatus as S, LegalBasis},
+            profile::Profile,
+        },
         seed::{Generator, SeedOptions},
         store::SqliteDurability,
     };
-    use c360_entity::{consent, outbox};
     use chrono::Duration;
-    use sea_orm::EntityTrait;
 
     async fn store(dir: &tempfile::TempDir, name: &str) -> Store {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
@@ -600,25 +589,26 @@ mod tests {
             })
             .collect();
         // Order is promised per customer only: sort by customer, stably.
-        let mut events: Vec<(String, String)> = outbox::Entity::find()
-            .all(store.db())
+        let mut events: Vec<(String, String)> = store::outbox::envelopes(store.db())
             .await
             .expect("outbox")
             .into_iter()
-            .map(|row| (row.aggregate_id.to_string(), format!("event {}", row.payload["payload"])))
+            .map(|e| (e["aggregateId"].to_string(), format!("event {}", e["payload"])))
             .collect();
         events.sort_by(|a, b| a.0.cmp(&b.0));
         seen.extend(events.into_iter().map(|(_, event)| event));
-        let mut in_force: Vec<String> = consent::Entity::find()
-            .all(store.db())
-            .await
-            .expect("consents")
-            .into_iter()
-            .map(|c| format!("in force {} {} {} {}", c.profile_id, c.contact_value, c.decision_id, c.status))
-            .collect();
-        in_force.sort();
-        seen.extend(in_force);
         seen
+    }
+
+    /// The decisions in force of `profiles`, as text.
+    async fn in_force(store: &Store, profiles: &[&Profile]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for profile in profiles {
+            for d in store::consents::all_in_force(store.db(), &profile.tenant, profile.id).await.expect("in force") {
+                lines.push(format!("in force {} {:?} {} {:?}", d.profile_id, d.contact_point, d.id, d.status));
+            }
+        }
+        lines
     }
 
     #[tokio::test]
@@ -657,6 +647,9 @@ mod tests {
                 Err(_) => panic!("a single decision failed as a whole"),
             }
         }
+        let profiles = [&p1, &p2, &q1];
+        assert_eq!(in_force(&batched, &profiles).await, in_force(&one_by_one, &profiles).await);
+        assert_eq!(in_force(&batched, &profiles).await.len(), 4, "p1, p2 and its address, q1");
         let (batched, sequential) = (observed(&batched, outcomes).await, observed(&one_by_one, sequential).await);
         assert_eq!(batched, sequential);
 

@@ -1,7 +1,8 @@
 //! Writes to `outbox`: each domain event in the transaction of its change.
 
 use c360_entity::outbox::{ActiveModel, Column, Entity};
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, Iterable};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, Iterable, QueryOrder};
+use serde_json::Value;
 
 use super::{db_error, rows_per_statement};
 use crate::domain::{DomainError, events::DomainEvent};
@@ -28,4 +29,10 @@ fn row(event: &DomainEvent) -> ActiveModel {
         created_at: Set(event.timestamp),
         published_at: Set(None),
     }
+}
+
+/// Every envelope of the outbox, in the order written.
+pub async fn envelopes(conn: &impl ConnectionTrait) -> Result<Vec<Value>, DomainError> {
+    let rows = Entity::find().order_by_asc(Column::Seq).all(conn).await.map_err(db_error)?;
+    Ok(rows.into_iter().map(|row| row.payload).collect())
 }

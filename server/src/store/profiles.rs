@@ -15,7 +15,10 @@ use uuid::Uuid;
 use super::{db_error, rows_per_statement, supports_row_locks};
 use crate::domain::{
     DomainError, ProfileId, TenantId,
-    profile::{Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileKind, ProfileStatus},
+    profile::{
+        Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileContacts, ProfileData, ProfileKind,
+        ProfileStatus,
+    },
 };
 
 /// A JSON column decoded straight into `T`. Reading the entity's `Json`
@@ -101,40 +104,60 @@ pub async fn find_many(
     tenant: &TenantId,
     ids: &[ProfileId],
 ) -> Result<Vec<Profile>, DomainError> {
-    read_many(conn, tenant, ids, false).await
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_str()))
+        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+        .into_model::<ProfileRow>()
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(from_row)
+        .collect()
 }
 
-/// The profiles of `tenant` among `ids`; with `lock`, in id order and locked.
-async fn read_many(
+/// The columns of a profile a consent write checks.
+#[derive(Debug, FromQueryResult)]
+struct ContactsRow {
+    id: Uuid,
+    status: String,
+    emails: Typed<Vec<Email>>,
+    phones: Typed<Vec<Phone>>,
+}
+
+/// Reads the status and contact points of the profiles of `tenant` among
+/// `ids` and locks them until the transaction ends (PostgreSQL), in id
+/// order: two transactions locking overlapping sets wait for each other
+/// instead of deadlocking. Only those columns are read: a consent write has
+/// no use for the rest of a wide row.
+pub async fn lock_contacts(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     ids: &[ProfileId],
-    lock: bool,
-) -> Result<Vec<Profile>, DomainError> {
+) -> Result<Vec<ProfileContacts>, DomainError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut select = Entity::find()
+        .select_only()
+        .columns([Column::Id, Column::Status, Column::Emails, Column::Phones])
         .filter(Column::TenantId.eq(tenant.as_str()))
-        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())));
-    if lock {
-        select = select.order_by_asc(Column::Id);
-        if supports_row_locks(conn) {
-            select = select.lock_exclusive();
-        }
+        .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+        .order_by_asc(Column::Id);
+    if supports_row_locks(conn) {
+        select = select.lock_exclusive();
     }
-    select.into_model::<ProfileRow>().all(conn).await.map_err(db_error)?.into_iter().map(from_row).collect()
-}
-
-/// Reads the profiles of `tenant` among `ids` and locks them until the
-/// transaction ends (PostgreSQL), in id order: two transactions locking
-/// overlapping sets wait for each other instead of deadlocking.
-pub async fn lock_many(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    ids: &[ProfileId],
-) -> Result<Vec<Profile>, DomainError> {
-    read_many(conn, tenant, ids, true).await
+    let rows = select.into_model::<ContactsRow>().all(conn).await.map_err(db_error)?;
+    rows.into_iter()
+        .map(|row| {
+            let status = ProfileStatus::parse(&row.status)
+                .ok_or_else(|| DomainError::Internal(format!("stored status '{}'", row.status)))?;
+            Ok(ProfileContacts { id: ProfileId::from(row.id), status, emails: row.emails.0, phones: row.phones.0 })
+        })
+        .collect()
 }
 
 /// Writes `profile` over the stored row if that row is still at
