@@ -203,6 +203,14 @@ impl ContactKind {
     pub fn parse(raw: &str) -> Option<Self> {
         [Self::Email, Self::Phone].into_iter().find(|k| k.as_str() == raw)
     }
+
+    /// The request field a contact point of this kind is sent in.
+    pub fn request_field(self) -> &'static str {
+        match self {
+            Self::Email => "contact_point.email",
+            Self::Phone => "contact_point.phone",
+        }
+    }
 }
 
 /// One email address or phone number of a profile, as its identity key
@@ -458,10 +466,7 @@ impl ConsentInput {
         }
         let request_id = v.check("request_id", check_request_id(&self.request_id));
         let contact_point = self.contact_point.and_then(|(kind, raw)| {
-            let field = match kind {
-                ContactKind::Email => "contact_point.email",
-                ContactKind::Phone => "contact_point.phone",
-            };
+            let field = kind.request_field();
             if let Some(purpose) = purpose
                 && let Some(expected) = purpose.contact_kind()
                 && expected != kind

@@ -204,6 +204,7 @@ impl Consents {
         subject: SubjectInput,
         purpose: Choice<ConsentPurpose>,
     ) -> Result<ConsentCheck, DomainError> {
+        caller.require(Permission::ReadConsents)?;
         let asked = match &subject {
             SubjectInput::ProfileId(raw) | SubjectInput::Email(raw) | SubjectInput::Phone(raw) => truncate(raw),
             SubjectInput::Missing => String::new(),
@@ -244,7 +245,6 @@ impl Consents {
         purpose: Choice<ConsentPurpose>,
         field: &str,
     ) -> Result<Vec<ConsentCheck>, DomainError> {
-        caller.require(Permission::ReadConsents)?;
         let mut v = Violations::default();
         let purpose = required_choice(&mut v, "purpose", purpose);
         let parsed: Vec<Option<CheckSubject>> = subjects
@@ -276,7 +276,7 @@ impl Consents {
         let subjects: Vec<CheckSubject> = parsed.into_iter().flatten().collect();
 
         let mut unique = subjects.clone();
-        unique.sort_by_key(subject_order);
+        unique.sort();
         unique.dedup();
         let rows = store::consents::check(self.store.db(), &caller.tenant, purpose, &unique).await?;
         let mut by_subject: HashMap<&CheckSubject, Vec<&CheckRow>> = HashMap::new();
@@ -475,11 +475,8 @@ fn decide_write(
     if let Some(point) = &new.contact_point
         && !profile.holds(point, policy)
     {
-        let field = match point.kind {
-            ContactKind::Email => "contact_point.email",
-            ContactKind::Phone => "contact_point.phone",
-        };
-        return Err(DomainError::invalid(field, format!("is not a contact point of profile {}", profile.id)));
+        let why = format!("is not a contact point of profile {}", profile.id);
+        return Err(DomainError::invalid(point.kind.request_field(), why));
     }
     if let Some(id) = &new.request_id {
         earlier.insert(id.clone(), new.clone());
@@ -524,13 +521,6 @@ fn decide(subject: &CheckSubject, rows: Option<&[&CheckRow]>, now: DateTime<Utc>
     .cloned();
     let (allowed, reason) = evaluate(decision.as_ref(), now);
     ConsentCheck { profile_id: Some(profile_id), allowed, reason, decision }
-}
-
-fn subject_order(subject: &CheckSubject) -> (u8, String) {
-    match subject {
-        CheckSubject::Profile(id) => (0, id.to_string()),
-        CheckSubject::Contact(point) => (1 + point.kind as u8, point.value.clone()),
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use c360_entity::{consent, consent_decision};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryResult, SqlErr, Statement, Value,
+    ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, QueryResult, SqlErr, Statement, Value,
     sea_query::OnConflict,
 };
 use uuid::Uuid;
@@ -162,7 +162,7 @@ pub async fn in_force_and_requests(
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let (mut in_force, mut earlier) = (Vec::new(), Vec::new());
     for row in &rows {
-        let via: String = row.try_get("", "via").map_err(corrupt)?;
+        let via: String = row.try_get("", "via").map_err(db_error)?;
         if let Some(decision) = decode_decision(row)? {
             if via == "F" { in_force.push(decision) } else { earlier.push(decision) }
         }
@@ -181,12 +181,12 @@ pub async fn all_in_force(
     sql.push(&format!("SELECT {IN_FORCE_COLUMNS} FROM consents c WHERE c.tenant_id = "))
         .bind(tenant.as_str())
         .push(" AND c.profile_id = ")
-        .bind(profile.as_uuid())
-        .push(" ORDER BY c.purpose, c.contact_type, c.contact_value");
+        .bind(profile.as_uuid());
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let mut decisions: Vec<ConsentDecision> =
         rows.iter().map(decode_decision).filter_map(Result::transpose).collect::<Result<_, _>>()?;
-    // Stored names sort alphabetically; callers read purposes in their declared order.
+    // Ordered here, not in SQL: stored names sort alphabetically, and callers
+    // read purposes in their declared order.
     decisions.sort_by(|a, b| (a.purpose, &a.contact_point).cmp(&(b.purpose, &b.contact_point)));
     Ok(decisions)
 }
@@ -223,7 +223,7 @@ pub async fn history(
 }
 
 /// Who a consent check asks about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CheckSubject {
     /// A profile by id: whole-purpose decisions only.
     Profile(ProfileId),
@@ -341,12 +341,12 @@ pub async fn check(
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     rows.iter()
         .map(|row| {
-            let profile_id: Uuid = row.try_get("", "profile_id").map_err(corrupt)?;
-            let status: String = row.try_get("", "profile_status").map_err(corrupt)?;
-            let id_type: String = row.try_get("", "id_type").map_err(corrupt)?;
+            let profile_id: Uuid = row.try_get("", "profile_id").map_err(db_error)?;
+            let status: String = row.try_get("", "profile_status").map_err(db_error)?;
+            let id_type: String = row.try_get("", "id_type").map_err(db_error)?;
             let subject = match ContactKind::parse(&id_type) {
                 Some(kind) => {
-                    CheckSubject::Contact(ContactPoint { kind, value: row.try_get("", "id_value").map_err(corrupt)? })
+                    CheckSubject::Contact(ContactPoint { kind, value: row.try_get("", "id_value").map_err(db_error)? })
                 }
                 None => CheckSubject::Profile(ProfileId::from(profile_id)),
             };
@@ -368,16 +368,12 @@ fn contact_columns(contact: Option<&ContactPoint>) -> (String, String) {
     }
 }
 
-fn corrupt(e: DbErr) -> DomainError {
-    db_error(e)
-}
-
 /// The `d_*` columns of `row`; `None` when they are NULL (no decision joined).
 fn decode_decision(row: &QueryResult) -> Result<Option<ConsentDecision>, DomainError> {
-    let Some(id) = row.try_get::<Option<Uuid>>("", "d_id").map_err(corrupt)? else {
+    let Some(id) = row.try_get::<Option<Uuid>>("", "d_id").map_err(db_error)? else {
         return Ok(None);
     };
-    let text = |column: &str| -> Result<String, DomainError> { row.try_get::<String>("", column).map_err(corrupt) };
+    let text = |column: &str| -> Result<String, DomainError> { row.try_get::<String>("", column).map_err(db_error) };
     let stored = |column: &str, value: &str| DomainError::Internal(format!("stored {column} '{value}'"));
     let purpose = text("d_purpose")?;
     let status = text("d_status")?;
@@ -392,19 +388,19 @@ fn decode_decision(row: &QueryResult) -> Result<Option<ConsentDecision>, DomainE
     };
     Ok(Some(ConsentDecision {
         id,
-        profile_id: ProfileId::from(row.try_get::<Uuid>("", "d_profile_id").map_err(corrupt)?),
+        profile_id: ProfileId::from(row.try_get::<Uuid>("", "d_profile_id").map_err(db_error)?),
         purpose: ConsentPurpose::parse(&purpose).ok_or_else(|| stored("purpose", &purpose))?,
         status: ConsentStatus::parse(&status).ok_or_else(|| stored("status", &status))?,
         legal_basis: LegalBasis::parse(&basis).ok_or_else(|| stored("legal_basis", &basis))?,
         source: text("d_source")?,
-        channel: row.try_get("", "d_channel").map_err(corrupt)?,
-        captured_at: row.try_get("", "d_captured_at").map_err(corrupt)?,
-        expires_at: row.try_get("", "d_expires_at").map_err(corrupt)?,
-        evidence: row.try_get("", "d_evidence").map_err(corrupt)?,
+        channel: row.try_get("", "d_channel").map_err(db_error)?,
+        captured_at: row.try_get("", "d_captured_at").map_err(db_error)?,
+        expires_at: row.try_get("", "d_expires_at").map_err(db_error)?,
+        evidence: row.try_get("", "d_evidence").map_err(db_error)?,
         contact_point,
-        request_id: row.try_get("", "d_request_id").map_err(corrupt)?,
+        request_id: row.try_get("", "d_request_id").map_err(db_error)?,
         recorded_by: text("d_recorded_by")?,
-        recorded_at: row.try_get("", "d_recorded_at").map_err(corrupt)?,
+        recorded_at: row.try_get("", "d_recorded_at").map_err(db_error)?,
     }))
 }
 
