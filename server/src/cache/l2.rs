@@ -82,7 +82,6 @@ pub struct L2 {
     timeout: Duration,
     fence_ttl: Duration,
     channel: String,
-    profile_cas: Script,
     lookup_set: Script,
     /// Invalidations that could not be written; L2 is not read while any wait.
     pending: Mutex<PendingState>,
@@ -119,7 +118,6 @@ impl L2 {
             timeout,
             fence_ttl,
             channel,
-            profile_cas: Script::new(PROFILE_CAS),
             lookup_set: Script::new(LOOKUP_SET),
             pending: Mutex::new(PendingState::default()),
             dirty: AtomicBool::new(false),
@@ -251,7 +249,7 @@ impl L2 {
             pending.quarantine_until = None;
         }
         while let Some(write) = pending.writes.front().cloned() {
-            if !self.apply(&write).await {
+            if !self.apply_all(std::slice::from_ref(&write)).await {
                 return false;
             }
             pending.writes.pop_front();
@@ -261,38 +259,8 @@ impl L2 {
         true
     }
 
-    async fn apply(&self, write: &Pending) -> bool {
-        let fence_ms = self.fence_ttl.as_millis() as u64;
-        match write {
-            Pending::Profile(key, version) => {
-                let slot = ProfileSlot::Tombstone(*version).encode();
-                let script = &self.profile_cas;
-                self.call(|mut c| async move {
-                    script.key(key).arg(version).arg(slot).arg(fence_ms).arg(1).invoke_async::<i64>(&mut c).await
-                })
-                .await
-                .is_some()
-            }
-            Pending::Lookup(key) => {
-                let script = &self.lookup_set;
-                self.call(|mut c| async move {
-                    script.key(key).arg(LookupSlot::Fence.encode()).arg(fence_ms).invoke_async::<i64>(&mut c).await
-                })
-                .await
-                .is_some()
-            }
-            Pending::Publish(message) => {
-                let channel = &self.channel;
-                self.call(|mut c| async move { c.publish::<_, _, i64>(channel, message).await }).await.is_some()
-            }
-        }
-    }
-
     /// Applies `writes` as one pipeline (one round trip); false if it failed.
     async fn apply_all(&self, writes: &[Pending]) -> bool {
-        if let [write] = writes {
-            return self.apply(write).await;
-        }
         let fence_ms = self.fence_ttl.as_millis() as u64;
         let mut pipe = redis::pipe();
         for write in writes {
