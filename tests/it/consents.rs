@@ -7,10 +7,10 @@ use c360_server::auth::Role;
 use c360_tests::{ConsentClient, TENANT, TestApp, TestDb};
 use chrono::{DateTime, Duration, Utc};
 use prost_types::Timestamp;
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::ConnectionTrait;
 use tonic::Code;
 
-use crate::{count, create, outbox, person, violated_fields};
+use crate::{count, create, outbox, outbox_subjects, person, violated_fields};
 
 /// Runs `$body(app)` as one test on PostgreSQL and one on SQLite.
 macro_rules! on_both {
@@ -511,18 +511,10 @@ async fn a_state_change_publishes_consent_updated_in_the_seed_envelope() {
     assert_eq!(envelopes[1]["payload"]["previousStatus"], "GRANTED");
     assert_eq!(envelopes[1]["payload"]["status"], "REVOKED");
 
-    let db = app.db.connect().await;
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT subject FROM outbox WHERE event_type = 'ConsentUpdatedEvent'".to_owned(),
-        ))
-        .await
-        .expect("subjects");
-    assert!(
-        rows.iter()
-            .all(|r| r.try_get::<String>("", "subject").ok().as_deref() == Some("crm.customer360.consent.updated"))
-    );
+    let subjects = outbox_subjects(&app.db.connect().await).await;
+    let consent_subjects: Vec<&str> =
+        subjects.iter().filter(|(event, _)| event == "ConsentUpdatedEvent").map(|(_, s)| s.as_str()).collect();
+    assert_eq!(consent_subjects, ["crm.customer360.consent.updated"; 2]);
 }
 
 /// Under load, concurrent decisions share units of work; each must still get

@@ -91,6 +91,15 @@ pub async fn count(db: &DatabaseConnection, table: &str) -> i64 {
     row.try_get::<i64>("", "n").expect("n")
 }
 
+/// The event type and subject (topic) of every outbox row, in insertion order.
+pub async fn outbox_subjects(db: &DatabaseConnection) -> Vec<(String, String)> {
+    let sql = "SELECT event_type, subject FROM outbox ORDER BY seq".to_owned();
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("outbox rows");
+    rows.iter()
+        .map(|row| (row.try_get("", "event_type").expect("event_type"), row.try_get("", "subject").expect("subject")))
+        .collect()
+}
+
 /// Every outbox envelope, in insertion order.
 pub async fn outbox(db: &DatabaseConnection) -> Vec<serde_json::Value> {
     let rows = db

@@ -6,7 +6,7 @@ use c360_tests::{TENANT, TestApp};
 use prost_types::FieldMask;
 use serde_json::json;
 
-use crate::{create, outbox, person, set_segment};
+use crate::{create, outbox, outbox_subjects, person, set_segment};
 
 #[tokio::test]
 async fn create_and_update_write_one_envelope_each_with_changed_fields() {
@@ -55,18 +55,9 @@ async fn create_and_update_write_one_envelope_each_with_changed_fields() {
     assert_eq!(second["payload"]["updatedBy"], "test-user");
     assert_ne!(first["eventId"], second["eventId"]);
 
-    let subjects = db
-        .query_all_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            "SELECT subject FROM outbox ORDER BY seq".to_owned(),
-        ))
-        .await
-        .expect("subjects");
-    let subjects: Vec<String> = subjects.iter().map(|r| r.try_get("", "subject").expect("subject")).collect();
+    let subjects: Vec<String> = outbox_subjects(&db).await.into_iter().map(|(_, subject)| subject).collect();
     assert_eq!(subjects, ["crm.customer360.profile.created", "crm.customer360.profile.updated"]);
 }
-
-use sea_orm::ConnectionTrait;
 
 #[tokio::test]
 async fn rejected_and_empty_writes_leave_no_event() {
