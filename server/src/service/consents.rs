@@ -296,10 +296,8 @@ impl Consents {
         raw: &str,
     ) -> Result<(ProfileId, bool), DomainError> {
         let id = ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))?;
-        store::profiles::find(self.store.db(), &caller.tenant, id, false)
-            .await?
-            .map(|p| (p.id, p.data.status.is_live()))
-            .ok_or_else(|| DomainError::profile_not_found(id))
+        let found = store::profiles::contacts(self.store.db(), &caller.tenant, &[id], false).await?;
+        found.first().map(|p| (p.id, p.status.is_live())).ok_or_else(|| DomainError::profile_not_found(id))
     }
 }
 
@@ -392,7 +390,7 @@ async fn prepare(
         let request_ids: Vec<&str> =
             indices.iter().filter_map(|&i| jobs[i].valid.decision.request_id.as_deref()).collect();
         let profiles: HashMap<ProfileId, ProfileContacts> =
-            store::profiles::lock_contacts(work.conn(), tenant, &ids).await?.into_iter().map(|p| (p.id, p)).collect();
+            store::profiles::contacts(work.conn(), tenant, &ids, true).await?.into_iter().map(|p| (p.id, p)).collect();
         let (in_force, earlier) =
             store::consents::in_force_and_requests(work.conn(), tenant, &ids, &request_ids).await?;
         let mut in_force: HashMap<ConsentKey, ConsentDecision> =

@@ -129,14 +129,15 @@ struct ContactsRow {
 }
 
 /// Reads the status and contact points of the profiles of `tenant` among
-/// `ids` and locks them until the transaction ends (PostgreSQL), in id
-/// order: two transactions locking overlapping sets wait for each other
-/// instead of deadlocking. Only those columns are read: a consent write has
-/// no use for the rest of a wide row.
-pub async fn lock_contacts(
+/// `ids`, in id order. With `for_update`, locks them until the transaction
+/// ends (PostgreSQL): in id order, two transactions locking overlapping sets
+/// wait for each other instead of deadlocking. Only those columns are read:
+/// consent operations have no use for the rest of a wide row.
+pub async fn contacts(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     ids: &[ProfileId],
+    for_update: bool,
 ) -> Result<Vec<ProfileContacts>, DomainError> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -147,7 +148,7 @@ pub async fn lock_contacts(
         .filter(Column::TenantId.eq(tenant.as_str()))
         .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
         .order_by_asc(Column::Id);
-    if supports_row_locks(conn) {
+    if for_update && supports_row_locks(conn) {
         select = select.lock_exclusive();
     }
     let rows = select.into_model::<ContactsRow>().all(conn).await.map_err(db_error)?;
