@@ -9,4 +9,6 @@ pub mod consent_decision;
 pub mod event;
 pub mod identity;
 pub mod outbox;
+pub mod outbox_lane;
+pub mod outbox_parked;
 pub mod profile;

@@ -7,9 +7,15 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "outbox")]
 pub struct Model {
-    /// Insertion order; the relay publishes in this order per aggregate.
+    /// Insertion order: a row with a lower `seq` may commit after a higher one.
     #[sea_orm(primary_key)]
     pub seq: i64,
+    /// Position in commit order, stamped after commit; NULL until then. The
+    /// relay and the change stream read by it.
+    pub pos: Option<i64>,
+    /// Relay lane (0–15), from the customer id: one relay at a time
+    /// publishes a lane, which keeps each customer's events in order.
+    pub lane: i16,
     /// The envelope's `eventId` (UUID v7), stable across redeliveries.
     #[sea_orm(unique)]
     pub event_id: Uuid,
@@ -25,10 +31,8 @@ pub struct Model {
     pub subject: String,
     /// The whole envelope as published.
     pub payload: Json,
-    /// Commit time of the change.
+    /// When the change happened.
     pub created_at: DateTimeUtc,
-    /// Set once the broker acknowledged it; NULL while pending.
-    pub published_at: Option<DateTimeUtc>,
 }
 
 /// No relations are declared.

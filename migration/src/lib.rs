@@ -10,6 +10,7 @@ mod m20261124_000002_create_identities;
 mod m20261124_000003_create_outbox;
 mod m20261124_000004_create_events;
 mod m20261124_000005_consents;
+mod m20261125_000006_outbox_relay;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_outbox::Migration),
             Box::new(m20261124_000004_create_events::Migration),
             Box::new(m20261124_000005_consents::Migration),
+            Box::new(m20261125_000006_outbox_relay::Migration),
         ]
     }
 }

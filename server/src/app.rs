@@ -8,7 +8,7 @@ use c360_proto::{
     FILE_DESCRIPTOR_SET,
     v1::{consent_service_server::ConsentServiceServer, profile_service_server::ProfileServiceServer},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Server};
@@ -20,6 +20,7 @@ use crate::{
     grpc::{auth::Authenticate, consents::ConsentApi, profiles::ProfileApi},
     http,
     metrics::Metrics,
+    outbox::{Relay, RelayConfig, Stamper, kafka::KafkaSink},
     service::{Consents, Profiles},
     store::Store,
 };
@@ -54,6 +55,10 @@ pub struct App {
     consents: Consents,
     grpc: TcpListener,
     http: TcpListener,
+    /// The relay, when a broker is configured.
+    relay: Option<Relay<KafkaSink>>,
+    /// Announces the last outbox position stamped.
+    stamped: (watch::Sender<i64>, watch::Receiver<i64>),
 }
 
 impl App {
@@ -83,7 +88,20 @@ impl App {
         let http = TcpListener::bind(config.server.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (HTTP): {e}", config.server.http_addr))?;
-        Ok(Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http })
+        let stamped = watch::channel(0);
+        let relay = match &config.outbox.kafka.kafka_brokers {
+            Some(_) => {
+                let sink = KafkaSink::new(&config.outbox.kafka)?;
+                let relay_config = RelayConfig {
+                    batch: config.outbox.relay_batch.max(1),
+                    lease: config.outbox.relay_lease.max(std::time::Duration::from_secs(1)),
+                    ..RelayConfig::default()
+                };
+                Some(Relay::new(store.db().clone(), sink, relay_config, stamped.1.clone(), metrics.outbox.clone()))
+            }
+            None => None,
+        };
+        Ok(Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http, relay, stamped })
     }
 
     /// The bound gRPC address.
@@ -110,7 +128,23 @@ impl App {
     /// lets in-flight requests finish (up to the configured grace) and closes
     /// the database pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http } = self;
+        let Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http, relay, stamped } = self;
+
+        // Background jobs stop after the last request drained, so the events
+        // of the last writes are stamped (and published) where possible.
+        let jobs = CancellationToken::new();
+        let stamper = Stamper::new(
+            store.db().clone(),
+            store.outbox_written(),
+            stamped.0,
+            config.outbox.outbox_retention,
+            relay.is_some(),
+        );
+        let stamper_task = tokio::spawn(stamper.run(jobs.clone()));
+        let relay_task = relay.map(|relay| {
+            tracing::info!(relay = relay.id(), "publishing domain events to Kafka");
+            tokio::spawn(relay.run(jobs.clone()))
+        });
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ProfileServiceServer<ProfileApi>>().await;
@@ -163,6 +197,13 @@ impl App {
             Err(_) => {
                 tracing::warn!(grace = ?config.server.shutdown_grace, "requests still running after the grace period; closing")
             }
+        }
+        jobs.cancel();
+        let _ = stamper_task.await;
+        if let Some(task) = relay_task
+            && let Ok(relay) = task.await
+        {
+            relay.sink().flush(std::time::Duration::from_secs(5));
         }
         store.close().await?;
         Ok(())

@@ -222,4 +222,96 @@ pub struct Config {
     /// The read-through cache.
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// The outbox: relay to the broker, retention.
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
+}
+
+/// Security protocol of the broker connection (librdkafka's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaSecurity {
+    /// No TLS, no SASL.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS (credentials in the clear: loopback or a trusted network only).
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl KafkaSecurity {
+    /// librdkafka's `security.protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
+/// The Kafka connection of the outbox relay.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port,…); set, the relay publishes every domain event there.
+    #[arg(long, env = "C360_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Security protocol of the broker connection.
+    #[arg(long, env = "C360_KAFKA_SECURITY_PROTOCOL", value_enum, default_value = "plaintext")]
+    pub kafka_security_protocol: KafkaSecurity,
+    /// CA certificate file (PEM) that signs the brokers' certificates; default: the system's.
+    #[arg(long, env = "C360_KAFKA_SSL_CA_FILE")]
+    pub kafka_ssl_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that authenticate clients by TLS.
+    #[arg(long, env = "C360_KAFKA_SSL_CERT_FILE", requires = "kafka_ssl_key_file")]
+    pub kafka_ssl_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "C360_KAFKA_SSL_KEY_FILE", requires = "kafka_ssl_cert_file")]
+    pub kafka_ssl_key_file: Option<PathBuf>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "C360_KAFKA_SASL_MECHANISM", default_value = "SCRAM-SHA-512")]
+    pub kafka_sasl_mechanism: String,
+    /// SASL user name.
+    #[arg(long, env = "C360_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// SASL password.
+    #[arg(long, env = "C360_KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub kafka_sasl_password: Option<SecretString>,
+    /// Replication factor of the topics c360 creates when they are missing (-1: the broker's default).
+    #[arg(long, env = "C360_KAFKA_REPLICATION_FACTOR", default_value_t = -1, allow_negative_numbers = true)]
+    pub kafka_replication_factor: i32,
+    /// How long the broker may take to acknowledge a message before the relay sends it again.
+    #[arg(long, env = "C360_KAFKA_MESSAGE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub kafka_message_timeout: Duration,
+    /// Any other librdkafka producer setting, as key=value (repeatable).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+fn key_value(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
+        .filter(|(key, _)| !key.is_empty())
+        .ok_or_else(|| format!("'{raw}' is not KEY=VALUE"))
+}
+
+/// The outbox: relay and retention.
+#[derive(Debug, Clone, Args)]
+pub struct OutboxArgs {
+    /// The broker.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// How long events stay in the outbox (for the change stream to resume from) once published,
+    /// or once written when no broker is configured.
+    #[arg(long, env = "C360_OUTBOX_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub outbox_retention: Duration,
+    /// Most events the relay sends to the broker before it waits for their acknowledgements.
+    #[arg(long, env = "C360_RELAY_BATCH", default_value_t = 2000)]
+    pub relay_batch: u64,
+    /// How long a relay's hold on its lanes lasts unless renewed; another instance's relay takes
+    /// them over after that.
+    #[arg(long, env = "C360_RELAY_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub relay_lease: Duration,
 }

@@ -22,6 +22,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod outbox;
 pub mod seed;
 pub mod service;
 pub mod store;

@@ -4,7 +4,7 @@
 //! code that counts (a prometheus-client `Counter` clone shares its atomic),
 //! so counting on a hot path is one atomic add with no label lookup.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -20,6 +20,23 @@ pub struct Metrics {
     pub cache: CacheMetrics,
     /// Queries the batching profile reader sent (`database_loads` per query is its batching).
     pub profile_queries: Counter,
+    /// The outbox relay.
+    pub outbox: OutboxMetrics,
+}
+
+/// What the outbox relay counts.
+#[derive(Clone, Debug, Default)]
+pub struct OutboxMetrics {
+    /// Events the broker acknowledged.
+    pub published: Counter,
+    /// Rounds in which the broker did not acknowledge every event.
+    pub publish_errors: Counter,
+    /// Events the broker refused for good, waiting for an operator.
+    pub parked: Gauge,
+    /// Age of the oldest committed event the broker has not acknowledged.
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    /// Lanes this instance's relay holds.
+    pub lanes_held: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,7 +126,26 @@ impl Metrics {
             "Queries reading profiles by id; concurrent reads share one",
             profile_queries.clone(),
         );
-        Self { registry: Arc::new(registry), cache, profile_queries }
+        let outbox = OutboxMetrics::default();
+        let sub = registry.sub_registry_with_prefix("outbox");
+        sub.register("published", "Events the broker acknowledged", outbox.published.clone());
+        sub.register(
+            "publish_errors",
+            "Relay rounds in which the broker did not acknowledge every event (they are sent again)",
+            outbox.publish_errors.clone(),
+        );
+        sub.register(
+            "parked",
+            "Events the broker refused for good, waiting for `c360 outbox retry|skip`",
+            outbox.parked.clone(),
+        );
+        sub.register(
+            "lag_seconds",
+            "Age of the oldest committed event not yet acknowledged by the broker (0 without a broker)",
+            outbox.lag_seconds.clone(),
+        );
+        sub.register("lanes_held", "Relay lanes this instance publishes", outbox.lanes_held.clone());
+        Self { registry: Arc::new(registry), cache, profile_queries, outbox }
     }
 
     /// The text exposition of every metric.

@@ -10,6 +10,7 @@ mod embedded;
 mod identities;
 mod outbox;
 mod profiles;
+mod relay;
 mod seed;
 mod serving;
 mod validation;

@@ -217,3 +217,24 @@ async fn calls_past_the_request_timeout_are_cancelled() {
     let status = app.agent().create_profile(create(person("Ada", "Lovelace", ""))).await.expect_err("timed out");
     assert_eq!(status.code(), Code::Cancelled, "{status:?}");
 }
+
+/// Found by the relay's tests: a valid name that transliterates to more
+/// than the search key's 450 characters answered INTERNAL.
+#[tokio::test]
+async fn a_long_name_in_any_script_is_stored_and_found_by_its_prefix() {
+    let app = TestApp::spawn().await;
+    let mut client = app.agent();
+    let wide = "山".repeat(200);
+    let created = client.create_profile(create(person(&wide, &wide, "wide@example.com"))).await.expect("create");
+    let created = created.into_inner();
+    assert_eq!(created.given_name, wide);
+    for prefix in ["山山", wide.as_str()] {
+        let request = pb::SearchProfilesRequest {
+            criterion: Some(pb::search_profiles_request::Criterion::NamePrefix(prefix.into())),
+            page_size: 10,
+            page_token: String::new(),
+        };
+        let found = client.search_profiles(request).await.expect("search").into_inner();
+        assert_eq!(found.profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), [created.id.as_str()], "{prefix}");
+    }
+}

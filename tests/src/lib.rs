@@ -452,6 +452,169 @@ impl PrivateRedis {
     }
 }
 
+/// A private Kafka-protocol broker (tansu, in-memory storage) on a free port,
+/// for the relay's tests: it can be paused (SIGSTOP) and resumed. It keeps
+/// nothing across a restart, so outage tests pause it instead.
+pub struct PrivateKafka {
+    /// Its port.
+    pub port: u16,
+    child: tokio::process::Child,
+}
+
+/// The tansu binary: `C360_TANSU`, else `tansu` on PATH (`.ci/run` installs it).
+fn tansu_binary() -> String {
+    std::env::var("C360_TANSU").unwrap_or_else(|_| "tansu".to_owned())
+}
+
+impl PrivateKafka {
+    /// Starts one and waits until it answers metadata requests.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = tokio::process::Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tansu must be installed: cargo install tansu --locked --features dynostore (see README.md)");
+        let kafka = Self { port, child };
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return kafka;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("tansu did not start on port {port}");
+    }
+
+    /// Its bootstrap address.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes it: connections stay open, requests hang.
+    pub async fn pause(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// Unfreezes it.
+    pub async fn resume(&self) {
+        self.signal("-CONT").await;
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = tokio::process::Command::new("kill").args([signal, &pid]).status().await.expect("kill");
+        assert!(status.success());
+    }
+}
+
+/// One message as a consumer received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// The message key.
+    pub key: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The JSON value.
+    pub value: serde_json::Value,
+}
+
+/// Partition counts of `topics` on the broker (0 for a missing topic).
+pub fn partitions(brokers: &str, topics: &[&str]) -> Vec<i32> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
+    topics
+        .iter()
+        .map(|topic| {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+            metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == *topic && t.error().is_none())
+                .map_or(0, |t| i32::try_from(t.partitions().len()).unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Reads `topics` from the beginning until `expected` messages arrived in
+/// all, or nothing more came for `quiet` after at least `expected`; gives up
+/// after `limit`.
+pub async fn consume(
+    brokers: &str,
+    topics: &[&str],
+    expected: usize,
+    quiet: Duration,
+    limit: Duration,
+) -> Vec<Received> {
+    let brokers = brokers.to_owned();
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::{
+            Message,
+            consumer::{BaseConsumer, Consumer},
+            message::Headers,
+        };
+        let counts = partitions(&brokers, &topics.iter().map(String::as_str).collect::<Vec<_>>());
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for (topic, count) in topics.iter().zip(counts) {
+            for partition in 0..count {
+                assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning).expect("assign");
+            }
+        }
+        consumer.assign(&assignment).expect("assign");
+        let started = std::time::Instant::now();
+        let mut last = std::time::Instant::now();
+        let mut received = Vec::new();
+        while started.elapsed() < limit && (received.len() < expected || last.elapsed() < quiet) {
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = message.expect("consume");
+            last = std::time::Instant::now();
+            let headers = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            received.push(Received {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                headers,
+                value: serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON value"),
+            });
+            if received.len() >= expected && quiet.is_zero() {
+                break;
+            }
+        }
+        received
+    })
+    .await
+    .expect("consumer thread")
+}
+
 /// Keys verifying the test secret, for crafting tokens by hand.
 pub fn test_keys() -> JwtKeys {
     JwtKeys::load(&KeySource::Secret(SecretString::from(TEST_SECRET)), ISSUER, AUDIENCE).expect("keys")

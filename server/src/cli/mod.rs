@@ -1,6 +1,7 @@
-//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`.
+//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`, `outbox`.
 
 mod bench;
+pub mod outbox;
 pub mod seed;
 
 use std::{io::Write, time::Duration};
@@ -45,6 +46,9 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Load a running server over gRPC and report throughput and latency percentiles.
     Bench(Box<bench::BenchArgs>),
+    /// Events the broker refused for good: list them, retry or skip one.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
 }
 
 #[derive(Debug, Args)]
@@ -79,7 +83,13 @@ impl Cli {
 
     /// Runs the chosen command to completion.
     pub async fn run(self) -> anyhow::Result<()> {
+        self.run_to(&mut std::io::stdout()).await
+    }
+
+    /// Runs the chosen command; reports of `outbox` go to `out`.
+    pub async fn run_to(self, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         match self.command {
+            Command::Outbox(command) => command.run(out).await,
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { data, database } => {
                 let store = database.connect(&data.data_dir, 1, ProfileCache::none()).await?;

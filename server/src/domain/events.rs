@@ -25,6 +25,24 @@ pub const PROFILE_CREATED_SUBJECT: &str = "crm.customer360.profile.created";
 pub const PROFILE_UPDATED_SUBJECT: &str = "crm.customer360.profile.updated";
 /// Subject (topic) of `ConsentUpdatedEvent`.
 pub const CONSENT_UPDATED_SUBJECT: &str = "crm.customer360.consent.updated";
+/// Subject (topic) of `CustomerMergedEvent`.
+pub const PROFILE_MERGED_SUBJECT: &str = "crm.customer360.profile.merged";
+/// Subject (topic) of `CustomerUnmergedEvent`.
+pub const PROFILE_UNMERGED_SUBJECT: &str = "crm.customer360.profile.unmerged";
+/// Subject (topic) of `CustomerErasedEvent`.
+pub const PROFILE_ERASED_SUBJECT: &str = "crm.customer360.profile.erased";
+
+/// Every topic c360 publishes to, with its partition count (seed 004; the
+/// unmerged and erased topics follow the merged one). A customer's events go
+/// to one partition of each topic, by the customer id as message key.
+pub const TOPICS: [(&str, i32); 6] = [
+    (PROFILE_CREATED_SUBJECT, 6),
+    (PROFILE_UPDATED_SUBJECT, 6),
+    (PROFILE_MERGED_SUBJECT, 6),
+    (CONSENT_UPDATED_SUBJECT, 3),
+    (PROFILE_UNMERGED_SUBJECT, 6),
+    (PROFILE_ERASED_SUBJECT, 6),
+];
 
 /// `CustomerProfileCreatedEvent`: a new profile.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -675,11 +675,11 @@ impl ProfileData {
     pub fn name_keys(&self) -> [String; 3] {
         let given = self.given_name.as_deref().map(fold_for_search).unwrap_or_default();
         let family = self.family_name.as_deref().map(fold_for_search).unwrap_or_default();
-        let join = |a: &str, b: &str| format!("{a} {b}").trim().to_owned();
+        let join = |a: &str, b: &str| search_key(format!("{a} {b}").trim());
         [
             join(&given, &family),
             join(&family, &given),
-            self.company_name.as_deref().map(fold_for_search).unwrap_or_default(),
+            search_key(&self.company_name.as_deref().map(fold_for_search).unwrap_or_default()),
         ]
     }
 
@@ -784,6 +784,17 @@ pub fn resolve_update_mask(paths: &[String], input: &ProfileInput) -> Result<Vec
         }
     }
     violations.into_result(fields)
+}
+
+/// Longest stored name search key: a name within its limit can transliterate
+/// to several times its length (山 → "shan").
+pub const SEARCH_KEY_MAX: usize = 450;
+
+/// A folded name (or search prefix) cut to [`SEARCH_KEY_MAX`], so stored keys
+/// fit their column and a prefix as long as a whole key still matches it.
+pub fn search_key(folded: &str) -> String {
+    // Folded text is ASCII: bytes are characters.
+    folded.get(..SEARCH_KEY_MAX).unwrap_or(folded).trim_end().to_owned()
 }
 
 /// Trims text; empty means unset; blank or too long is an error.

@@ -18,7 +18,7 @@ use crate::{
         page::PageRequest,
         profile::{
             self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput, ProfileStatus, parse_etag,
-            record_lineage, resolve_update_mask,
+            record_lineage, resolve_update_mask, search_key,
         },
     },
     store::{self, Store, UnitOfWork, loader::ProfileLoader, profiles::ProfileFilter},
@@ -276,7 +276,7 @@ impl Profiles {
         caller.require(Permission::ReadProfiles)?;
         let key = match criterion {
             SearchCriterion::NamePrefix(raw) => {
-                let prefix = fold_for_search(&raw);
+                let prefix = search_key(&fold_for_search(&raw));
                 if prefix.is_empty() || raw.chars().count() > MAX_SEARCH_PREFIX {
                     return Err(DomainError::invalid(
                         "name_prefix",

@@ -7,13 +7,10 @@
 //! a whole BatchCheckConsent of 1,000 profiles or addresses is one statement.
 
 use c360_entity::{consent, consent_decision};
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, QueryResult, SqlErr, Statement, Value,
-    sea_query::OnConflict,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, QueryResult, SqlErr, sea_query::OnConflict};
 use uuid::Uuid;
 
-use super::db_error;
+use super::{db_error, sql::Sql};
 use crate::domain::{
     DomainError, ProfileId, TenantId,
     consent::{ConsentDecision, ConsentPurpose, ConsentStatus, ContactKind, ContactPoint, LegalBasis},
@@ -147,17 +144,15 @@ pub async fn in_force_and_requests(
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!("SELECT 'F' AS via, {IN_FORCE_COLUMNS} FROM consents c WHERE c.tenant_id = "))
         .bind(tenant.as_str())
-        .push(" AND c.profile_id IN (")
-        .bind_list(profiles.iter().map(|id| id.as_uuid()))
-        .push(")");
+        .push(" AND ")
+        .in_list("c.profile_id", profiles.iter().map(|id| id.as_uuid()));
     if !request_ids.is_empty() {
         sql.push(&format!(
             " UNION ALL SELECT 'R' AS via, {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "
         ))
         .bind(tenant.as_str())
-        .push(" AND d.request_id IN (")
-        .bind_list(request_ids.iter().map(|id| (*id).to_owned()))
-        .push(")");
+        .push(" AND ")
+        .in_list("d.request_id", request_ids.iter().map(|id| (*id).to_owned()));
     }
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let (mut in_force, mut earlier) = (Vec::new(), Vec::new());
@@ -298,9 +293,8 @@ pub async fn check(
         .push(close)
         .push(" WHERE p.tenant_id = ")
         .bind(tenant.as_str())
-        .push(" AND p.id IN (")
-        .bind_list(profiles.iter().map(|id| id.as_uuid()))
-        .push(")");
+        .push(" AND ")
+        .in_list("p.id", profiles.iter().map(|id| id.as_uuid()));
     }
     if !emails.is_empty() || !phones.is_empty() {
         if !profiles.is_empty() {
@@ -329,9 +323,9 @@ pub async fn check(
             first = false;
             sql.push("(i.id_type = ")
                 .bind(kind.as_str())
-                .push(" AND i.value IN (")
-                .bind_list(values.iter().map(|v| (*v).to_owned()))
-                .push("))");
+                .push(" AND ")
+                .in_list("i.value", values.iter().map(|v| (*v).to_owned()))
+                .push(")");
         }
         sql.push(")");
     }
@@ -402,53 +396,4 @@ fn decode_decision(row: &QueryResult) -> Result<Option<ConsentDecision>, DomainE
         recorded_by: text("d_recorded_by")?,
         recorded_at: row.try_get("", "d_recorded_at").map_err(db_error)?,
     }))
-}
-
-/// SQL text with bound values and the backend's placeholders (`$n` for
-/// PostgreSQL, `?` for SQLite).
-struct Sql {
-    backend: DbBackend,
-    text: String,
-    values: Vec<Value>,
-}
-
-impl Sql {
-    fn new(backend: DbBackend) -> Self {
-        Self { backend, text: String::new(), values: Vec::new() }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
-    fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
-        self.values.push(value.into());
-        match self.backend {
-            DbBackend::Postgres => {
-                let n = self.values.len();
-                self.text.push_str(&format!("${n}"));
-            }
-            _ => self.text.push('?'),
-        }
-        self
-    }
-
-    fn bind_list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
-        for (i, value) in values.into_iter().enumerate() {
-            if i > 0 {
-                self.text.push_str(", ");
-            }
-            self.bind(value);
-        }
-        self
-    }
-
-    fn statement(self) -> Statement {
-        Statement::from_sql_and_values(self.backend, self.text, self.values)
-    }
 }

@@ -10,11 +10,14 @@ pub mod identities;
 pub mod loader;
 pub mod outbox;
 pub mod profiles;
+mod sql;
 mod unit_of_work;
 
 pub use unit_of_work::UnitOfWork;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
 
 use c360_migration::{Migrator, MigratorTrait};
 use prometheus_client::metrics::counter::Counter;
@@ -44,6 +47,8 @@ pub struct Store {
     db: DatabaseConnection,
     max_connections: u32,
     cache: ProfileCache,
+    /// Pinged after each commit that wrote outbox rows: wakes the stamper.
+    written: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,7 +94,7 @@ impl Store {
                 })
             });
         let db = Database::connect(options).await?;
-        Ok(Self { db, max_connections, cache })
+        Ok(Self { db, max_connections, cache, written: Arc::new(Notify::new()) })
     }
 
     /// Applies pending migrations.
@@ -118,12 +123,17 @@ impl Store {
     /// Starts a unit of work: every write goes through one.
     pub async fn begin(&self) -> Result<UnitOfWork, DomainError> {
         let tx = self.db.begin().await.map_err(db_error)?;
-        Ok(UnitOfWork::new(tx, self.cache.clone()))
+        Ok(UnitOfWork::new(tx, self.cache.clone(), Arc::clone(&self.written)))
     }
 
     /// The cache this store's writes invalidate.
     pub fn cache(&self) -> &ProfileCache {
         &self.cache
+    }
+
+    /// Notified after every commit that wrote domain events (the stamper waits on it).
+    pub fn outbox_written(&self) -> Arc<Notify> {
+        Arc::clone(&self.written)
     }
 
     /// Closes the pool.

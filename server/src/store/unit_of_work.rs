@@ -12,7 +12,10 @@
 //! Dropping a unit of work without committing rolls it back and touches no
 //! cache.
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseTransaction;
+use tokio::sync::Notify;
 
 use super::{db_error, outbox};
 use crate::{
@@ -26,11 +29,12 @@ pub struct UnitOfWork {
     cache: ProfileCache,
     events: Vec<DomainEvent>,
     changes: Vec<CacheChange>,
+    written: Arc<Notify>,
 }
 
 impl UnitOfWork {
-    pub(super) fn new(tx: DatabaseTransaction, cache: ProfileCache) -> Self {
-        Self { tx, cache, events: Vec::new(), changes: Vec::new() }
+    pub(super) fn new(tx: DatabaseTransaction, cache: ProfileCache, written: Arc<Notify>) -> Self {
+        Self { tx, cache, events: Vec::new(), changes: Vec::new(), written }
     }
 
     /// The transaction, for the store's query functions.
@@ -57,10 +61,14 @@ impl UnitOfWork {
     /// is unknown (the connection died on COMMIT) invalidates too: dropping
     /// a copy that is still current costs one reload.
     pub async fn commit(self) -> Result<(), DomainError> {
-        let Self { tx, cache, events, changes } = self;
+        let Self { tx, cache, events, changes, written } = self;
         outbox::append(&tx, &events).await?;
+        let wrote_events = !events.is_empty();
         let tail = tokio::spawn(async move {
             let committed = tx.commit().await.map_err(db_error);
+            if wrote_events && committed.is_ok() {
+                written.notify_one();
+            }
             cache.changed(&changes).await;
             committed
         });
