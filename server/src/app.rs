@@ -6,7 +6,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use c360_proto::{
     FILE_DESCRIPTOR_SET,
-    v1::{consent_service_server::ConsentServiceServer, profile_service_server::ProfileServiceServer},
+    v1::{
+        consent_service_server::ConsentServiceServer, event_service_server::EventServiceServer,
+        profile_service_server::ProfileServiceServer,
+    },
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -17,11 +20,11 @@ use crate::{
     auth::JwtKeys,
     cache::ProfileCache,
     config::Config,
-    grpc::{auth::Authenticate, consents::ConsentApi, profiles::ProfileApi},
+    grpc::{auth::Authenticate, consents::ConsentApi, events::EventApi, profiles::ProfileApi},
     http,
     metrics::Metrics,
-    outbox::{Relay, RelayConfig, Stamper, kafka::KafkaSink},
-    service::{Consents, Profiles},
+    outbox::{Relay, RelayConfig, Stamper, feed::ChangeFeed, kafka::KafkaSink},
+    service::{Consents, Events, Profiles},
     store::Store,
 };
 
@@ -53,6 +56,8 @@ pub struct App {
     keys: Arc<JwtKeys>,
     profiles: Profiles,
     consents: Consents,
+    events: Events,
+    feed: ChangeFeed,
     grpc: TcpListener,
     http: TcpListener,
     /// The relay, when a broker is configured.
@@ -82,6 +87,8 @@ impl App {
         let policy = config.server.normalization()?;
         let profiles = Profiles::new(store.clone(), loader, cache.clone(), policy.clone());
         let consents = Consents::new(store.clone(), policy);
+        let feed = ChangeFeed::new(config.outbox.change_feed_buffer);
+        let events = Events::new(store.clone(), feed.clone(), stop.clone());
         let grpc = TcpListener::bind(config.server.grpc_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr))?;
@@ -101,7 +108,22 @@ impl App {
             }
             None => None,
         };
-        Ok(Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http, relay, stamped })
+        Ok(Self {
+            config,
+            store,
+            cache,
+            metrics,
+            stop,
+            keys,
+            profiles,
+            consents,
+            events,
+            feed,
+            grpc,
+            http,
+            relay,
+            stamped,
+        })
     }
 
     /// The bound gRPC address.
@@ -128,7 +150,22 @@ impl App {
     /// lets in-flight requests finish (up to the configured grace) and closes
     /// the database pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { config, store, cache, metrics, stop, keys, profiles, consents, grpc, http, relay, stamped } = self;
+        let Self {
+            config,
+            store,
+            cache,
+            metrics,
+            stop,
+            keys,
+            profiles,
+            consents,
+            events,
+            feed,
+            grpc,
+            http,
+            relay,
+            stamped,
+        } = self;
 
         // Background jobs stop after the last request drained, so the events
         // of the last writes are stamped (and published) where possible.
@@ -141,6 +178,7 @@ impl App {
             relay.is_some(),
         );
         let stamper_task = tokio::spawn(stamper.run(jobs.clone()));
+        let feed_task = tokio::spawn(feed.run(store.db().clone(), stamped.1.clone(), jobs.clone()));
         let relay_task = relay.map(|relay| {
             tracing::info!(relay = relay.id(), "publishing domain events to Kafka");
             tokio::spawn(relay.run(jobs.clone()))
@@ -149,6 +187,7 @@ impl App {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ProfileServiceServer<ProfileApi>>().await;
         health.set_serving::<ConsentServiceServer<ConsentApi>>().await;
+        health.set_serving::<EventServiceServer<EventApi>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()?;
@@ -161,6 +200,9 @@ impl App {
         let consent_service = ConsentServiceServer::new(ConsentApi::new(consents))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        let event_service = EventServiceServer::new(EventApi::new(events))
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES);
         let authenticate = Authenticate::new(keys);
 
         let grpc_server = Server::builder()
@@ -169,7 +211,8 @@ impl App {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(profile_service, authenticate.clone()))
-            .add_service(InterceptedService::new(consent_service, authenticate))
+            .add_service(InterceptedService::new(consent_service, authenticate.clone()))
+            .add_service(InterceptedService::new(event_service, authenticate))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
         let http_server = axum::serve(http, http::router(store.clone(), cache, metrics))
             .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -184,6 +227,7 @@ impl App {
         }
         health.set_not_serving::<ProfileServiceServer<ProfileApi>>().await;
         health.set_not_serving::<ConsentServiceServer<ConsentApi>>().await;
+        health.set_not_serving::<EventServiceServer<EventApi>>().await;
         stop.cancel();
         let drained = tokio::time::timeout(config.server.shutdown_grace, async {
             let (grpc, http) = tokio::join!(grpc_task, http_task);
@@ -200,6 +244,7 @@ impl App {
         }
         jobs.cancel();
         let _ = stamper_task.await;
+        let _ = feed_task.await;
         if let Some(task) = relay_task
             && let Ok(relay) = task.await
         {

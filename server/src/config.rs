@@ -310,6 +310,9 @@ pub struct OutboxArgs {
     /// Most events the relay sends to the broker before it waits for their acknowledgements.
     #[arg(long, env = "C360_RELAY_BATCH", default_value_t = 2000)]
     pub relay_batch: u64,
+    /// Events a change-stream subscriber may fall behind before it is dropped (it resumes from its last position).
+    #[arg(long, env = "C360_CHANGE_FEED_BUFFER", default_value_t = 4096)]
+    pub change_feed_buffer: usize,
     /// How long a relay's hold on its lanes lasts unless renewed; another instance's relay takes
     /// them over after that.
     #[arg(long, env = "C360_RELAY_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]

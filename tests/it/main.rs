@@ -4,7 +4,9 @@
 //! database directly.
 
 mod auth;
+mod avro;
 mod cache;
+mod changes;
 mod consents;
 mod embedded;
 mod identities;

@@ -14,7 +14,10 @@ use std::{
 };
 
 use c360_migration::{Migrator, MigratorTrait};
-use c360_proto::v1::{consent_service_client::ConsentServiceClient, profile_service_client::ProfileServiceClient};
+use c360_proto::v1::{
+    consent_service_client::ConsentServiceClient, event_service_client::EventServiceClient,
+    profile_service_client::ProfileServiceClient,
+};
 use c360_server::{
     App, Config,
     auth::{JwtKeys, KeySource, Role},
@@ -189,6 +192,8 @@ impl Interceptor for Bearer {
 pub type ProfileClient = ProfileServiceClient<InterceptedService<Channel, Bearer>>;
 /// A ConsentService client with fixed credentials.
 pub type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
+/// An EventService client with fixed credentials.
+pub type EventClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A running c360 on free ports, with its own database.
 pub struct TestApp {
@@ -333,6 +338,36 @@ impl TestApp {
     pub fn consents(&self, tenant: &str, roles: &[Role]) -> ConsentClient {
         let token = self.token(tenant, roles);
         ConsentServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&token))
+    }
+
+    /// An EventService client for `tenant` with `roles`.
+    pub fn events(&self, tenant: &str, roles: &[Role]) -> EventClient {
+        self.events_with_token(&self.token(tenant, roles))
+    }
+
+    /// An EventService client on a connection of its own, with HTTP/2's
+    /// smallest flow-control windows (so a stream it does not read backs up
+    /// on the server soon).
+    pub async fn events_on_own_connection(&self, tenant: &str, roles: &[Role]) -> EventClient {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("uri")
+            .initial_stream_window_size(Some(65_535))
+            .initial_connection_window_size(Some(65_535))
+            .connect()
+            .await
+            .expect("connect to app");
+        EventServiceClient::with_interceptor(channel, Bearer::new(&self.token(tenant, roles)))
+    }
+
+    /// An EventService client sending `token`.
+    pub fn events_with_token(&self, token: &str) -> EventClient {
+        EventServiceClient::with_interceptor(self.channel.clone(), Bearer::new(token))
+    }
+
+    /// A token for `tenant` with `roles` that expires after `ttl`.
+    pub fn token_for(&self, tenant: &str, roles: &[Role], ttl: Duration) -> String {
+        let tenant = TenantId::parse(tenant).expect("tenant");
+        self.keys.mint("test-user", &tenant, roles, ttl).expect("mint")
     }
 
     /// The gRPC channel to the app (for other clients).

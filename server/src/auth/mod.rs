@@ -53,8 +53,11 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
-            Self::Admin | Self::Agent | Self::Service => &[ReadProfiles, WriteProfiles, ReadConsents, WriteConsents],
-            Self::Steward | Self::Marketer | Self::Analyst => &[ReadProfiles, ReadConsents],
+            Self::Admin | Self::Agent | Self::Service => {
+                &[ReadProfiles, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
+            }
+            Self::Steward => &[ReadProfiles, ReadConsents, WatchChanges],
+            Self::Marketer | Self::Analyst => &[ReadProfiles, ReadConsents],
         }
     }
 }
@@ -70,6 +73,9 @@ pub enum Permission {
     ReadConsents,
     /// Record consent decisions.
     WriteConsents,
+    /// Subscribe to the tenant's change stream. Until event payloads are
+    /// masked by role, only roles that read profiles unmasked may.
+    WatchChanges,
 }
 
 /// An authenticated caller: who, for which tenant, with which roles.
@@ -81,6 +87,8 @@ pub struct Caller {
     pub tenant: TenantId,
     /// Known roles from the token; unknown role names are dropped.
     pub roles: Vec<Role>,
+    /// When the token expires (seconds since the epoch): long-lived streams end then.
+    pub expires_at: u64,
 }
 
 impl Caller {
@@ -102,15 +110,26 @@ mod tests {
     #[test]
     fn role_table_grants_writes_to_writers_only() {
         for role in Role::ALL {
-            let caller =
-                Caller { subject: "s".into(), tenant: TenantId::parse("t").expect("tenant"), roles: vec![role] };
+            let caller = Caller {
+                subject: "s".into(),
+                tenant: TenantId::parse("t").expect("tenant"),
+                roles: vec![role],
+                expires_at: u64::MAX,
+            };
             assert!(caller.require(Permission::ReadProfiles).is_ok(), "{role:?} reads");
             let writes = matches!(role, Role::Admin | Role::Agent | Role::Service);
             assert_eq!(caller.require(Permission::WriteProfiles).is_ok(), writes, "{role:?} writes");
             assert!(caller.require(Permission::ReadConsents).is_ok(), "{role:?} reads consents");
             assert_eq!(caller.require(Permission::WriteConsents).is_ok(), writes, "{role:?} sets consents");
+            let unmasked = !matches!(role, Role::Marketer | Role::Analyst);
+            assert_eq!(caller.require(Permission::WatchChanges).is_ok(), unmasked, "{role:?} watches changes");
         }
-        let nobody = Caller { subject: "s".into(), tenant: TenantId::parse("t").expect("tenant"), roles: vec![] };
+        let nobody = Caller {
+            subject: "s".into(),
+            tenant: TenantId::parse("t").expect("tenant"),
+            roles: vec![],
+            expires_at: u64::MAX,
+        };
         assert!(nobody.require(Permission::ReadProfiles).is_err());
     }
 }

@@ -245,7 +245,8 @@ fn from_timestamp(time: Option<Timestamp>) -> Result<DateTime<Utc>, String> {
     DateTime::from_timestamp(time.seconds, time.nanos as u32).ok_or_else(|| format!("timestamp {time:?}"))
 }
 
-fn timestamp(time: DateTime<Utc>) -> Timestamp {
+/// A protobuf timestamp.
+pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
 }
 

@@ -63,6 +63,16 @@ pub enum DomainError {
     /// Valid credentials without the needed role. PERMISSION_DENIED.
     #[error("{0}")]
     PermissionDenied(String),
+    /// A position or range lies outside what is kept. OUT_OF_RANGE.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The caller used more than its share (a stream it reads too slowly).
+    /// RESOURCE_EXHAUSTED.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// This instance is shutting down; another one can serve. UNAVAILABLE.
+    #[error("{0}")]
+    ShuttingDown(String),
     /// A store could not be reached; worth retrying. UNAVAILABLE. The cause is
     /// logged, not returned.
     #[error("storage unavailable: {0}")]

@@ -107,10 +107,10 @@ pub struct ConsentUpdated {
     pub legal_basis: &'static str,
     /// The contact point the decision covers; absent: the whole purpose.
     pub contact_point: Option<ContactPointRef>,
-    /// When the decision was captured (RFC 3339).
-    pub captured_at: String,
-    /// When a grant lapses (RFC 3339), if it does.
-    pub expires_at: Option<String>,
+    /// When the decision was captured, in epoch milliseconds (Avro's timestamp-millis).
+    pub captured_at: i64,
+    /// When a grant lapses, in epoch milliseconds, if it does.
+    pub expires_at: Option<i64>,
     /// Source system of the decision.
     pub source: String,
     /// Channel it was captured on, if known.
@@ -250,7 +250,7 @@ pub fn consent_updated(
     previous: Option<ConsentStatus>,
     actor: &str,
 ) -> DomainEvent {
-    let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let millis = |t: DateTime<Utc>| t.timestamp_millis();
     let d = now_in_force;
     let body = ConsentUpdated {
         customer_id: d.profile_id.to_string(),
@@ -262,8 +262,8 @@ pub fn consent_updated(
             .contact_point
             .as_ref()
             .map(|point| ContactPointRef { kind: point.kind.as_str(), value: point.value.clone() }),
-        captured_at: rfc3339(d.captured_at),
-        expires_at: d.expires_at.map(rfc3339),
+        captured_at: millis(d.captured_at),
+        expires_at: d.expires_at.map(millis),
         source: d.source.clone(),
         channel: d.channel.clone(),
         decision_id: d.id.to_string(),

@@ -42,6 +42,12 @@ impl From<DomainError> for Status {
             DomainError::FailedPrecondition(_) => Status::failed_precondition(message),
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
+            DomainError::OutOfRange(_) => Status::out_of_range(message),
+            DomainError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            DomainError::ShuttingDown(_) => {
+                let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
+                Status::with_error_details(Code::Unavailable, message, details)
+            }
             DomainError::Unavailable(_) => {
                 let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
                 Status::with_error_details(Code::Unavailable, "a backing store is unavailable; retry", details)

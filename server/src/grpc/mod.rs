@@ -8,4 +8,5 @@
 pub mod auth;
 pub mod consents;
 pub mod error;
+pub mod events;
 pub mod profiles;

@@ -147,12 +147,25 @@ pub async fn in_force_and_requests(
         .push(" AND ")
         .in_list("c.profile_id", profiles.iter().map(|id| id.as_uuid()));
     if !request_ids.is_empty() {
-        sql.push(&format!(
-            " UNION ALL SELECT 'R' AS via, {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "
-        ))
-        .bind(tenant.as_str())
-        .push(" AND ")
-        .in_list("d.request_id", request_ids.iter().map(|id| (*id).to_owned()));
+        let ids = request_ids.iter().map(|id| (*id).to_owned());
+        if conn.get_database_backend() == DbBackend::Postgres {
+            // One probe of the unique request index per id: an equality on
+            // it estimates one row whatever the statistics say, where
+            // `= ANY(list)` lost to a scan of the tenant's whole history
+            // while the table's statistics were young.
+            sql.push(&format!(" UNION ALL SELECT 'R' AS via, {DECISION_COLUMNS} FROM unnest("))
+                .bind_array(ids)
+                .push(") AS r(request_id) JOIN LATERAL (SELECT * FROM consent_decisions x WHERE x.tenant_id = ")
+                .bind(tenant.as_str())
+                .push(" AND x.request_id IS NOT NULL AND x.request_id = r.request_id) d ON true");
+        } else {
+            sql.push(&format!(
+                " UNION ALL SELECT 'R' AS via, {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "
+            ))
+            .bind(tenant.as_str())
+            .push(" AND ")
+            .in_list("d.request_id", ids);
+        }
     }
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let (mut in_force, mut earlier) = (Vec::new(), Vec::new());

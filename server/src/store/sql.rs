@@ -37,6 +37,13 @@ impl Sql {
         self
     }
 
+    /// `values` as one array parameter (PostgreSQL only).
+    pub(crate) fn bind_array<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+        let values: Vec<Value> = values.into_iter().map(Into::into).collect();
+        let kind = values.first().map_or(ArrayType::String, Value::array_type);
+        self.bind(Value::Array(kind, Some(Box::new(values))))
+    }
+
     /// `column IN (values)`. On PostgreSQL the list is one array parameter
     /// (`= ANY($n)`): the statement's text stays the same whatever the
     /// list's length, so its prepared plan is reused instead of planning a
@@ -46,9 +53,8 @@ impl Sql {
         let values: Vec<Value> = values.into_iter().map(Into::into).collect();
         self.text.push_str(column);
         if self.backend == DbBackend::Postgres {
-            let kind = values.first().map_or(ArrayType::String, Value::array_type);
             self.text.push_str(" = ANY(");
-            self.bind(Value::Array(kind, Some(Box::new(values))));
+            self.bind_array(values);
         } else {
             self.text.push_str(" IN (");
             for (i, value) in values.into_iter().enumerate() {

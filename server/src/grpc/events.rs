@@ -1,0 +1,66 @@
+//! `c360.v1.EventService`: the change stream.
+
+use std::pin::Pin;
+
+use c360_proto::v1::{self as pb, event_service_server::EventService};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+
+use super::auth::caller;
+use crate::{
+    auth::Permission,
+    convert::{json_to_struct, timestamp},
+    domain::{DomainError, ProfileId},
+    service::{Events, WatchRequest},
+    store::outbox::Stamped,
+};
+
+/// The gRPC face of [`Events`].
+pub struct EventApi {
+    events: Events,
+}
+
+impl EventApi {
+    /// Serves `events`.
+    pub fn new(events: Events) -> Self {
+        Self { events }
+    }
+}
+
+/// A stream of change events.
+pub type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::ChangeEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    type WatchChangesStream = ChangeStream;
+
+    async fn watch_changes(&self, request: Request<pb::WatchChangesRequest>) -> Result<Response<ChangeStream>, Status> {
+        let caller = caller(&request)?;
+        caller.require(Permission::WatchChanges)?;
+        let request = request.into_inner();
+        let after = Events::parse_position(&request.after_position)?;
+        let profile = match request.profile_id.as_str() {
+            "" => None,
+            raw => Some(ProfileId::parse(raw).map_err(|e| DomainError::invalid("profile_id", e))?),
+        };
+        let subscription = self.events.watch(&caller, WatchRequest { after, profile }).await?;
+        // The events, then the status the stream ended with (if any).
+        let end = futures::stream::once(subscription.end).filter_map(|ended| ended.ok().map(|e| Err(Status::from(e))));
+        let stream = ReceiverStream::new(subscription.events).map(|row| Ok(change_event(&row))).chain(end);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn change_event(row: &Stamped) -> pb::ChangeEvent {
+    let envelope: serde_json::Value = serde_json::from_str(&row.envelope).unwrap_or_default();
+    let payload = envelope.get("payload").and_then(serde_json::Value::as_object).map(json_to_struct);
+    pb::ChangeEvent {
+        position: row.pos.to_string(),
+        event_type: row.event_type.clone(),
+        event_id: row.event_id.to_string(),
+        aggregate_id: row.aggregate_id.to_string(),
+        timestamp: Some(timestamp(row.created_at)),
+        subject: row.subject.clone(),
+        payload,
+    }
+}

@@ -1,0 +1,188 @@
+//! The change stream: a tenant's domain events from a resume position
+//! (history, read from the outbox), then live (from the instance's shared
+//! feed), in position order with no gap and no repeat.
+
+use std::sync::Arc;
+
+use tokio::sync::{
+    broadcast::error::RecvError,
+    mpsc::{self, error::TrySendError},
+    oneshot,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::{Caller, Permission},
+    domain::{DomainError, ProfileId},
+    outbox::feed::ChangeFeed,
+    store::{
+        Store,
+        outbox::{self, Stamped},
+    },
+};
+
+/// Rows stamped per transaction when a subscriber starts "from now".
+const STAMP_PAGE: u64 = 5_000;
+/// Rows read per history query.
+const HISTORY_PAGE: u64 = 500;
+/// Live events waiting for a subscriber's transport before the subscriber
+/// counts as slow and is dropped.
+const SUBSCRIBER_BUFFER: usize = 256;
+
+/// Change stream operations.
+#[derive(Clone)]
+pub struct Events {
+    store: Store,
+    feed: ChangeFeed,
+    stop: CancellationToken,
+}
+
+/// A running subscription: its events, then why it ended (nothing when the
+/// caller hung up).
+pub struct Subscription {
+    /// The events, in position order.
+    pub events: mpsc::Receiver<Arc<Stamped>>,
+    /// Why the stream ended, sent once the events are all delivered.
+    pub end: oneshot::Receiver<DomainError>,
+}
+
+/// What a subscriber asked for.
+#[derive(Debug, Clone, Default)]
+pub struct WatchRequest {
+    /// Resume after this position; `None`: from the next event committed.
+    pub after: Option<i64>,
+    /// Only this profile's events.
+    pub profile: Option<ProfileId>,
+}
+
+impl Events {
+    /// The stream over `store`, fed live by `feed`; streams end when `stop` fires.
+    pub fn new(store: Store, feed: ChangeFeed, stop: CancellationToken) -> Self {
+        Self { store, feed, stop }
+    }
+
+    /// Parses a resume position as clients send it back.
+    pub fn parse_position(raw: &str) -> Result<Option<i64>, DomainError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        raw.parse::<i64>()
+            .ok()
+            .filter(|pos| *pos >= 0)
+            .map(Some)
+            .ok_or_else(|| DomainError::invalid("after_position", "not a position this service gave out"))
+    }
+
+    /// Starts a subscription: the caller's tenant's events after the
+    /// requested position, then live ones, until the caller hangs up, its
+    /// token expires, it falls behind or the server stops.
+    pub async fn watch(&self, caller: &Caller, request: WatchRequest) -> Result<Subscription, DomainError> {
+        caller.require(Permission::WatchChanges)?;
+        // Subscribe first: everything after the feed's head arrives live,
+        // and history covers the rest.
+        let (mut live, _) = self.feed.subscribe();
+        if request.after.is_none() {
+            // "From now" means after every event committed before this call:
+            // stamp what the stamper has not reached yet.
+            while outbox::stamp(self.store.db(), STAMP_PAGE).await?.count == STAMP_PAGE {}
+        }
+        let (last, pruned) = outbox::positions(self.store.db()).await?;
+        let start = match request.after {
+            None => last,
+            Some(after) if after < pruned => {
+                return Err(DomainError::OutOfRange(format!(
+                    "position {after} is older than the outbox's retention: events after it were pruned \
+                     (the oldest position to resume from is {pruned}); start again without a position"
+                )));
+            }
+            Some(after) if after > last => {
+                return Err(DomainError::OutOfRange(format!(
+                    "position {after} is ahead of the last event ({last}): not a position of this deployment"
+                )));
+            }
+            Some(after) => after,
+        };
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let (end_tx, end_rx) = oneshot::channel();
+        let db = self.store.db().clone();
+        let tenant = caller.tenant.clone();
+        let profile = request.profile;
+        let stop = self.stop.clone();
+        let expires = expiry(caller.expires_at);
+        tokio::spawn(async move {
+            let wanted = |row: &Stamped| {
+                row.tenant == tenant.as_str() && profile.is_none_or(|id| id.as_uuid() == row.aggregate_id)
+            };
+            let mut sent = start;
+            let ended = 'stream: {
+                // History, page by page, straight from the outbox; a caller
+                // catching up may take its time.
+                loop {
+                    let page = match outbox::after(&db, sent, Some(&tenant), profile, HISTORY_PAGE).await {
+                        Ok(page) => page,
+                        Err(error) => break 'stream error,
+                    };
+                    let full = page.len() as u64 == HISTORY_PAGE;
+                    for row in page {
+                        sent = row.pos;
+                        if tx.send(Arc::new(row)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                // Then live, skipping what history already sent. A caller
+                // that lets its buffer fill is dropped: it must not hold
+                // the feed, or memory, for everyone else.
+                loop {
+                    tokio::select! {
+                        received = live.recv() => match received {
+                            Ok(row) => {
+                                if row.pos <= sent {
+                                    continue;
+                                }
+                                sent = row.pos;
+                                if !wanted(&row) {
+                                    continue;
+                                }
+                                match tx.try_send(row) {
+                                    Ok(()) => {}
+                                    Err(TrySendError::Closed(_)) => return,
+                                    Err(TrySendError::Full(_)) => break 'stream slow(),
+                                }
+                            }
+                            Err(RecvError::Lagged(_)) => break 'stream slow(),
+                            Err(RecvError::Closed) => return,
+                        },
+                        () = tokio::time::sleep_until(expires) => break 'stream DomainError::Unauthenticated(
+                            "the token expired: subscribe again with a fresh one and the last position received".into(),
+                        ),
+                        () = stop.cancelled() => break 'stream DomainError::ShuttingDown(
+                            "this instance is shutting down: resume after the last position received".into(),
+                        ),
+                        () = tx.closed() => return,
+                    }
+                }
+            };
+            let _ = end_tx.send(ended);
+        });
+        Ok(Subscription { events: rx, end: end_rx })
+    }
+}
+
+fn slow() -> DomainError {
+    DomainError::ResourceExhausted(
+        "this subscriber read more slowly than events arrived and was dropped; resume after the last position received"
+            .into(),
+    )
+}
+
+/// The instant a token that expires at `exp` (epoch seconds) lapses.
+fn expiry(exp: u64) -> tokio::time::Instant {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let left = std::time::Duration::from_secs(exp).saturating_sub(now);
+    // Far enough for "never" without overflowing the clock.
+    tokio::time::Instant::now() + left.min(std::time::Duration::from_secs(100 * 365 * 86_400))
+}
