@@ -308,7 +308,7 @@ pub struct OutboxArgs {
     #[arg(long, env = "C360_OUTBOX_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub outbox_retention: Duration,
     /// Most events the relay sends to the broker before it waits for their acknowledgements.
-    #[arg(long, env = "C360_RELAY_BATCH", default_value_t = 2000)]
+    #[arg(long, env = "C360_RELAY_BATCH", default_value_t = 10_000)]
     pub relay_batch: u64,
     /// Events a change-stream subscriber may fall behind before it is dropped (it resumes from its last position).
     #[arg(long, env = "C360_CHANGE_FEED_BUFFER", default_value_t = 4096)]

@@ -39,7 +39,7 @@ pub struct RelayConfig {
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        Self { batch: 2_000, lease: Duration::from_secs(10), poll: Duration::from_millis(200) }
+        Self { batch: 10_000, lease: Duration::from_secs(10), poll: Duration::from_millis(200) }
     }
 }
 
