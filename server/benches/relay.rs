@@ -215,7 +215,9 @@ async fn main() -> anyhow::Result<()> {
                 .expect("consumer");
             let mut assignment = rdkafka::TopicPartitionList::new();
             for partition in 0..6 {
-                assignment.add_partition_offset(PROFILE_UPDATED_SUBJECT, partition, rdkafka::Offset::End).expect("assign");
+                assignment
+                    .add_partition_offset(PROFILE_UPDATED_SUBJECT, partition, rdkafka::Offset::End)
+                    .expect("assign");
             }
             consumer.assign(&assignment).expect("assign");
             while !consuming.is_cancelled() {
