@@ -4,8 +4,10 @@
 //!   stamper at a time (`seq` is assigned at insert, and a row with a lower
 //!   `seq` can commit after a higher one); NULL until stamped. Rows that were
 //!   already committed when this runs get `pos = seq`.
-//! - `outbox.lane`: one of 16 lanes, from the customer id, so that one relay
-//!   at a time publishes one customer's events.
+//! - `outbox.lane`: one of 16 lanes, computed by the database from the
+//!   customer id (a generated column, so rows written by any binary, older
+//!   ones included, get the same lane), so that one relay at a time publishes
+//!   one customer's events.
 //! - `outbox_state`: the last position stamped and how far rows were pruned.
 //! - `outbox_lanes`: per lane, which relay holds it until when, and the
 //!   position through which its events are acknowledged by the broker.
@@ -13,8 +15,10 @@
 //! - `outbox_parked`: rows the broker refused for good, and the later rows of
 //!   the same customer that wait behind them.
 //!
-//! `published_at` goes: a lane's acknowledged position says it for every row
-//! (one write per batch instead of one per row).
+//! `published_at` stays but is no longer written: a lane's acknowledged
+//! position says it for every row (one write per batch instead of one per
+//! row). Binaries from before this migration still write it during a rolling
+//! upgrade; a later migration may drop it.
 
 use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
 
@@ -43,23 +47,20 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Outbox::Table)
-                    .add_column(ColumnDef::new(Outbox::Lane).small_integer().not_null().default(0))
-                    .to_owned(),
-            )
-            .await?;
-        manager.alter_table(Table::alter().table(Outbox::Table).drop_column(Outbox::PublishedAt).to_owned()).await?;
         // The lane is the low four bits of the customer id's last byte (the
-        // relay computes the same in Rust); SQLite stores UUIDs as 16-byte blobs.
+        // relay computes the same in Rust). SQLite can add only a virtual
+        // generated column; it may hold a UUID as 16 bytes or as text.
         let lane = if postgres {
-            "get_byte(uuid_send(aggregate_id), 15) & 15"
+            "ALTER TABLE outbox ADD COLUMN lane smallint GENERATED ALWAYS AS \
+             ((get_byte(uuid_send(aggregate_id), 15) & 15)::smallint) STORED"
         } else {
-            "instr('0123456789ABCDEF', substr(hex(aggregate_id), 32, 1)) - 1"
+            "ALTER TABLE outbox ADD COLUMN lane INTEGER GENERATED ALWAYS AS \
+             (CASE WHEN typeof(aggregate_id) = 'blob' \
+              THEN instr('0123456789ABCDEF', substr(hex(aggregate_id), 32, 1)) - 1 \
+              ELSE instr('0123456789abcdef', lower(substr(aggregate_id, -1, 1))) - 1 END) VIRTUAL"
         };
-        db.execute_unprepared(&format!("UPDATE outbox SET lane = {lane}, pos = seq")).await?;
+        db.execute_unprepared(lane).await?;
+        db.execute_unprepared("UPDATE outbox SET pos = seq").await?;
         db.execute_unprepared("CREATE INDEX idx_outbox_unstamped ON outbox (seq) WHERE pos IS NULL").await?;
         db.execute_unprepared("CREATE UNIQUE INDEX idx_outbox_pos ON outbox (pos)").await?;
 
@@ -132,14 +133,6 @@ impl MigrationTrait for Migration {
         for column in [Outbox::Pos, Outbox::Lane] {
             manager.alter_table(Table::alter().table(Outbox::Table).drop_column(column).to_owned()).await?;
         }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Outbox::Table)
-                    .add_column(ColumnDef::new(Outbox::PublishedAt).timestamp_with_time_zone().null())
-                    .to_owned(),
-            )
-            .await?;
         db.execute_unprepared("CREATE INDEX idx_outbox_pending ON outbox (seq) WHERE published_at IS NULL").await?;
         Ok(())
     }
@@ -150,7 +143,6 @@ enum Outbox {
     Table,
     Pos,
     Lane,
-    PublishedAt,
 }
 
 #[derive(DeriveIden)]

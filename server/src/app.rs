@@ -245,10 +245,16 @@ impl App {
         jobs.cancel();
         let _ = stamper_task.await;
         let _ = feed_task.await;
-        if let Some(task) = relay_task
-            && let Ok(relay) = task.await
-        {
-            relay.sink().flush(std::time::Duration::from_secs(5));
+        // A round in progress may wait for the broker; it is not waited for
+        // long (what it sent is sent again by whichever relay comes next).
+        if let Some(task) = relay_task {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+                Ok(Ok(relay)) => relay.sink().flush(std::time::Duration::from_secs(5)),
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    tracing::warn!("relay still waiting for the broker at shutdown; its lanes lapse with the lease")
+                }
+            }
         }
         store.close().await?;
         Ok(())

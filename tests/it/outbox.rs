@@ -179,3 +179,27 @@ async fn a_reader_resuming_after_a_position_never_misses_a_commit_under_concurre
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "customer {customer}: positions follow its commits");
     }
 }
+
+#[tokio::test]
+async fn the_database_computes_each_rows_lane_as_the_relay_does() {
+    use sea_orm::{ConnectionTrait, Statement};
+    for app in [TestApp::spawn().await, TestApp::spawn_on(c360_tests::TestDb::sqlite()).await] {
+        for i in 0..40 {
+            let email = format!("lane{i}@example.com");
+            app.agent().create_profile(create(person("Lane", "Check", &email))).await.expect("create");
+        }
+        let db = app.db.connect().await;
+        let sql = "SELECT aggregate_id, lane FROM outbox";
+        let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("rows");
+        assert_eq!(rows.len(), 40);
+        let mut lanes = std::collections::HashSet::new();
+        for row in rows {
+            let id: uuid::Uuid = row.try_get("", "aggregate_id").expect("id");
+            let lane: i16 = row.try_get("", "lane").expect("lane");
+            let expected = c360_server::store::outbox::lane_of(c360_server::domain::ProfileId::from(id));
+            assert_eq!(lane, expected, "{id}");
+            lanes.insert(lane);
+        }
+        assert!(lanes.len() > 8, "ids spread over the lanes: {lanes:?}");
+    }
+}

@@ -185,7 +185,36 @@ async fn two_relays_and_concurrent_writers_keep_each_customers_order_without_dup
     let published =
         first.metric("c360_outbox_published_total").await + second.metric("c360_outbox_published_total").await;
     assert!(first.metric("c360_outbox_published_total").await > 0.0, "the first relay published");
-    assert!(second.metric("c360_outbox_published_total").await > 0.0, "the second relay published");
+    let lanes = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT lane, owner, published_pos FROM outbox_lanes ORDER BY lane",
+        ))
+        .await
+        .expect("lanes");
+    let lanes: Vec<(i16, Option<String>, i64)> = lanes
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "lane").expect("lane"),
+                r.try_get("", "owner").expect("owner"),
+                r.try_get("", "published_pos").expect("pos"),
+            )
+        })
+        .collect();
+    let per_lane = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT lane, COUNT(*) AS n FROM outbox GROUP BY lane ORDER BY lane",
+        ))
+        .await
+        .expect("per lane");
+    let per_lane: Vec<(i16, i64)> =
+        per_lane.iter().map(|r| (r.try_get("", "lane").expect("lane"), r.try_get("", "n").expect("n"))).collect();
+    assert!(
+        second.metric("c360_outbox_published_total").await > 0.0,
+        "the second relay published: {lanes:?} {per_lane:?}"
+    );
     assert_eq!(published as usize, expected);
     drop(second);
     first.stop().await.expect("stop");
@@ -194,7 +223,7 @@ async fn two_relays_and_concurrent_writers_keep_each_customers_order_without_dup
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_succeed_while_the_broker_is_frozen_and_the_relay_catches_up() {
     let kafka = PrivateKafka::start().await;
-    let app = app_with(&kafka, &["--outbox-retention", "6s"]).await;
+    let app = app_with(&kafka, &["--outbox-retention", "2s"]).await;
     let mut client = app.agent();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -203,6 +232,9 @@ async fn writes_succeed_while_the_broker_is_frozen_and_the_relay_catches_up() {
     }
     let db = app.db.connect().await;
     eventually!(app.metric("c360_outbox_published_total").await >= 5.0);
+    // Published, these may be pruned after the retention: keep them for the
+    // order check.
+    let mut committed_events = outbox(&db).await;
 
     kafka.pause().await;
     for round in 0..4 {
@@ -213,12 +245,16 @@ async fn writes_succeed_while_the_broker_is_frozen_and_the_relay_catches_up() {
         created.expect("create during the outage");
     }
     assert!(c360_tests::http_get(app.http_addr, "/readyz").await.starts_with("HTTP/1.1 200"), "still ready");
+    // Past the retention (2 s), unpublished events stay.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(app.metric("c360_outbox_lag_seconds").await >= 1.0, "the lag shows the outage");
-    let committed_events = outbox(&db).await;
+    assert_eq!(unpublished(&db).await, 24, "events wait in the outbox, past their retention but unpublished");
+    for envelope in outbox(&db).await {
+        if !committed_events.iter().any(|e| e["eventId"] == envelope["eventId"]) {
+            committed_events.push(envelope);
+        }
+    }
     assert_eq!(committed_events.len(), 5 + 24);
-    let waiting = unpublished(&db).await;
-    assert_eq!(waiting, 24, "events wait in the outbox, past their retention but unpublished");
     kafka.resume().await;
 
     let expected = 5 + 24;
@@ -232,6 +268,34 @@ async fn writes_succeed_while_the_broker_is_frozen_and_the_relay_catches_up() {
     eventually!(app.metric("c360_outbox_lag_seconds").await == 0.0);
     // Published and past the retention: pruned.
     eventually!(committed(&db).await == 0);
+    app.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_larger_than_a_round_with_idle_lanes_drains_completely() {
+    let kafka = PrivateKafka::start().await;
+    // Rounds of 5 events, three customers: most of the 16 lanes never see an
+    // event, and must not hold the others back.
+    let app = app_with(&kafka, &["--relay-batch", "5"]).await;
+    let mut client = app.agent();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let created = client.create_profile(create(person("Few", "Lanes", &format!("f{i}@example.com")))).await;
+        ids.push(created.expect("create").into_inner().id);
+    }
+    for round in 0..10 {
+        for id in &ids {
+            client.update_profile(set_segment(id, &format!("S{round}"), "")).await.expect("update");
+        }
+    }
+    let db = app.db.connect().await;
+    let expected = committed(&db).await;
+    assert_eq!(expected, 33);
+    let received =
+        consume(&kafka.brokers(), &[CREATED, UPDATED], expected, Duration::from_secs(1), Duration::from_secs(60)).await;
+    assert_eq!(arrivals(&received).len(), expected, "every event, round after round");
+    assert_customer_order(&outbox(&db).await, &received);
+    eventually!(app.metric("c360_outbox_lag_seconds").await == 0.0);
     app.stop().await.expect("stop");
 }
 
@@ -288,6 +352,9 @@ async fn a_refused_event_is_parked_and_holds_back_only_its_customer_until_an_ope
     eventually!(!outbox_cli(&app.db, &["list"]).await.expect("list").contains("retry requested"));
     assert_eq!(outbox_cli(&app.db, &["list"]).await.expect("list").lines().count(), 3);
     outbox_cli(&app.db, &["skip", "12345678"]).await.expect_err("no such parked event");
+    let held: &str = lines[1].split_whitespace().nth(1).expect("held seq");
+    outbox_cli(&app.db, &["retry", held]).await.expect_err("a held event is not retried alone");
+    outbox_cli(&app.db, &["skip", held]).await.expect_err("nor skipped alone");
 
     // Skipped: the held events follow, in order; the refused one never does.
     outbox_cli(&app.db, &["skip", &refused.to_string()]).await.expect("skip");
@@ -304,7 +371,7 @@ async fn a_refused_event_is_parked_and_holds_back_only_its_customer_until_an_ope
 
 #[tokio::test]
 async fn without_a_broker_rows_are_kept_for_the_retention_then_pruned() {
-    let app = TestApp::spawn_with(TestDb::postgres().await, &["--outbox-retention", "1s"]).await;
+    let app = TestApp::spawn_with(TestDb::postgres().await, &["--outbox-retention", "3s"]).await;
     let mut client = app.agent();
     client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create");
     let db = app.db.connect().await;

@@ -600,7 +600,14 @@ pub async fn consume(
             consumer::{BaseConsumer, Consumer},
             message::Headers,
         };
-        let counts = partitions(&brokers, &topics.iter().map(String::as_str).collect::<Vec<_>>());
+        // The relay creates the topics when it starts: wait for them.
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let mut counts = partitions(&brokers, &names);
+        let waiting = std::time::Instant::now();
+        while counts.contains(&0) && waiting.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(100));
+            counts = partitions(&brokers, &names);
+        }
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))

@@ -27,6 +27,9 @@ pub struct ChangeFeed {
 
 struct Inner {
     sender: broadcast::Sender<Arc<Stamped>>,
+    /// Rows read per query: at most what a subscriber may fall behind, so
+    /// one page cannot push a reading subscriber out.
+    page: u64,
     /// Every stamped row up to this position was sent (or nobody listened).
     /// Locked while sending, so a subscriber's start position and its
     /// receiver agree.
@@ -38,7 +41,8 @@ impl ChangeFeed {
     /// reads slower than events arrive; one further behind is dropped.
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Self { inner: Arc::new(Inner { sender, head: Mutex::new(0) }) }
+        let page = (capacity.max(1) as u64).min(PAGE);
+        Self { inner: Arc::new(Inner { sender, page, head: Mutex::new(0) }) }
     }
 
     /// A receiver of every event after the returned position.
@@ -54,7 +58,11 @@ impl ChangeFeed {
         loop {
             let result = self.advance(&db).await;
             match result {
-                Ok(full) if full => continue,
+                Ok(full) if full => {
+                    // Let subscribers take the page before the next one.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 Ok(_) => failing = false,
                 Err(e) => {
                     if !failing {
@@ -65,7 +73,12 @@ impl ChangeFeed {
             }
             stamped.borrow_and_update();
             tokio::select! {
-                _ = stamped.changed() => {}
+                changed = stamped.changed() => {
+                    // The stamper is gone (shutting down): poll.
+                    if changed.is_err() {
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
                 () = tokio::time::sleep(if failing { Duration::from_secs(1) } else { POLL }) => {}
                 () = stop.cancelled() => return,
             }
@@ -84,8 +97,8 @@ impl ChangeFeed {
             }
             return Ok(false);
         }
-        let rows = outbox::after(db, from, None, None, PAGE).await?;
-        let full = rows.len() as u64 == PAGE;
+        let rows = outbox::after(db, from, None, None, self.inner.page).await?;
+        let full = rows.len() as u64 == self.inner.page;
         let mut head = self.inner.head.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if *head != from {
             // Only this task moves the head; a changed head is impossible,

@@ -95,7 +95,9 @@ impl KafkaSink {
     }
 }
 
-/// Errors that sending again cannot fix.
+/// Errors that sending this message again cannot fix. (A missing
+/// permission is not one: an operator fixes the ACL and the relay goes on by
+/// itself, as after an outage.)
 fn refused_for_good(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
@@ -103,8 +105,6 @@ fn refused_for_good(error: &KafkaError) -> bool {
             RDKafkaErrorCode::MessageSizeTooLarge
                 | RDKafkaErrorCode::InvalidMessage
                 | RDKafkaErrorCode::InvalidRecord
-                | RDKafkaErrorCode::InvalidTopic
-                | RDKafkaErrorCode::TopicAuthorizationFailed
                 | RDKafkaErrorCode::InvalidMessageSize
         )
     )
@@ -112,10 +112,24 @@ fn refused_for_good(error: &KafkaError) -> bool {
 
 impl EventSink for KafkaSink {
     async fn prepare(&self) -> Result<(), String> {
+        // Create only what is missing: a client without CREATE permission
+        // gets an authorization error even for a topic that exists.
+        let producer = self.producer.clone();
+        let metadata =
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(10)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        let existing: HashSet<&str> =
+            metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name()).collect();
         let topics: Vec<NewTopic<'_>> = TOPICS
             .iter()
+            .filter(|(name, _)| !existing.contains(name))
             .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(self.replication)))
             .collect();
+        if topics.is_empty() {
+            return Ok(());
+        }
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = self.admin.create_topics(&topics, &options).await.map_err(|e| e.to_string())?;
         for result in results {
@@ -130,9 +144,11 @@ impl EventSink for KafkaSink {
     async fn publish(&self, batch: &[Message<'_>]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut pending = Vec::with_capacity(batch.len());
-        let mut refused_keys: HashSet<&str> = HashSet::new();
+        // Keys with a message not sent: none of their later messages may go
+        // ahead of it.
+        let mut stopped_keys: HashSet<&str> = HashSet::new();
         for (i, message) in batch.iter().enumerate() {
-            if refused_keys.contains(message.key) {
+            if stopped_keys.contains(message.key) {
                 outcomes[i] = Some(Outcome::NotSent);
                 continue;
             }
@@ -153,8 +169,8 @@ impl EventSink for KafkaSink {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((error, _)) => {
+                        stopped_keys.insert(message.key);
                         outcomes[i] = Some(if refused_for_good(&error) {
-                            refused_keys.insert(message.key);
                             Outcome::Refused(error.to_string())
                         } else {
                             Outcome::Failed(error.to_string())

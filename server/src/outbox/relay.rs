@@ -87,8 +87,10 @@ impl<S: EventSink> Relay<S> {
         let mut outage: Option<(tokio::time::Instant, String)> = None;
         let mut prepared = false;
         let mut last_lease = None::<tokio::time::Instant>;
-        // Measured on their own: a round can wait long for the broker.
+        // Measured, and leases kept, on their own: a round can wait long for
+        // the broker, and a lease must not lapse while its owner waits.
         let gauges = tokio::spawn(gauges(self.db.clone(), self.metrics.clone(), stop.clone()));
+        let keeper = tokio::spawn(keep_leases(self.db.clone(), self.id.clone(), self.config.lease, stop.clone()));
         loop {
             if stop.is_cancelled() {
                 break;
@@ -101,7 +103,12 @@ impl<S: EventSink> Relay<S> {
             }
             if !prepared {
                 match self.sink.prepare().await {
-                    Ok(()) => prepared = true,
+                    Ok(()) => {
+                        prepared = true;
+                        if let Some((since, _)) = outage.take() {
+                            tracing::info!(after = ?since.elapsed(), "broker reachable again; catching up");
+                        }
+                    }
                     Err(e) => {
                         outage.get_or_insert_with(|| {
                             tracing::warn!(error = %e, "broker unreachable: events wait in the outbox; retrying with back-off");
@@ -136,7 +143,12 @@ impl<S: EventSink> Relay<S> {
                     // stamp made while we read is not missed.
                     self.stamped.borrow_and_update();
                     tokio::select! {
-                        _ = self.stamped.changed() => {}
+                        changed = self.stamped.changed() => {
+                            // The stamper is gone (shutting down): poll.
+                            if changed.is_err() {
+                                tokio::time::sleep(self.config.poll).await;
+                            }
+                        }
                         () = tokio::time::sleep(self.config.poll) => {}
                         () = stop.cancelled() => break,
                     }
@@ -157,6 +169,7 @@ impl<S: EventSink> Relay<S> {
             }
         }
         gauges.abort();
+        keeper.abort();
         if let Err(e) = outbox::leave(&self.db, &self.id).await {
             tracing::warn!(error = %e, "relay could not give its lanes up; they lapse with the lease");
         }
@@ -212,8 +225,20 @@ impl<S: EventSink> Relay<S> {
             let refused = row.waits_for.unwrap_or(row.seq);
             blocked.entry(key).or_insert(refused);
         }
-        let rows = outbox::pending(&self.db, &self.lanes, self.config.batch).await?;
+        let pending = outbox::pending(&self.db, &self.lanes, self.config.batch).await?;
+        let rows = pending.rows;
         if rows.is_empty() {
+            // Lanes behind what was scanned have nothing up to it: move
+            // them on, or the scan would start below them forever.
+            let behind: HashMap<i16, i64> = self
+                .lanes
+                .iter()
+                .filter(|(_, pos)| *pos < pending.scanned_to)
+                .map(|(lane, _)| (*lane, pending.scanned_to))
+                .collect();
+            if !behind.is_empty() {
+                self.settle(&behind, &[], &[]).await?;
+            }
             return Ok(match retried {
                 Progress::Published(n) => Progress::Published(n),
                 _ => Progress::Idle,
@@ -228,6 +253,8 @@ impl<S: EventSink> Relay<S> {
         let mut holds: Vec<(&Stamped, i64)> = Vec::new();
         let mut failure = None;
         let mut delivered = 0u64;
+        // Customers with a row refused in this round (by its seq).
+        let mut refused_here: HashMap<(String, Uuid), i64> = HashMap::new();
         // Walk every row in position order; a lane's position advances over
         // rows that are delivered, refused (parked) or held behind a refusal,
         // and stops at the first that must be sent again.
@@ -247,8 +274,16 @@ impl<S: EventSink> Relay<S> {
                     };
                     holds.push((row, refused));
                 }
-                Some(Outcome::Delivered) => delivered += 1,
+                Some(Outcome::Delivered) => {
+                    delivered += 1;
+                    if let Some(refused) = refused_here.get(&key) {
+                        tracing::warn!(refused, delivered = row.seq, customer = %row.aggregate_id,
+                            "the broker refused an event in its acknowledgement after accepting a later event of the \
+                             same customer: the later one stays delivered, the refused one arrives after it if retried");
+                    }
+                }
                 Some(Outcome::Refused(reason)) => {
+                    refused_here.insert(key.clone(), row.seq);
                     blocked.insert(key, row.seq);
                     refusals.push((row, reason));
                 }
@@ -259,6 +294,14 @@ impl<S: EventSink> Relay<S> {
                 }
             }
             settled.insert(row.lane, row.pos);
+        }
+        // Lanes that had no row in this round, or none after their last one,
+        // have nothing more up to what was scanned.
+        for (lane, _) in &self.lanes {
+            if !stopped.contains(lane) {
+                let at = settled.entry(*lane).or_insert(pending.scanned_to);
+                *at = (*at).max(pending.scanned_to);
+            }
         }
         debug_assert!(held_back.iter().all(|row| blocked.contains_key(&(row.tenant.clone(), row.aggregate_id))));
         self.settle(&settled, &refusals, &holds).await?;
@@ -299,6 +342,9 @@ impl<S: EventSink> Relay<S> {
             .map(|row| row.seq)
             .collect();
         let rows = outbox::by_seq(&self.db, &seqs).await?;
+        if rows.is_empty() {
+            return Ok(Progress::Idle);
+        }
         let refs: Vec<&Stamped> = rows.iter().collect();
         let outcomes = self.send(&refs).await;
         let mut done = Vec::new();
@@ -340,6 +386,7 @@ impl<S: EventSink> Relay<S> {
         }
         Ok(match failure {
             Some(reason) => Progress::Failed(reason),
+            None if done.is_empty() => Progress::Idle,
             None => Progress::Published(done.len() as u64),
         })
     }
@@ -375,17 +422,22 @@ impl<S: EventSink> Relay<S> {
     ) -> Result<(), crate::domain::DomainError> {
         let tx = self.db.begin().await.map_err(db_error)?;
         let now = Utc::now();
-        for (row, reason) in refusals {
+        // Only for lanes still held (locked until commit): a lane another
+        // relay took is its business now.
+        let asked: Vec<i16> = self.lanes.iter().map(|(lane, _)| *lane).collect();
+        let held = outbox::hold(&tx, &self.id, &asked).await?;
+        for (row, reason) in refusals.iter().filter(|(row, _)| held.contains(&row.lane)) {
             tracing::warn!(seq = row.seq, event = %row.event_type, reason = %reason,
                 "the broker refused an event for good: parked; the customer's later events wait (c360 outbox list|retry|skip)");
             outbox::park(&tx, row, reason, None, now).await?;
         }
-        for (row, refused) in holds {
+        for (row, refused) in holds.iter().filter(|(row, _)| held.contains(&row.lane)) {
             outbox::park(&tx, row, &format!("waits for refused event {refused}"), Some(*refused), now).await?;
         }
-        let mut lost = Vec::new();
-        for (lane, pos) in settled {
-            if !outbox::advance(&tx, &self.id, *lane, *pos).await? {
+        let mut lost: Vec<i16> = asked.iter().copied().filter(|lane| !held.contains(lane)).collect();
+        for (lane, pos) in settled.iter().filter(|(lane, _)| held.contains(lane)) {
+            let known = self.lanes.iter().find(|(l, _)| l == lane).map_or(0, |(_, p)| *p);
+            if *pos > known && !outbox::advance(&tx, &self.id, *lane, *pos).await? {
                 lost.push(*lane);
             }
         }
@@ -432,12 +484,32 @@ async fn gauges(db: DatabaseConnection, metrics: OutboxMetrics, stop: Cancellati
             }
             Err(e) => tracing::debug!(error = %e, "cannot measure the outbox lag"),
         }
-        if let Ok(parked) = outbox::parked(&db, None).await {
-            metrics.parked.set(parked.iter().filter(|row| row.waits_for.is_none()).count() as i64);
+        if let Ok(refused) = outbox::refused_count(&db).await {
+            metrics.parked.set(i64::try_from(refused).unwrap_or(i64::MAX));
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps this relay alive and its leases renewed every third of `lease`,
+/// until `stop`, whatever the relay's rounds are waiting for.
+async fn keep_leases(db: DatabaseConnection, id: String, lease: Duration, stop: CancellationToken) {
+    let ttl = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(10));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(lease / 3) => {}
+            () = stop.cancelled() => return,
+        }
+        let now = Utc::now();
+        let renewed = async {
+            outbox::heartbeat(&db, &id, now, now - ttl).await?;
+            outbox::renew(&db, &id, now + ttl).await
+        };
+        if let Err(e) = renewed.await {
+            tracing::warn!(error = %e, "relay cannot renew its leases; its lanes move to another instance if this lasts");
         }
     }
 }

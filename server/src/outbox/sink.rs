@@ -28,7 +28,7 @@ pub enum Outcome {
     /// The broker (or the client, before sending) refused it for good:
     /// sending it again would fail the same way.
     Refused(String),
-    /// Not sent: an earlier message with the same key was refused in this call.
+    /// Not sent: an earlier message with the same key was not sent in this call.
     NotSent,
     /// Not acknowledged this time (broker unreachable, timed out); worth
     /// sending again.
@@ -43,7 +43,7 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// Sends `batch` in order and waits for each message's outcome, returned
     /// in the same order. Messages with one key must reach the broker in
-    /// order, and none may be sent after one with the same key was refused in
-    /// this call ([`Outcome::NotSent`]).
+    /// order, and none may be sent after one with the same key that could not
+    /// be sent in this call ([`Outcome::NotSent`]).
     fn publish(&self, batch: &[Message<'_>]) -> impl Future<Output = Vec<Outcome>> + Send;
 }

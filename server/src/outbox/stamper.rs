@@ -22,7 +22,8 @@ pub struct Stamper {
     written: Arc<Notify>,
     stamped: watch::Sender<i64>,
     retention: Duration,
-    /// Prune only what the broker acknowledged (a relay is configured).
+    /// Prune only what the broker acknowledged (a relay runs here; a relay
+    /// that ran anywhere in the last 30 days has the same effect).
     published_only: bool,
 }
 
@@ -80,7 +81,14 @@ impl Stamper {
         let Ok(retention) = chrono::Duration::from_std(self.retention) else {
             return;
         };
-        match outbox::prune(&self.db, Utc::now() - retention, self.published_only).await {
+        // An instance without a broker must not drop what another
+        // instance's relay has yet to publish.
+        let published_only = self.published_only
+            || match outbox::relay_seen_since(&self.db, Utc::now() - outbox::RELAY_MEMORY).await {
+                Ok(seen) => seen,
+                Err(_) => return,
+            };
+        match outbox::prune(&self.db, Utc::now() - retention, published_only).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned outbox rows past their retention"),
             Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),

@@ -89,12 +89,7 @@ impl Events {
         let (last, pruned) = outbox::positions(self.store.db()).await?;
         let start = match request.after {
             None => last,
-            Some(after) if after < pruned => {
-                return Err(DomainError::OutOfRange(format!(
-                    "position {after} is older than the outbox's retention: events after it were pruned \
-                     (the oldest position to resume from is {pruned}); start again without a position"
-                )));
-            }
+            Some(after) if after < pruned => return Err(gone(after, pruned)),
             Some(after) if after > last => {
                 return Err(DomainError::OutOfRange(format!(
                     "position {after} is ahead of the last event ({last}): not a position of this deployment"
@@ -114,7 +109,17 @@ impl Events {
                 row.tenant == tenant.as_str() && profile.is_none_or(|id| id.as_uuid() == row.aggregate_id)
             };
             let mut sent = start;
-            let ended = 'stream: {
+            let expired = || {
+                DomainError::Unauthenticated(
+                    "the token expired: subscribe again with a fresh one and the last position received".into(),
+                )
+            };
+            let stopping = || {
+                DomainError::ShuttingDown(
+                    "this instance is shutting down: resume after the last position received".into(),
+                )
+            };
+            let ended = 'stream: loop {
                 // History, page by page, straight from the outbox; a caller
                 // catching up may take its time.
                 loop {
@@ -122,11 +127,19 @@ impl Events {
                         Ok(page) => page,
                         Err(error) => break 'stream error,
                     };
+                    // Pruning may overtake a slow reader near the retention's edge.
+                    match outbox::positions(&db).await {
+                        Ok((_, pruned)) if pruned > sent => break 'stream gone(sent, pruned),
+                        Ok(_) => {}
+                        Err(error) => break 'stream error,
+                    }
                     let full = page.len() as u64 == HISTORY_PAGE;
                     for row in page {
                         sent = row.pos;
-                        if tx.send(Arc::new(row)).await.is_err() {
-                            return;
+                        tokio::select! {
+                            delivered = tx.send(Arc::new(row)) => if delivered.is_err() { return },
+                            () = tokio::time::sleep_until(expires) => break 'stream expired(),
+                            () = stop.cancelled() => break 'stream stopping(),
                         }
                     }
                     if !full {
@@ -135,7 +148,8 @@ impl Events {
                 }
                 // Then live, skipping what history already sent. A caller
                 // that lets its buffer fill is dropped: it must not hold
-                // the feed, or memory, for everyone else.
+                // memory for everyone else. One that fell behind the feed
+                // while reading history goes back to history.
                 loop {
                     tokio::select! {
                         received = live.recv() => match received {
@@ -153,15 +167,11 @@ impl Events {
                                     Err(TrySendError::Full(_)) => break 'stream slow(),
                                 }
                             }
-                            Err(RecvError::Lagged(_)) => break 'stream slow(),
+                            Err(RecvError::Lagged(_)) => continue 'stream,
                             Err(RecvError::Closed) => return,
                         },
-                        () = tokio::time::sleep_until(expires) => break 'stream DomainError::Unauthenticated(
-                            "the token expired: subscribe again with a fresh one and the last position received".into(),
-                        ),
-                        () = stop.cancelled() => break 'stream DomainError::ShuttingDown(
-                            "this instance is shutting down: resume after the last position received".into(),
-                        ),
+                        () = tokio::time::sleep_until(expires) => break 'stream expired(),
+                        () = stop.cancelled() => break 'stream stopping(),
                         () = tx.closed() => return,
                     }
                 }
@@ -170,6 +180,13 @@ impl Events {
         });
         Ok(Subscription { events: rx, end: end_rx })
     }
+}
+
+fn gone(after: i64, pruned: i64) -> DomainError {
+    DomainError::OutOfRange(format!(
+        "position {after} is older than the outbox's retention: events after it were pruned \
+         (the oldest position to resume from is {pruned}); start again without a position"
+    ))
 }
 
 fn slow() -> DomainError {
