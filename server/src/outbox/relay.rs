@@ -53,6 +53,9 @@ pub struct Relay<S> {
     metrics: OutboxMetrics,
     /// Lanes held, with their acknowledged positions.
     lanes: Vec<(i16, i64)>,
+    /// The next round's rows, read while this round's acknowledgements were
+    /// awaited, with the lane positions they were read for.
+    prefetched: Option<(Vec<(i16, i64)>, outbox::Pending)>,
 }
 
 /// Longest pause between attempts while the broker or database fails.
@@ -68,7 +71,7 @@ impl<S: EventSink> Relay<S> {
         metrics: OutboxMetrics,
     ) -> Self {
         let id = format!("relay-{}", Uuid::now_v7());
-        Self { db, sink, id, config, stamped, metrics, lanes: Vec::new() }
+        Self { db, sink, id, config, stamped, metrics, lanes: Vec::new(), prefetched: None }
     }
 
     /// This relay's id (as it appears in `outbox_lanes.owner`).
@@ -225,7 +228,12 @@ impl<S: EventSink> Relay<S> {
             let refused = row.waits_for.unwrap_or(row.seq);
             blocked.entry(key).or_insert(refused);
         }
-        let pending = outbox::pending(&self.db, &self.lanes, self.config.batch).await?;
+        let pending = match self.prefetched.take() {
+            // An empty read is stale by now: stamps announced since were
+            // marked seen, so read again rather than wait for the next one.
+            Some((lanes, pending)) if lanes == self.lanes && !pending.rows.is_empty() => pending,
+            _ => outbox::pending(&self.db, &self.lanes, self.config.batch).await?,
+        };
         let rows = pending.rows;
         if rows.is_empty() {
             // Lanes behind what was scanned have nothing up to it: move
@@ -246,7 +254,16 @@ impl<S: EventSink> Relay<S> {
         }
         let (to_send, held_back): (Vec<&Stamped>, Vec<&Stamped>) =
             rows.iter().partition(|row| !blocked.contains_key(&(row.tenant.clone(), row.aggregate_id)));
-        let outcomes = self.send(&to_send).await;
+        // With a backlog (a full round), read the next round while the
+        // broker acknowledges this one; it is used only if every lane ends
+        // this round where it was scanned to. Without one, the next round
+        // reads after this one, so the newest events are not held back.
+        let next_lanes: Vec<(i16, i64)> = self.lanes.iter().map(|(lane, _)| (*lane, pending.scanned_to)).collect();
+        let backlog = rows.len() as u64 >= self.config.batch;
+        let prefetch = async {
+            if backlog { Some(outbox::pending(&self.db, &next_lanes, self.config.batch).await) } else { None }
+        };
+        let (outcomes, next) = tokio::join!(self.send(&to_send), prefetch);
         let mut settled: HashMap<i16, i64> = HashMap::new();
         let mut stopped: Vec<i16> = Vec::new();
         let mut refusals: Vec<(&Stamped, String)> = Vec::new();
@@ -305,6 +322,11 @@ impl<S: EventSink> Relay<S> {
         }
         debug_assert!(held_back.iter().all(|row| blocked.contains_key(&(row.tenant.clone(), row.aggregate_id))));
         self.settle(&settled, &refusals, &holds).await?;
+        if let Some(Ok(next)) = next
+            && self.lanes == next_lanes
+        {
+            self.prefetched = Some((next_lanes, next));
+        }
         self.metrics.published.inc_by(delivered);
         Ok(match failure {
             Some(reason) => Progress::Failed(reason),
