@@ -17,7 +17,6 @@ pub struct Model {
     /// publishes a lane, which keeps each customer's events in order.
     pub lane: i16,
     /// The envelope's `eventId` (UUID v7), stable across redeliveries.
-    #[sea_orm(unique)]
     pub event_id: Uuid,
     /// Owning tenant.
     pub tenant_id: String,
