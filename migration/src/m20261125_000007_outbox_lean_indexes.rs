@@ -1,11 +1,12 @@
-//! Two outbox indexes nothing reads: every event is now written twice (the
-//! insert, then its position stamp, which rewrites every index entry), so
-//! each index costs two entries per event on the write path.
+//! Outbox indexes for how the outbox is read now. Every event is written
+//! twice (the insert, then its position stamp, which rewrites every index
+//! entry), so each index costs two entries per event on the write path.
 //!
-//! - `idx_outbox_aggregate` (tenant, customer, seq): the relay and the change
-//!   stream read by position.
-//! - the unique index on `event_id`: ids are UUID v7, generated once per event
-//!   in the process that writes it; consumers dedupe by them downstream.
+//! - The unique index on `event_id` goes: ids are UUID v7, generated once
+//!   per event in the process that writes it; consumers dedupe by them.
+//! - `idx_outbox_aggregate` (tenant, customer, seq) becomes
+//!   `idx_outbox_customer` (tenant, customer, pos): one customer's change
+//!   stream reads its events by position.
 
 use sea_orm_migration::prelude::*;
 
@@ -22,6 +23,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared("DROP INDEX idx_outbox_aggregate").await?;
+        db.execute_unprepared("CREATE INDEX idx_outbox_customer ON outbox (tenant_id, aggregate_id, pos)").await?;
         let unique = match manager.get_database_backend() {
             sea_orm_migration::sea_orm::DatabaseBackend::Postgres => {
                 "ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key"
@@ -36,6 +38,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX idx_outbox_customer").await?;
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
             db.execute_unprepared("ALTER TABLE outbox ADD CONSTRAINT outbox_event_id_key UNIQUE (event_id)").await?;
         }

@@ -205,7 +205,7 @@ impl CacheArgs {
 
 /// Everything `c360 serve` needs.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "c360 serve")]
+#[command(name = "c360 serve", args_override_self = true)]
 pub struct Config {
     /// Where local state lives.
     #[command(flatten)]

@@ -223,7 +223,7 @@ async fn two_relays_and_concurrent_writers_keep_each_customers_order_without_dup
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_succeed_while_the_broker_is_frozen_and_the_relay_catches_up() {
     let kafka = PrivateKafka::start().await;
-    let app = app_with(&kafka, &["--outbox-retention", "2s"]).await;
+    let app = app_with(&kafka, &["--outbox-retention", "4s"]).await;
     let mut client = app.agent();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -245,8 +245,8 @@ async fn writes_succeed_while_the_broker_is_frozen_and_the_relay_catches_up() {
         created.expect("create during the outage");
     }
     assert!(c360_tests::http_get(app.http_addr, "/readyz").await.starts_with("HTTP/1.1 200"), "still ready");
-    // Past the retention (2 s), unpublished events stay.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the retention (4 s), unpublished events stay.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(app.metric("c360_outbox_lag_seconds").await >= 1.0, "the lag shows the outage");
     assert_eq!(unpublished(&db).await, 24, "events wait in the outbox, past their retention but unpublished");
     for envelope in outbox(&db).await {
@@ -385,4 +385,30 @@ async fn without_a_broker_rows_are_kept_for_the_retention_then_pruned() {
     let pruned: i64 = row.try_get("", "pruned_through").expect("pruned_through");
     assert!(pruned >= 1, "the pruned position is recorded");
     app.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_that_loses_its_broker_lets_its_lanes_go_to_one_that_has_it() {
+    let reachable = PrivateKafka::start().await;
+    let lost = PrivateKafka::start().await;
+    let first = app_with(&reachable, &[]).await;
+    // Same database, another broker (as if its network to Kafka broke).
+    let lost_brokers = lost.brokers();
+    let second = first.sibling(&["--kafka-brokers", &lost_brokers]).await;
+    eventually!(
+        first.metric("c360_outbox_lanes_held").await == 8.0 && second.metric("c360_outbox_lanes_held").await == 8.0
+    );
+    lost.pause().await;
+    let mut client = first.agent();
+    for i in 0..24 {
+        client.create_profile(create(person("Lane", "Move", &format!("m{i}@example.com")))).await.expect("create");
+    }
+    // Three leases (3 s each) without progress, then the lease lapses and
+    // the first relay takes every lane: all events reach the reachable broker.
+    let received = consume(&reachable.brokers(), &[CREATED], 24, Duration::from_secs(1), Duration::from_secs(60)).await;
+    assert_eq!(arrivals(&received).len(), 24, "every event, the cut-off instance's lanes included");
+    eventually!(first.metric("c360_outbox_lanes_held").await == 16.0);
+    lost.resume().await;
+    drop(second);
+    first.stop().await.expect("stop");
 }

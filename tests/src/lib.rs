@@ -133,6 +133,15 @@ async fn ensure_template() -> String {
     for migration in Migrator::migrations() {
         migration.name().hash(&mut hasher);
     }
+    // And their text: a migration changed before it landed must not be
+    // served from a template built from its earlier version.
+    let sources = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migration/src");
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&sources).map(|dir| dir.flatten().map(|entry| entry.path()).collect()).unwrap_or_default();
+    files.sort();
+    for file in files {
+        std::fs::read(&file).unwrap_or_default().hash(&mut hasher);
+    }
     let template = format!("c360_tpl_{:016x}", hasher.finish());
     let admin = connect_admin().await;
     admin.execute_unprepared("SELECT pg_advisory_lock(360360)").await.expect("advisory lock");

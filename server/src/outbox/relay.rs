@@ -9,7 +9,14 @@
 //! sends in the same order, so every event's first delivery keeps the
 //! customer's order (consumers dedupe by eventId).
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, TransactionTrait};
@@ -93,7 +100,15 @@ impl<S: EventSink> Relay<S> {
         // Measured, and leases kept, on their own: a round can wait long for
         // the broker, and a lease must not lapse while its owner waits.
         let gauges = tokio::spawn(gauges(self.db.clone(), self.metrics.clone(), stop.clone()));
-        let keeper = tokio::spawn(keep_leases(self.db.clone(), self.id.clone(), self.config.lease, stop.clone()));
+        let alive = Arc::new(AtomicI64::new(Utc::now().timestamp_millis()));
+        let _keeper = AbortOnDrop(tokio::spawn(keep_leases(
+            self.db.clone(),
+            self.id.clone(),
+            self.config.lease,
+            Arc::clone(&alive),
+            stop.clone(),
+        )));
+        let progress = || alive.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
         loop {
             if stop.is_cancelled() {
                 break;
@@ -108,6 +123,7 @@ impl<S: EventSink> Relay<S> {
                 match self.sink.prepare().await {
                     Ok(()) => {
                         prepared = true;
+                        progress();
                         if let Some((since, _)) = outage.take() {
                             tracing::info!(after = ?since.elapsed(), "broker reachable again; catching up");
                         }
@@ -134,6 +150,7 @@ impl<S: EventSink> Relay<S> {
             }
             match self.publish_once().await {
                 Ok(Progress::Published(n)) => {
+                    progress();
                     if let Some((since, _)) = outage.take() {
                         tracing::info!(after = ?since.elapsed(), "broker reachable again; catching up");
                     }
@@ -141,6 +158,7 @@ impl<S: EventSink> Relay<S> {
                     tracing::trace!(events = n, "published");
                 }
                 Ok(Progress::Idle) => {
+                    progress();
                     backoff = Duration::ZERO;
                     // Mark the current stamp as seen before waiting, so a
                     // stamp made while we read is not missed.
@@ -172,7 +190,6 @@ impl<S: EventSink> Relay<S> {
             }
         }
         gauges.abort();
-        keeper.abort();
         if let Err(e) = outbox::leave(&self.db, &self.id).await {
             tracing::warn!(error = %e, "relay could not give its lanes up; they lapse with the lease");
         }
@@ -516,9 +533,27 @@ async fn gauges(db: DatabaseConnection, metrics: OutboxMetrics, stop: Cancellati
     }
 }
 
+/// Aborts a task when dropped (also when its owner panics).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Keeps this relay alive and its leases renewed every third of `lease`,
-/// until `stop`, whatever the relay's rounds are waiting for.
-async fn keep_leases(db: DatabaseConnection, id: String, lease: Duration, stop: CancellationToken) {
+/// until `stop`, whatever one round is waiting for — but only while the
+/// relay makes progress (`alive`, epoch ms, moved by each round that reached
+/// the broker or found nothing to do): a relay that cannot reach the broker
+/// for three leases lets its lanes go to an instance that may.
+async fn keep_leases(
+    db: DatabaseConnection,
+    id: String,
+    lease: Duration,
+    alive: Arc<AtomicI64>,
+    stop: CancellationToken,
+) {
     let ttl = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(10));
     loop {
         tokio::select! {
@@ -526,6 +561,9 @@ async fn keep_leases(db: DatabaseConnection, id: String, lease: Duration, stop: 
             () = stop.cancelled() => return,
         }
         let now = Utc::now();
+        if now.timestamp_millis() - alive.load(Ordering::Relaxed) > 3 * ttl.num_milliseconds() {
+            continue;
+        }
         let renewed = async {
             outbox::heartbeat(&db, &id, now, now - ttl).await?;
             outbox::renew(&db, &id, now + ttl).await

@@ -123,6 +123,12 @@ impl Events {
                 // History, page by page, straight from the outbox; a caller
                 // catching up may take its time.
                 loop {
+                    // What is stamped up to now: a page that is not full has
+                    // covered it, wanted rows or not.
+                    let head = match outbox::positions(&db).await {
+                        Ok((last, _)) => last,
+                        Err(error) => break 'stream error,
+                    };
                     let page = match outbox::after(&db, sent, Some(&tenant), profile, HISTORY_PAGE).await {
                         Ok(page) => page,
                         Err(error) => break 'stream error,
@@ -143,6 +149,7 @@ impl Events {
                         }
                     }
                     if !full {
+                        sent = sent.max(head);
                         break;
                     }
                 }

@@ -546,26 +546,53 @@ pub async fn refused_count(conn: &impl ConnectionTrait) -> Result<u64, DomainErr
 
 /// Rows looked at per pruning step.
 const PRUNE_CHUNK: i64 = 10_000;
+/// Steps per pruning run: what is left waits for the next run.
+const PRUNE_STEPS: usize = 20;
 
 /// Deletes, oldest position first, stamped rows written before `cutoff`;
 /// with `published_only`, only those the broker acknowledged. Parked rows
-/// stay. Records the highest position deleted, so a change stream asked to
-/// resume below it can say the events are gone. Each step looks at a bounded
-/// range of positions, and takes the stampers' lock only at its end. Returns
-/// how many rows went.
+/// stay. Records the top of each range it deleted from, so a change stream
+/// asked to resume below it can say events are gone. Each step looks at a
+/// bounded range of positions, and takes the stampers' lock only at its end.
+/// Returns how many rows went.
 pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, published_only: bool) -> Result<u64, DomainError> {
     let backend = db.get_database_backend();
     let mut deleted = 0;
-    let (_, mut from) = positions(db).await?;
-    loop {
-        // The range: positions after the last pruned one, up to the first
-        // row written at or after the cutoff (positions follow commit
-        // order, so the rows before it are the old ones).
+    // From the oldest row left (rows kept by an earlier step, unpublished or
+    // parked, are looked at again), and, when only published rows may go,
+    // no further than the furthest acknowledged position.
+    let first: Option<i64> = db
+        .query_one_raw(Statement::from_string(backend, "SELECT MIN(pos) AS first FROM outbox WHERE pos IS NOT NULL"))
+        .await
+        .map_err(db_error)?
+        .map(|row| row.try_get("", "first"))
+        .transpose()
+        .map_err(db_error)?
+        .flatten();
+    let Some(first) = first else {
+        return Ok(0);
+    };
+    let ceiling: Option<i64> = if published_only {
+        db.query_one_raw(Statement::from_string(backend, "SELECT MAX(published_pos) AS top FROM outbox_lanes"))
+            .await
+            .map_err(db_error)?
+            .map(|row| row.try_get("", "top"))
+            .transpose()
+            .map_err(db_error)?
+    } else {
+        None
+    };
+    let mut from = first - 1;
+    for _ in 0..PRUNE_STEPS {
+        // The range: positions after `from`, up to the first row written at
+        // or after the cutoff (positions follow commit order, so the rows
+        // before it are the old ones).
         let mut sql = Sql::new(backend);
-        sql.push("SELECT pos, created_at FROM outbox WHERE pos > ")
-            .bind(from)
-            .push(" ORDER BY pos LIMIT ")
-            .bind(PRUNE_CHUNK);
+        sql.push("SELECT pos, created_at FROM outbox WHERE pos > ").bind(from);
+        if let Some(ceiling) = ceiling {
+            sql.push(" AND pos <= ").bind(ceiling);
+        }
+        sql.push(" ORDER BY pos LIMIT ").bind(PRUNE_CHUNK);
         let rows = db.query_all_raw(sql.statement()).await.map_err(db_error)?;
         let mut top = None;
         for row in &rows {
@@ -576,7 +603,7 @@ pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, published_onl
             top = Some(row.try_get::<i64>("", "pos").map_err(db_error)?);
         }
         let Some(top) = top else {
-            return Ok(deleted);
+            break;
         };
         let tx = db.begin().await.map_err(db_error)?;
         let mut sql = Sql::new(backend);
@@ -590,6 +617,7 @@ pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, published_onl
         }
         let gone = tx.execute_raw(sql.statement()).await.map_err(db_error)?.rows_affected();
         if gone > 0 {
+            // Conservative: a resume position below it may have lost rows.
             let mut sql = Sql::new(backend);
             sql.push("UPDATE outbox_state SET pruned_through = ")
                 .bind(top)
@@ -599,13 +627,12 @@ pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, published_onl
         }
         tx.commit().await.map_err(db_error)?;
         deleted += gone;
-        // Rows kept in this range (unpublished, parked) are looked at again
-        // next time; the next step starts after it either way.
-        if (rows.len() as i64) < PRUNE_CHUNK || gone == 0 {
-            return Ok(deleted);
+        if (rows.len() as i64) < PRUNE_CHUNK {
+            break;
         }
         from = top;
     }
+    Ok(deleted)
 }
 
 /// When the oldest committed row not yet acknowledged by the broker was
