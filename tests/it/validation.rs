@@ -5,6 +5,7 @@ use c360_proto::v1 as pb;
 use c360_tests::TestApp;
 use prost_types::{FieldMask, Struct, Value, value::Kind};
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 use crate::{count, create, person, violated_fields};
 
@@ -237,4 +238,56 @@ async fn a_long_name_in_any_script_is_stored_and_found_by_its_prefix() {
         let found = client.search_profiles(request).await.expect("search").into_inner();
         assert_eq!(found.profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), [created.id.as_str()], "{prefix}");
     }
+}
+
+/// Found by reading the landed code (access-policy issue, item 6): error
+/// messages named the field and also echoed its value — emails, phone
+/// numbers, birth dates, a looked-up address, an update-mask path of any
+/// length. They name the field only now.
+#[tokio::test]
+async fn errors_name_the_field_and_never_echo_personal_values() {
+    let app = TestApp::spawn().await;
+    let mut client = app.agent();
+    let mut bad = person("Ada", "Lovelace", "ada.secret@@example");
+    bad.phones = vec![pb::PhoneNumber { number: "+1 555 secretphone".into(), label: String::new(), primary: true }];
+    bad.birth_date = "1815-13-45secret".into();
+    bad.addresses = vec![pb::PostalAddress {
+        lines: vec!["1 Street".into()],
+        country_code: "secretland".into(),
+        ..Default::default()
+    }];
+    let status = client.create_profile(create(bad)).await.expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(!status.message().contains("secret"), "{}", status.message());
+    for violation in status.get_error_details().bad_request().expect("bad request").field_violations.iter() {
+        assert!(!violation.description.contains("secret"), "{violation:?}");
+    }
+
+    let lookup = pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::Email as i32,
+        value: "nobody.secret@example.com".into(),
+        source: String::new(),
+    };
+    let status = client.lookup_profile(lookup).await.expect_err("unknown");
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(!status.message().contains("secret"), "{}", status.message());
+    assert!(!format!("{:?}", status.get_error_details()).contains("secret"));
+
+    let mut consents = app.consents(c360_tests::TENANT, &[c360_server::auth::Role::Agent]);
+    let check = pb::CheckConsentRequest {
+        subject: Some(pb::ConsentSubject {
+            subject: Some(pb::consent_subject::Subject::Email("nobody.secret@example.com".into())),
+        }),
+        purpose: pb::ConsentPurpose::EmailMarketing as i32,
+    };
+    let status = consents.check_consent(check).await.expect_err("unknown address");
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(!status.message().contains("secret"), "{}", status.message());
+
+    let created = client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create");
+    let long_path = "x".repeat(5_000);
+    let request = crate::update(&created.into_inner().id, &[&long_path], "", pb::Profile::default());
+    let status = client.update_profile(request).await.expect_err("unknown path");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().len() < 300, "the path is not echoed whole: {} bytes", status.message().len());
 }

@@ -8,8 +8,6 @@ use std::fmt;
 
 use phonenumber::{Mode, country};
 
-use super::ids::truncate;
-
 /// Kinds of identifier in the identity index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IdentifierType {
@@ -107,7 +105,9 @@ impl NormalizationPolicy {
         if address.len() > MAX_EMAIL_LEN {
             return Err(format!("longer than {MAX_EMAIL_LEN} characters"));
         }
-        let invalid = || format!("'{}' is not an email address", truncate(raw.trim()));
+        // The description names what is wrong, never the value: error
+        // messages travel to logs and clients that may not see it.
+        let invalid = || "is not an email address".to_owned();
         let Some((local, domain)) = address.rsplit_once('@') else {
             return Err(invalid());
         };
@@ -141,7 +141,7 @@ impl NormalizationPolicy {
         if trimmed.len() > 40 {
             return Err("longer than 40 characters".into());
         }
-        let invalid = || format!("'{}' is not a valid phone number", truncate(trimmed));
+        let invalid = || "is not a valid phone number".to_owned();
         // A leading "00" is the international prefix in most of the world.
         let international = match trimmed.strip_prefix("00") {
             Some(rest) if !rest.starts_with('0') => Some(format!("+{rest}")),

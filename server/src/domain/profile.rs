@@ -780,7 +780,9 @@ pub fn resolve_update_mask(paths: &[String], input: &ProfileInput) -> Result<Vec
         match ProfileField::parse_path(path) {
             Some(field) if !fields.contains(&field) => fields.push(field),
             Some(_) => {}
-            None => violations.add("update_mask", format!("unknown or read-only path '{path}'")),
+            None => {
+                violations.add("update_mask", format!("unknown or read-only path '{}'", super::ids::truncate(path)))
+            }
         }
     }
     violations.into_result(fields)
@@ -827,7 +829,7 @@ fn country_code(raw: &str) -> Result<String, String> {
     if code.is_empty() || (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())) {
         Ok(code)
     } else {
-        Err(format!("'{raw}' is not an ISO 3166-1 alpha-2 code"))
+        Err("is not an ISO 3166-1 alpha-2 code".into())
     }
 }
 
@@ -835,8 +837,8 @@ fn birth_date(raw: &str) -> Result<Option<NaiveDate>, String> {
     if raw.is_empty() {
         return Ok(None);
     }
-    let date = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .map_err(|_| format!("'{}' is not a date (YYYY-MM-DD)", super::ids::truncate(raw)))?;
+    let date =
+        NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| "is not a date (YYYY-MM-DD)".to_owned())?;
     let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
     if date < earliest || date > Utc::now().date_naive() {
         return Err("must be between 1900-01-01 and today".into());

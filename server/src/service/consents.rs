@@ -205,8 +205,12 @@ impl Consents {
         purpose: Choice<ConsentPurpose>,
     ) -> Result<ConsentCheck, DomainError> {
         caller.require(Permission::ReadConsents)?;
+        // A profile id may be repeated in an error; an address is named by
+        // its kind only.
         let asked = match &subject {
-            SubjectInput::ProfileId(raw) | SubjectInput::Email(raw) | SubjectInput::Phone(raw) => truncate(raw),
+            SubjectInput::ProfileId(raw) => truncate(raw),
+            SubjectInput::Email(_) => "email".to_owned(),
+            SubjectInput::Phone(_) => "phone".to_owned(),
             SubjectInput::Missing => String::new(),
         };
         let mut checks = self.check_all(caller, &[subject], purpose, "subject").await?;

@@ -327,7 +327,8 @@ impl Profiles {
         let key = self.identifier_key(("value", "source"), id_type, value, source)?;
         self.resolve(caller, &key)
             .await?
-            .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.to_string() })
+            // Named by its type, not its value.
+            .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.id_type.as_str().to_owned() })
     }
 
     /// The live profile holding `key`. A cached holder is checked against the
