@@ -412,3 +412,19 @@ async fn an_instance_that_loses_its_broker_lets_its_lanes_go_to_one_that_has_it(
     drop(second);
     first.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn the_embedded_default_relays_too() {
+    let kafka = PrivateKafka::start().await;
+    let brokers = kafka.brokers();
+    let app = TestApp::spawn_with(TestDb::sqlite(), &["--kafka-brokers", &brokers]).await;
+    let mut client = app.agent();
+    let ada = client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create");
+    let ada = ada.into_inner();
+    client.update_profile(set_segment(&ada.id, "VIP", "")).await.expect("update");
+    let received = consume(&brokers, &[CREATED, UPDATED], 2, Duration::from_secs(1), Duration::from_secs(60)).await;
+    assert_eq!(arrivals(&received).len(), 2);
+    assert!(received.iter().all(|m| m.key == ada.id));
+    assert_customer_order(&outbox(&app.db.connect().await).await, &received);
+    app.stop().await.expect("stop");
+}
