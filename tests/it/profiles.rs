@@ -256,7 +256,14 @@ async fn delete_is_soft_idempotent_and_hides_the_profile_from_lists() {
     assert_eq!(fetched.status, pb::ProfileStatus::Inactive as i32);
     let live = client.list_profiles(pb::ListProfilesRequest::default()).await.expect("list").into_inner();
     assert!(live.profiles.is_empty());
-    let all = client
+    // Listing deleted profiles is for stewards and admins only.
+    let status = client
+        .list_profiles(pb::ListProfilesRequest { show_deleted: true, ..Default::default() })
+        .await
+        .expect_err("an agent may not page through deleted profiles");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    let all = app
+        .client(c360_tests::TENANT, c360_server::auth::Role::Steward)
         .list_profiles(pb::ListProfilesRequest { show_deleted: true, ..Default::default() })
         .await
         .expect("list")

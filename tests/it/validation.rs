@@ -188,7 +188,7 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
     let token = first.into_inner().next_page_token;
     assert!(!token.is_empty());
     let request = pb::ListProfilesRequest { page_size: 1, page_token: token, show_deleted: true };
-    let status = client.list_profiles(request).await.expect_err("token of another query");
+    let status = app.admin().list_profiles(request).await.expect_err("token of another query");
     assert_eq!(violated_fields(&status), ["page_token"]);
 }
 

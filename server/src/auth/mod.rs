@@ -53,10 +53,11 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
-            Self::Admin | Self::Agent | Self::Service => {
-                &[ReadProfiles, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
+            Self::Admin => {
+                &[ReadProfiles, ListDeletedProfiles, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
             }
-            Self::Steward => &[ReadProfiles, ReadConsents, WatchChanges],
+            Self::Agent | Self::Service => &[ReadProfiles, WriteProfiles, ReadConsents, WriteConsents, WatchChanges],
+            Self::Steward => &[ReadProfiles, ListDeletedProfiles, ReadConsents, WatchChanges],
             Self::Marketer | Self::Analyst => &[ReadProfiles, ReadConsents],
         }
     }
@@ -67,6 +68,9 @@ impl Role {
 pub enum Permission {
     /// Read profiles (get, batch get, list, search, lookup).
     ReadProfiles,
+    /// List deleted profiles too: paging through everything a tenant ever
+    /// held is how data leaves a company.
+    ListDeletedProfiles,
     /// Create, update and delete profiles.
     WriteProfiles,
     /// Read consent state and history, and check consent.
@@ -122,6 +126,8 @@ mod tests {
             assert!(caller.require(Permission::ReadConsents).is_ok(), "{role:?} reads consents");
             assert_eq!(caller.require(Permission::WriteConsents).is_ok(), writes, "{role:?} sets consents");
             let unmasked = !matches!(role, Role::Marketer | Role::Analyst);
+            let stewards = matches!(role, Role::Admin | Role::Steward);
+            assert_eq!(caller.require(Permission::ListDeletedProfiles).is_ok(), stewards, "{role:?} lists deleted");
             assert_eq!(caller.require(Permission::WatchChanges).is_ok(), unmasked, "{role:?} watches changes");
         }
         let nobody = Caller {

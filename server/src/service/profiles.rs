@@ -260,6 +260,9 @@ impl Profiles {
         show_deleted: bool,
     ) -> Result<Page, DomainError> {
         caller.require(Permission::ReadProfiles)?;
+        if show_deleted {
+            caller.require(Permission::ListDeletedProfiles)?;
+        }
         let page = PageRequest::parse(page_size, page_token, format!("list:{show_deleted}"))?;
         self.page(caller, &ProfileFilter::All { show_deleted }, &page).await
     }
