@@ -188,3 +188,66 @@ async fn public_keys_verify_rs256_and_es256_and_refuse_algorithm_confusion() {
         }
     }
 }
+
+/// Every RPC of the service descriptors, with whether it streams.
+fn every_rpc() -> Vec<(String, bool)> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(c360_proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
+    let mut rpcs = Vec::new();
+    for file in set.file.iter().filter(|f| f.package() == "c360.v1") {
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.push((format!("/c360.v1.{}/{}", service.name(), method.name()), method.server_streaming()));
+            }
+        }
+    }
+    rpcs
+}
+
+/// Calls `rpc` with an empty request and `token`; the status code it answers.
+async fn call(channel: tonic::transport::Channel, rpc: &str, streaming: bool, token: &str) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let mut request = tonic::Request::new(());
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    let path: tonic::codegen::http::uri::PathAndQuery = rpc.parse().expect("path");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let result = if streaming {
+        grpc.server_streaming(request, path, codec).await.map(|_| ())
+    } else {
+        grpc.unary(request, path, codec).await.map(|_| ())
+    };
+    match result {
+        Ok(()) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_answers_every_role_as_the_policy_table_says() {
+    use c360_server::auth::policy;
+    let app = TestApp::spawn().await;
+    let rpcs = every_rpc();
+    assert!(rpcs.len() >= 14, "{rpcs:?}");
+    for (rpc, _) in &rpcs {
+        assert!(policy::roles_for(rpc).is_some(), "{rpc} has no row in the policy table (auth/policy.rs)");
+    }
+    for (name, _) in policy::RPCS {
+        assert!(rpcs.iter().any(|(rpc, _)| rpc == name), "{name} is in the policy table but is no RPC");
+    }
+    for (rpc, streaming) in &rpcs {
+        let allowed = policy::roles_for(rpc).unwrap_or_default();
+        for role in Role::ALL {
+            let code = call(app.channel(), rpc, *streaming, &app.token(TENANT, &[role])).await;
+            if allowed.contains(&role) {
+                assert_ne!(code, Code::PermissionDenied, "{rpc} as {role:?}");
+                assert_ne!(code, Code::Unauthenticated, "{rpc} as {role:?}");
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{rpc} as {role:?}");
+            }
+        }
+        // No role at all, or only roles c360 does not know: denied everywhere.
+        let code = call(app.channel(), rpc, *streaming, &app.token(TENANT, &[])).await;
+        assert_eq!(code, Code::PermissionDenied, "{rpc} with no role");
+    }
+}

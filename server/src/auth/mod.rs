@@ -5,6 +5,7 @@
 //! nothing is read or written without one. The role → permission table is
 //! [`Role::permissions`]; there is no unauthenticated mode.
 
+pub mod policy;
 mod token;
 
 pub use token::{Claims, JwtKeys, KeySource, TokenError};

@@ -5,8 +5,9 @@ use c360_proto::v1::{self as pb, profile_service_server::ProfileService, search_
 use tonic::{Request, Response, Status};
 
 use super::auth::caller;
-use crate::convert::identifier_type;
 use crate::{
+    auth::Permission,
+    convert::identifier_type,
     domain::DomainError,
     service::{Page, Profiles, SearchCriterion, UpdateRequest},
 };
@@ -80,6 +81,9 @@ impl ProfileService for ProfileApi {
 
     async fn search_profiles(&self, request: Request<pb::SearchProfilesRequest>) -> Reply<pb::SearchProfilesResponse> {
         let caller = caller(&request)?;
+        // Before reading the request: a caller who may not read learns that,
+        // not what a valid search looks like.
+        caller.require(Permission::ReadProfiles)?;
         let pb::SearchProfilesRequest { criterion, page_size, page_token } = request.into_inner();
         let criterion = match criterion {
             Some(Criterion::NamePrefix(prefix)) => SearchCriterion::NamePrefix(prefix),

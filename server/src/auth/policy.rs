@@ -1,0 +1,32 @@
+//! Who may call which RPC, in one table: each RPC and the permission it
+//! needs; [`Role::permissions`] says which roles hold it. The service layer
+//! enforces the permissions (every transport goes through it); a test calls
+//! every RPC of the service descriptors with every role against the running
+//! server, checks each answer against this table, and fails for an RPC the
+//! table does not name.
+
+use super::{Permission, Role};
+
+/// Every RPC (`/package.Service/Method`) and the permission it needs.
+pub const RPCS: &[(&str, Permission)] = &[
+    ("/c360.v1.ProfileService/CreateProfile", Permission::WriteProfiles),
+    ("/c360.v1.ProfileService/GetProfile", Permission::ReadProfiles),
+    ("/c360.v1.ProfileService/BatchGetProfiles", Permission::ReadProfiles),
+    ("/c360.v1.ProfileService/UpdateProfile", Permission::WriteProfiles),
+    ("/c360.v1.ProfileService/DeleteProfile", Permission::WriteProfiles),
+    ("/c360.v1.ProfileService/ListProfiles", Permission::ReadProfiles),
+    ("/c360.v1.ProfileService/SearchProfiles", Permission::ReadProfiles),
+    ("/c360.v1.ProfileService/LookupProfile", Permission::ReadProfiles),
+    ("/c360.v1.ConsentService/SetConsent", Permission::WriteConsents),
+    ("/c360.v1.ConsentService/GetConsents", Permission::ReadConsents),
+    ("/c360.v1.ConsentService/ListConsentHistory", Permission::ReadConsents),
+    ("/c360.v1.ConsentService/CheckConsent", Permission::ReadConsents),
+    ("/c360.v1.ConsentService/BatchCheckConsent", Permission::ReadConsents),
+    ("/c360.v1.EventService/WatchChanges", Permission::WatchChanges),
+];
+
+/// The roles that may call `rpc`; `None` for an RPC the table does not name.
+pub fn roles_for(rpc: &str) -> Option<Vec<Role>> {
+    let (_, needed) = RPCS.iter().find(|(name, _)| *name == rpc)?;
+    Some(Role::ALL.into_iter().filter(|role| role.permissions().contains(needed)).collect())
+}
