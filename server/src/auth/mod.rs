@@ -83,20 +83,38 @@ pub enum Permission {
     WatchChanges,
 }
 
-/// An authenticated caller: who, for which tenant, with which roles.
+/// An authenticated caller: who, for which tenant, with which roles. Only
+/// token verification makes one (its fields are private), so no request can
+/// claim an identity its token does not carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The token's `sub`.
-    pub subject: String,
-    /// The token's tenant: the only tenant this caller can see.
-    pub tenant: TenantId,
-    /// Known roles from the token; unknown role names are dropped.
-    pub roles: Vec<Role>,
-    /// When the token expires (seconds since the epoch): long-lived streams end then.
-    pub expires_at: u64,
+    subject: String,
+    tenant: TenantId,
+    roles: Vec<Role>,
+    expires_at: u64,
 }
 
 impl Caller {
+    /// The token's `sub`.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The token's tenant: the only tenant this caller can see.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Known roles from the token; unknown role names are dropped.
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    /// When the token expires (seconds since the epoch): long-lived streams end then.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
     /// Succeeds when one of the caller's roles grants `permission`.
     pub fn require(&self, permission: Permission) -> Result<(), DomainError> {
         if self.roles.iter().any(|role| role.permissions().contains(&permission)) {

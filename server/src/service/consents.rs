@@ -138,30 +138,30 @@ impl Consents {
     ///
     /// Concurrent calls share units of work (see [`record`]); each still
     /// answers with its own outcome or error.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = input.profile_id))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = input.profile_id))]
     pub async fn set(&self, caller: &Caller, input: ConsentInput) -> Result<SetOutcome, DomainError> {
         caller.require(Permission::WriteConsents)?;
         let now = crate::domain::profile::now();
-        let valid = input.validate(&self.policy, now, &caller.subject)?;
+        let valid = input.validate(&self.policy, now, caller.subject())?;
         let (reply, answer) = oneshot::channel();
-        let job = WriteJob { tenant: caller.tenant.clone(), actor: caller.subject.clone(), valid, now, reply };
+        let job = WriteJob { tenant: caller.tenant().clone(), actor: caller.subject().to_owned(), valid, now, reply };
         self.writer.submit(job).await.map_err(|_| DomainError::Unavailable("consent writer stopped".into()))?;
         answer.await.map_err(|_| DomainError::Internal("consent writer dropped a decision".into()))?
     }
 
     /// The state in force of every purpose (and contact point) with a
     /// decision on record; purposes never decided are absent.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = profile_id))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = profile_id))]
     pub async fn in_force(&self, caller: &Caller, profile_id: &str) -> Result<Vec<ConsentState>, DomainError> {
         caller.require(Permission::ReadConsents)?;
         let (id, live) = self.existing_profile(caller, "profile_id", profile_id).await?;
         let now = Utc::now();
-        let decisions = store::consents::all_in_force(self.store.db(), &caller.tenant, id).await?;
+        let decisions = store::consents::all_in_force(self.store.db(), caller.tenant(), id).await?;
         Ok(decisions.into_iter().map(|d| ConsentState::at(d, now, live)).collect())
     }
 
     /// The history of one profile, newest recorded first, optionally of one purpose.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = profile_id))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = profile_id))]
     pub async fn history(
         &self,
         caller: &Caller,
@@ -186,7 +186,7 @@ impl Consents {
         )?;
         let (id, _) = self.existing_profile(caller, "profile_id", profile_id).await?;
         let (decisions, more) =
-            store::consents::history(self.store.db(), &caller.tenant, id, purpose, page.after, page.size).await?;
+            store::consents::history(self.store.db(), caller.tenant(), id, purpose, page.after, page.size).await?;
         let next_page_token = match decisions.last() {
             Some(last) if more => page.next_token(last.id),
             _ => String::new(),
@@ -197,7 +197,7 @@ impl Consents {
     /// Whether `purpose` is allowed for one profile or address, with the
     /// deciding record. An id or address that finds nothing in the caller's
     /// tenant is NOT_FOUND.
-    #[instrument(skip_all, fields(tenant = %caller.tenant))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
     pub async fn check(
         &self,
         caller: &Caller,
@@ -225,7 +225,7 @@ impl Consents {
     /// [`Consents::check`] for up to [`MAX_BATCH_CHECKS`] subjects and one
     /// purpose, in one database round trip; answers in request order, and a
     /// subject that finds nothing answers "not allowed" with its reason.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, count = subjects.len()))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), count = subjects.len()))]
     pub async fn batch_check(
         &self,
         caller: &Caller,
@@ -282,7 +282,7 @@ impl Consents {
         let mut unique = subjects.clone();
         unique.sort();
         unique.dedup();
-        let rows = store::consents::check(self.store.db(), &caller.tenant, purpose, &unique).await?;
+        let rows = store::consents::check(self.store.db(), caller.tenant(), purpose, &unique).await?;
         let mut by_subject: HashMap<&CheckSubject, Vec<&CheckRow>> = HashMap::new();
         for row in &rows {
             by_subject.entry(&row.subject).or_default().push(row);
@@ -300,7 +300,7 @@ impl Consents {
         raw: &str,
     ) -> Result<(ProfileId, bool), DomainError> {
         let id = ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))?;
-        let found = store::profiles::contacts(self.store.db(), &caller.tenant, &[id], false).await?;
+        let found = store::profiles::contacts(self.store.db(), caller.tenant(), &[id], false).await?;
         found.first().map(|p| (p.id, p.status.is_live())).ok_or_else(|| DomainError::profile_not_found(id))
     }
 }

@@ -100,10 +100,10 @@ impl Events {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         let (end_tx, end_rx) = oneshot::channel();
         let db = self.store.db().clone();
-        let tenant = caller.tenant.clone();
+        let tenant = caller.tenant().clone();
         let profile = request.profile;
         let stop = self.stop.clone();
-        let expires = expiry(caller.expires_at);
+        let expires = expiry(caller.expires_at());
         tokio::spawn(async move {
             let wanted = |row: &Stamped| {
                 row.tenant == tenant.as_str() && profile.is_none_or(|id| id.as_uuid() == row.aggregate_id)

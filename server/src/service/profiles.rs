@@ -84,7 +84,7 @@ impl Profiles {
 
     /// Creates a profile, claims its identifiers and records
     /// `CustomerProfileCreatedEvent`, all in one transaction.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id))]
     pub async fn create(&self, caller: &Caller, input: ProfileInput, source: &str) -> Result<Profile, DomainError> {
         caller.require(Permission::WriteProfiles)?;
         let mut violations = Violations::default();
@@ -96,7 +96,7 @@ impl Profiles {
         let now = profile::now();
         let mut profile = Profile {
             id: ProfileId::generate(),
-            tenant: caller.tenant.clone(),
+            tenant: caller.tenant().clone(),
             data,
             lineage: Default::default(),
             version: 1,
@@ -110,10 +110,10 @@ impl Profiles {
         self.check_primary_contact(&work, caller, &profile.data, None).await?;
         let identifiers = profile.data.identity_keys(&self.policy);
         store::profiles::insert(work.conn(), &profile).await?;
-        store::identities::claim(work.conn(), &caller.tenant, profile.id, &identifiers).await?;
-        work.record(events::profile_created(&profile, &caller.subject));
+        store::identities::claim(work.conn(), caller.tenant(), profile.id, &identifiers).await?;
+        work.record(events::profile_created(&profile, caller.subject()));
         work.invalidate(CacheChange {
-            tenant: caller.tenant.clone(),
+            tenant: caller.tenant().clone(),
             id: profile.id,
             version: profile.version,
             identifiers: identifiers.into_iter().map(|(key, _)| key).collect(),
@@ -123,11 +123,11 @@ impl Profiles {
     }
 
     /// Reads one profile.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = id))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = id))]
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Arc<Profile>, DomainError> {
         caller.require(Permission::ReadProfiles)?;
         let id = parse_id("id", id)?;
-        self.cached(&caller.tenant, id).await?.ok_or_else(|| DomainError::profile_not_found(id))
+        self.cached(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))
     }
 
     /// One profile through the cache.
@@ -137,7 +137,7 @@ impl Profiles {
 
     /// Reads up to [`MAX_BATCH_IDS`] profiles in one query; returns them in
     /// request order, and the ids that matched nothing.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, count = ids.len()))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), count = ids.len()))]
     pub async fn batch_get(
         &self,
         caller: &Caller,
@@ -156,7 +156,7 @@ impl Profiles {
             .filter(|id| seen.insert(*id))
             .collect();
         violations.into_result(())?;
-        let (db, tenant) = (self.store.db(), &caller.tenant);
+        let (db, tenant) = (self.store.db(), caller.tenant());
         let mut found = self
             .cache
             .profiles(tenant, &parsed, |misses| async move { store::profiles::find_many(db, tenant, &misses).await })
@@ -173,7 +173,7 @@ impl Profiles {
     }
 
     /// Applies a field-mask update under optimistic concurrency.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = request.id))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = request.id))]
     pub async fn update(&self, caller: &Caller, request: UpdateRequest) -> Result<Profile, DomainError> {
         caller.require(Permission::WriteProfiles)?;
         let mut violations = Violations::default();
@@ -212,19 +212,19 @@ impl Profiles {
         next.updated_at = now;
         record_lineage(&mut next.lineage, &changed, &source, now);
         let identifiers = self.reindex(&work, caller, &current, &next).await?;
-        let event = events::profile_updated(&next, &changed, &caller.subject);
+        let event = events::profile_updated(&next, &changed, caller.subject());
         self.commit_write(work, &current, &next, event, identifiers).await?;
         Ok(next)
     }
 
     /// Soft-deletes a profile: INACTIVE, identifiers released. Idempotent.
-    #[instrument(skip_all, fields(tenant = %caller.tenant, profile_id = id))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = id))]
     pub async fn delete(&self, caller: &Caller, id: &str, etag: &str) -> Result<Profile, DomainError> {
         caller.require(Permission::WriteProfiles)?;
         let id = parse_id("id", id)?;
         let expected = parse_etag(etag)?;
         let work = self.store.begin().await?;
-        let current = store::profiles::find(work.conn(), &caller.tenant, id, true)
+        let current = store::profiles::find(work.conn(), caller.tenant(), id, true)
             .await?
             .ok_or_else(|| DomainError::profile_not_found(id))?;
         check_etag(&current, expected)?;
@@ -243,15 +243,15 @@ impl Profiles {
         next.version += 1;
         next.updated_at = now;
         record_lineage(&mut next.lineage, &[ProfileField::Status], "api", now);
-        store::identities::release(work.conn(), &caller.tenant, id, None).await?;
-        let event = events::profile_updated(&next, &[ProfileField::Status], &caller.subject);
+        store::identities::release(work.conn(), caller.tenant(), id, None).await?;
+        let event = events::profile_updated(&next, &[ProfileField::Status], caller.subject());
         let released: Vec<_> = current.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
         self.commit_write(work, &current, &next, event, released).await?;
         Ok(next)
     }
 
     /// Lists profiles in creation order.
-    #[instrument(skip_all, fields(tenant = %caller.tenant))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
     pub async fn list(
         &self,
         caller: &Caller,
@@ -268,7 +268,7 @@ impl Profiles {
     }
 
     /// Finds live profiles by one criterion.
-    #[instrument(skip_all, fields(tenant = %caller.tenant))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
     pub async fn search(
         &self,
         caller: &Caller,
@@ -308,7 +308,7 @@ impl Profiles {
     }
 
     /// The live profile holding one identifier.
-    #[instrument(skip_all, fields(tenant = %caller.tenant))]
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
     pub async fn lookup(
         &self,
         caller: &Caller,
@@ -338,7 +338,7 @@ impl Profiles {
     /// (versioned, so current) profile: if it no longer holds the identifier,
     /// the entry is dropped and the database answers.
     async fn resolve(&self, caller: &Caller, key: &IdentifierKey) -> Result<Option<Arc<Profile>>, DomainError> {
-        let (db, tenant) = (self.store.db(), &caller.tenant);
+        let (db, tenant) = (self.store.db(), caller.tenant());
         let holder = self.cache.holder(tenant, key, || store::identities::holder(db, tenant, key)).await?;
         let Some(id) = holder else { return Ok(None) };
         if let Some(profile) = self.cached(tenant, id).await?
@@ -385,7 +385,7 @@ impl Profiles {
 
     async fn page(&self, caller: &Caller, filter: &ProfileFilter, page: &PageRequest) -> Result<Page, DomainError> {
         let (profiles, more) =
-            store::profiles::page(self.store.db(), &caller.tenant, filter, page.after.map(ProfileId::from), page.size)
+            store::profiles::page(self.store.db(), caller.tenant(), filter, page.after.map(ProfileId::from), page.size)
                 .await?;
         let profiles: Vec<Arc<Profile>> = profiles.into_iter().map(Arc::new).collect();
         let next_page_token = match profiles.last() {
@@ -402,7 +402,7 @@ impl Profiles {
         id: ProfileId,
         expected: Option<i64>,
     ) -> Result<Profile, DomainError> {
-        let current = store::profiles::find(work.conn(), &caller.tenant, id, true)
+        let current = store::profiles::find(work.conn(), caller.tenant(), id, true)
             .await?
             .ok_or_else(|| DomainError::profile_not_found(id))?;
         check_etag(&current, expected)?;
@@ -430,8 +430,8 @@ impl Profiles {
         let new_keys: HashSet<&IdentifierKey> = new.iter().map(|(k, _)| k).collect();
         let released: Vec<IdentifierKey> = old.iter().filter(|k| !new_keys.contains(k)).cloned().collect();
         let added: Vec<(IdentifierKey, String)> = new.into_iter().filter(|(k, _)| !old.contains(k)).collect();
-        store::identities::release(work.conn(), &caller.tenant, next.id, Some(&released)).await?;
-        store::identities::claim(work.conn(), &caller.tenant, next.id, &added).await?;
+        store::identities::release(work.conn(), caller.tenant(), next.id, Some(&released)).await?;
+        store::identities::claim(work.conn(), caller.tenant(), next.id, &added).await?;
         Ok(released.into_iter().chain(added.into_iter().map(|(key, _)| key)).collect())
     }
 
@@ -470,7 +470,7 @@ impl Profiles {
         if Some(contact) == this {
             return Err(DomainError::invalid(field, "an organization cannot be its own primary contact"));
         }
-        match store::profiles::find(work.conn(), &caller.tenant, contact, false).await? {
+        match store::profiles::find(work.conn(), caller.tenant(), contact, false).await? {
             Some(p) if p.data.kind == profile::ProfileKind::Person && p.data.status.is_live() => Ok(()),
             Some(_) => Err(DomainError::invalid(field, format!("profile {contact} is not a live person"))),
             None => Err(DomainError::invalid(field, format!("no profile {contact}"))),
