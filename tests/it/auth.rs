@@ -251,3 +251,47 @@ async fn every_rpc_answers_every_role_as_the_policy_table_says() {
         assert_eq!(code, Code::PermissionDenied, "{rpc} with no role");
     }
 }
+
+/// No oracles (access-policy issue, item 3): a caller may not find profiles
+/// by a field it cannot see. Analysts see names, emails and phones masked;
+/// marketers see names, and contact details only under a granted consent.
+#[tokio::test]
+async fn roles_cannot_search_or_look_up_by_fields_they_cannot_see() {
+    use pb::search_profiles_request::Criterion;
+    let app = TestApp::spawn().await;
+    app.agent().create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create");
+    let search = |criterion: Criterion| pb::SearchProfilesRequest { criterion: Some(criterion), ..Default::default() };
+    let lookup = |kind: pb::IdentifierType, value: &str| pb::LookupProfileRequest {
+        r#type: kind as i32,
+        value: value.into(),
+        source: String::new(),
+    };
+    for role in Role::ALL {
+        let mut client = app.client(TENANT, role);
+        let sees_names = role != Role::Analyst;
+        let sees_contacts = !matches!(role, Role::Analyst | Role::Marketer);
+        let by_name = client.search_profiles(search(Criterion::NamePrefix("ada".into()))).await;
+        assert_eq!(by_name.is_ok(), sees_names, "{role:?} by name: {by_name:?}");
+        for criterion in [Criterion::Email("ada@example.com".into()), Criterion::Phone("+14155552671".into())] {
+            let found = client.search_profiles(search(criterion.clone())).await;
+            match found {
+                Ok(_) => assert!(sees_contacts, "{role:?} searched by {criterion:?}"),
+                Err(status) => {
+                    assert!(!sees_contacts, "{role:?}: {status:?}");
+                    assert_eq!(status.code(), Code::PermissionDenied, "{role:?}");
+                }
+            }
+        }
+        let found = client.lookup_profile(lookup(pb::IdentifierType::Email, "ada@example.com")).await;
+        match found {
+            Ok(_) => assert!(sees_contacts, "{role:?} looked up by email"),
+            Err(status) => {
+                assert!(!sees_contacts, "{role:?}: {status:?}");
+                assert_eq!(status.code(), Code::PermissionDenied, "{role:?}");
+            }
+        }
+        let status = client.lookup_profile(lookup(pb::IdentifierType::Phone, "+14155552671")).await.expect_err("none");
+        let expected = if sees_contacts { Code::NotFound } else { Code::PermissionDenied };
+        assert_eq!(status.code(), expected, "{role:?} by phone");
+    }
+}

@@ -54,12 +54,24 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
-            Self::Admin => {
-                &[ReadProfiles, ListDeletedProfiles, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
+            Self::Admin => &[
+                ReadProfiles,
+                FindByName,
+                FindByContact,
+                ListDeletedProfiles,
+                WriteProfiles,
+                ReadConsents,
+                WriteConsents,
+                WatchChanges,
+            ],
+            Self::Agent | Self::Service => {
+                &[ReadProfiles, FindByName, FindByContact, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
             }
-            Self::Agent | Self::Service => &[ReadProfiles, WriteProfiles, ReadConsents, WriteConsents, WatchChanges],
-            Self::Steward => &[ReadProfiles, ListDeletedProfiles, ReadConsents, WatchChanges],
-            Self::Marketer | Self::Analyst => &[ReadProfiles, ReadConsents],
+            Self::Steward => {
+                &[ReadProfiles, FindByName, FindByContact, ListDeletedProfiles, ReadConsents, WatchChanges]
+            }
+            Self::Marketer => &[ReadProfiles, FindByName, ReadConsents],
+            Self::Analyst => &[ReadProfiles, ReadConsents],
         }
     }
 }
@@ -69,6 +81,11 @@ impl Role {
 pub enum Permission {
     /// Read profiles (get, batch get, list, search, lookup).
     ReadProfiles,
+    /// Find profiles by name (search by name prefix): names are visible.
+    FindByName,
+    /// Find profiles by email or phone (search, lookup): contact details are
+    /// visible unmasked.
+    FindByContact,
     /// List deleted profiles too: paging through everything a tenant ever
     /// held is how data leaves a company.
     ListDeletedProfiles,

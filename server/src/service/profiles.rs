@@ -277,6 +277,12 @@ impl Profiles {
         page_token: &str,
     ) -> Result<Page, DomainError> {
         caller.require(Permission::ReadProfiles)?;
+        // No oracles: a caller finds profiles only by what it may see.
+        match &criterion {
+            SearchCriterion::NamePrefix(_) => caller.require(Permission::FindByName)?,
+            SearchCriterion::Email(_) | SearchCriterion::Phone(_) => caller.require(Permission::FindByContact)?,
+            SearchCriterion::ExternalId(_) => {}
+        }
         let key = match criterion {
             SearchCriterion::NamePrefix(raw) => {
                 let prefix = search_key(&fold_for_search(&raw));
@@ -324,6 +330,9 @@ impl Profiles {
                 return Err(DomainError::invalid("type", format!("unknown identifier type {n}")));
             }
         };
+        if matches!(id_type, IdentifierType::Email | IdentifierType::Phone) {
+            caller.require(Permission::FindByContact)?;
+        }
         if id_type != IdentifierType::ExternalId && !source.is_empty() {
             return Err(DomainError::invalid("source", "only an EXTERNAL_ID has a source"));
         }
