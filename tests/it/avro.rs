@@ -12,7 +12,7 @@ use c360_server::auth::Role;
 use c360_tests::{TENANT, TestApp};
 use serde_json::{Map, Value};
 
-use crate::{create, outbox, person, set_segment};
+use crate::{create, organization, outbox, person, set_segment};
 
 const EVENT_TYPES: [&str; 6] = [
     "CustomerProfileCreatedEvent",
@@ -122,10 +122,7 @@ fn every_event_type_has_a_schema_that_parses() {
 async fn every_emitted_event_round_trips_through_its_avro_schema() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let mut org = person("", "", "");
-    org.kind = pb::ProfileKind::Organization as i32;
-    org.company_name = "Acme Corp".into();
-    org.segment = "ENTERPRISE".into();
+    let org = organization("Acme Corp", "ENTERPRISE");
     let org = client.create_profile(create(org)).await.expect("create").into_inner();
     let ada = client.create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create");
     let ada = ada.into_inner();

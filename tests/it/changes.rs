@@ -10,21 +10,6 @@ use tonic::{Code, Streaming};
 
 use crate::{create, outbox, person, set_segment};
 
-/// Polls a condition (which may `.await`) every 50 ms for up to 30 s.
-macro_rules! eventually {
-    ($condition:expr) => {{
-        let mut met = false;
-        for _ in 0..600 {
-            if $condition {
-                met = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(met, "not within 30 s: {}", stringify!($condition));
-    }};
-}
-
 async fn watch(client: &mut EventClient, after: &str, profile: &str) -> Streaming<pb::ChangeEvent> {
     let request = pb::WatchChangesRequest { after_position: after.into(), profile_id: profile.into() };
     client.watch_changes(request).await.expect("subscribe").into_inner()
@@ -53,21 +38,6 @@ async fn ending(stream: &mut Streaming<pb::ChangeEvent>, limit: Duration) -> ton
             Ok(Err(status)) => return status,
         }
     }
-}
-
-macro_rules! on_both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_postgres() {
-                super::$body(c360_tests::TestApp::spawn().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_sqlite() {
-                super::$body(c360_tests::TestApp::spawn_on(c360_tests::TestDb::sqlite()).await).await;
-            }
-        }
-    };
 }
 
 on_both!(live_then_resumed, live_events_arrive_and_a_resume_continues_exactly_after_its_position);

@@ -12,22 +12,6 @@ use tonic::Code;
 
 use crate::{count, create, outbox, outbox_subjects, person, violated_fields};
 
-/// Runs `$body(app)` as one test on PostgreSQL and one on SQLite.
-macro_rules! on_both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn on_postgres() {
-                super::$body(c360_tests::TestApp::spawn().await).await;
-            }
-            #[tokio::test]
-            async fn on_sqlite() {
-                super::$body(c360_tests::TestApp::spawn_on(c360_tests::TestDb::sqlite()).await).await;
-            }
-        }
-    };
-}
-
 const EMAIL: pb::ConsentPurpose = pb::ConsentPurpose::EmailMarketing;
 
 fn ts(time: DateTime<Utc>) -> Timestamp {

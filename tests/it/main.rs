@@ -3,6 +3,37 @@
 //! speaks only the public gRPC API; assertions on stored rows read the
 //! database directly.
 
+/// Polls a condition (which may `.await`) every 50 ms for up to 30 s.
+macro_rules! eventually {
+    ($condition:expr) => {{
+        let mut met = false;
+        for _ in 0..600 {
+            if $condition {
+                met = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(met, "not within 30 s: {}", stringify!($condition));
+    }};
+}
+
+/// Runs `$body(app)` as two tests: on PostgreSQL and on the embedded SQLite.
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$body(c360_tests::TestApp::spawn().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$body(c360_tests::TestApp::spawn_on(c360_tests::TestDb::sqlite()).await).await;
+            }
+        }
+    };
+}
+
 mod auth;
 mod avro;
 mod cache;
@@ -35,6 +66,16 @@ pub fn person(given: &str, family: &str, email: &str) -> pb::Profile {
         } else {
             vec![pb::EmailAddress { address: email.into(), label: "home".into(), primary: true }]
         },
+        ..Default::default()
+    }
+}
+
+/// An organization with a company name and a segment.
+pub fn organization(name: &str, segment: &str) -> pb::Profile {
+    pb::Profile {
+        kind: pb::ProfileKind::Organization as i32,
+        company_name: name.into(),
+        segment: segment.into(),
         ..Default::default()
     }
 }

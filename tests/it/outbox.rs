@@ -6,16 +6,13 @@ use c360_tests::{TENANT, TestApp};
 use prost_types::FieldMask;
 use serde_json::json;
 
-use crate::{create, outbox, outbox_subjects, person, set_segment};
+use crate::{create, organization, outbox, outbox_subjects, person, set_segment};
 
 #[tokio::test]
 async fn create_and_update_write_one_envelope_each_with_changed_fields() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let mut org = person("", "", "");
-    org.kind = pb::ProfileKind::Organization as i32;
-    org.company_name = "Acme Corp".into();
-    org.segment = "ENTERPRISE".into();
+    let org = organization("Acme Corp", "ENTERPRISE");
     let created = client.create_profile(create(org)).await.expect("create").into_inner();
     let request = pb::UpdateProfileRequest {
         profile: Some(pb::Profile {

@@ -10,21 +10,6 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::{create, outbox, person, set_segment};
 
-/// Polls a condition (which may `.await`) every 100 ms for up to 30 s.
-macro_rules! eventually {
-    ($condition:expr) => {{
-        let mut met = false;
-        for _ in 0..300 {
-            if $condition {
-                met = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(met, "not within 30 s: {}", stringify!($condition));
-    }};
-}
-
 const CREATED: &str = "crm.customer360.profile.created";
 const UPDATED: &str = "crm.customer360.profile.updated";
 const CONSENT: &str = "crm.customer360.consent.updated";

@@ -490,10 +490,15 @@ impl PrivateRedis {
     }
 
     async fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().and_then(|c| c.id()).expect("running").to_string();
-        let status = tokio::process::Command::new("kill").args([signal, &pid]).status().await.expect("kill");
-        assert!(status.success());
+        send_signal(self.child.as_ref().and_then(|c| c.id()), signal).await;
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to the process `pid` this test started.
+async fn send_signal(pid: Option<u32>, signal: &str) {
+    let pid = pid.expect("running").to_string();
+    let status = tokio::process::Command::new("kill").args([signal, &pid]).status().await.expect("kill");
+    assert!(status.success());
 }
 
 /// A private Kafka-protocol broker (tansu, in-memory storage) on a free port,
@@ -550,9 +555,7 @@ impl PrivateKafka {
     }
 
     async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = tokio::process::Command::new("kill").args([signal, &pid]).status().await.expect("kill");
-        assert!(status.success());
+        send_signal(self.child.id(), signal).await;
     }
 }
 

@@ -73,13 +73,7 @@ impl ChangeFeed {
             }
             stamped.borrow_and_update();
             tokio::select! {
-                changed = stamped.changed() => {
-                    // The stamper is gone (shutting down): poll.
-                    if changed.is_err() {
-                        tokio::time::sleep(POLL).await;
-                    }
-                }
-                () = tokio::time::sleep(if failing { Duration::from_secs(1) } else { POLL }) => {}
+                () = super::next_stamp(&mut stamped, if failing { Duration::from_secs(1) } else { POLL }) => {}
                 () = stop.cancelled() => return,
             }
         }

@@ -10,3 +10,21 @@ mod stamper;
 
 pub use relay::{Relay, RelayConfig};
 pub use stamper::Stamper;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Waits for the next position stamped, or `poll` at most (other instances'
+/// stamps are not announced here); once the stamper is gone (shutting
+/// down), just `poll`.
+async fn next_stamp(stamped: &mut watch::Receiver<i64>, poll: Duration) {
+    tokio::select! {
+        changed = stamped.changed() => {
+            if changed.is_err() {
+                tokio::time::sleep(poll).await;
+            }
+        }
+        () = tokio::time::sleep(poll) => {}
+    }
+}

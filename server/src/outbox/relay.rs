@@ -164,13 +164,7 @@ impl<S: EventSink> Relay<S> {
                     // stamp made while we read is not missed.
                     self.stamped.borrow_and_update();
                     tokio::select! {
-                        changed = self.stamped.changed() => {
-                            // The stamper is gone (shutting down): poll.
-                            if changed.is_err() {
-                                tokio::time::sleep(self.config.poll).await;
-                            }
-                        }
-                        () = tokio::time::sleep(self.config.poll) => {}
+                        () = super::next_stamp(&mut self.stamped, self.config.poll) => {}
                         () = stop.cancelled() => break,
                     }
                 }

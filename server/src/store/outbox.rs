@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Iterable, PaginatorTrait, QueryFilter,
-    QueryOrder, QueryResult, Statement, TransactionTrait,
+    QueryOrder, QueryResult, Statement, TransactionTrait, TryGetable,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -79,6 +79,16 @@ fn row(event: &DomainEvent) -> ActiveModel {
 pub async fn envelopes(conn: &impl ConnectionTrait) -> Result<Vec<Value>, DomainError> {
     let rows = Entity::find().order_by_asc(Column::Seq).all(conn).await.map_err(db_error)?;
     Ok(rows.into_iter().map(|row| row.payload).collect())
+}
+
+/// `column` of the first row `statement` answers; `None` for no row or NULL.
+async fn scalar<T: TryGetable>(
+    conn: &impl ConnectionTrait,
+    statement: Statement,
+    column: &str,
+) -> Result<Option<T>, DomainError> {
+    let row = conn.query_one_raw(statement).await.map_err(db_error)?;
+    Ok(row.map(|row| row.try_get::<Option<T>>("", column)).transpose().map_err(db_error)?.flatten())
 }
 
 /// What one [`stamp`] did.
@@ -298,8 +308,7 @@ pub async fn heartbeat(
     conn.execute_raw(sql.statement()).await.map_err(db_error)?;
     let mut sql = Sql::new(backend);
     sql.push("SELECT COUNT(*) AS live FROM outbox_relays WHERE seen_at >= ").bind(since);
-    let row = conn.query_one_raw(sql.statement()).await.map_err(db_error)?;
-    let live: i64 = row.map(|r| r.try_get("", "live")).transpose().map_err(db_error)?.unwrap_or(1);
+    let live: i64 = scalar(conn, sql.statement(), "live").await?.unwrap_or(1);
     Ok(u64::try_from(live.max(1)).unwrap_or(1))
 }
 
@@ -312,8 +321,7 @@ pub const RELAY_MEMORY: chrono::Duration = chrono::Duration::days(30);
 pub async fn relay_seen_since(conn: &impl ConnectionTrait, since: DateTime<Utc>) -> Result<bool, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("SELECT COUNT(*) AS n FROM outbox_relays WHERE seen_at >= ").bind(since);
-    let row = conn.query_one_raw(sql.statement()).await.map_err(db_error)?;
-    let n: i64 = row.map(|r| r.try_get("", "n")).transpose().map_err(db_error)?.unwrap_or(0);
+    let n: i64 = scalar(conn, sql.statement(), "n").await?.unwrap_or(0);
     Ok(n > 0)
 }
 
@@ -561,24 +569,13 @@ pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, published_onl
     // From the oldest row left (rows kept by an earlier step, unpublished or
     // parked, are looked at again), and, when only published rows may go,
     // no further than the furthest acknowledged position.
-    let first: Option<i64> = db
-        .query_one_raw(Statement::from_string(backend, "SELECT MIN(pos) AS first FROM outbox WHERE pos IS NOT NULL"))
-        .await
-        .map_err(db_error)?
-        .map(|row| row.try_get("", "first"))
-        .transpose()
-        .map_err(db_error)?
-        .flatten();
-    let Some(first) = first else {
+    let first = Statement::from_string(backend, "SELECT MIN(pos) AS first FROM outbox WHERE pos IS NOT NULL");
+    let Some(first) = scalar::<i64>(db, first, "first").await? else {
         return Ok(0);
     };
     let ceiling: Option<i64> = if published_only {
-        db.query_one_raw(Statement::from_string(backend, "SELECT MAX(published_pos) AS top FROM outbox_lanes"))
-            .await
-            .map_err(db_error)?
-            .map(|row| row.try_get("", "top"))
-            .transpose()
-            .map_err(db_error)?
+        let top = Statement::from_string(backend, "SELECT MAX(published_pos) AS top FROM outbox_lanes");
+        scalar(db, top, "top").await?
     } else {
         None
     };
@@ -653,13 +650,7 @@ pub async fn oldest_unpublished(conn: &impl ConnectionTrait) -> Result<Option<Da
          WHERE o.pos > (SELECT MIN(published_pos) FROM outbox_lanes) AND o.pos > l.published_pos \
          AND o.seq NOT IN (SELECT seq FROM outbox_parked) ORDER BY o.pos LIMIT 1",
     );
-    let stamped: Option<DateTime<Utc>> = conn
-        .query_one_raw(sql)
-        .await
-        .map_err(db_error)?
-        .map(|row| row.try_get("", "created_at"))
-        .transpose()
-        .map_err(db_error)?;
+    let stamped: Option<DateTime<Utc>> = scalar(conn, sql, "created_at").await?;
     Ok(match (unstamped, stamped) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
