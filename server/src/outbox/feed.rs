@@ -56,6 +56,9 @@ impl ChangeFeed {
     pub async fn run(self, db: DatabaseConnection, mut stamped: watch::Receiver<i64>, stop: CancellationToken) {
         let mut failing = false;
         loop {
+            // Seen from here on: a stamp made while this reads wakes the
+            // next wait at once.
+            stamped.borrow_and_update();
             let result = self.advance(&db).await;
             match result {
                 Ok(full) if full => {
@@ -71,7 +74,6 @@ impl ChangeFeed {
                     failing = true;
                 }
             }
-            stamped.borrow_and_update();
             tokio::select! {
                 () = super::next_stamp(&mut stamped, if failing { Duration::from_secs(1) } else { POLL }) => {}
                 () = stop.cancelled() => return,

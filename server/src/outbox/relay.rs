@@ -160,9 +160,6 @@ impl<S: EventSink> Relay<S> {
                 Ok(Progress::Idle) => {
                     progress();
                     backoff = Duration::ZERO;
-                    // Mark the current stamp as seen before waiting, so a
-                    // stamp made while we read is not missed.
-                    self.stamped.borrow_and_update();
                     tokio::select! {
                         () = super::next_stamp(&mut self.stamped, self.config.poll) => {}
                         () = stop.cancelled() => break,
@@ -218,6 +215,9 @@ impl<S: EventSink> Relay<S> {
 
     /// One round: rows an operator asked to retry, then the next batch.
     async fn publish_once(&mut self) -> Result<Progress, crate::domain::DomainError> {
+        // Seen from here on: a stamp made while this round reads wakes the
+        // next wait at once instead of being taken for already read.
+        self.stamped.borrow_and_update();
         if self.lanes.is_empty() {
             return Ok(Progress::Idle);
         }
