@@ -404,13 +404,7 @@ impl<S: EventSink> Relay<S> {
             }
         }
         let tx = self.db.begin().await.map_err(db_error)?;
-        let now = Utc::now();
-        for (row, reason) in &refusals {
-            outbox::park(&tx, row, reason, None, now).await?;
-        }
-        for (row, refused) in &holds {
-            outbox::park(&tx, row, &format!("waits for refused event {refused}"), Some(*refused), now).await?;
-        }
+        park_all(&tx, &refusals, &holds, |_| true).await?;
         outbox::unpark(&tx, &done).await?;
         tx.commit().await.map_err(db_error)?;
         self.metrics.published.inc_by(done.len() as u64);
@@ -454,19 +448,11 @@ impl<S: EventSink> Relay<S> {
         holds: &[(&Stamped, i64)],
     ) -> Result<(), crate::domain::DomainError> {
         let tx = self.db.begin().await.map_err(db_error)?;
-        let now = Utc::now();
         // Only for lanes still held (locked until commit): a lane another
         // relay took is its business now.
         let asked: Vec<i16> = self.lanes.iter().map(|(lane, _)| *lane).collect();
         let held = outbox::hold(&tx, &self.id, &asked).await?;
-        for (row, reason) in refusals.iter().filter(|(row, _)| held.contains(&row.lane)) {
-            tracing::warn!(seq = row.seq, event = %row.event_type, reason = %reason,
-                "the broker refused an event for good: parked; the customer's later events wait (c360 outbox list|retry|skip)");
-            outbox::park(&tx, row, reason, None, now).await?;
-        }
-        for (row, refused) in holds.iter().filter(|(row, _)| held.contains(&row.lane)) {
-            outbox::park(&tx, row, &format!("waits for refused event {refused}"), Some(*refused), now).await?;
-        }
+        park_all(&tx, refusals, holds, |row| held.contains(&row.lane)).await?;
         let mut lost: Vec<i16> = asked.iter().copied().filter(|lane| !held.contains(lane)).collect();
         for (lane, pos) in settled.iter().filter(|(lane, _)| held.contains(lane)) {
             let known = self.lanes.iter().find(|(l, _)| l == lane).map_or(0, |(_, p)| *p);
@@ -505,6 +491,27 @@ impl Progress {
             _ => 0,
         }
     }
+}
+
+/// Parks the rows the broker refused for good, with their reasons, and the
+/// rows held behind them (with the refused row's `seq`), of the lanes `keep`
+/// admits.
+async fn park_all(
+    tx: &sea_orm::DatabaseTransaction,
+    refusals: &[(&Stamped, String)],
+    holds: &[(&Stamped, i64)],
+    keep: impl Fn(&Stamped) -> bool,
+) -> Result<(), crate::domain::DomainError> {
+    let now = Utc::now();
+    for (row, reason) in refusals.iter().filter(|(row, _)| keep(row)) {
+        tracing::warn!(seq = row.seq, event = %row.event_type, reason = %reason,
+            "the broker refused an event for good: parked; the customer's later events wait (c360 outbox list|retry|skip)");
+        outbox::park(tx, row, reason, None, now).await?;
+    }
+    for (row, refused) in holds.iter().filter(|(row, _)| keep(row)) {
+        outbox::park(tx, row, &format!("waits for refused event {refused}"), Some(*refused), now).await?;
+    }
+    Ok(())
 }
 
 /// Updates the lag and parked gauges every second until `stop`.
