@@ -12,6 +12,7 @@ mod m20261124_000004_create_events;
 mod m20261124_000005_consents;
 mod m20261125_000006_outbox_relay;
 mod m20261125_000007_outbox_lean_indexes;
+mod m20261126_000008_tenant_settings;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_consents::Migration),
             Box::new(m20261125_000006_outbox_relay::Migration),
             Box::new(m20261125_000007_outbox_lean_indexes::Migration),
+            Box::new(m20261126_000008_tenant_settings::Migration),
         ]
     }
 }

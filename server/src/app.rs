@@ -8,7 +8,7 @@ use c360_proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
         consent_service_server::ConsentServiceServer, event_service_server::EventServiceServer,
-        profile_service_server::ProfileServiceServer,
+        profile_service_server::ProfileServiceServer, tenant_service_server::TenantServiceServer,
     },
 };
 use tokio::{net::TcpListener, sync::watch};
@@ -20,11 +20,11 @@ use crate::{
     auth::JwtKeys,
     cache::ProfileCache,
     config::Config,
-    grpc::{auth::Authenticate, consents::ConsentApi, events::EventApi, profiles::ProfileApi},
+    grpc::{auth::Authenticate, consents::ConsentApi, events::EventApi, profiles::ProfileApi, tenants::TenantApi},
     http,
     metrics::Metrics,
     outbox::{Relay, RelayConfig, Stamper, feed::ChangeFeed, kafka::KafkaSink},
-    service::{Consents, Events, Profiles},
+    service::{Consents, Events, Profiles, Tenants},
     store::Store,
 };
 
@@ -57,6 +57,7 @@ pub struct App {
     profiles: Profiles,
     consents: Consents,
     events: Events,
+    tenants: Tenants,
     feed: ChangeFeed,
     grpc: TcpListener,
     http: TcpListener,
@@ -85,7 +86,8 @@ impl App {
         let keys = Arc::new(JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?);
         let loader = store.profile_loader(metrics.profile_queries.clone());
         let policy = config.server.normalization()?;
-        let profiles = Profiles::new(store.clone(), loader, cache.clone(), policy.clone());
+        let tenants = Tenants::new(store.clone());
+        let profiles = Profiles::new(store.clone(), loader, cache.clone(), policy.clone(), tenants.clone());
         let consents = Consents::new(store.clone(), policy);
         let feed = ChangeFeed::new(config.outbox.change_feed_buffer);
         let events = Events::new(store.clone(), feed.clone(), stop.clone());
@@ -118,6 +120,7 @@ impl App {
             profiles,
             consents,
             events,
+            tenants,
             feed,
             grpc,
             http,
@@ -160,6 +163,7 @@ impl App {
             profiles,
             consents,
             events,
+            tenants,
             feed,
             grpc,
             http,
@@ -188,6 +192,7 @@ impl App {
         health.set_serving::<ProfileServiceServer<ProfileApi>>().await;
         health.set_serving::<ConsentServiceServer<ConsentApi>>().await;
         health.set_serving::<EventServiceServer<EventApi>>().await;
+        health.set_serving::<TenantServiceServer<TenantApi>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()?;
@@ -203,6 +208,9 @@ impl App {
         let event_service = EventServiceServer::new(EventApi::new(events))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        let tenant_service = TenantServiceServer::new(TenantApi::new(tenants))
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES);
         let authenticate = Authenticate::new(keys);
 
         let grpc_server = Server::builder()
@@ -212,7 +220,8 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(profile_service, authenticate.clone()))
             .add_service(InterceptedService::new(consent_service, authenticate.clone()))
-            .add_service(InterceptedService::new(event_service, authenticate))
+            .add_service(InterceptedService::new(event_service, authenticate.clone()))
+            .add_service(InterceptedService::new(tenant_service, authenticate))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
         let http_server = axum::serve(http, http::router(store.clone(), cache, metrics))
             .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -228,6 +237,7 @@ impl App {
         health.set_not_serving::<ProfileServiceServer<ProfileApi>>().await;
         health.set_not_serving::<ConsentServiceServer<ConsentApi>>().await;
         health.set_not_serving::<EventServiceServer<EventApi>>().await;
+        health.set_not_serving::<TenantServiceServer<TenantApi>>().await;
         stop.cancel();
         let drained = tokio::time::timeout(config.server.shutdown_grace, async {
             let (grpc, http) = tokio::join!(grpc_task, http_task);

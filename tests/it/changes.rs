@@ -173,20 +173,31 @@ async fn a_position_past_the_retention_is_out_of_range() {
 }
 
 #[tokio::test]
-async fn roles_that_read_masked_data_may_not_subscribe() {
+async fn every_role_subscribes_and_sees_payloads_shaped_like_profiles() {
     let app = TestApp::spawn().await;
+    let mut streams = Vec::new();
     for role in Role::ALL {
         let mut events = app.events(TENANT, &[role]);
-        let request = pb::WatchChangesRequest::default();
-        let allowed = matches!(role, Role::Admin | Role::Steward | Role::Agent | Role::Service);
-        match events.watch_changes(request).await {
-            Ok(_) => assert!(allowed, "{role:?} subscribed"),
-            Err(status) => {
-                assert!(!allowed, "{role:?}: {status:?}");
-                assert_eq!(status.code(), Code::PermissionDenied);
-            }
-        }
+        streams.push((role, watch(&mut events, "", "").await));
     }
+    let ada = app.agent().create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create");
+    let ada = ada.into_inner();
+    for (role, stream) in &mut streams {
+        let created = next(stream, 1).await.remove(0);
+        assert_eq!(created.aggregate_id, ada.id);
+        let payload = c360_server::convert::struct_to_json(created.payload.as_ref().expect("payload"));
+        if *role == Role::Analyst {
+            assert_eq!(payload["name"], "A*** L***", "{role:?}");
+            assert_eq!(created.masked_fields, ["name"], "{role:?}");
+        } else {
+            assert_eq!(payload["name"], "Ada Lovelace", "{role:?}");
+            assert!(created.masked_fields.is_empty(), "{role:?}");
+        }
+        assert_eq!(payload["customerId"], ada.id.as_str(), "{role:?}: ids are not masked");
+    }
+    let mut nobody = app.events_with_token(&app.token(TENANT, &[]));
+    let status = nobody.watch_changes(pb::WatchChangesRequest::default()).await.expect_err("no role");
+    assert_eq!(status.code(), Code::PermissionDenied);
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ macro_rules! on_both {
     };
 }
 
+mod access;
 mod auth;
 mod avro;
 mod cache;

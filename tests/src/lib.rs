@@ -16,7 +16,7 @@ use std::{
 use c360_migration::{Migrator, MigratorTrait};
 use c360_proto::v1::{
     consent_service_client::ConsentServiceClient, event_service_client::EventServiceClient,
-    profile_service_client::ProfileServiceClient,
+    profile_service_client::ProfileServiceClient, tenant_service_client::TenantServiceClient,
 };
 use c360_server::{
     App, Config,
@@ -203,6 +203,8 @@ pub type ProfileClient = ProfileServiceClient<InterceptedService<Channel, Bearer
 pub type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 /// An EventService client with fixed credentials.
 pub type EventClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
+/// A TenantService client with fixed credentials.
+pub type TenantClient = TenantServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A running c360 on free ports, with its own database.
 pub struct TestApp {
@@ -347,6 +349,16 @@ impl TestApp {
     pub fn consents(&self, tenant: &str, roles: &[Role]) -> ConsentClient {
         let token = self.token(tenant, roles);
         ConsentServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&token))
+    }
+
+    /// A TenantService client for `tenant` with `roles`.
+    pub fn tenants(&self, tenant: &str, roles: &[Role]) -> TenantClient {
+        TenantServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&self.token(tenant, roles)))
+    }
+
+    /// A ProfileService client for `tenant` with several `roles`.
+    pub fn client_with_roles(&self, tenant: &str, roles: &[Role]) -> ProfileClient {
+        self.client_with_token(&self.token(tenant, roles))
     }
 
     /// An EventService client for `tenant` with `roles`.

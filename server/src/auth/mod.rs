@@ -5,6 +5,7 @@
 //! nothing is read or written without one. The role → permission table is
 //! [`Role::permissions`]; there is no unauthenticated mode.
 
+pub mod masking;
 pub mod policy;
 mod token;
 
@@ -63,6 +64,7 @@ impl Role {
                 ReadConsents,
                 WriteConsents,
                 WatchChanges,
+                ManageTenant,
             ],
             Self::Agent | Self::Service => {
                 &[ReadProfiles, FindByName, FindByContact, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
@@ -70,8 +72,8 @@ impl Role {
             Self::Steward => {
                 &[ReadProfiles, FindByName, FindByContact, ListDeletedProfiles, ReadConsents, WatchChanges]
             }
-            Self::Marketer => &[ReadProfiles, FindByName, ReadConsents],
-            Self::Analyst => &[ReadProfiles, ReadConsents],
+            Self::Marketer => &[ReadProfiles, FindByName, ReadConsents, WatchChanges],
+            Self::Analyst => &[ReadProfiles, ReadConsents, WatchChanges],
         }
     }
 }
@@ -95,9 +97,10 @@ pub enum Permission {
     ReadConsents,
     /// Record consent decisions.
     WriteConsents,
-    /// Subscribe to the tenant's change stream. Until event payloads are
-    /// masked by role, only roles that read profiles unmasked may.
+    /// Subscribe to the tenant's change stream (payloads masked by role).
     WatchChanges,
+    /// Read and change the tenant's settings.
+    ManageTenant,
 }
 
 /// An authenticated caller: who, for which tenant, with which roles. Only
@@ -161,10 +164,10 @@ mod tests {
             assert_eq!(caller.require(Permission::WriteProfiles).is_ok(), writes, "{role:?} writes");
             assert!(caller.require(Permission::ReadConsents).is_ok(), "{role:?} reads consents");
             assert_eq!(caller.require(Permission::WriteConsents).is_ok(), writes, "{role:?} sets consents");
-            let unmasked = !matches!(role, Role::Marketer | Role::Analyst);
             let stewards = matches!(role, Role::Admin | Role::Steward);
             assert_eq!(caller.require(Permission::ListDeletedProfiles).is_ok(), stewards, "{role:?} lists deleted");
-            assert_eq!(caller.require(Permission::WatchChanges).is_ok(), unmasked, "{role:?} watches changes");
+            assert!(caller.require(Permission::WatchChanges).is_ok(), "{role:?} watches changes, masked");
+            assert_eq!(caller.require(Permission::ManageTenant).is_ok(), role == Role::Admin, "{role:?} manages");
         }
         let nobody = Caller {
             subject: "s".into(),

@@ -23,6 +23,8 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.ConsentService/CheckConsent", Permission::ReadConsents),
     ("/c360.v1.ConsentService/BatchCheckConsent", Permission::ReadConsents),
     ("/c360.v1.EventService/WatchChanges", Permission::WatchChanges),
+    ("/c360.v1.TenantService/GetTenantSettings", Permission::ManageTenant),
+    ("/c360.v1.TenantService/UpdateTenantSettings", Permission::ManageTenant),
 ];
 
 /// The roles that may call `rpc`; `None` for an RPC the table does not name.

@@ -6,7 +6,7 @@
 use crate::domain::{ProfileId, TenantId, identifiers::IdentifierKey};
 
 /// Version of the key layout and value encodings below.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// The Redis key of one profile.
 pub fn profile(prefix: &str, tenant: &TenantId, id: ProfileId) -> String {
@@ -23,12 +23,12 @@ pub fn channel(prefix: &str) -> String {
     format!("{prefix}:v{SCHEMA}:invalidate")
 }
 
-/// A profile slot in Redis: `P<version>:<protobuf>`, `N0:` (no such
+/// A profile slot in Redis: `P<version>:<encoded profile>`, `N0:` (no such
 /// profile), or `T<version>:` (changed at that version; reload). The ASCII
 /// header lets the compare-and-set script read the version.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProfileSlot {
-    /// The profile, encoded as `c360.v1.Profile`.
+    /// The profile, in the cache's own encoding (`codec`).
     Found(i64, Vec<u8>),
     /// No such profile (version 0).
     Missing,

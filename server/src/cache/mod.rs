@@ -27,6 +27,7 @@
 //! again, so an outage cannot leave a stale entry behind.
 
 mod breaker;
+mod codec;
 mod flight;
 pub mod keys;
 mod l1;
@@ -42,9 +43,7 @@ use std::{
     time::Duration,
 };
 
-use c360_proto::v1 as pb;
 use futures::StreamExt;
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use self::{
@@ -54,7 +53,6 @@ use self::{
     l2::{L2, Pending},
 };
 use crate::{
-    convert::profile_from_pb,
     domain::{DomainError, ProfileId, TenantId, identifiers::IdentifierKey, profile::Profile},
     metrics::CacheMetrics,
 };
@@ -432,7 +430,7 @@ impl ProfileCache {
             match profile {
                 Some(profile) => {
                     if with_l2 {
-                        let bytes = pb::Profile::from(profile.as_ref()).encode_to_vec();
+                        let bytes = codec::encode(&profile);
                         l2_fills.push((redis_key, ProfileSlot::Found(profile.version, bytes), jitter(config.ttl)));
                     }
                     let size = weigh(&profile);
@@ -527,8 +525,7 @@ fn hit<T>(counter: &prometheus_client::metrics::counter::Counter, value: T) -> T
 }
 
 fn decode(bytes: &[u8], tenant: &TenantId) -> Option<Profile> {
-    let message = pb::Profile::decode(bytes).ok()?;
-    match profile_from_pb(message, tenant.clone()) {
+    match codec::decode(bytes, tenant) {
         Ok(profile) => Some(profile),
         Err(e) => {
             tracing::warn!(error = %e, "unreadable cached profile; treated as a miss");

@@ -12,6 +12,7 @@ use crate::{
         },
         error::Violations,
         profile::Choice,
+        view::{DecisionView, Disclosure},
     },
     service::{ConsentCheck, ConsentState, SubjectInput},
 };
@@ -154,24 +155,31 @@ impl From<ConsentReason> for pb::ConsentReason {
     }
 }
 
-impl From<&ConsentDecision> for pb::ConsentDecision {
-    fn from(d: &ConsentDecision) -> Self {
-        Self {
-            id: d.id.to_string(),
-            profile_id: d.profile_id.to_string(),
-            purpose: pb::ConsentPurpose::from(d.purpose) as i32,
-            status: pb::ConsentStatus::from(d.status) as i32,
-            legal_basis: pb::LegalBasis::from(d.legal_basis) as i32,
-            source: d.source.clone(),
-            channel: d.channel.clone().unwrap_or_default(),
-            capture_time: Some(timestamp(d.captured_at)),
-            expire_time: d.expires_at.map(timestamp),
-            evidence: d.evidence.clone().unwrap_or_default(),
-            contact_point: d.contact_point.as_ref().map(pb::ContactPoint::from),
-            request_id: d.request_id.clone().unwrap_or_default(),
-            recorded_by: d.recorded_by.clone(),
-            record_time: Some(timestamp(d.recorded_at)),
-        }
+/// A decision as the caller may see it, with what its view masked or withheld.
+pub fn consent_decision(d: &ConsentDecision, disclosure: &Disclosure) -> pb::ConsentDecision {
+    pb::ConsentDecision {
+        id: d.id.to_string(),
+        profile_id: d.profile_id.to_string(),
+        purpose: pb::ConsentPurpose::from(d.purpose) as i32,
+        status: pb::ConsentStatus::from(d.status) as i32,
+        legal_basis: pb::LegalBasis::from(d.legal_basis) as i32,
+        source: d.source.clone(),
+        channel: d.channel.clone().unwrap_or_default(),
+        capture_time: Some(timestamp(d.captured_at)),
+        expire_time: d.expires_at.map(timestamp),
+        evidence: d.evidence.clone().unwrap_or_default(),
+        contact_point: d.contact_point.as_ref().map(pb::ContactPoint::from),
+        request_id: d.request_id.clone().unwrap_or_default(),
+        recorded_by: d.recorded_by.clone(),
+        record_time: Some(timestamp(d.recorded_at)),
+        masked_fields: disclosure.masked.clone(),
+        hidden_fields: disclosure.hidden.clone(),
+    }
+}
+
+impl From<&DecisionView> for pb::ConsentDecision {
+    fn from(view: &DecisionView) -> Self {
+        consent_decision(&view.decision, &view.disclosure)
     }
 }
 
@@ -184,7 +192,7 @@ impl From<&ConsentState> for pb::ConsentState {
             status: pb::ConsentStatus::from(d.status) as i32,
             allowed: state.allowed,
             reason: pb::ConsentReason::from(state.reason) as i32,
-            decision: Some(d.into()),
+            decision: Some(consent_decision(d, &state.disclosure)),
         }
     }
 }
@@ -197,6 +205,6 @@ pub fn consent_check(check: &ConsentCheck, subject: Option<pb::ConsentSubject>) 
         allowed: check.allowed,
         reason: pb::ConsentReason::from(check.reason) as i32,
         explanation: check.reason.describe().to_owned(),
-        decision: check.decision.as_ref().map(pb::ConsentDecision::from),
+        decision: check.decision.as_ref().map(|d| consent_decision(d, &check.disclosure)),
     }
 }

@@ -1,10 +1,9 @@
 //! Conversions between `c360.v1` messages and domain types: requests into
-//! domain input, domain values into responses, and back again for the
-//! cache's protobuf encoding.
+//! domain input, and role-shaped views (never stored records) into responses.
 
 mod consent;
 
-pub use consent::{consent_check, consent_input, consent_purpose, subject_input};
+pub use consent::{consent_check, consent_decision, consent_input, consent_purpose, subject_input};
 
 use c360_proto::v1 as pb;
 use chrono::{DateTime, Utc};
@@ -12,65 +11,55 @@ use prost_types::{ListValue, Struct, Timestamp, value::Kind};
 use serde_json::{Map, Number, Value};
 
 use crate::domain::{
-    ProfileId, TenantId,
     identifiers::IdentifierType,
-    profile::{
-        Choice, Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileInput, ProfileKind,
-        ProfileStatus,
-    },
+    profile::{Choice, Email, ExternalId, Phone, PostalAddress, ProfileInput, ProfileKind, ProfileStatus},
+    view::ProfileView,
 };
 
-impl From<&Profile> for pb::Profile {
-    fn from(profile: &Profile) -> Self {
-        let data = &profile.data;
+impl From<ProfileView> for pb::Profile {
+    fn from(view: ProfileView) -> Self {
+        let etag = view.etag();
         pb::Profile {
-            id: profile.id.to_string(),
-            kind: pb::ProfileKind::from(data.kind) as i32,
-            status: pb::ProfileStatus::from(data.status) as i32,
-            given_name: data.given_name.clone().unwrap_or_default(),
-            family_name: data.family_name.clone().unwrap_or_default(),
-            company_name: data.company_name.clone().unwrap_or_default(),
-            segment: data.segment.clone().unwrap_or_default(),
-            emails: data
+            id: view.id.to_string(),
+            kind: pb::ProfileKind::from(view.kind) as i32,
+            status: pb::ProfileStatus::from(view.status) as i32,
+            given_name: view.given_name.unwrap_or_default(),
+            family_name: view.family_name.unwrap_or_default(),
+            company_name: view.company_name.unwrap_or_default(),
+            segment: view.segment.unwrap_or_default(),
+            emails: view
                 .emails
-                .iter()
-                .map(|e| pb::EmailAddress { address: e.address.clone(), label: e.label.clone(), primary: e.primary })
+                .into_iter()
+                .map(|e| pb::EmailAddress { address: e.address, label: e.label, primary: e.primary })
                 .collect(),
-            phones: data
+            phones: view
                 .phones
-                .iter()
-                .map(|p| pb::PhoneNumber { number: p.number.clone(), label: p.label.clone(), primary: p.primary })
+                .into_iter()
+                .map(|p| pb::PhoneNumber { number: p.number, label: p.label, primary: p.primary })
                 .collect(),
-            addresses: data.addresses.iter().map(pb::PostalAddress::from).collect(),
-            birth_date: data.birth_date.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
-            primary_contact_id: data.primary_contact_id.map(|id| id.to_string()).unwrap_or_default(),
-            attributes: Some(json_to_struct(&data.attributes)),
-            external_ids: data
+            addresses: view.addresses.into_iter().map(pb::PostalAddress::from).collect(),
+            birth_date: view.birth_date.unwrap_or_default(),
+            primary_contact_id: view.primary_contact_id.map(|id| id.to_string()).unwrap_or_default(),
+            attributes: Some(json_to_struct(&view.attributes)),
+            external_ids: view
                 .external_ids
-                .iter()
-                .map(|x| pb::ExternalId { source: x.source.clone(), id: x.id.clone() })
+                .into_iter()
+                .map(|x| pb::ExternalId { source: x.source, id: x.id })
                 .collect(),
-            lineage: profile
+            lineage: view
                 .lineage
-                .iter()
+                .into_iter()
                 .map(|(field, l)| {
-                    (
-                        field.clone(),
-                        pb::FieldLineage { source: l.source.clone(), update_time: Some(timestamp(l.updated_at)) },
-                    )
+                    (field, pb::FieldLineage { source: l.source, update_time: Some(timestamp(l.updated_at)) })
                 })
                 .collect(),
-            completeness: data.completeness(),
-            create_time: Some(timestamp(profile.created_at)),
-            update_time: Some(timestamp(profile.updated_at)),
-            etag: profile.etag(),
+            completeness: view.completeness,
+            create_time: Some(timestamp(view.created_at)),
+            update_time: Some(timestamp(view.updated_at)),
+            etag,
+            masked_fields: view.disclosure.masked,
+            hidden_fields: view.disclosure.hidden,
         }
-    }
-}
-
-impl From<Profile> for pb::Profile {
-    fn from(profile: Profile) -> Self {
-        Self::from(&profile)
     }
 }
 
@@ -125,15 +114,15 @@ impl From<pb::PostalAddress> for PostalAddress {
     }
 }
 
-impl From<&PostalAddress> for pb::PostalAddress {
-    fn from(a: &PostalAddress) -> Self {
+impl From<PostalAddress> for pb::PostalAddress {
+    fn from(a: PostalAddress) -> Self {
         pb::PostalAddress {
-            lines: a.lines.clone(),
-            locality: a.locality.clone(),
-            region: a.region.clone(),
-            postal_code: a.postal_code.clone(),
-            country_code: a.country_code.clone(),
-            label: a.label.clone(),
+            lines: a.lines,
+            locality: a.locality,
+            region: a.region,
+            postal_code: a.postal_code,
+            country_code: a.country_code,
+            label: a.label,
         }
     }
 }
@@ -194,50 +183,6 @@ fn choice<T>(raw: i32, known: impl FnOnce(i32) -> Option<T>) -> Choice<T> {
         return Choice::Unset;
     }
     known(raw).map_or(Choice::Unknown(raw), Choice::Set)
-}
-
-/// Rebuilds a stored profile from its protobuf form (the cache's encoding):
-/// the inverse of `pb::Profile::from(&Profile)`.
-pub fn profile_from_pb(p: pb::Profile, tenant: TenantId) -> Result<Profile, String> {
-    let optional = |s: String| if s.is_empty() { None } else { Some(s) };
-    let kind = kind_from_pb(p.kind).ok_or_else(|| format!("kind {}", p.kind))?;
-    let status = status_from_pb(p.status).ok_or_else(|| format!("status {}", p.status))?;
-    let birth_date = match p.birth_date.as_str() {
-        "" => None,
-        date => Some(chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| e.to_string())?),
-    };
-    let primary_contact_id = match p.primary_contact_id.as_str() {
-        "" => None,
-        id => Some(ProfileId::parse(id)?),
-    };
-    let lineage = p
-        .lineage
-        .into_iter()
-        .map(|(field, l)| Ok((field, Lineage { source: l.source, updated_at: from_timestamp(l.update_time)? })))
-        .collect::<Result<_, String>>()?;
-    Ok(Profile {
-        id: ProfileId::parse(&p.id)?,
-        tenant,
-        data: ProfileData {
-            kind,
-            status,
-            given_name: optional(p.given_name),
-            family_name: optional(p.family_name),
-            company_name: optional(p.company_name),
-            segment: optional(p.segment),
-            emails: p.emails.into_iter().map(Email::from).collect(),
-            phones: p.phones.into_iter().map(Phone::from).collect(),
-            addresses: p.addresses.into_iter().map(PostalAddress::from).collect(),
-            birth_date,
-            primary_contact_id,
-            attributes: p.attributes.as_ref().map(struct_to_json).unwrap_or_default(),
-            external_ids: p.external_ids.into_iter().map(ExternalId::from).collect(),
-        },
-        lineage,
-        version: p.etag.parse().map_err(|_| format!("etag {}", p.etag))?,
-        created_at: from_timestamp(p.create_time)?,
-        updated_at: from_timestamp(p.update_time)?,
-    })
 }
 
 fn from_timestamp(time: Option<Timestamp>) -> Result<DateTime<Utc>, String> {

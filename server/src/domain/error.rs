@@ -46,7 +46,7 @@ pub enum DomainError {
         holder: ProfileId,
     },
     /// The etag sent is not the current one. ABORTED: re-read and retry.
-    #[error("etag {sent} is stale; the profile is now at etag {current}")]
+    #[error("etag {sent} is stale; the current etag is {current}")]
     StaleEtag {
         /// The etag the caller sent.
         sent: String,

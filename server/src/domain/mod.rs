@@ -8,6 +8,9 @@
 //! - [`events`] — domain events and their envelope.
 //! - [`interaction`] — customer interactions (the API's events).
 //! - [`page`] — opaque page tokens.
+//! - [`privacy`] — field classes and the masked forms of values.
+//! - [`view`] — role-shaped views of records, as callers receive them.
+//! - [`settings`] — per-tenant settings.
 
 pub mod consent;
 pub mod error;
@@ -16,7 +19,10 @@ pub mod identifiers;
 pub mod ids;
 pub mod interaction;
 pub mod page;
+pub mod privacy;
 pub mod profile;
+pub mod settings;
+pub mod view;
 
 pub use error::{DomainError, FieldViolation};
 pub use ids::{ProfileId, TenantId};

@@ -14,6 +14,7 @@ use super::{
     identifiers::{
         IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_external_id, normalize_source,
     },
+    privacy::{FieldClass, looks_masked},
 };
 
 /// Whether a profile is a person or an organization.
@@ -242,6 +243,23 @@ impl ProfileField {
     pub fn parse_path(path: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|field| field.path() == path)
     }
+
+    /// The kind of data the field holds, for the masking policy. Attributes
+    /// are refined key by key by the tenant's settings.
+    pub fn class(self) -> FieldClass {
+        match self {
+            Self::Kind | Self::Status | Self::PrimaryContactId => FieldClass::Record,
+            Self::GivenName | Self::FamilyName => FieldClass::Name,
+            Self::CompanyName => FieldClass::OrganizationName,
+            Self::Segment => FieldClass::Segment,
+            Self::Emails => FieldClass::Email,
+            Self::Phones => FieldClass::Phone,
+            Self::Addresses => FieldClass::Address,
+            Self::BirthDate => FieldClass::BirthDate,
+            Self::Attributes => FieldClass::Attribute,
+            Self::ExternalIds => FieldClass::ExternalId,
+        }
+    }
 }
 
 /// Every caller-settable value of a profile, validated and normalized.
@@ -312,6 +330,12 @@ pub struct Profile {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+impl AsRef<Profile> for Profile {
+    fn as_ref(&self) -> &Profile {
+        self
+    }
 }
 
 impl Profile {
@@ -422,6 +446,35 @@ impl ProfileInput {
             .collect()
     }
 
+    /// Whether `field` holds a value in masked form: what a masked view
+    /// shows must never be written back over the real value.
+    pub fn carries_mask(&self, field: ProfileField) -> bool {
+        fn json(value: &Value) -> bool {
+            match value {
+                Value::String(s) => looks_masked(s),
+                Value::Array(items) => items.iter().any(json),
+                Value::Object(map) => map.values().any(json),
+                _ => false,
+            }
+        }
+        match field {
+            ProfileField::Kind | ProfileField::Status | ProfileField::PrimaryContactId => false,
+            ProfileField::GivenName => looks_masked(&self.given_name),
+            ProfileField::FamilyName => looks_masked(&self.family_name),
+            ProfileField::CompanyName => looks_masked(&self.company_name),
+            ProfileField::Segment => looks_masked(&self.segment),
+            ProfileField::Emails => self.emails.iter().any(|e| looks_masked(&e.address)),
+            ProfileField::Phones => self.phones.iter().any(|p| looks_masked(&p.number)),
+            ProfileField::Addresses => self.addresses.iter().any(|a| {
+                a.lines.iter().any(|l| looks_masked(l))
+                    || [&a.locality, &a.region, &a.postal_code].into_iter().any(|part| looks_masked(part))
+            }),
+            ProfileField::BirthDate => looks_masked(&self.birth_date),
+            ProfileField::Attributes => self.attributes.values().any(json),
+            ProfileField::ExternalIds => self.external_ids.iter().any(|x| looks_masked(&x.id)),
+        }
+    }
+
     /// Validates the named fields into `base` (fields not named keep `base`'s
     /// values), recording every problem under `prefix` (e.g. `profile`).
     /// Unset enums keep `base`'s value on create and are refused on update.
@@ -437,6 +490,10 @@ impl ProfileInput {
         let at = |name: &str| format!("profile.{name}");
         for &field in fields {
             let path = at(field.path());
+            if self.carries_mask(field) {
+                violations.add(path, "holds a masked value (***): send the real value, or leave the field out");
+                continue;
+            }
             match field {
                 ProfileField::Kind => match self.kind {
                     Choice::Set(kind) => data.kind = kind,

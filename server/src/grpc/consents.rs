@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use crate::{
     auth::Permission,
-    convert::{consent_check, consent_input, consent_purpose, subject_input},
+    convert::{consent_check, consent_decision, consent_input, consent_purpose, subject_input},
     service::Consents,
 };
 
@@ -33,7 +33,7 @@ impl ConsentService for ConsentApi {
         // that, not what is wrong with its timestamps.
         caller.require(Permission::WriteConsents)?;
         let outcome = self.consents.set(&caller, consent_input(request.into_inner())?).await?;
-        let decision = Some((&outcome.decision).into());
+        let decision = Some(consent_decision(&outcome.decision, &outcome.disclosure));
         Ok(Response::new(pb::SetConsentResponse { decision, state: Some((&outcome.in_force).into()) }))
     }
 

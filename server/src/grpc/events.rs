@@ -11,8 +11,7 @@ use crate::{
     auth::Permission,
     convert::{json_to_struct, timestamp},
     domain::{DomainError, ProfileId},
-    service::{Events, WatchRequest},
-    store::outbox::Stamped,
+    service::{ChangeView, Events, WatchRequest},
 };
 
 /// The gRPC face of [`Events`].
@@ -46,14 +45,15 @@ impl EventService for EventApi {
         let subscription = self.events.watch(&caller, WatchRequest { after, profile }).await?;
         // The events, then the status the stream ended with (if any).
         let end = futures::stream::once(subscription.end).filter_map(|ended| ended.ok().map(|e| Err(Status::from(e))));
-        let stream = ReceiverStream::new(subscription.events).map(|row| Ok(change_event(&row))).chain(end);
+        let views = subscription.views;
+        let stream =
+            ReceiverStream::new(subscription.events).map(move |row| Ok(change_event(views.view(row)))).chain(end);
         Ok(Response::new(Box::pin(stream)))
     }
 }
 
-fn change_event(row: &Stamped) -> pb::ChangeEvent {
-    let envelope: serde_json::Value = serde_json::from_str(&row.envelope).unwrap_or_default();
-    let payload = envelope.get("payload").and_then(serde_json::Value::as_object).map(json_to_struct);
+fn change_event(view: ChangeView) -> pb::ChangeEvent {
+    let row = &view.row;
     pb::ChangeEvent {
         position: row.pos.to_string(),
         event_type: row.event_type.clone(),
@@ -61,6 +61,8 @@ fn change_event(row: &Stamped) -> pb::ChangeEvent {
         aggregate_id: row.aggregate_id.to_string(),
         timestamp: Some(timestamp(row.created_at)),
         subject: row.subject.clone(),
-        payload,
+        payload: Some(json_to_struct(&view.payload)),
+        masked_fields: view.disclosure.masked,
+        hidden_fields: view.disclosure.hidden,
     }
 }

@@ -4,9 +4,12 @@
 //! - [`error`] — `DomainError` → `tonic::Status` with rich details.
 //! - [`profiles`] — `c360.v1.ProfileService`.
 //! - [`consents`] — `c360.v1.ConsentService`.
+//! - [`events`] — `c360.v1.EventService`.
+//! - [`tenants`] — `c360.v1.TenantService`.
 
 pub mod auth;
 pub mod consents;
 pub mod error;
 pub mod events;
 pub mod profiles;
+pub mod tenants;

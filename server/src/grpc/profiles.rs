@@ -38,7 +38,7 @@ impl ProfileService for ProfileApi {
     async fn get_profile(&self, request: Request<pb::GetProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
         let profile = self.profiles.get(&caller, &request.get_ref().id).await?;
-        Ok(Response::new(pb::Profile::from(profile.as_ref())))
+        Ok(Response::new(profile.into()))
     }
 
     async fn batch_get_profiles(
@@ -47,7 +47,7 @@ impl ProfileService for ProfileApi {
     ) -> Reply<pb::BatchGetProfilesResponse> {
         let caller = caller(&request)?;
         let (profiles, missing_ids) = self.profiles.batch_get(&caller, &request.get_ref().ids).await?;
-        let profiles = profiles.iter().map(|p| pb::Profile::from(p.as_ref())).collect();
+        let profiles = profiles.into_iter().map(pb::Profile::from).collect();
         Ok(Response::new(pb::BatchGetProfilesResponse { profiles, missing_ids }))
     }
 
@@ -104,10 +104,10 @@ impl ProfileService for ProfileApi {
         let caller = caller(&request)?;
         let pb::LookupProfileRequest { r#type, value, source } = request.get_ref();
         let profile = self.profiles.lookup(&caller, identifier_type(*r#type), value, source).await?;
-        Ok(Response::new(pb::Profile::from(profile.as_ref())))
+        Ok(Response::new(profile.into()))
     }
 }
 
 fn page_parts(page: Page) -> (Vec<pb::Profile>, String) {
-    (page.profiles.iter().map(|p| pb::Profile::from(p.as_ref())).collect(), page.next_page_token)
+    (page.profiles.into_iter().map(pb::Profile::from).collect(), page.next_page_token)
 }

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tracing::instrument;
 
 use crate::{
-    auth::{Caller, Permission},
+    auth::{Caller, Permission, masking::Shape},
     batch::Batcher,
     domain::{
         DomainError, ProfileId, TenantId,
@@ -26,6 +26,7 @@ use crate::{
         ids::truncate,
         page::PageRequest,
         profile::{Choice, ProfileContacts},
+        view::{DecisionView, Disclosure},
     },
     store::{
         self, Store, UnitOfWork,
@@ -64,6 +65,8 @@ pub struct ConsentState {
     pub allowed: bool,
     /// Why.
     pub reason: ConsentReason,
+    /// What the caller's view of the decision masked or withheld.
+    pub disclosure: Disclosure,
 }
 
 impl ConsentState {
@@ -72,7 +75,13 @@ impl ConsentState {
     fn at(decision: ConsentDecision, now: DateTime<Utc>, live: bool) -> Self {
         let (allowed, reason) =
             if live { evaluate(Some(&decision), now) } else { (false, ConsentReason::ProfileNotLive) };
-        Self { decision, allowed, reason }
+        Self { decision, allowed, reason, disclosure: Disclosure::default() }
+    }
+
+    /// The state as `shape` lets a caller see it.
+    fn shaped(self, shape: &Shape) -> Self {
+        let DecisionView { decision, disclosure } = shape.decision(self.decision);
+        Self { decision, disclosure, ..self }
     }
 }
 
@@ -81,6 +90,8 @@ impl ConsentState {
 pub struct SetOutcome {
     /// The decision in history.
     pub decision: ConsentDecision,
+    /// What the caller's view of the decision masked or withheld.
+    pub disclosure: Disclosure,
     /// The state in force for its purpose and contact point afterwards.
     pub in_force: ConsentState,
 }
@@ -88,8 +99,8 @@ pub struct SetOutcome {
 /// A page of history.
 #[derive(Debug, Clone)]
 pub struct HistoryPage {
-    /// Decisions, newest recorded first.
-    pub decisions: Vec<ConsentDecision>,
+    /// Decisions, newest recorded first, as the caller may see them.
+    pub decisions: Vec<DecisionView>,
     /// Token for the next page; empty on the last.
     pub next_page_token: String,
 }
@@ -118,6 +129,21 @@ pub struct ConsentCheck {
     pub reason: ConsentReason,
     /// The decision that decided, if one did.
     pub decision: Option<ConsentDecision>,
+    /// What the caller's view of the decision masked or withheld.
+    pub disclosure: Disclosure,
+}
+
+impl ConsentCheck {
+    /// The answer as `shape` lets a caller see it.
+    fn shaped(self, shape: &Shape) -> Self {
+        match self.decision {
+            Some(decision) => {
+                let DecisionView { decision, disclosure } = shape.decision(decision);
+                Self { decision: Some(decision), disclosure, ..self }
+            }
+            None => self,
+        }
+    }
 }
 
 impl Consents {
@@ -146,7 +172,10 @@ impl Consents {
         let (reply, answer) = oneshot::channel();
         let job = WriteJob { tenant: caller.tenant().clone(), actor: caller.subject().to_owned(), valid, now, reply };
         self.writer.submit(job).await.map_err(|_| DomainError::Unavailable("consent writer stopped".into()))?;
-        answer.await.map_err(|_| DomainError::Internal("consent writer dropped a decision".into()))?
+        let outcome = answer.await.map_err(|_| DomainError::Internal("consent writer dropped a decision".into()))??;
+        let shape = Shape::of(caller);
+        let DecisionView { decision, disclosure } = shape.decision(outcome.decision);
+        Ok(SetOutcome { decision, disclosure, in_force: outcome.in_force.shaped(&shape) })
     }
 
     /// The state in force of every purpose (and contact point) with a
@@ -157,7 +186,8 @@ impl Consents {
         let (id, live) = self.existing_profile(caller, "profile_id", profile_id).await?;
         let now = Utc::now();
         let decisions = store::consents::all_in_force(self.store.db(), caller.tenant(), id).await?;
-        Ok(decisions.into_iter().map(|d| ConsentState::at(d, now, live)).collect())
+        let shape = Shape::of(caller);
+        Ok(decisions.into_iter().map(|d| ConsentState::at(d, now, live).shaped(&shape)).collect())
     }
 
     /// The history of one profile, newest recorded first, optionally of one purpose.
@@ -191,7 +221,8 @@ impl Consents {
             Some(last) if more => page.next_token(last.id),
             _ => String::new(),
         };
-        Ok(HistoryPage { decisions, next_page_token })
+        let shape = Shape::of(caller);
+        Ok(HistoryPage { decisions: decisions.into_iter().map(|d| shape.decision(d)).collect(), next_page_token })
     }
 
     /// Whether `purpose` is allowed for one profile or address, with the
@@ -288,7 +319,11 @@ impl Consents {
             by_subject.entry(&row.subject).or_default().push(row);
         }
         let now = Utc::now();
-        Ok(subjects.iter().map(|subject| decide(subject, by_subject.get(subject).map(Vec::as_slice), now)).collect())
+        let shape = Shape::of(caller);
+        Ok(subjects
+            .iter()
+            .map(|subject| decide(subject, by_subject.get(subject).map(Vec::as_slice), now).shaped(&shape))
+            .collect())
     }
 
     /// The id, and whether the profile is live, if a profile of the
@@ -417,7 +452,11 @@ async fn prepare(
                         }
                     }
                     recorded.push(decision.clone());
-                    Ok(SetOutcome { decision, in_force: ConsentState::at(state, job.now, true) })
+                    Ok(SetOutcome {
+                        decision,
+                        disclosure: Disclosure::default(),
+                        in_force: ConsentState::at(state, job.now, true),
+                    })
                 }
                 Err(e) => Err(e),
             };
@@ -464,7 +503,11 @@ fn decide_write(
             return Err(DomainError::invalid("request_id", "already used for a different consent decision"));
         }
         let state = in_force.get(&key).cloned().unwrap_or_else(|| first.clone());
-        let outcome = SetOutcome { decision: first.clone(), in_force: ConsentState::at(state, job.now, live) };
+        let outcome = SetOutcome {
+            decision: first.clone(),
+            disclosure: Disclosure::default(),
+            in_force: ConsentState::at(state, job.now, live),
+        };
         return Ok(Decided::Retry(outcome));
     }
     if !live {
@@ -504,12 +547,24 @@ fn decide(subject: &CheckSubject, rows: Option<&[&CheckRow]>, now: DateTime<Utc>
             CheckSubject::Profile(_) => ConsentReason::ProfileNotFound,
             CheckSubject::Contact(_) => ConsentReason::UnknownContact,
         };
-        return ConsentCheck { profile_id: None, allowed: false, reason, decision: None };
+        return ConsentCheck {
+            profile_id: None,
+            allowed: false,
+            reason,
+            decision: None,
+            disclosure: Disclosure::default(),
+        };
     };
     let profile_id = rows[0].profile_id;
     if !rows[0].profile_status.is_live() {
         let reason = ConsentReason::ProfileNotLive;
-        return ConsentCheck { profile_id: Some(profile_id), allowed: false, reason, decision: None };
+        return ConsentCheck {
+            profile_id: Some(profile_id),
+            allowed: false,
+            reason,
+            decision: None,
+            disclosure: Disclosure::default(),
+        };
     }
     let decisions = rows.iter().filter_map(|row| row.decision.as_ref());
     let decision = match subject {
@@ -522,7 +577,7 @@ fn decide(subject: &CheckSubject, rows: Option<&[&CheckRow]>, now: DateTime<Utc>
     }
     .cloned();
     let (allowed, reason) = evaluate(decision.as_ref(), now);
-    ConsentCheck { profile_id: Some(profile_id), allowed, reason, decision }
+    ConsentCheck { profile_id: Some(profile_id), allowed, reason, decision, disclosure: Disclosure::default() }
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@ use tokio::sync::{
 };
 use tokio_util::sync::CancellationToken;
 
+use serde_json::{Map, Value};
+
 use crate::{
-    auth::{Caller, Permission},
-    domain::{DomainError, ProfileId},
+    auth::{Caller, Permission, masking::Shape},
+    domain::{DomainError, ProfileId, view::Disclosure},
     outbox::feed::ChangeFeed,
     store::{
         Store,
@@ -40,10 +42,43 @@ pub struct Events {
 /// A running subscription: its events, then why it ended (nothing when the
 /// caller hung up).
 pub struct Subscription {
-    /// The events, in position order.
+    /// The events, in position order, as stored: pass each through `views`.
     pub events: mpsc::Receiver<Arc<Stamped>>,
     /// Why the stream ended, sent once the events are all delivered.
     pub end: oneshot::Receiver<DomainError>,
+    /// Makes the subscriber's view of each event.
+    pub views: EventViews,
+}
+
+/// One change as a subscriber may see it.
+#[derive(Debug, Clone)]
+pub struct ChangeView {
+    /// The stored event (envelope fields other than the payload).
+    pub row: Arc<Stamped>,
+    /// The payload, shaped by the subscriber's roles.
+    pub payload: Map<String, Value>,
+    /// What the shaping masked or withheld.
+    pub disclosure: Disclosure,
+}
+
+/// Shapes events for one subscriber, by the access policy.
+#[derive(Debug, Clone, Copy)]
+pub struct EventViews {
+    shape: Shape,
+}
+
+impl EventViews {
+    /// The subscriber's view of `row`.
+    pub fn view(&self, row: Arc<Stamped>) -> ChangeView {
+        let mut envelope: Value = serde_json::from_str(&row.envelope).unwrap_or_default();
+        let mut payload = envelope.get_mut("payload").map(Value::take).unwrap_or_default();
+        let disclosure = self.shape.event_payload(&row.event_type, &mut payload);
+        let payload = match payload {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        ChangeView { row, payload, disclosure }
+    }
 }
 
 /// What a subscriber asked for.
@@ -185,7 +220,7 @@ impl Events {
             };
             let _ = end_tx.send(ended);
         });
-        Ok(Subscription { events: rx, end: end_rx })
+        Ok(Subscription { events: rx, end: end_rx, views: EventViews { shape: Shape::of(caller) } })
     }
 }
 

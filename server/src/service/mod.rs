@@ -5,7 +5,11 @@
 mod consents;
 mod events;
 mod profiles;
+mod tenants;
+mod views;
 
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
-pub use events::{Events, Subscription, WatchRequest};
+pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
 pub use profiles::{Page, Profiles, SearchCriterion, UpdateRequest};
+pub use tenants::{SETTINGS_TTL, SettingsUpdate, Tenants};
+pub use views::Viewer;

@@ -4,8 +4,9 @@ use std::{collections::HashSet, sync::Arc};
 
 use tracing::instrument;
 
+use super::{Tenants, Viewer};
 use crate::{
-    auth::{Caller, Permission},
+    auth::{Caller, Permission, masking::Shape},
     cache::{CacheChange, ProfileCache},
     domain::{
         DomainError, ProfileId, TenantId,
@@ -20,6 +21,8 @@ use crate::{
             self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput, ProfileStatus, parse_etag,
             record_lineage, resolve_update_mask, search_key,
         },
+        settings::TenantSettings,
+        view::ProfileView,
     },
     store::{self, Store, UnitOfWork, loader::ProfileLoader, profiles::ProfileFilter},
 };
@@ -36,6 +39,8 @@ pub struct Profiles {
     loader: ProfileLoader,
     cache: ProfileCache,
     policy: NormalizationPolicy,
+    tenants: Tenants,
+    viewer: Viewer,
 }
 
 /// An UpdateProfile call.
@@ -66,27 +71,40 @@ pub enum SearchCriterion {
     ExternalId(ExternalId),
 }
 
-/// A page of profiles.
+/// A page of profiles, as the caller may see them.
 #[derive(Debug, Clone)]
 pub struct Page {
     /// The profiles.
-    pub profiles: Vec<Arc<Profile>>,
+    pub profiles: Vec<ProfileView>,
     /// Token for the next page; empty on the last.
     pub next_page_token: String,
 }
 
 impl Profiles {
     /// Profile operations on `store` through `cache`, normalizing identifiers
-    /// by `policy`; cache misses are read in batches by `loader`.
-    pub fn new(store: Store, loader: ProfileLoader, cache: ProfileCache, policy: NormalizationPolicy) -> Self {
-        Self { store, loader, cache, policy }
+    /// by `policy`; cache misses are read in batches by `loader`; views
+    /// follow the tenant settings of `tenants`.
+    pub fn new(
+        store: Store,
+        loader: ProfileLoader,
+        cache: ProfileCache,
+        policy: NormalizationPolicy,
+        tenants: Tenants,
+    ) -> Self {
+        let viewer = Viewer::new(store.clone(), tenants.clone(), policy.clone());
+        Self { store, loader, cache, policy, tenants, viewer }
     }
 
     /// Creates a profile, claims its identifiers and records
     /// `CustomerProfileCreatedEvent`, all in one transaction.
     #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id))]
-    pub async fn create(&self, caller: &Caller, input: ProfileInput, source: &str) -> Result<Profile, DomainError> {
+    pub async fn create(&self, caller: &Caller, input: ProfileInput, source: &str) -> Result<ProfileView, DomainError> {
         caller.require(Permission::WriteProfiles)?;
+        let settings = self.tenants.of(caller.tenant()).await?;
+        let shape = Shape::of(caller);
+        for field in input.populated_fields() {
+            check_writable(caller, &shape, &settings.settings, field, &input.attributes)?;
+        }
         let mut violations = Violations::default();
         let source = lineage_source(source, &mut violations);
         let data = input.apply_to(&ProfileData::default(), &ProfileField::ALL, &self.policy, true, &mut violations);
@@ -119,15 +137,16 @@ impl Profiles {
             identifiers: identifiers.into_iter().map(|(key, _)| key).collect(),
         });
         work.commit().await?;
-        Ok(profile)
+        self.viewer.one(caller, &profile).await
     }
 
     /// Reads one profile.
     #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = id))]
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Arc<Profile>, DomainError> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<ProfileView, DomainError> {
         caller.require(Permission::ReadProfiles)?;
         let id = parse_id("id", id)?;
-        self.cached(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))
+        let profile = self.cached(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
+        self.viewer.one(caller, &profile).await
     }
 
     /// One profile through the cache.
@@ -142,7 +161,7 @@ impl Profiles {
         &self,
         caller: &Caller,
         ids: &[String],
-    ) -> Result<(Vec<Arc<Profile>>, Vec<String>), DomainError> {
+    ) -> Result<(Vec<ProfileView>, Vec<String>), DomainError> {
         caller.require(Permission::ReadProfiles)?;
         if ids.len() > MAX_BATCH_IDS {
             return Err(DomainError::invalid("ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
@@ -169,18 +188,32 @@ impl Profiles {
                 None => missing.push(id.to_string()),
             }
         }
-        Ok((profiles, missing))
+        Ok((self.viewer.many(caller, &profiles).await?, missing))
     }
 
     /// Applies a field-mask update under optimistic concurrency.
     #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = request.id))]
-    pub async fn update(&self, caller: &Caller, request: UpdateRequest) -> Result<Profile, DomainError> {
+    pub async fn update(&self, caller: &Caller, request: UpdateRequest) -> Result<ProfileView, DomainError> {
         caller.require(Permission::WriteProfiles)?;
+        let settings = self.tenants.of(caller.tenant()).await?;
+        let shape = Shape::of(caller);
         let mut violations = Violations::default();
         let id = violations.check("profile.id", ProfileId::parse(&request.id));
         let source = lineage_source(&request.source, &mut violations);
         let expected = violations.absorb(parse_etag(&request.etag));
-        let mask = violations.absorb(resolve_update_mask(&request.mask, &request.input));
+        let mut mask = violations.absorb(resolve_update_mask(&request.mask, &request.input));
+        // Masked values never flow back: a field the caller cannot see as
+        // stored is refused when named, and left as it is under `*`.
+        let named = !request.mask.is_empty() && request.mask.iter().all(|p| p != "*");
+        if let Some(fields) = &mut mask {
+            if named {
+                for field in fields.iter() {
+                    check_writable(caller, &shape, &settings.settings, *field, &request.input.attributes)?;
+                }
+            } else {
+                fields.retain(|field| *field == ProfileField::Attributes || shape.writable(field.class()));
+            }
+        }
         // Validate the request's own fields before touching the database.
         let updates = mask
             .as_ref()
@@ -196,9 +229,11 @@ impl Profiles {
         for field in &mask {
             copy_field(&mut data, &updates, *field);
         }
+        keep_unwritable_attributes(&shape, &settings.settings, &current.data, &mut data);
         let changed = current.data.diff(&data);
         if changed.is_empty() {
-            return Ok(current);
+            drop(work);
+            return self.viewer.one(caller, &current).await;
         }
         let mut violations = Violations::default();
         data.check_consistency(&self.policy, &mut violations);
@@ -214,12 +249,12 @@ impl Profiles {
         let identifiers = self.reindex(&work, caller, &current, &next).await?;
         let event = events::profile_updated(&next, &changed, caller.subject());
         self.commit_write(work, &current, &next, event, identifiers).await?;
-        Ok(next)
+        self.viewer.one(caller, &next).await
     }
 
     /// Soft-deletes a profile: INACTIVE, identifiers released. Idempotent.
     #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = id))]
-    pub async fn delete(&self, caller: &Caller, id: &str, etag: &str) -> Result<Profile, DomainError> {
+    pub async fn delete(&self, caller: &Caller, id: &str, etag: &str) -> Result<ProfileView, DomainError> {
         caller.require(Permission::WriteProfiles)?;
         let id = parse_id("id", id)?;
         let expected = parse_etag(etag)?;
@@ -229,7 +264,8 @@ impl Profiles {
             .ok_or_else(|| DomainError::profile_not_found(id))?;
         check_etag(&current, expected)?;
         if current.data.status == ProfileStatus::Inactive {
-            return Ok(current);
+            drop(work);
+            return self.viewer.one(caller, &current).await;
         }
         if !current.data.status.is_live() {
             return Err(DomainError::FailedPrecondition(format!(
@@ -247,7 +283,7 @@ impl Profiles {
         let event = events::profile_updated(&next, &[ProfileField::Status], caller.subject());
         let released: Vec<_> = current.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
         self.commit_write(work, &current, &next, event, released).await?;
-        Ok(next)
+        self.viewer.one(caller, &next).await
     }
 
     /// Lists profiles in creation order.
@@ -310,7 +346,7 @@ impl Profiles {
             Some(profile) => vec![profile],
             None => Vec::new(),
         };
-        Ok(Page { profiles, next_page_token: String::new() })
+        Ok(Page { profiles: self.viewer.many(caller, &profiles).await?, next_page_token: String::new() })
     }
 
     /// The live profile holding one identifier.
@@ -321,7 +357,7 @@ impl Profiles {
         id_type: Choice<IdentifierType>,
         value: &str,
         source: &str,
-    ) -> Result<Arc<Profile>, DomainError> {
+    ) -> Result<ProfileView, DomainError> {
         caller.require(Permission::ReadProfiles)?;
         let id_type = match id_type {
             Choice::Set(t) => t,
@@ -337,10 +373,12 @@ impl Profiles {
             return Err(DomainError::invalid("source", "only an EXTERNAL_ID has a source"));
         }
         let key = self.identifier_key(("value", "source"), id_type, value, source)?;
-        self.resolve(caller, &key)
+        let profile = self
+            .resolve(caller, &key)
             .await?
             // Named by its type, not its value.
-            .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.id_type.as_str().to_owned() })
+            .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.id_type.as_str().to_owned() })?;
+        self.viewer.one(caller, &profile).await
     }
 
     /// The live profile holding `key`. A cached holder is checked against the
@@ -396,12 +434,11 @@ impl Profiles {
         let (profiles, more) =
             store::profiles::page(self.store.db(), caller.tenant(), filter, page.after.map(ProfileId::from), page.size)
                 .await?;
-        let profiles: Vec<Arc<Profile>> = profiles.into_iter().map(Arc::new).collect();
         let next_page_token = match profiles.last() {
             Some(last) if more => page.next_token(last.id),
             _ => String::new(),
         };
-        Ok(Page { profiles, next_page_token })
+        Ok(Page { profiles: self.viewer.many(caller, &profiles).await?, next_page_token })
     }
 
     async fn load_for_write(
@@ -489,6 +526,41 @@ impl Profiles {
 
 fn parse_id(field: &str, raw: &str) -> Result<ProfileId, DomainError> {
     ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))
+}
+
+/// Refuses a write of `field` (for attributes: of any key in `attributes`)
+/// that the caller cannot see as stored.
+fn check_writable(
+    caller: &Caller,
+    shape: &Shape,
+    settings: &TenantSettings,
+    field: ProfileField,
+    attributes: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), DomainError> {
+    let refused = match field {
+        ProfileField::Attributes => attributes
+            .keys()
+            .find(|key| !shape.writable(settings.attribute_class(key)))
+            .map(|key| format!("attributes.{}", crate::domain::ids::truncate(key))),
+        other => (!shape.writable(other.class())).then(|| other.path().to_owned()),
+    };
+    match refused {
+        Some(path) => {
+            let roles: Vec<_> = caller.roles().iter().map(|r| r.as_str()).collect();
+            Err(DomainError::PermissionDenied(format!("roles [{}] may not write {path}", roles.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Keeps the stored values of attribute keys the caller may not write (and
+/// drops any it sent), whatever the update did to the attributes.
+fn keep_unwritable_attributes(shape: &Shape, settings: &TenantSettings, current: &ProfileData, next: &mut ProfileData) {
+    let unwritable = |key: &String| !shape.writable(settings.attribute_class(key));
+    next.attributes.retain(|key, _| !unwritable(key));
+    for (key, value) in current.attributes.iter().filter(|(key, _)| unwritable(key)) {
+        next.attributes.insert(key.clone(), value.clone());
+    }
 }
 
 fn check_etag(current: &Profile, expected: Option<i64>) -> Result<(), DomainError> {

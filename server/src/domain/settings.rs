@@ -1,0 +1,90 @@
+//! Per-tenant settings: the one place for configuration that differs between
+//! tenants of one deployment. Admins read and change them through
+//! `TenantService`; later capabilities (merge source priority, match
+//! thresholds, the identity blocklist) add their fields here.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    error::{DomainError, Violations},
+    privacy::FieldClass,
+    profile::limits,
+};
+
+/// Most keys in one list of attribute keys.
+pub const MAX_KEYS: usize = 200;
+
+/// A tenant's settings as stored (JSON): unknown fields of a newer release
+/// are kept out by `deny_unknown_fields` only at the API; stored documents
+/// read leniently so a rollback does not fail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Attribute keys that hold personal data: masked or hidden like other
+    /// personal fields.
+    pub personal_attribute_keys: BTreeSet<String>,
+    /// Attribute keys that hold monetary figures (the financial class).
+    pub financial_attribute_keys: BTreeSet<String>,
+    /// Most distinct profiles one subject may read per hour; 0: no cap.
+    pub profile_reads_per_hour: u32,
+}
+
+impl TenantSettings {
+    /// The class of attribute `key`.
+    pub fn attribute_class(&self, key: &str) -> FieldClass {
+        if self.financial_attribute_keys.contains(key) {
+            FieldClass::Financial
+        } else if self.personal_attribute_keys.contains(key) {
+            FieldClass::PersonalAttribute
+        } else {
+            FieldClass::Attribute
+        }
+    }
+
+    /// Checks the values a caller sent.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut v = Violations::default();
+        for (field, keys) in [
+            ("personal_attribute_keys", &self.personal_attribute_keys),
+            ("financial_attribute_keys", &self.financial_attribute_keys),
+        ] {
+            if keys.len() > MAX_KEYS {
+                v.add(field, format!("at most {MAX_KEYS} keys"));
+            }
+            for (i, key) in keys.iter().enumerate() {
+                if key.trim().is_empty() || key.chars().count() > limits::ATTRIBUTE_KEY {
+                    v.add(format!("{field}[{i}]"), format!("needs 1 to {} characters", limits::ATTRIBUTE_KEY));
+                }
+            }
+        }
+        v.into_result(())
+    }
+}
+
+/// Stored settings with their version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedSettings {
+    /// The values.
+    pub settings: TenantSettings,
+    /// Version for optimistic concurrency; 0 before the first change.
+    pub version: i64,
+    /// Last change, if any.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Subject of the last change, if any.
+    pub updated_by: Option<String>,
+}
+
+impl VersionedSettings {
+    /// The defaults, never changed.
+    pub fn initial() -> Self {
+        Self { settings: TenantSettings::default(), version: 0, updated_at: None, updated_by: None }
+    }
+
+    /// The etag callers send back on update.
+    pub fn etag(&self) -> String {
+        self.version.to_string()
+    }
+}

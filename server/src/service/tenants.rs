@@ -1,0 +1,118 @@
+//! Tenant settings: read on every view (kept in-process for
+//! [`SETTINGS_TTL`]), read and changed by admins with an etag.
+
+use std::{sync::Arc, time::Duration};
+
+use moka::future::Cache;
+use tracing::instrument;
+
+use crate::{
+    auth::{Caller, Permission},
+    domain::{
+        DomainError, TenantId,
+        profile::{now, parse_etag},
+        settings::{TenantSettings, VersionedSettings},
+    },
+    store::{self, Store},
+};
+
+/// How long an instance keeps a tenant's settings: a change made through
+/// another instance applies here within this time (through this one, at once).
+pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
+
+/// Settings paths an update mask may name.
+const PATHS: [&str; 3] = ["personal_attribute_keys", "financial_attribute_keys", "profile_reads_per_hour"];
+
+/// Tenant settings over a store.
+#[derive(Clone)]
+pub struct Tenants {
+    store: Store,
+    cache: Cache<TenantId, Arc<VersionedSettings>>,
+}
+
+/// An UpdateTenantSettings call.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsUpdate {
+    /// New values.
+    pub settings: TenantSettings,
+    /// Paths to change; empty: every path.
+    pub mask: Vec<String>,
+    /// The etag last read, or empty.
+    pub etag: String,
+}
+
+impl Tenants {
+    /// Settings stored in `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store, cache: Cache::builder().max_capacity(10_000).time_to_live(SETTINGS_TTL).build() }
+    }
+
+    /// The settings in force for `tenant`, for the service layer's own use.
+    pub async fn of(&self, tenant: &TenantId) -> Result<Arc<VersionedSettings>, DomainError> {
+        let db = self.store.db();
+        self.cache
+            .try_get_with_by_ref(tenant, async { store::settings::get(db, tenant).await.map(Arc::new) })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// The caller's tenant's settings (admins).
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
+    pub async fn get(&self, caller: &Caller) -> Result<VersionedSettings, DomainError> {
+        caller.require(Permission::ManageTenant)?;
+        store::settings::get(self.store.db(), caller.tenant()).await
+    }
+
+    /// Changes the caller's tenant's settings under optimistic concurrency (admins).
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
+    pub async fn update(&self, caller: &Caller, update: SettingsUpdate) -> Result<VersionedSettings, DomainError> {
+        caller.require(Permission::ManageTenant)?;
+        // "0": the defaults, before the first change.
+        let expected = if update.etag.trim_matches('"') == "0" { Some(0) } else { parse_etag(&update.etag)? };
+        for (i, path) in update.mask.iter().enumerate() {
+            if !PATHS.contains(&path.as_str()) {
+                let shown: String = path.chars().take(64).collect();
+                let why = format!("unknown path '{shown}'; known: {}", PATHS.join(", "));
+                return Err(DomainError::invalid(format!("update_mask.paths[{i}]"), why));
+            }
+        }
+        update.settings.validate()?;
+        let names = |path: &str| update.mask.is_empty() || update.mask.iter().any(|p| p == path);
+
+        let work = self.store.begin().await?;
+        let current = store::settings::get(work.conn(), caller.tenant()).await?;
+        if let Some(expected) = expected
+            && expected != current.version
+        {
+            return Err(DomainError::StaleEtag { sent: expected.to_string(), current: current.etag() });
+        }
+        let mut settings = current.settings.clone();
+        if names(PATHS[0]) {
+            settings.personal_attribute_keys = update.settings.personal_attribute_keys;
+        }
+        if names(PATHS[1]) {
+            settings.financial_attribute_keys = update.settings.financial_attribute_keys;
+        }
+        if names(PATHS[2]) {
+            settings.profile_reads_per_hour = update.settings.profile_reads_per_hour;
+        }
+        if settings == current.settings {
+            return Ok(current);
+        }
+        let next = VersionedSettings {
+            settings,
+            version: current.version + 1,
+            updated_at: Some(now()),
+            updated_by: Some(caller.subject().to_owned()),
+        };
+        if !store::settings::put(work.conn(), caller.tenant(), &next).await? {
+            // Another change committed between this read and write.
+            drop(work);
+            let latest = store::settings::get(self.store.db(), caller.tenant()).await?;
+            return Err(DomainError::StaleEtag { sent: current.etag(), current: latest.etag() });
+        }
+        work.commit().await?;
+        self.cache.invalidate(caller.tenant()).await;
+        Ok(next)
+    }
+}
