@@ -5,7 +5,13 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["c360/v1/profile.proto", "c360/v1/consent.proto", "c360/v1/events.proto", "c360/v1/tenant.proto"];
+    let protos = [
+        "c360/v1/profile.proto",
+        "c360/v1/consent.proto",
+        "c360/v1/events.proto",
+        "c360/v1/tenant.proto",
+        "c360/v1/privacy.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

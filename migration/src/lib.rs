@@ -13,6 +13,7 @@ mod m20261124_000005_consents;
 mod m20261125_000006_outbox_relay;
 mod m20261125_000007_outbox_lean_indexes;
 mod m20261126_000008_tenant_settings;
+mod m20261126_000009_audit;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_outbox_relay::Migration),
             Box::new(m20261125_000007_outbox_lean_indexes::Migration),
             Box::new(m20261126_000008_tenant_settings::Migration),
+            Box::new(m20261126_000009_audit::Migration),
         ]
     }
 }

@@ -8,7 +8,8 @@ use c360_proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
         consent_service_server::ConsentServiceServer, event_service_server::EventServiceServer,
-        profile_service_server::ProfileServiceServer, tenant_service_server::TenantServiceServer,
+        privacy_service_server::PrivacyServiceServer, profile_service_server::ProfileServiceServer,
+        tenant_service_server::TenantServiceServer,
     },
 };
 use tokio::{net::TcpListener, sync::watch};
@@ -20,11 +21,14 @@ use crate::{
     auth::JwtKeys,
     cache::ProfileCache,
     config::Config,
-    grpc::{auth::Authenticate, consents::ConsentApi, events::EventApi, profiles::ProfileApi, tenants::TenantApi},
+    grpc::{
+        auth::Authenticate, consents::ConsentApi, events::EventApi, privacy::PrivacyApi, profiles::ProfileApi,
+        tenants::TenantApi,
+    },
     http,
     metrics::Metrics,
     outbox::{Relay, RelayConfig, Stamper, feed::ChangeFeed, kafka::KafkaSink},
-    service::{Consents, Events, Profiles, Tenants},
+    service::{Audit, AuditConfig, AuditJobs, Consents, Events, Profiles, Tenants},
     store::Store,
 };
 
@@ -58,6 +62,10 @@ pub struct App {
     consents: Consents,
     events: Events,
     tenants: Tenants,
+    /// The audit trail.
+    audit: Audit,
+    /// The audit trail's background work.
+    audit_jobs: AuditJobs,
     feed: ChangeFeed,
     grpc: TcpListener,
     http: TcpListener,
@@ -86,11 +94,18 @@ impl App {
         let keys = Arc::new(JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?);
         let loader = store.profile_loader(metrics.profile_queries.clone());
         let policy = config.server.normalization()?;
+        let audit_config = AuditConfig {
+            flush_interval: config.audit.audit_flush_interval,
+            buffer: config.audit.audit_buffer,
+            retention: config.audit.audit_retention,
+        };
+        let (audit, audit_jobs) = Audit::new(store.clone(), audit_config);
         let tenants = Tenants::new(store.clone());
-        let profiles = Profiles::new(store.clone(), loader, cache.clone(), policy.clone(), tenants.clone());
-        let consents = Consents::new(store.clone(), policy);
+        let profiles =
+            Profiles::new(store.clone(), loader, cache.clone(), policy.clone(), tenants.clone(), audit.clone());
+        let consents = Consents::new(store.clone(), policy, audit.clone());
         let feed = ChangeFeed::new(config.outbox.change_feed_buffer);
-        let events = Events::new(store.clone(), feed.clone(), stop.clone());
+        let events = Events::new(store.clone(), feed.clone(), stop.clone(), audit.clone());
         let grpc = TcpListener::bind(config.server.grpc_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (gRPC): {e}", config.server.grpc_addr))?;
@@ -121,6 +136,8 @@ impl App {
             consents,
             events,
             tenants,
+            audit,
+            audit_jobs,
             feed,
             grpc,
             http,
@@ -164,6 +181,8 @@ impl App {
             consents,
             events,
             tenants,
+            audit,
+            audit_jobs,
             feed,
             grpc,
             http,
@@ -183,6 +202,7 @@ impl App {
         );
         let stamper_task = tokio::spawn(stamper.run(jobs.clone()));
         let feed_task = tokio::spawn(feed.run(store.db().clone(), stamped.1.clone(), jobs.clone()));
+        let audit_task = tokio::spawn(audit_jobs.run(jobs.clone()));
         let relay_task = relay.map(|relay| {
             tracing::info!(relay = relay.id(), "publishing domain events to Kafka");
             tokio::spawn(relay.run(jobs.clone()))
@@ -193,6 +213,7 @@ impl App {
         health.set_serving::<ConsentServiceServer<ConsentApi>>().await;
         health.set_serving::<EventServiceServer<EventApi>>().await;
         health.set_serving::<TenantServiceServer<TenantApi>>().await;
+        health.set_serving::<PrivacyServiceServer<PrivacyApi>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()?;
@@ -211,6 +232,9 @@ impl App {
         let tenant_service = TenantServiceServer::new(TenantApi::new(tenants))
             .max_decoding_message_size(config.server.max_request_bytes)
             .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        let privacy_service = PrivacyServiceServer::new(PrivacyApi::new(audit))
+            .max_decoding_message_size(config.server.max_request_bytes)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES);
         let authenticate = Authenticate::new(keys);
 
         let grpc_server = Server::builder()
@@ -221,7 +245,8 @@ impl App {
             .add_service(InterceptedService::new(profile_service, authenticate.clone()))
             .add_service(InterceptedService::new(consent_service, authenticate.clone()))
             .add_service(InterceptedService::new(event_service, authenticate.clone()))
-            .add_service(InterceptedService::new(tenant_service, authenticate))
+            .add_service(InterceptedService::new(tenant_service, authenticate.clone()))
+            .add_service(InterceptedService::new(privacy_service, authenticate))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
         let http_server = axum::serve(http, http::router(store.clone(), cache, metrics))
             .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -238,6 +263,7 @@ impl App {
         health.set_not_serving::<ConsentServiceServer<ConsentApi>>().await;
         health.set_not_serving::<EventServiceServer<EventApi>>().await;
         health.set_not_serving::<TenantServiceServer<TenantApi>>().await;
+        health.set_not_serving::<PrivacyServiceServer<PrivacyApi>>().await;
         stop.cancel();
         let drained = tokio::time::timeout(config.server.shutdown_grace, async {
             let (grpc, http) = tokio::join!(grpc_task, http_task);
@@ -253,6 +279,8 @@ impl App {
             }
         }
         jobs.cancel();
+        // Buffered read audits are written before the pool closes.
+        let _ = audit_task.await;
         let _ = stamper_task.await;
         let _ = feed_task.await;
         // A round in progress may wait for the broker; it is not waited for

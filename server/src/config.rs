@@ -225,6 +225,24 @@ pub struct Config {
     /// The outbox: relay to the broker, retention.
     #[command(flatten)]
     pub outbox: OutboxArgs,
+    /// The audit trail.
+    #[command(flatten)]
+    pub audit: AuditArgs,
+}
+
+/// The audit trail: coalescing of read audits, retention.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// How long read audits are coalesced in memory before they are written: the most a crash can
+    /// lose (write audits commit with their write and are never lost).
+    #[arg(long, env = "C360_AUDIT_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub audit_flush_interval: Duration,
+    /// Read audits waiting to be coalesced; a reader waits for room rather than drop one.
+    #[arg(long, env = "C360_AUDIT_BUFFER", default_value_t = 16_384)]
+    pub audit_buffer: usize,
+    /// How long audit records are kept; `c360 audit verify` checks from the oldest kept onwards.
+    #[arg(long, env = "C360_AUDIT_RETENTION", default_value = "400days", value_parser = humantime::parse_duration)]
+    pub audit_retention: Duration,
 }
 
 /// Security protocol of the broker connection (librdkafka's names).

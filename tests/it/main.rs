@@ -35,6 +35,7 @@ macro_rules! on_both {
 }
 
 mod access;
+mod audit;
 mod auth;
 mod avro;
 mod cache;

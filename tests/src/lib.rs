@@ -16,7 +16,8 @@ use std::{
 use c360_migration::{Migrator, MigratorTrait};
 use c360_proto::v1::{
     consent_service_client::ConsentServiceClient, event_service_client::EventServiceClient,
-    profile_service_client::ProfileServiceClient, tenant_service_client::TenantServiceClient,
+    privacy_service_client::PrivacyServiceClient, profile_service_client::ProfileServiceClient,
+    tenant_service_client::TenantServiceClient,
 };
 use c360_server::{
     App, Config,
@@ -89,6 +90,12 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("c360.db").display());
         Self { url, postgres_name: None, _dir: Some(dir) }
+    }
+
+    /// The same database, owned by the caller from now on (to look at it
+    /// after the app that held it stopped).
+    pub fn take(&mut self) -> TestDb {
+        TestDb { url: self.url.clone(), postgres_name: self.postgres_name.take(), _dir: self._dir.take() }
     }
 
     /// A connection for asserting on stored rows.
@@ -203,6 +210,8 @@ pub type ProfileClient = ProfileServiceClient<InterceptedService<Channel, Bearer
 pub type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 /// An EventService client with fixed credentials.
 pub type EventClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
+/// A PrivacyService client with fixed credentials.
+pub type PrivacyClient = PrivacyServiceClient<InterceptedService<Channel, Bearer>>;
 /// A TenantService client with fixed credentials.
 pub type TenantClient = TenantServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -349,6 +358,11 @@ impl TestApp {
     pub fn consents(&self, tenant: &str, roles: &[Role]) -> ConsentClient {
         let token = self.token(tenant, roles);
         ConsentServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&token))
+    }
+
+    /// A PrivacyService client for `tenant` with `roles`.
+    pub fn privacy(&self, tenant: &str, roles: &[Role]) -> PrivacyClient {
+        PrivacyServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&self.token(tenant, roles)))
     }
 
     /// A TenantService client for `tenant` with `roles`.

@@ -42,7 +42,7 @@ pub fn rule(role: Role, class: FieldClass) -> Rule {
     use Rule::*;
     match (role, class) {
         (_, Record | OrganizationName | Segment | Attribute) => Visible,
-        (Role::Admin | Role::Steward, _) => Visible,
+        (Role::Admin | Role::Steward | Role::System, _) => Visible,
         // Support sees the whole person, but no money.
         (Role::Agent, Financial) => Hidden,
         (Role::Agent, _) => Visible,

@@ -28,10 +28,14 @@ pub enum Role {
     Analyst,
     /// Machine callers: write profiles, events and consents; read profiles; check consent.
     Service,
+    /// The system principal: work no token starts (CLI commands, background
+    /// jobs). Never parsed from a token ([`Role::ALL`] leaves it out); only
+    /// [`Caller::system`] holds it.
+    System,
 }
 
 impl Role {
-    /// Every role.
+    /// Every role a token can carry.
     pub const ALL: [Self; 6] = [Self::Admin, Self::Steward, Self::Agent, Self::Marketer, Self::Analyst, Self::Service];
 
     /// The name used in tokens.
@@ -43,6 +47,7 @@ impl Role {
             Self::Marketer => "marketer",
             Self::Analyst => "analyst",
             Self::Service => "service",
+            Self::System => "system",
         }
     }
 
@@ -65,6 +70,7 @@ impl Role {
                 WriteConsents,
                 WatchChanges,
                 ManageTenant,
+                ReadAudit,
             ],
             Self::Agent | Self::Service => {
                 &[ReadProfiles, FindByName, FindByContact, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
@@ -73,6 +79,17 @@ impl Role {
                 &[ReadProfiles, FindByName, FindByContact, ListDeletedProfiles, ReadConsents, WatchChanges]
             }
             Self::Marketer => &[ReadProfiles, FindByName, ReadConsents, WatchChanges],
+            // No tenant administration and no audit reading: those are people's decisions.
+            Self::System => &[
+                ReadProfiles,
+                FindByName,
+                FindByContact,
+                ListDeletedProfiles,
+                WriteProfiles,
+                ReadConsents,
+                WriteConsents,
+                WatchChanges,
+            ],
             Self::Analyst => &[ReadProfiles, ReadConsents, WatchChanges],
         }
     }
@@ -101,6 +118,8 @@ pub enum Permission {
     WatchChanges,
     /// Read and change the tenant's settings.
     ManageTenant,
+    /// Page through the tenant's audit trail.
+    ReadAudit,
 }
 
 /// An authenticated caller: who, for which tenant, with which roles. Only
@@ -112,9 +131,39 @@ pub struct Caller {
     tenant: TenantId,
     roles: Vec<Role>,
     expires_at: u64,
+    request_id: String,
 }
 
 impl Caller {
+    /// The system principal acting for `command` (a CLI command or a
+    /// background job, e.g. `seed`) in `tenant`: audited as `system:<command>`.
+    /// Code makes it; no request can.
+    pub fn system(tenant: TenantId, command: &str) -> Self {
+        Self {
+            subject: format!("system:{command}"),
+            tenant,
+            roles: vec![Role::System],
+            expires_at: u64::MAX,
+            request_id: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+
+    /// This caller for one request, identified by `request_id` in the audit.
+    pub fn for_request(mut self, request_id: String) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    /// The request's id (the caller's `x-request-id`, or one made up).
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Whether this is the system principal.
+    pub fn is_system(&self) -> bool {
+        self.roles.contains(&Role::System)
+    }
+
     /// The token's `sub`.
     pub fn subject(&self) -> &str {
         &self.subject
@@ -158,6 +207,7 @@ mod tests {
                 tenant: TenantId::parse("t").expect("tenant"),
                 roles: vec![role],
                 expires_at: u64::MAX,
+                request_id: String::new(),
             };
             assert!(caller.require(Permission::ReadProfiles).is_ok(), "{role:?} reads");
             let writes = matches!(role, Role::Admin | Role::Agent | Role::Service);
@@ -174,6 +224,7 @@ mod tests {
             tenant: TenantId::parse("t").expect("tenant"),
             roles: vec![],
             expires_at: u64::MAX,
+            request_id: String::new(),
         };
         assert!(nobody.require(Permission::ReadProfiles).is_err());
     }

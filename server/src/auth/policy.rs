@@ -25,6 +25,7 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.EventService/WatchChanges", Permission::WatchChanges),
     ("/c360.v1.TenantService/GetTenantSettings", Permission::ManageTenant),
     ("/c360.v1.TenantService/UpdateTenantSettings", Permission::ManageTenant),
+    ("/c360.v1.PrivacyService/ListAuditEvents", Permission::ReadAudit),
 ];
 
 /// The roles that may call `rpc`; `None` for an RPC the table does not name.

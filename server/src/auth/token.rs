@@ -151,7 +151,7 @@ impl JwtKeys {
             return Err(TokenError::Invalid("empty sub claim".into()));
         }
         let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
-        let caller = Caller { subject: claims.sub, tenant, roles, expires_at: claims.exp };
+        let caller = Caller { subject: claims.sub, tenant, roles, expires_at: claims.exp, request_id: String::new() };
         self.verified.insert(token.to_owned(), (caller.clone(), claims.exp));
         Ok(caller)
     }

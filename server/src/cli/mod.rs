@@ -1,5 +1,6 @@
-//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`, `outbox`.
+//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`, `outbox`, `audit`.
 
+pub mod audit;
 mod bench;
 pub mod outbox;
 pub mod seed;
@@ -49,6 +50,9 @@ enum Command {
     /// Events the broker refused for good: list them, retry or skip one.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// The audit trail: verify a tenant's hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -86,10 +90,11 @@ impl Cli {
         self.run_to(&mut std::io::stdout()).await
     }
 
-    /// Runs the chosen command; reports of `outbox` go to `out`.
+    /// Runs the chosen command; reports of `outbox` and `audit` go to `out`.
     pub async fn run_to(self, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         match self.command {
             Command::Outbox(command) => command.run(out).await,
+            Command::Audit(command) => command.run(out).await,
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { data, database } => {
                 let store = database.connect(&data.data_dir, 1, ProfileCache::none()).await?;

@@ -43,6 +43,13 @@ pub struct Target {
     database: DatabaseArgs,
 }
 
+impl Target {
+    /// Connects (one connection), invalidating `cache` on writes.
+    pub async fn connect(&self, cache: ProfileCache) -> anyhow::Result<crate::store::Store> {
+        self.database.connect(&self.data.data_dir, 1, cache).await
+    }
+}
+
 impl OutboxCommand {
     fn target(&self) -> &Target {
         match self {
@@ -53,7 +60,7 @@ impl OutboxCommand {
     /// Runs the command, writing its report to `out`.
     pub async fn run(self, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         let target = self.target();
-        let store = target.database.connect(&target.data.data_dir, 1, ProfileCache::none()).await?;
+        let store = target.connect(ProfileCache::none()).await?;
         let db = store.db();
         let result = match &self {
             Self::List(_) => {

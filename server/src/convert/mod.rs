@@ -185,7 +185,8 @@ fn choice<T>(raw: i32, known: impl FnOnce(i32) -> Option<T>) -> Choice<T> {
     known(raw).map_or(Choice::Unknown(raw), Choice::Set)
 }
 
-fn from_timestamp(time: Option<Timestamp>) -> Result<DateTime<Utc>, String> {
+/// A protobuf timestamp as a time; an error for one out of range.
+pub fn from_timestamp(time: Option<Timestamp>) -> Result<DateTime<Utc>, String> {
     let time = time.ok_or("missing timestamp")?;
     DateTime::from_timestamp(time.seconds, time.nanos as u32).ok_or_else(|| format!("timestamp {time:?}"))
 }

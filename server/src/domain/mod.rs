@@ -1,6 +1,7 @@
 //! The domain core: plain Rust types and rules, no transport or storage types.
 //!
 //! - [`ids`] — typed ids (`TenantId`, `ProfileId`).
+//! - [`audit`] — audit records and their hash chain.
 //! - [`consent`] — consent per purpose: decisions, the rules deriving the state in force.
 //! - [`error`] — the one error enum every transport maps.
 //! - [`identifiers`] — normalization of emails, phones and external ids.
@@ -12,6 +13,7 @@
 //! - [`view`] — role-shaped views of records, as callers receive them.
 //! - [`settings`] — per-tenant settings.
 
+pub mod audit;
 pub mod consent;
 pub mod error;
 pub mod events;

@@ -34,8 +34,24 @@ impl Interceptor for Authenticate {
             }
         };
         let caller = self.keys.verify(token).map_err(|e| Status::unauthenticated(e.to_string()))?;
-        request.extensions_mut().insert(caller);
+        let request_id = request_id(&request);
+        request.extensions_mut().insert(caller.for_request(request_id));
         Ok(request)
+    }
+}
+
+/// Longest request id kept from a caller's `x-request-id`.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The caller's `x-request-id` (printable ASCII, cut to 128 characters), or
+/// a new UUID v7: the audit trail names every request by it.
+fn request_id(request: &Request<()>) -> String {
+    let sent = request.metadata().get("x-request-id").and_then(|v| v.to_str().ok());
+    match sent {
+        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()) => {
+            id.chars().take(MAX_REQUEST_ID).collect()
+        }
+        _ => uuid::Uuid::now_v7().to_string(),
     }
 }
 

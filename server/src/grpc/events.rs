@@ -46,8 +46,12 @@ impl EventService for EventApi {
         // The events, then the status the stream ended with (if any).
         let end = futures::stream::once(subscription.end).filter_map(|ended| ended.ok().map(|e| Err(Status::from(e))));
         let views = subscription.views;
-        let stream =
-            ReceiverStream::new(subscription.events).map(move |row| Ok(change_event(views.view(row)))).chain(end);
+        let stream = ReceiverStream::new(subscription.events)
+            .then(move |row| {
+                let views = views.clone();
+                async move { Ok(change_event(views.view(row).await)) }
+            })
+            .chain(end);
         Ok(Response::new(Box::pin(stream)))
     }
 }

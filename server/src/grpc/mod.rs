@@ -6,10 +6,12 @@
 //! - [`consents`] — `c360.v1.ConsentService`.
 //! - [`events`] — `c360.v1.EventService`.
 //! - [`tenants`] — `c360.v1.TenantService`.
+//! - [`privacy`] — `c360.v1.PrivacyService`.
 
 pub mod auth;
 pub mod consents;
 pub mod error;
 pub mod events;
+pub mod privacy;
 pub mod profiles;
 pub mod tenants;

@@ -11,11 +11,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use tracing::instrument;
 
+use super::Audit;
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     batch::Batcher,
     domain::{
         DomainError, ProfileId, TenantId,
+        audit::AuditRecord,
         consent::{
             ConsentDecision, ConsentInput, ConsentPurpose, ConsentReason, ConsentStatus, ContactKind, ContactPoint,
             MAX_BATCH_CHECKS, ValidConsent, evaluate, for_address, required_choice, same_state, supersedes,
@@ -45,6 +47,7 @@ pub struct Consents {
     store: Store,
     policy: NormalizationPolicy,
     writer: Batcher<WriteJob>,
+    audit: Audit,
 }
 
 /// One SetConsent waiting for a unit of work.
@@ -52,6 +55,8 @@ struct WriteJob {
     tenant: TenantId,
     actor: String,
     valid: ValidConsent,
+    /// The write's audit record, committed with the decision.
+    audit: AuditRecord,
     now: DateTime<Utc>,
     reply: oneshot::Sender<Result<SetOutcome, DomainError>>,
 }
@@ -147,13 +152,14 @@ impl ConsentCheck {
 }
 
 impl Consents {
-    /// Consent operations on `store`, normalizing addresses by `policy`.
-    pub fn new(store: Store, policy: NormalizationPolicy) -> Self {
+    /// Consent operations on `store`, normalizing addresses by `policy`,
+    /// audited in `audit`.
+    pub fn new(store: Store, policy: NormalizationPolicy, audit: Audit) -> Self {
         let writer = Batcher::spawn(WRITE_LANES, MAX_WRITE_BATCH, {
             let (store, policy) = (store.clone(), policy.clone());
             move |jobs| write(store.clone(), policy.clone(), jobs)
         });
-        Self { store, policy, writer }
+        Self { store, policy, writer, audit }
     }
 
     /// Records a decision. History always gains it (a retried request id
@@ -170,7 +176,9 @@ impl Consents {
         let now = crate::domain::profile::now();
         let valid = input.validate(&self.policy, now, caller.subject())?;
         let (reply, answer) = oneshot::channel();
-        let job = WriteJob { tenant: caller.tenant().clone(), actor: caller.subject().to_owned(), valid, now, reply };
+        let audit = Audit::write(caller, "consent.set", "profile", vec![valid.decision.profile_id.to_string()]);
+        let job =
+            WriteJob { tenant: caller.tenant().clone(), actor: caller.subject().to_owned(), valid, audit, now, reply };
         self.writer.submit(job).await.map_err(|_| DomainError::Unavailable("consent writer stopped".into()))?;
         let outcome = answer.await.map_err(|_| DomainError::Internal("consent writer dropped a decision".into()))??;
         let shape = Shape::of(caller);
@@ -187,7 +195,11 @@ impl Consents {
         let now = Utc::now();
         let decisions = store::consents::all_in_force(self.store.db(), caller.tenant(), id).await?;
         let shape = Shape::of(caller);
-        Ok(decisions.into_iter().map(|d| ConsentState::at(d, now, live).shaped(&shape)).collect())
+        let states: Vec<ConsentState> =
+            decisions.into_iter().map(|d| ConsentState::at(d, now, live).shaped(&shape)).collect();
+        let revealed = states.iter().flat_map(|s| s.disclosure.revealed.iter().copied()).collect();
+        self.audit.read(caller, "consent.read", "profile", vec![id.to_string()], &revealed, false).await;
+        Ok(states)
     }
 
     /// The history of one profile, newest recorded first, optionally of one purpose.
@@ -222,7 +234,10 @@ impl Consents {
             _ => String::new(),
         };
         let shape = Shape::of(caller);
-        Ok(HistoryPage { decisions: decisions.into_iter().map(|d| shape.decision(d)).collect(), next_page_token })
+        let decisions: Vec<DecisionView> = decisions.into_iter().map(|d| shape.decision(d)).collect();
+        let revealed = decisions.iter().flat_map(|d| d.disclosure.revealed.iter().copied()).collect();
+        self.audit.read(caller, "consent.history", "profile", vec![id.to_string()], &revealed, false).await;
+        Ok(HistoryPage { decisions, next_page_token })
     }
 
     /// Whether `purpose` is allowed for one profile or address, with the
@@ -320,10 +335,17 @@ impl Consents {
         }
         let now = Utc::now();
         let shape = Shape::of(caller);
-        Ok(subjects
+        let checks: Vec<ConsentCheck> = subjects
             .iter()
             .map(|subject| decide(subject, by_subject.get(subject).map(Vec::as_slice), now).shaped(&shape))
-            .collect())
+            .collect();
+        let revealed: std::collections::BTreeSet<_> =
+            checks.iter().flat_map(|c| c.disclosure.revealed.iter().copied()).collect();
+        if !revealed.is_empty() {
+            let ids = checks.iter().filter_map(|c| c.profile_id.map(|id| id.to_string())).collect();
+            self.audit.read(caller, "consent.check", "profile", ids, &revealed, false).await;
+        }
+        Ok(checks)
     }
 
     /// The id, and whether the profile is live, if a profile of the
@@ -452,6 +474,7 @@ async fn prepare(
                         }
                     }
                     recorded.push(decision.clone());
+                    work.audit(job.audit.clone());
                     Ok(SetOutcome {
                         decision,
                         disclosure: Disclosure::default(),
@@ -622,7 +645,9 @@ mod tests {
         };
         let valid = input.validate(&NormalizationPolicy::default(), now, "tester").expect("valid");
         let (reply, _) = oneshot::channel();
-        WriteJob { tenant: profile.tenant.clone(), actor: "tester".into(), valid, now, reply }
+        let caller = Caller::system(profile.tenant.clone(), "test");
+        let audit = Audit::write(&caller, "consent.set", "profile", vec![profile.id.to_string()]);
+        WriteJob { tenant: profile.tenant.clone(), actor: "tester".into(), valid, audit, now, reply }
     }
 
     /// What a caller and a consumer see of a run: each answer, the events,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use serde_json::{Map, Value};
 
+use super::Audit;
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     domain::{DomainError, ProfileId, view::Disclosure},
@@ -37,6 +38,7 @@ pub struct Events {
     store: Store,
     feed: ChangeFeed,
     stop: CancellationToken,
+    audit: Audit,
 }
 
 /// A running subscription: its events, then why it ended (nothing when the
@@ -61,15 +63,18 @@ pub struct ChangeView {
     pub disclosure: Disclosure,
 }
 
-/// Shapes events for one subscriber, by the access policy.
-#[derive(Debug, Clone, Copy)]
+/// Shapes events for one subscriber, by the access policy, and audits
+/// what they revealed.
+#[derive(Clone)]
 pub struct EventViews {
     shape: Shape,
+    caller: Caller,
+    audit: Audit,
 }
 
 impl EventViews {
     /// The subscriber's view of `row`.
-    pub fn view(&self, row: Arc<Stamped>) -> ChangeView {
+    pub async fn view(&self, row: Arc<Stamped>) -> ChangeView {
         let mut envelope: Value = serde_json::from_str(&row.envelope).unwrap_or_default();
         let mut payload = envelope.get_mut("payload").map(Value::take).unwrap_or_default();
         let disclosure = self.shape.event_payload(&row.event_type, &mut payload);
@@ -77,6 +82,8 @@ impl EventViews {
             Value::Object(map) => map,
             _ => Map::new(),
         };
+        let ids = vec![row.aggregate_id.to_string()];
+        self.audit.read(&self.caller, "change.read", "profile", ids, &disclosure.revealed, false).await;
         ChangeView { row, payload, disclosure }
     }
 }
@@ -92,8 +99,8 @@ pub struct WatchRequest {
 
 impl Events {
     /// The stream over `store`, fed live by `feed`; streams end when `stop` fires.
-    pub fn new(store: Store, feed: ChangeFeed, stop: CancellationToken) -> Self {
-        Self { store, feed, stop }
+    pub fn new(store: Store, feed: ChangeFeed, stop: CancellationToken, audit: Audit) -> Self {
+        Self { store, feed, stop, audit }
     }
 
     /// Parses a resume position as clients send it back.
@@ -220,7 +227,8 @@ impl Events {
             };
             let _ = end_tx.send(ended);
         });
-        Ok(Subscription { events: rx, end: end_rx, views: EventViews { shape: Shape::of(caller) } })
+        let views = EventViews { shape: Shape::of(caller), caller: caller.clone(), audit: self.audit.clone() };
+        Ok(Subscription { events: rx, end: end_rx, views })
     }
 }
 

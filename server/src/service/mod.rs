@@ -2,12 +2,14 @@
 //! domain rules and commits through the store. Transports (gRPC today,
 //! GraphQL through gRPC later) call only this.
 
+mod audit;
 mod consents;
 mod events;
 mod profiles;
 mod tenants;
 mod views;
 
+pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, chain_all};
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
 pub use profiles::{Page, Profiles, SearchCriterion, UpdateRequest};

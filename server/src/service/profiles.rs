@@ -4,12 +4,13 @@ use std::{collections::HashSet, sync::Arc};
 
 use tracing::instrument;
 
-use super::{Tenants, Viewer};
+use super::{Audit, Tenants, Viewer};
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     cache::{CacheChange, ProfileCache},
     domain::{
         DomainError, ProfileId, TenantId,
+        audit::AuditRecord,
         error::Violations,
         events::{self, DomainEvent},
         identifiers::{
@@ -41,6 +42,7 @@ pub struct Profiles {
     policy: NormalizationPolicy,
     tenants: Tenants,
     viewer: Viewer,
+    audit: Audit,
 }
 
 /// An UpdateProfile call.
@@ -90,9 +92,37 @@ impl Profiles {
         cache: ProfileCache,
         policy: NormalizationPolicy,
         tenants: Tenants,
+        audit: Audit,
     ) -> Self {
         let viewer = Viewer::new(store.clone(), tenants.clone(), policy.clone());
-        Self { store, loader, cache, policy, tenants, viewer }
+        Self { store, loader, cache, policy, tenants, viewer, audit }
+    }
+
+    /// The caller's views of `profiles`, audited as `action` when they
+    /// revealed personal data (or `always`: a page of a listing).
+    async fn shown<P: AsRef<Profile>>(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        profiles: &[P],
+        always: bool,
+    ) -> Result<Vec<ProfileView>, DomainError> {
+        let views = self.viewer.many(caller, profiles).await?;
+        let revealed = views.iter().flat_map(|v| v.disclosure.revealed.iter().copied()).collect();
+        let ids = views.iter().map(|v| v.id.to_string()).collect();
+        self.audit.read(caller, action, "profile", ids, &revealed, always).await;
+        Ok(views)
+    }
+
+    /// The caller's view of one profile, audited as `action`.
+    async fn shown_one(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        profile: &Profile,
+    ) -> Result<ProfileView, DomainError> {
+        let mut views = self.shown(caller, action, std::slice::from_ref(profile), false).await?;
+        views.pop().ok_or_else(|| DomainError::Internal("one profile, no view".into()))
     }
 
     /// Creates a profile, claims its identifiers and records
@@ -130,6 +160,7 @@ impl Profiles {
         store::profiles::insert(work.conn(), &profile).await?;
         store::identities::claim(work.conn(), caller.tenant(), profile.id, &identifiers).await?;
         work.record(events::profile_created(&profile, caller.subject()));
+        work.audit(Audit::write(caller, "profile.create", "profile", vec![profile.id.to_string()]));
         work.invalidate(CacheChange {
             tenant: caller.tenant().clone(),
             id: profile.id,
@@ -146,7 +177,7 @@ impl Profiles {
         caller.require(Permission::ReadProfiles)?;
         let id = parse_id("id", id)?;
         let profile = self.cached(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
-        self.viewer.one(caller, &profile).await
+        self.shown_one(caller, "profile.read", &profile).await
     }
 
     /// One profile through the cache.
@@ -188,7 +219,7 @@ impl Profiles {
                 None => missing.push(id.to_string()),
             }
         }
-        Ok((self.viewer.many(caller, &profiles).await?, missing))
+        Ok((self.shown(caller, "profile.read", &profiles, false).await?, missing))
     }
 
     /// Applies a field-mask update under optimistic concurrency.
@@ -248,7 +279,8 @@ impl Profiles {
         record_lineage(&mut next.lineage, &changed, &source, now);
         let identifiers = self.reindex(&work, caller, &current, &next).await?;
         let event = events::profile_updated(&next, &changed, caller.subject());
-        self.commit_write(work, &current, &next, event, identifiers).await?;
+        let audit = Audit::write(caller, "profile.update", "profile", vec![id.to_string()]);
+        self.commit_write(work, &current, &next, event, identifiers, audit).await?;
         self.viewer.one(caller, &next).await
     }
 
@@ -282,7 +314,8 @@ impl Profiles {
         store::identities::release(work.conn(), caller.tenant(), id, None).await?;
         let event = events::profile_updated(&next, &[ProfileField::Status], caller.subject());
         let released: Vec<_> = current.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
-        self.commit_write(work, &current, &next, event, released).await?;
+        let audit = Audit::write(caller, "profile.delete", "profile", vec![id.to_string()]);
+        self.commit_write(work, &current, &next, event, released, audit).await?;
         self.viewer.one(caller, &next).await
     }
 
@@ -346,7 +379,10 @@ impl Profiles {
             Some(profile) => vec![profile],
             None => Vec::new(),
         };
-        Ok(Page { profiles: self.viewer.many(caller, &profiles).await?, next_page_token: String::new() })
+        Ok(Page {
+            profiles: self.shown(caller, "profile.search", &profiles, false).await?,
+            next_page_token: String::new(),
+        })
     }
 
     /// The live profile holding one identifier.
@@ -378,7 +414,7 @@ impl Profiles {
             .await?
             // Named by its type, not its value.
             .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.id_type.as_str().to_owned() })?;
-        self.viewer.one(caller, &profile).await
+        self.shown_one(caller, "profile.lookup", &profile).await
     }
 
     /// The live profile holding `key`. A cached holder is checked against the
@@ -438,7 +474,9 @@ impl Profiles {
             Some(last) if more => page.next_token(last.id),
             _ => String::new(),
         };
-        Ok(Page { profiles: self.viewer.many(caller, &profiles).await?, next_page_token })
+        // Every page of a listing is audited, masked or not: paging through a
+        // tenant is how data leaves a company.
+        Ok(Page { profiles: self.shown(caller, "profile.list", &profiles, true).await?, next_page_token })
     }
 
     async fn load_for_write(
@@ -490,12 +528,14 @@ impl Profiles {
         next: &Profile,
         event: DomainEvent,
         identifiers: Vec<IdentifierKey>,
+        audit: AuditRecord,
     ) -> Result<(), DomainError> {
         if !store::profiles::update(work.conn(), next, current.version).await? {
             // Only reachable without row locks: a concurrent writer committed first.
             return Err(DomainError::StaleEtag { sent: current.etag(), current: "newer".into() });
         }
         work.record(event);
+        work.audit(audit);
         work.invalidate(CacheChange { tenant: next.tenant.clone(), id: next.id, version: next.version, identifiers });
         work.commit().await
     }

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use moka::future::Cache;
 use tracing::instrument;
 
+use super::Audit;
 use crate::{
     auth::{Caller, Permission},
     domain::{
@@ -105,6 +106,13 @@ impl Tenants {
             updated_at: Some(now()),
             updated_by: Some(caller.subject().to_owned()),
         };
+        let mut work = work;
+        work.audit(Audit::write(
+            caller,
+            "tenant_settings.update",
+            "tenant_settings",
+            vec![caller.tenant().to_string()],
+        ));
         if !store::settings::put(work.conn(), caller.tenant(), &next).await? {
             // Another change committed between this read and write.
             drop(work);

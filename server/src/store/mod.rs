@@ -4,6 +4,7 @@
 //! domain types, so the service layer composes them inside one transaction
 //! without seeing a SeaORM model.
 
+pub mod audit;
 pub mod consents;
 pub mod events;
 pub mod identities;

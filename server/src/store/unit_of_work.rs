@@ -6,8 +6,9 @@
 //! commits, and only then invalidates the caches (this instance's tiers and,
 //! through Redis, every other instance's) before returning. No writer places
 //! those steps by hand, so none can forget one: RPCs, CLI commands and
-//! background jobs all write this way. (Audit records join here with the
-//! access-policy work.)
+//! background jobs all write this way. The write's audit records commit with
+//! it, in the same transaction (they are chained just after, off the
+//! write's path).
 //!
 //! Dropping a unit of work without committing rolls it back and touches no
 //! cache.
@@ -17,10 +18,10 @@ use std::sync::Arc;
 use sea_orm::DatabaseTransaction;
 use tokio::sync::Notify;
 
-use super::{db_error, outbox};
+use super::{audit, db_error, outbox};
 use crate::{
     cache::{CacheChange, ProfileCache},
-    domain::{DomainError, events::DomainEvent},
+    domain::{DomainError, audit::AuditRecord, events::DomainEvent},
 };
 
 /// A transaction with the events and cache changes it will commit.
@@ -29,12 +30,13 @@ pub struct UnitOfWork {
     cache: ProfileCache,
     events: Vec<DomainEvent>,
     changes: Vec<CacheChange>,
+    audits: Vec<AuditRecord>,
     written: Arc<Notify>,
 }
 
 impl UnitOfWork {
     pub(super) fn new(tx: DatabaseTransaction, cache: ProfileCache, written: Arc<Notify>) -> Self {
-        Self { tx, cache, events: Vec::new(), changes: Vec::new(), written }
+        Self { tx, cache, events: Vec::new(), changes: Vec::new(), audits: Vec::new(), written }
     }
 
     /// The transaction, for the store's query functions.
@@ -45,6 +47,11 @@ impl UnitOfWork {
     /// Records a domain event: appended to the outbox at commit, in order.
     pub fn record(&mut self, event: DomainEvent) {
         self.events.push(event);
+    }
+
+    /// Records an audit record: written in this transaction at commit.
+    pub fn audit(&mut self, record: AuditRecord) {
+        self.audits.push(record);
     }
 
     /// Records a change that cached copies must not outlive.
@@ -61,8 +68,9 @@ impl UnitOfWork {
     /// is unknown (the connection died on COMMIT) invalidates too: dropping
     /// a copy that is still current costs one reload.
     pub async fn commit(self) -> Result<(), DomainError> {
-        let Self { tx, cache, events, changes, written } = self;
+        let Self { tx, cache, events, changes, audits, written } = self;
         outbox::append(&tx, &events).await?;
+        audit::insert(&tx, &audits).await?;
         let wrote_events = !events.is_empty();
         let tail = tokio::spawn(async move {
             let committed = tx.commit().await.map_err(db_error);
