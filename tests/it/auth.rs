@@ -123,6 +123,47 @@ async fn another_tenants_profile_is_not_found_on_every_rpc() {
             .expect("search");
         assert!(found.into_inner().profiles.is_empty());
     }
+
+    // Consent: every RPC given the other tenant's id finds nothing.
+    let mut consents = app.consents("globex", &[Role::Admin]);
+    let set = pb::SetConsentRequest {
+        profile_id: id.clone(),
+        purpose: pb::ConsentPurpose::EmailMarketing as i32,
+        status: pb::ConsentStatus::Granted as i32,
+        ..Default::default()
+    };
+    not_found(consents.set_consent(set).await.expect_err("set consent"));
+    not_found(consents.get_consents(pb::GetConsentsRequest { profile_id: id.clone() }).await.expect_err("get"));
+    let history = pb::ListConsentHistoryRequest { profile_id: id.clone(), ..Default::default() };
+    not_found(consents.list_consent_history(history).await.expect_err("history"));
+    let by_id = pb::ConsentSubject { subject: Some(pb::consent_subject::Subject::ProfileId(id.clone())) };
+    let by_email = pb::ConsentSubject { subject: Some(pb::consent_subject::Subject::Email("ada@example.com".into())) };
+    let purpose = pb::ConsentPurpose::EmailMarketing as i32;
+    for subject in [by_id.clone(), by_email.clone()] {
+        let check = pb::CheckConsentRequest { subject: Some(subject), purpose };
+        not_found(consents.check_consent(check).await.expect_err("check"));
+    }
+    let batch = pb::BatchCheckConsentRequest { purpose, subjects: vec![by_id, by_email] };
+    let batch = consents.batch_check_consent(batch).await.expect("batch check").into_inner();
+    assert!(batch.results.iter().all(|r| !r.allowed && r.profile_id.is_empty()), "{batch:?}");
+
+    // The change stream, the audit trail and the settings are the intruder's own.
+    let mine = pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings { personal_attribute_keys: vec!["ssn".into()], ..Default::default() }),
+        ..Default::default()
+    };
+    app.tenants(TENANT, &[Role::Admin]).update_tenant_settings(mine).await.expect("owner's settings");
+    let mut events = app.events("globex", &[Role::Admin]);
+    let request = pb::WatchChangesRequest { after_position: "0".into(), profile_id: id.clone() };
+    let mut stream = events.watch_changes(request).await.expect("subscribe").into_inner();
+    let next = tokio::time::timeout(std::time::Duration::from_millis(500), stream.message()).await;
+    assert!(next.is_err(), "no event of another tenant: {next:?}");
+    let audit = app.privacy("globex", &[Role::Admin]).list_audit_events(pb::ListAuditEventsRequest::default()).await;
+    assert!(audit.expect("audit").into_inner().events.is_empty());
+    let settings =
+        app.tenants("globex", &[Role::Admin]).get_tenant_settings(pb::GetTenantSettingsRequest {}).await.expect("get");
+    assert_eq!(settings.into_inner().etag, "0");
+
     // And the owner's profile is untouched.
     let fetched = app.agent().get_profile(pb::GetProfileRequest { id }).await.expect("owner reads").into_inner();
     assert_eq!(fetched, created);
