@@ -81,7 +81,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let stop = CancellationToken::new();
-        let cache_config = config.cache.config(config.server.request_timeout);
+        let cache_config = config.cache.config(config.server.request_timeout)?;
         let cache = ProfileCache::new(cache_config, metrics.cache.clone(), stop.clone())?;
         let store = config
             .database

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 
 use crate::{
     auth::KeySource,
-    cache::{CacheConfig, ProfileCache},
+    cache::{CacheConfig, ProfileCache, keys::IdentifierHasher},
     domain::identifiers::NormalizationPolicy,
     store::{SqliteDurability, Store},
 };
@@ -143,6 +143,13 @@ pub struct RedisArgs {
     /// Longest wait for one Redis call before the database answers instead.
     #[arg(long, env = "C360_REDIS_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
+    /// Key of the keyed hash that names emails, phones and external ids in Redis keys and
+    /// invalidation messages (at least 32 bytes; the same on every instance). Required with Redis.
+    #[arg(long, env = "C360_CACHE_KEY", hide_env_values = true, value_parser = secret)]
+    pub cache_key: Option<SecretString>,
+    /// The previous cache key, while rotating (docs/caching.md): writes invalidate under both.
+    #[arg(long, env = "C360_CACHE_KEY_PREVIOUS", hide_env_values = true, value_parser = secret)]
+    pub cache_key_previous: Option<SecretString>,
 }
 
 /// Tombstones outlive any read that may have started before a write: at
@@ -152,6 +159,27 @@ fn fence_ttl(request_timeout: Duration) -> Duration {
 }
 
 impl RedisArgs {
+    /// The identifier hasher: the configured key with Redis (required), a
+    /// key of this process alone without.
+    pub fn hasher(&self) -> anyhow::Result<IdentifierHasher> {
+        use secrecy::ExposeSecret;
+        match (&self.redis_url, &self.cache_key) {
+            (None, _) => Ok(IdentifierHasher::ephemeral()),
+            (Some(_), None) => Err(anyhow::anyhow!(
+                "C360_CACHE_KEY (--cache-key) is required with Redis: Redis key names carry a keyed hash of \
+                 customers' emails and phones, and every instance must hash with the same key \
+                 (e.g. `openssl rand -base64 32`)"
+            )),
+            (Some(_), Some(key)) if key.expose_secret().len() < 32 => {
+                Err(anyhow::anyhow!("C360_CACHE_KEY must be at least 32 bytes"))
+            }
+            (Some(_), Some(key)) => Ok(IdentifierHasher::new(
+                key.expose_secret().as_bytes(),
+                self.cache_key_previous.as_ref().map(|k| k.expose_secret().as_bytes()),
+            )),
+        }
+    }
+
     /// The cache of a command that writes but serves no reads (`c360 seed`):
     /// no in-process tier; with Redis, its writes reach the running
     /// instances' caches exactly as a server's do.
@@ -164,6 +192,7 @@ impl RedisArgs {
             not_found_ttl: Duration::from_secs(10),
             fence_ttl: fence_ttl(Duration::from_secs(10)),
             redis_timeout: self.redis_timeout.max(Duration::from_millis(500)),
+            hasher: self.hasher()?,
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let cache = ProfileCache::new(config, crate::metrics::CacheMetrics::default(), stop.clone())?;
@@ -190,8 +219,8 @@ pub struct CacheArgs {
 
 impl CacheArgs {
     /// The cache settings; tombstones outlive any request (`request_timeout`).
-    pub fn config(&self, request_timeout: Duration) -> CacheConfig {
-        CacheConfig {
+    pub fn config(&self, request_timeout: Duration) -> anyhow::Result<CacheConfig> {
+        Ok(CacheConfig {
             redis_url: self.redis.redis_url.clone(),
             prefix: self.redis.cache_prefix.clone(),
             l1_capacity_bytes: self.cache_l1_capacity_mb * 1024 * 1024,
@@ -199,7 +228,8 @@ impl CacheArgs {
             not_found_ttl: self.cache_not_found_ttl,
             fence_ttl: fence_ttl(request_timeout),
             redis_timeout: self.redis.redis_timeout,
-        }
+            hasher: self.redis.hasher()?,
+        })
     }
 }
 
@@ -335,4 +365,27 @@ pub struct OutboxArgs {
     /// them over after that.
     #[arg(long, env = "C360_RELAY_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub relay_lease: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Config {
+        let mut all = vec!["c360-serve"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("arguments")
+    }
+
+    #[test]
+    fn redis_needs_a_cache_key_of_32_bytes() {
+        let without = serve(&["--redis-url", "redis://127.0.0.1:1"]);
+        let error = without.cache.config(Duration::from_secs(1)).expect_err("refused").to_string();
+        assert!(error.contains("C360_CACHE_KEY"), "{error}");
+        let short = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key", "short"]);
+        assert!(short.cache.config(Duration::from_secs(1)).is_err());
+        let good = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key", &"k".repeat(32)]);
+        assert!(good.cache.config(Duration::from_secs(1)).is_ok());
+        assert!(serve(&[]).cache.config(Duration::from_secs(1)).is_ok(), "no Redis, no key needed");
+    }
 }

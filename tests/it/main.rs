@@ -43,6 +43,7 @@ mod changes;
 mod consents;
 mod embedded;
 mod identities;
+mod leaks;
 mod outbox;
 mod profiles;
 mod relay;

@@ -130,9 +130,9 @@ async fn a_seed_with_redis_invalidates_a_running_instances_cache() {
 
     let prefix = format!("c360test-{}", uuid::Uuid::now_v7().simple());
     let redis = c360_tests::redis_url();
-    let app =
-        c360_tests::TestApp::spawn_with(TestDb::postgres().await, &["--redis-url", &redis, "--cache-prefix", &prefix])
-            .await;
+    let key = c360_tests::TEST_CACHE_KEY;
+    let flags = ["--redis-url", &redis, "--cache-prefix", &prefix, "--cache-key", key];
+    let app = c360_tests::TestApp::spawn_with(TestDb::postgres().await, &flags).await;
     let options = plan(7, 1, 0).options;
     let first = Generator::new(options, NormalizationPolicy::default()).next_record().profile;
     let mut client = app.client("demo", Role::Agent);
@@ -166,6 +166,8 @@ async fn a_seed_with_redis_invalidates_a_running_instances_cache() {
         &redis,
         "--cache-prefix",
         &prefix,
+        "--cache-key",
+        key,
     ];
     Cli::try_parse_from(args).expect("seed arguments").run().await.expect("seed");
 

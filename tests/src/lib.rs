@@ -37,6 +37,8 @@ use tonic::{
 
 /// The HS256 secret every test app verifies with.
 pub const TEST_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+/// The cache key (for keyed hashes of identifiers) of every test app with Redis.
+pub const TEST_CACHE_KEY: &str = "test-cache-key-that-is-at-least-32-bytes";
 /// Issuer and audience of test tokens (the defaults).
 pub const ISSUER: &str = "c360";
 /// Audience of test tokens.
@@ -253,7 +255,7 @@ impl TestApp {
     /// The app on a fresh PostgreSQL database with the Redis at `url`.
     pub async fn spawn_with_cache(url: &str, flags: &[&str]) -> Self {
         let prefix = format!("c360test-{}", uuid::Uuid::now_v7().simple());
-        let mut all = vec!["--redis-url", url, "--cache-prefix", &prefix];
+        let mut all = vec!["--redis-url", url, "--cache-prefix", &prefix, "--cache-key", TEST_CACHE_KEY];
         all.extend_from_slice(flags);
         Self::spawn_with(TestDb::postgres().await, &all).await
     }

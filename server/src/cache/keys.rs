@@ -2,20 +2,95 @@
 //!
 //! Keys carry the encoding's schema version, so a release that changes an
 //! encoding reads none of the old entries (they expire by TTL).
+//!
+//! No email address or phone number leaves the process in the clear: the
+//! Redis key of an identifier's holder, and the invalidation messages naming
+//! it, carry a keyed hash of it ([`IdentifierHasher`], HMAC-SHA-256 with the
+//! deployment's cache key), never the identifier itself.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::domain::{ProfileId, TenantId, identifiers::IdentifierKey};
 
 /// Version of the key layout and value encodings below.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
+
+/// A keyed hash of one identifier of one tenant: what names it outside the
+/// process (hex, 128 bits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LookupDigest(String);
+
+impl LookupDigest {
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Hashes identifiers with the deployment's cache key, and during a key
+/// rotation with the previous key as well (writers fence both names, so an
+/// instance still on the previous key never serves a stale holder).
+#[derive(Clone)]
+pub struct IdentifierHasher {
+    current: Hmac<Sha256>,
+    previous: Option<Hmac<Sha256>>,
+}
+
+impl std::fmt::Debug for IdentifierHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentifierHasher").field("rotating", &self.previous.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl IdentifierHasher {
+    /// Hashes with `current`, and also with `previous` while rotating.
+    pub fn new(current: &[u8], previous: Option<&[u8]>) -> Self {
+        let mac =
+            |key: &[u8]| Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+        Self { current: mac(current), previous: previous.map(mac) }
+    }
+
+    /// A key of this process alone: enough when nothing leaves it (no Redis).
+    pub fn ephemeral() -> Self {
+        let key: [u8; 32] = rand::random();
+        Self::new(&key, None)
+    }
+
+    fn digest_with(mac: &Hmac<Sha256>, tenant: &TenantId, key: &IdentifierKey) -> LookupDigest {
+        let mut mac = mac.clone();
+        // Separators that no part can contain (control characters are
+        // refused in identifiers and tenants).
+        for part in [tenant.as_str(), key.id_type.as_str(), &key.namespace, &key.value] {
+            mac.update(part.as_bytes());
+            mac.update(b"\x1f");
+        }
+        LookupDigest(hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    /// The name of `key` of `tenant` under the current cache key.
+    pub fn digest(&self, tenant: &TenantId, key: &IdentifierKey) -> LookupDigest {
+        Self::digest_with(&self.current, tenant, key)
+    }
+
+    /// Every name `key` may have in a running deployment: current, then previous.
+    pub fn digests(&self, tenant: &TenantId, key: &IdentifierKey) -> Vec<LookupDigest> {
+        let mut all = vec![self.digest(tenant, key)];
+        if let Some(previous) = &self.previous {
+            all.push(Self::digest_with(previous, tenant, key));
+        }
+        all
+    }
+}
 
 /// The Redis key of one profile.
 pub fn profile(prefix: &str, tenant: &TenantId, id: ProfileId) -> String {
     format!("{prefix}:v{SCHEMA}:p:{tenant}:{id}")
 }
 
-/// The Redis key of one identifier's holder.
-pub fn lookup(prefix: &str, tenant: &TenantId, key: &IdentifierKey) -> String {
-    format!("{prefix}:v{SCHEMA}:l:{tenant}:{}:{}:{}", key.id_type.as_str(), key.namespace, key.value)
+/// The Redis key of one identifier's holder, by its keyed hash.
+pub fn lookup(prefix: &str, tenant: &TenantId, digest: &LookupDigest) -> String {
+    format!("{prefix}:v{SCHEMA}:l:{tenant}:{}", digest.0)
 }
 
 /// The pub/sub channel carrying invalidations between instances.
@@ -105,14 +180,13 @@ impl LookupSlot {
 }
 
 /// One line of an invalidation message: `P\t<tenant>\t<id>\t<version>` or
-/// `L\t<tenant>\t<type>\t<namespace>\t<value>` (identifier values hold no
-/// tabs: control characters are refused on input).
+/// `L\t<tenant>\t<digest>` (the identifier's keyed hash).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invalidation {
     /// A profile changed at this version.
     Profile(TenantId, ProfileId, i64),
     /// An identifier was claimed or released.
-    Lookup(TenantId, IdentifierKey),
+    Lookup(TenantId, LookupDigest),
 }
 
 impl Invalidation {
@@ -120,9 +194,7 @@ impl Invalidation {
     pub fn encode(&self) -> String {
         match self {
             Self::Profile(tenant, id, version) => format!("P\t{tenant}\t{id}\t{version}"),
-            Self::Lookup(tenant, key) => {
-                format!("L\t{tenant}\t{}\t{}\t{}", key.id_type.as_str(), key.namespace, key.value)
-            }
+            Self::Lookup(tenant, digest) => format!("L\t{tenant}\t{}", digest.0),
         }
     }
 
@@ -137,10 +209,11 @@ impl Invalidation {
                 Some(Self::Profile(tenant, id, parts.next()?.parse().ok()?))
             }
             "L" => {
-                let id_type = crate::domain::identifiers::IdentifierType::parse(parts.next()?)?;
-                let namespace = parts.next()?.to_owned();
-                let value = parts.next()?.to_owned();
-                Some(Self::Lookup(tenant, IdentifierKey { id_type, namespace, value }))
+                let digest = parts.next()?;
+                digest
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit())
+                    .then(|| Self::Lookup(tenant, LookupDigest(digest.to_owned())))
             }
             _ => None,
         }
@@ -163,9 +236,33 @@ mod tests {
         }
         let tenant = TenantId::parse("acme").expect("tenant");
         let key = IdentifierKey { id_type: IdentifierType::ExternalId, namespace: "crm".into(), value: "a:b".into() };
-        for message in [Invalidation::Profile(tenant.clone(), id, 3), Invalidation::Lookup(tenant, key)] {
+        let digest = IdentifierHasher::new(b"k", None).digest(&tenant, &key);
+        for message in [Invalidation::Profile(tenant.clone(), id, 3), Invalidation::Lookup(tenant, digest)] {
             assert_eq!(Invalidation::decode(&message.encode()), Some(message));
         }
         assert_eq!(ProfileSlot::decode(b"garbage"), None);
+    }
+
+    #[test]
+    fn identifiers_are_named_by_keyed_hashes() {
+        let acme = TenantId::parse("acme").expect("tenant");
+        let globex = TenantId::parse("globex").expect("tenant");
+        let email =
+            IdentifierKey { id_type: IdentifierType::Email, namespace: String::new(), value: "ada@example.com".into() };
+        let hasher = IdentifierHasher::new(b"current", None);
+        let digest = hasher.digest(&acme, &email);
+        assert_eq!(digest.as_str().len(), 32);
+        assert_eq!(digest, hasher.digest(&acme, &email), "stable");
+        assert_ne!(digest, hasher.digest(&globex, &email), "per tenant");
+        assert_ne!(digest, IdentifierHasher::new(b"other", None).digest(&acme, &email), "keyed");
+        let key = lookup("c360", &acme, &digest);
+        assert!(!key.contains("ada") && !key.contains("example"), "{key}");
+        let message = Invalidation::Lookup(acme.clone(), digest.clone()).encode();
+        assert!(!message.contains("ada"), "{message}");
+        let rotating = IdentifierHasher::new(b"current", Some(b"old"));
+        assert_eq!(
+            rotating.digests(&acme, &email),
+            [digest, IdentifierHasher::new(b"old", None).digest(&acme, &email)]
+        );
     }
 }

@@ -8,9 +8,9 @@ use std::{
 use moka::{Expiry, future::Cache, ops::compute::Op};
 use rand::Rng;
 
+use super::keys::LookupDigest;
 use crate::domain::{
     ProfileId, TenantId,
-    identifiers::IdentifierKey,
     profile::{PostalAddress as PostalAddressOf, Profile},
 };
 
@@ -19,8 +19,8 @@ use crate::domain::{
 pub enum L1Key {
     /// A profile.
     Profile(TenantId, ProfileId),
-    /// The holder of an identifier.
-    Lookup(TenantId, IdentifierKey),
+    /// The holder of an identifier, by its keyed hash.
+    Lookup(TenantId, LookupDigest),
 }
 
 /// What L1 holds. Profile entries carry a version; a fill never replaces a

@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::{
     flight::SingleFlight,
-    keys::{Invalidation, LookupSlot, ProfileSlot},
+    keys::{IdentifierHasher, Invalidation, LookupSlot, ProfileSlot},
     l1::{L1, L1Key, L1Value, jitter, weigh},
     l2::{L2, Pending},
 };
@@ -74,6 +74,8 @@ pub struct CacheConfig {
     pub fence_ttl: Duration,
     /// Longest wait for one Redis call.
     pub redis_timeout: Duration,
+    /// Names identifiers in Redis keys and invalidation messages.
+    pub hasher: IdentifierHasher,
 }
 
 type FlightResult = Result<Option<Arc<Profile>>, DomainError>;
@@ -144,6 +146,7 @@ impl ProfileCache {
             not_found_ttl: Duration::ZERO,
             fence_ttl: Duration::ZERO,
             redis_timeout: Duration::ZERO,
+            hasher: IdentifierHasher::ephemeral(),
         };
         let metrics = CacheMetrics::default();
         Self::new(config, metrics, CancellationToken::new()).unwrap_or_else(|_| unreachable!("no Redis, no error"))
@@ -263,7 +266,9 @@ impl ProfileCache {
         Fut: Future<Output = Result<Option<ProfileId>, DomainError>>,
     {
         let metrics = &self.inner.metrics;
-        let l1_key = L1Key::Lookup(tenant.clone(), key.clone());
+        let digest = self.inner.config.hasher.digest(tenant, key);
+        let redis_key = keys::lookup(&self.inner.config.prefix, tenant, &digest);
+        let l1_key = L1Key::Lookup(tenant.clone(), digest);
         if let Some(l1) = self.l1() {
             match l1.get(&l1_key).await {
                 Some(L1Value::Holder(id)) => return Ok(hit(&metrics.l1_hits, Some(id))),
@@ -272,7 +277,6 @@ impl ProfileCache {
             }
         }
         metrics.l1_misses.inc();
-        let redis_key = keys::lookup(&self.inner.config.prefix, tenant, key);
         if let Some(l2) = &self.inner.l2 {
             let cached = match l2.get_lookup(&redis_key).await {
                 Some(LookupSlot::Holder(id)) => Some((Some(id), L1Value::Holder(id))),
@@ -304,11 +308,12 @@ impl ProfileCache {
 
     /// Drops a cached holder found out of date.
     pub async fn forget_holder(&self, tenant: &TenantId, key: &IdentifierKey) {
+        let digest = self.inner.config.hasher.digest(tenant, key);
         if let Some(l2) = &self.inner.l2 {
-            l2.invalidate(vec![Pending::Lookup(keys::lookup(&self.inner.config.prefix, tenant, key))]).await;
+            l2.invalidate(vec![Pending::Lookup(keys::lookup(&self.inner.config.prefix, tenant, &digest))]).await;
         }
         if let Some(l1) = &self.inner.l1 {
-            l1.fence(L1Key::Lookup(tenant.clone(), key.clone())).await;
+            l1.fence(L1Key::Lookup(tenant.clone(), digest)).await;
         }
     }
 
@@ -333,8 +338,10 @@ impl ProfileCache {
                 writes.push(Pending::Profile(keys::profile(prefix, tenant, *id), *version));
                 push_line(&mut message, Invalidation::Profile(tenant.clone(), *id, *version).encode());
                 for key in identifiers {
-                    writes.push(Pending::Lookup(keys::lookup(prefix, tenant, key)));
-                    push_line(&mut message, Invalidation::Lookup(tenant.clone(), key.clone()).encode());
+                    for digest in inner.config.hasher.digests(tenant, key) {
+                        writes.push(Pending::Lookup(keys::lookup(prefix, tenant, &digest)));
+                        push_line(&mut message, Invalidation::Lookup(tenant.clone(), digest).encode());
+                    }
                 }
             }
             writes.push(Pending::Publish(message));
@@ -345,7 +352,7 @@ impl ProfileCache {
             for CacheChange { tenant, id, version, identifiers } in changes {
                 l1.tombstone(L1Key::Profile(tenant.clone(), *id), *version).await;
                 for key in identifiers {
-                    l1.fence(L1Key::Lookup(tenant.clone(), key.clone())).await;
+                    l1.fence(L1Key::Lookup(tenant.clone(), inner.config.hasher.digest(tenant, key))).await;
                 }
             }
         }
@@ -505,7 +512,7 @@ impl ProfileCache {
                 Some(Invalidation::Profile(tenant, id, version)) => {
                     l1.tombstone(L1Key::Profile(tenant, id), version).await
                 }
-                Some(Invalidation::Lookup(tenant, key)) => l1.fence(L1Key::Lookup(tenant, key)).await,
+                Some(Invalidation::Lookup(tenant, digest)) => l1.fence(L1Key::Lookup(tenant, digest)).await,
                 None => tracing::warn!(line, "unreadable invalidation message"),
             }
         }
