@@ -403,3 +403,56 @@ async fn tenant_settings_are_for_admins_with_an_etag() {
     assert_eq!(struct_to_json(seen.attributes.as_ref().expect("attributes"))["ssn"], "1***");
     assert!(seen.masked_fields.contains(&"attributes.ssn".to_owned()), "{:?}", seen.masked_fields);
 }
+
+async fn cap_reads(app: &TestApp, cap: u32) {
+    let request = pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings { profile_reads_per_hour: cap, ..Default::default() }),
+        update_mask: Some(FieldMask { paths: vec!["profile_reads_per_hour".into()] }),
+        etag: String::new(),
+    };
+    app.tenants(TENANT, &[Role::Admin]).update_tenant_settings(request).await.expect("cap");
+}
+
+fn assert_capped(status: tonic::Status) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    let delay = retry.retry_delay.expect("a delay");
+    assert!(delay > Duration::ZERO && delay <= Duration::from_secs(3600), "{delay:?}");
+}
+
+#[tokio::test]
+async fn a_read_cap_refuses_the_read_that_goes_over_on_every_instance_sharing_redis() {
+    let app = TestApp::spawn_with_redis(&[]).await;
+    let sibling = app.sibling(&[]).await;
+    let mut agent = app.agent();
+    let a = agent.create_profile(create(crate::person("Ann", "One", ""))).await.expect("create").into_inner().id;
+    let b = agent.create_profile(create(crate::person("Ben", "Two", ""))).await.expect("create").into_inner().id;
+    cap_reads(&app, 3).await;
+
+    let token = app.token_as("reader-1", TENANT, &[Role::Steward]);
+    let mut here = app.client_with_token(&token);
+    let mut there = sibling.client_with_token(&token);
+    here.get_profile(pb::GetProfileRequest { id: a.clone() }).await.expect("1");
+    here.get_profile(pb::GetProfileRequest { id: b.clone() }).await.expect("2");
+    there.get_profile(pb::GetProfileRequest { id: a.clone() }).await.expect("3, on the other instance");
+    assert_capped(there.get_profile(pb::GetProfileRequest { id: b.clone() }).await.expect_err("4"));
+    let page = here.list_profiles(pb::ListProfilesRequest::default()).await.expect_err("a page counts every profile");
+    assert_capped(page);
+
+    // Another subject has its own budget.
+    let other = app.token_as("reader-2", TENANT, &[Role::Steward]);
+    let batch = pb::BatchGetProfilesRequest { ids: vec![a.clone(), b.clone()] };
+    let got = app.client_with_token(&other).batch_get_profiles(batch).await.expect("reader-2").into_inner();
+    assert_eq!(got.profiles.len(), 2);
+}
+
+#[tokio::test]
+async fn without_redis_each_instance_counts_reads_itself() {
+    let app = TestApp::spawn_on(c360_tests::TestDb::sqlite()).await;
+    let a = app.agent().create_profile(create(crate::person("Ann", "One", ""))).await.expect("create").into_inner().id;
+    cap_reads(&app, 1).await;
+    let mut reader = app.client_with_token(&app.token_as("reader-1", TENANT, &[Role::Analyst]));
+    reader.get_profile(pb::GetProfileRequest { id: a.clone() }).await.expect("1");
+    assert_capped(reader.get_profile(pb::GetProfileRequest { id: a }).await.expect_err("2"));
+}

@@ -367,6 +367,12 @@ impl TestApp {
         PrivacyServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&self.token(tenant, roles)))
     }
 
+    /// A token for `tenant` with `roles`, for the subject `subject`.
+    pub fn token_as(&self, subject: &str, tenant: &str, roles: &[Role]) -> String {
+        let tenant = TenantId::parse(tenant).expect("tenant");
+        self.keys.mint(subject, &tenant, roles, Duration::from_secs(600)).expect("mint")
+    }
+
     /// A TenantService client for `tenant` with `roles`.
     pub fn tenants(&self, tenant: &str, roles: &[Role]) -> TenantClient {
         TenantServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&self.token(tenant, roles)))

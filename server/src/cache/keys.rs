@@ -73,6 +73,16 @@ impl IdentifierHasher {
         Self::digest_with(&self.current, tenant, key)
     }
 
+    /// The name of a token subject of `tenant` under the current cache key.
+    pub fn subject(&self, tenant: &TenantId, subject: &str) -> LookupDigest {
+        let mut mac = self.current.clone();
+        for part in [tenant.as_str(), "subject", subject] {
+            mac.update(part.as_bytes());
+            mac.update(b"\x1f");
+        }
+        LookupDigest(hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
     /// Every name `key` may have in a running deployment: current, then previous.
     pub fn digests(&self, tenant: &TenantId, key: &IdentifierKey) -> Vec<LookupDigest> {
         let mut all = vec![self.digest(tenant, key)];
@@ -91,6 +101,12 @@ pub fn profile(prefix: &str, tenant: &TenantId, id: ProfileId) -> String {
 /// The Redis key of one identifier's holder, by its keyed hash.
 pub fn lookup(prefix: &str, tenant: &TenantId, digest: &LookupDigest) -> String {
     format!("{prefix}:v{SCHEMA}:l:{tenant}:{}", digest.0)
+}
+
+/// The Redis key of one subject's read counter for one window (the subject
+/// by its keyed hash: a token's `sub` may be an email address).
+pub fn read_count(prefix: &str, tenant: &TenantId, subject: &LookupDigest, window: i64) -> String {
+    format!("{prefix}:v{SCHEMA}:rc:{tenant}:{}:{window}", subject.0)
 }
 
 /// The pub/sub channel carrying invalidations between instances.

@@ -40,6 +40,13 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+/// Adds to a windowed counter, setting its expiry when it is created.
+const COUNT: &str = r"
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n
+";
+
 /// Pipelines of shared calls in flight at once.
 const SHARED_LANES: usize = 2;
 
@@ -83,6 +90,7 @@ pub struct L2 {
     fence_ttl: Duration,
     channel: String,
     lookup_set: Script,
+    count: Script,
     /// Invalidations that could not be written; L2 is not read while any wait.
     pending: Mutex<PendingState>,
     /// Whether `pending` holds anything: lets reads skip its lock when clean.
@@ -119,6 +127,7 @@ impl L2 {
             fence_ttl,
             channel,
             lookup_set: Script::new(LOOKUP_SET),
+            count: Script::new(COUNT),
             pending: Mutex::new(PendingState::default()),
             dirty: AtomicBool::new(false),
             replaying: AtomicBool::new(false),
@@ -383,6 +392,14 @@ impl L2 {
         }
         let raw: Option<Vec<u8>> = self.call(|mut c| async move { c.get(key).await }).await.flatten();
         raw.and_then(|raw| LookupSlot::decode(&raw))
+    }
+
+    /// Adds `by` to the counter at `key` (created with lifetime `ttl`); the
+    /// new total, or `None` when Redis did not answer.
+    pub async fn count(&self, key: &str, by: u64, ttl: Duration) -> Option<u64> {
+        let script = &self.count;
+        let ttl_ms = ttl.as_millis() as u64;
+        self.call(|mut c| async move { script.key(key).arg(by).arg(ttl_ms).invoke_async::<u64>(&mut c).await }).await
     }
 
     /// Stores an identifier slot read from the database (not while invalidations wait).

@@ -306,6 +306,22 @@ impl ProfileCache {
         Ok(holder)
     }
 
+    /// Adds `reads` to `subject`'s shared read counter for `window` (kept
+    /// for `ttl`); the new total, or `None` without Redis or when Redis did
+    /// not answer (the caller counts locally then).
+    pub async fn count_reads(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+        window: i64,
+        reads: u64,
+        ttl: Duration,
+    ) -> Option<u64> {
+        let l2 = self.inner.l2.as_ref()?;
+        let digest = self.inner.config.hasher.subject(tenant, subject);
+        l2.count(&keys::read_count(&self.inner.config.prefix, tenant, &digest, window), reads, ttl).await
+    }
+
     /// Drops a cached holder found out of date.
     pub async fn forget_holder(&self, tenant: &TenantId, key: &IdentifierKey) {
         let digest = self.inner.config.hasher.digest(tenant, key);

@@ -70,6 +70,15 @@ pub enum DomainError {
     /// RESOURCE_EXHAUSTED.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A quota ran out (a tenant's read cap); it renews after `retry_after`.
+    /// RESOURCE_EXHAUSTED with `RetryInfo`.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// What ran out, for the caller.
+        message: String,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
     /// This instance is shutting down; another one can serve. UNAVAILABLE.
     #[error("{0}")]
     ShuttingDown(String),

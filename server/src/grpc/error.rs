@@ -44,6 +44,11 @@ impl From<DomainError> for Status {
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
             DomainError::OutOfRange(_) => Status::out_of_range(message),
             DomainError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            DomainError::QuotaExceeded { retry_after, .. } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.set_error_info("READ_CAP_EXCEEDED", ERROR_DOMAIN, HashMap::new());
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             DomainError::ShuttingDown(_) => {
                 let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
                 Status::with_error_details(Code::Unavailable, message, details)

@@ -3,6 +3,7 @@
 //! GraphQL through gRPC later) call only this.
 
 mod audit;
+mod caps;
 mod consents;
 mod events;
 mod profiles;
@@ -10,6 +11,7 @@ mod tenants;
 mod views;
 
 pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, chain_all};
+pub use caps::ReadCaps;
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
 pub use profiles::{Page, Profiles, SearchCriterion, UpdateRequest};

@@ -4,7 +4,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use tracing::instrument;
 
-use super::{Audit, Tenants, Viewer};
+use super::{Audit, ReadCaps, Tenants, Viewer};
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     cache::{CacheChange, ProfileCache},
@@ -43,6 +43,7 @@ pub struct Profiles {
     tenants: Tenants,
     viewer: Viewer,
     audit: Audit,
+    caps: ReadCaps,
 }
 
 /// An UpdateProfile call.
@@ -95,7 +96,8 @@ impl Profiles {
         audit: Audit,
     ) -> Self {
         let viewer = Viewer::new(store.clone(), tenants.clone(), policy.clone());
-        Self { store, loader, cache, policy, tenants, viewer, audit }
+        let caps = ReadCaps::new(cache.clone());
+        Self { store, loader, cache, policy, tenants, viewer, audit, caps }
     }
 
     /// The caller's views of `profiles`, audited as `action` when they
@@ -107,6 +109,8 @@ impl Profiles {
         profiles: &[P],
         always: bool,
     ) -> Result<Vec<ProfileView>, DomainError> {
+        let cap = self.tenants.of(caller.tenant()).await?.settings.profile_reads_per_hour;
+        self.caps.take(caller, profiles.len(), cap).await?;
         let views = self.viewer.many(caller, profiles).await?;
         let revealed = views.iter().flat_map(|v| v.disclosure.revealed.iter().copied()).collect();
         let ids = views.iter().map(|v| v.id.to_string()).collect();
