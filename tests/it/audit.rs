@@ -209,3 +209,33 @@ async fn buffered_read_audits_are_written_on_a_graceful_shutdown() {
     assert_eq!(n, 1, "the buffered read was written and chained before the pool closed");
     assert!(verify(&db).await.expect("intact").contains("audit chain intact"));
 }
+
+#[tokio::test]
+async fn the_seed_command_writes_as_the_system_principal_and_is_audited() {
+    use clap::Parser;
+    let app = TestApp::spawn().await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "c360",
+        "seed",
+        "--tenant",
+        TENANT,
+        "--profiles",
+        "30",
+        "--events",
+        "12",
+        "--database-url",
+        &app.db.url,
+        "--data-dir",
+        data_dir.path().to_str().expect("utf-8"),
+    ];
+    c360_server::cli::Cli::try_parse_from(args).expect("seed arguments").run().await.expect("seed");
+    let by_seed = pb::ListAuditEventsRequest { subject: "system:seed".into(), ..Default::default() };
+    let records = events(&app, by_seed).await;
+    let created = records.iter().find(|e| e.action == "profile.create").expect("profiles audited");
+    assert_eq!(created.roles, ["system"]);
+    assert_eq!((created.count, created.resource_ids.len()), (30, 30));
+    assert!(records.iter().any(|e| e.action == "interaction.create"), "{records:#?}");
+    assert!(records.iter().all(|e| e.sequence > 0), "chained before the command returned: {records:#?}");
+    assert!(verify(&app.db).await.expect("intact").contains("audit chain intact"));
+}

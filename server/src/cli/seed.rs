@@ -20,6 +20,7 @@ use clap::Args;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
+    auth::Caller,
     cache::CacheChange,
     config::{DataDirArgs, DatabaseArgs, RedisArgs},
     domain::{DomainError, TenantId, identifiers::NormalizationPolicy, interaction::Interaction},
@@ -27,6 +28,7 @@ use crate::{
         Generated, Generator, SeedOptions,
         events::{EventGenerator, EventTarget},
     },
+    service::{Audit, chain_all},
     store::{self, Store},
 };
 
@@ -106,6 +108,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     // Even a failed load committed some batches: their invalidations must
     // reach Redis before this process exits.
     let settled = cache.settle(SETTLE_PATIENCE).await;
+    // Running servers chain these too; chaining here leaves none waiting.
+    if let Err(error) = chain_all(&store).await {
+        tracing::warn!(%error, "the seed's audit records are not chained yet; a running server chains them");
+    }
     let report = loaded?;
     if let Some(mut file) = truth {
         file.flush()?;
@@ -299,13 +305,32 @@ async fn write_profiles(
     for change in changes {
         work.invalidate(change);
     }
+    let ids: Vec<String> = profiles.iter().map(|p| p.id.to_string()).collect();
+    audit_batch(&mut work, tenant, "profile.create", "profile", ids);
     work.commit().await?;
     Ok(profiles.len() as u64)
 }
 
 async fn write_events(store: &Store, batch: Vec<Interaction>) -> Result<u64, DomainError> {
-    let work = store.begin().await?;
+    let mut work = store.begin().await?;
     store::events::insert_many(work.conn(), &batch).await?;
+    if let Some(first) = batch.first() {
+        let mut customers: Vec<String> = batch.iter().map(|e| e.profile_id.to_string()).collect();
+        customers.sort();
+        customers.dedup();
+        audit_batch(&mut work, &first.tenant, "interaction.create", "profile", customers);
+    }
     work.commit().await?;
     Ok(batch.len() as u64)
+}
+
+/// Audits one batch as the system principal acting for `c360 seed`: one
+/// record per 1,000 resources, counting the rows.
+fn audit_batch(work: &mut store::UnitOfWork, tenant: &TenantId, action: &str, kind: &str, ids: Vec<String>) {
+    let seed = Caller::system(tenant.clone(), "seed");
+    for chunk in ids.chunks(crate::domain::audit::MAX_RESOURCE_IDS) {
+        let mut record = Audit::write(&seed, action, kind, chunk.to_vec());
+        record.count = chunk.len() as i64;
+        work.audit(record);
+    }
 }
