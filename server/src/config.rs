@@ -267,8 +267,9 @@ pub struct AuditArgs {
     /// lose (write audits commit with their write and are never lost).
     #[arg(long, env = "C360_AUDIT_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub audit_flush_interval: Duration,
-    /// Read audits waiting to be coalesced; a reader waits for room rather than drop one.
-    #[arg(long, env = "C360_AUDIT_BUFFER", default_value_t = 16_384)]
+    /// Profile ids that coalesced read audits may hold in memory before they are written early; a
+    /// reader waits for room rather than drop one.
+    #[arg(long, env = "C360_AUDIT_BUFFER", default_value_t = 100_000)]
     pub audit_buffer: usize,
     /// How long audit records are kept; `c360 audit verify` checks from the oldest kept onwards.
     #[arg(long, env = "C360_AUDIT_RETENTION", default_value = "400days", value_parser = humantime::parse_duration)]

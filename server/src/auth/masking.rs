@@ -208,12 +208,16 @@ impl Shape {
             }
         }
 
-        let lineage: BTreeMap<_, _> = profile
-            .lineage
-            .iter()
-            .filter(|(field, _)| !hidden_fields.contains(&field.as_str()))
-            .map(|(field, l)| (field.clone(), l.clone()))
-            .collect();
+        let lineage: BTreeMap<_, _> = if hidden_fields.is_empty() {
+            profile.lineage.clone()
+        } else {
+            profile
+                .lineage
+                .iter()
+                .filter(|(field, _)| !hidden_fields.contains(&field.as_str()))
+                .map(|(field, l)| (field.clone(), l.clone()))
+                .collect()
+        };
 
         ProfileView {
             id: profile.id,

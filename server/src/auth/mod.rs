@@ -131,7 +131,9 @@ pub struct Caller {
     tenant: TenantId,
     roles: Vec<Role>,
     expires_at: u64,
-    request_id: String,
+    /// The caller's `x-request-id`, or one made up when first asked for
+    /// (most requests are never audited and never need one).
+    request_id: std::sync::OnceLock<String>,
 }
 
 impl Caller {
@@ -144,19 +146,30 @@ impl Caller {
             tenant,
             roles: vec![Role::System],
             expires_at: u64::MAX,
-            request_id: uuid::Uuid::now_v7().to_string(),
+            request_id: std::sync::OnceLock::new(),
         }
     }
 
-    /// This caller for one request, identified by `request_id` in the audit.
-    pub fn for_request(mut self, request_id: String) -> Self {
-        self.request_id = request_id;
+    /// This caller for one request, identified in the audit by the
+    /// caller's `request_id`, if it sent one.
+    pub fn for_request(mut self, request_id: Option<String>) -> Self {
+        self.request_id = std::sync::OnceLock::new();
+        if let Some(id) = request_id {
+            let _ = self.request_id.set(id);
+        }
         self
     }
 
-    /// The request's id (the caller's `x-request-id`, or one made up).
+    /// The request's id (the caller's `x-request-id`, or a UUID v7 made up
+    /// the first time it is asked for).
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        self.request_id.get_or_init(|| uuid::Uuid::now_v7().to_string())
+    }
+
+    /// The request's id if it has one yet (sent by the caller, or already
+    /// made up): coalesced read audits make one only for a record's first read.
+    pub fn known_request_id(&self) -> Option<&str> {
+        self.request_id.get().map(String::as_str)
     }
 
     /// Whether this is the system principal.
@@ -207,7 +220,7 @@ mod tests {
                 tenant: TenantId::parse("t").expect("tenant"),
                 roles: vec![role],
                 expires_at: u64::MAX,
-                request_id: String::new(),
+                request_id: Default::default(),
             };
             assert!(caller.require(Permission::ReadProfiles).is_ok(), "{role:?} reads");
             let writes = matches!(role, Role::Admin | Role::Agent | Role::Service);
@@ -224,7 +237,7 @@ mod tests {
             tenant: TenantId::parse("t").expect("tenant"),
             roles: vec![],
             expires_at: u64::MAX,
-            request_id: String::new(),
+            request_id: Default::default(),
         };
         assert!(nobody.require(Permission::ReadProfiles).is_err());
     }

@@ -151,7 +151,8 @@ impl JwtKeys {
             return Err(TokenError::Invalid("empty sub claim".into()));
         }
         let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
-        let caller = Caller { subject: claims.sub, tenant, roles, expires_at: claims.exp, request_id: String::new() };
+        let caller =
+            Caller { subject: claims.sub, tenant, roles, expires_at: claims.exp, request_id: Default::default() };
         self.verified.insert(token.to_owned(), (caller.clone(), claims.exp));
         Ok(caller)
     }

@@ -94,6 +94,9 @@ pub struct BenchArgs {
     /// Tenant of the minted token.
     #[arg(long, default_value = "demo")]
     tenant: String,
+    /// Role of the minted token (what the server masks and audits follows it).
+    #[arg(long, default_value = "service", value_parser = parse_role)]
+    role: Role,
     #[command(flatten)]
     data: DataDirArgs,
     #[command(flatten)]
@@ -119,6 +122,10 @@ struct Tally {
     errors: BTreeMap<String, u64>,
 }
 
+fn parse_role(raw: &str) -> Result<Role, String> {
+    Role::parse(raw).ok_or_else(|| format!("unknown role '{raw}': admin, steward, agent, marketer, analyst or service"))
+}
+
 /// Runs `c360 bench`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
@@ -131,7 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &args.auth.jwt_audience,
             )?;
             let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;
-            keys.mint("c360-bench", &tenant, &[Role::Service], args.warmup + args.duration + Duration::from_secs(600))?
+            keys.mint("c360-bench", &tenant, &[args.role], args.warmup + args.duration + Duration::from_secs(600))?
         }
     };
     let bearer = Bearer(format!("Bearer {token}").parse()?);

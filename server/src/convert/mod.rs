@@ -40,7 +40,7 @@ impl From<ProfileView> for pb::Profile {
             addresses: view.addresses.into_iter().map(pb::PostalAddress::from).collect(),
             birth_date: view.birth_date.unwrap_or_default(),
             primary_contact_id: view.primary_contact_id.map(|id| id.to_string()).unwrap_or_default(),
-            attributes: Some(json_to_struct(&view.attributes)),
+            attributes: Some(json_into_struct(view.attributes)),
             external_ids: view
                 .external_ids
                 .into_iter()
@@ -217,6 +217,23 @@ fn value_to_json(value: &prost_types::Value) -> Value {
 /// JSON object → `google.protobuf.Struct`.
 pub fn json_to_struct(map: &Map<String, Value>) -> Struct {
     Struct { fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
+}
+
+/// JSON object → `google.protobuf.Struct`, consuming it (no copies of its strings).
+pub fn json_into_struct(map: Map<String, Value>) -> Struct {
+    Struct { fields: map.into_iter().map(|(k, v)| (k, json_into_value(v))).collect() }
+}
+
+fn json_into_value(value: Value) -> prost_types::Value {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(items) => Kind::ListValue(ListValue { values: items.into_iter().map(json_into_value).collect() }),
+        Value::Object(map) => Kind::StructValue(json_into_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
 }
 
 fn json_to_value(value: &Value) -> prost_types::Value {

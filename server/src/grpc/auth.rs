@@ -43,16 +43,12 @@ impl Interceptor for Authenticate {
 /// Longest request id kept from a caller's `x-request-id`.
 const MAX_REQUEST_ID: usize = 128;
 
-/// The caller's `x-request-id` (printable ASCII, cut to 128 characters), or
-/// a new UUID v7: the audit trail names every request by it.
-fn request_id(request: &Request<()>) -> String {
-    let sent = request.metadata().get("x-request-id").and_then(|v| v.to_str().ok());
-    match sent {
-        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()) => {
-            id.chars().take(MAX_REQUEST_ID).collect()
-        }
-        _ => uuid::Uuid::now_v7().to_string(),
-    }
+/// The caller's `x-request-id`, if it sent a usable one (printable ASCII,
+/// cut to 128 characters): the audit trail names the request by it.
+fn request_id(request: &Request<()>) -> Option<String> {
+    let sent = request.metadata().get("x-request-id")?.to_str().ok()?;
+    (!sent.is_empty() && sent.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| sent.chars().take(MAX_REQUEST_ID).collect())
 }
 
 /// The caller the interceptor authenticated. Fails closed: a service mounted

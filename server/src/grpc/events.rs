@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use crate::{
     auth::Permission,
-    convert::{json_to_struct, timestamp},
+    convert::{json_into_struct, timestamp},
     domain::{DomainError, ProfileId},
     service::{ChangeView, Events, WatchRequest},
 };
@@ -65,7 +65,7 @@ fn change_event(view: ChangeView) -> pb::ChangeEvent {
         aggregate_id: row.aggregate_id.to_string(),
         timestamp: Some(timestamp(row.created_at)),
         subject: row.subject.clone(),
-        payload: Some(json_to_struct(&view.payload)),
+        payload: Some(json_into_struct(view.payload)),
         masked_fields: view.disclosure.masked,
         hidden_fields: view.disclosure.hidden,
     }

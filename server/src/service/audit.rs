@@ -1,25 +1,31 @@
 //! The audit trail: write audits are made here and committed with their
 //! write (in its unit of work); read audits of responses that carried
 //! unmasked personal data (and every page of a listing) are coalesced off
-//! the request path, one record per subject, action and class set per flush
-//! interval, and never dropped: a full buffer makes readers wait, and a
-//! graceful shutdown flushes. A chainer hash-chains new records per tenant
+//! the request path, one record per subject, roles, action and class set per
+//! flush interval, and never dropped: a full buffer makes readers wait, and
+//! a graceful shutdown flushes. A chainer hash-chains new records per tenant
 //! just after they commit; a pruner drops records past retention.
+//!
+//! A read pays for a short lock and a map update, no allocation once its
+//! subject has read in this interval, and no task switch: the writer wakes
+//! on its interval (or when the buffer fills), not per read.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet, hash_map::DefaultHasher},
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, Permission},
+    auth::{Caller, Permission, Role},
     domain::{
-        DomainError, TenantId,
+        DomainError, ProfileId, TenantId,
         audit::{AuditRecord, ChainedRecord, MAX_RESOURCE_IDS},
         page::PageRequest,
         privacy::FieldClass,
@@ -43,37 +49,34 @@ const INSERT_CHUNK: usize = 200;
 pub struct AuditConfig {
     /// How long read audits are coalesced before they are written.
     pub flush_interval: Duration,
-    /// Read audits waiting to be coalesced.
+    /// Most profile ids held by coalesced reads; readers wait beyond it.
     pub buffer: usize,
     /// How long records are kept.
     pub retention: Duration,
-}
-
-/// One read to audit, as a request reports it.
-#[derive(Debug)]
-struct Read {
-    tenant: TenantId,
-    subject: String,
-    roles: Vec<String>,
-    action: &'static str,
-    resource_type: &'static str,
-    ids: Vec<String>,
-    revealed: Vec<String>,
-    request_id: String,
-    at: DateTime<Utc>,
 }
 
 /// The audit trail; clones share it.
 #[derive(Clone)]
 pub struct Audit {
     store: Store,
-    reads: mpsc::Sender<Read>,
+    reads: Arc<Reads>,
 }
 
-/// The trail's background work: coalescing reads, chaining, pruning.
+/// Reads being coalesced, shared by the request path and the writer.
+struct Reads {
+    pending: Mutex<Pending>,
+    /// Most ids `pending` may hold.
+    capacity: usize,
+    /// Wakes the writer early: the buffer is full.
+    full: Notify,
+    /// Wakes readers waiting for room: the writer took the buffer.
+    drained: Notify,
+}
+
+/// The trail's background work: writing coalesced reads, chaining, pruning.
 pub struct AuditJobs {
     store: Store,
-    reads: mpsc::Receiver<Read>,
+    reads: Arc<Reads>,
     config: AuditConfig,
 }
 
@@ -90,15 +93,16 @@ fn role_names(caller: &Caller) -> Vec<String> {
     caller.roles().iter().map(|r| r.as_str().to_owned()).collect()
 }
 
-fn class_names(classes: &BTreeSet<FieldClass>) -> Vec<String> {
-    classes.iter().map(|c| c.as_str().to_owned()).collect()
-}
-
 impl Audit {
     /// The trail over `store`, and its background work (run it with [`AuditJobs::run`]).
     pub fn new(store: Store, config: AuditConfig) -> (Self, AuditJobs) {
-        let (tx, rx) = mpsc::channel(config.buffer.max(1));
-        (Self { store: store.clone(), reads: tx }, AuditJobs { store, reads: rx, config })
+        let reads = Arc::new(Reads {
+            pending: Mutex::new(Pending::default()),
+            capacity: config.buffer.max(MAX_RESOURCE_IDS),
+            full: Notify::new(),
+            drained: Notify::new(),
+        });
+        (Self { store: store.clone(), reads: Arc::clone(&reads) }, AuditJobs { store, reads, config })
     }
 
     /// The record of a write by `caller`: add it to the write's unit of work.
@@ -120,35 +124,35 @@ impl Audit {
         }
     }
 
-    /// Audits a read by `caller` of `ids` that revealed `revealed` unmasked;
-    /// a read that revealed nothing is audited only when `always` (a page
-    /// of a listing). Waits while the buffer is full rather than drop it.
+    /// Audits a read by `caller` of the profiles `ids` that revealed
+    /// `revealed` unmasked; a read that revealed nothing is audited only when
+    /// `always` (a page of a listing). Waits while the buffer is full rather
+    /// than drop it.
     pub async fn read(
         &self,
         caller: &Caller,
         action: &'static str,
-        resource_type: &'static str,
-        ids: Vec<String>,
+        ids: &[ProfileId],
         revealed: &BTreeSet<FieldClass>,
         always: bool,
     ) {
         if (revealed.is_empty() && !always) || ids.is_empty() {
             return;
         }
-        let read = Read {
-            tenant: caller.tenant().clone(),
-            subject: caller.subject().to_owned(),
-            roles: role_names(caller),
-            action,
-            resource_type,
-            ids,
-            revealed: class_names(revealed),
-            request_id: caller.request_id().to_owned(),
-            at: now(),
-        };
-        if self.reads.send(read).await.is_err() {
-            // Only after shutdown: the request was served; say so loudly.
-            tracing::error!("read audit after the audit trail stopped");
+        let reads = &self.reads;
+        let at = now();
+        loop {
+            // Registered before the check, so a drain between the two is not missed.
+            let drained = reads.drained.notified();
+            {
+                let mut pending = reads.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                if pending.ids < reads.capacity {
+                    pending.add(caller, action, ids, revealed, at);
+                    return;
+                }
+            }
+            reads.full.notify_one();
+            drained.await;
         }
     }
 
@@ -184,124 +188,154 @@ impl Audit {
     }
 }
 
-/// Reads being coalesced: one entry per subject, roles, action and class set.
+/// Reads being coalesced: one entry per tenant, subject, roles, action and
+/// class set, found by a fingerprint of those so that a repeated read
+/// allocates nothing.
 #[derive(Default)]
 struct Pending {
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<u64, Vec<Entry>>,
+    /// Entries that reached [`MAX_RESOURCE_IDS`]: ready to write.
+    ready: Vec<AuditRecord>,
     ids: usize,
 }
 
 struct Entry {
+    tenant: TenantId,
+    subject: String,
+    roles: Vec<Role>,
+    action: &'static str,
+    revealed: BTreeSet<FieldClass>,
     first: DateTime<Utc>,
     last: DateTime<Utc>,
-    request_id: String,
-    ids: Vec<String>,
-    seen: HashSet<String>,
+    request_id: Option<String>,
+    ids: Vec<ProfileId>,
+    seen: HashSet<ProfileId>,
     count: i64,
 }
 
-/// Most ids held in memory before a flush is forced.
-const MAX_PENDING_IDS: usize = 100_000;
+impl Entry {
+    fn is_for(&self, caller: &Caller, action: &str, revealed: &BTreeSet<FieldClass>) -> bool {
+        self.action == action
+            && self.subject == caller.subject()
+            && self.tenant == *caller.tenant()
+            && self.roles == caller.roles()
+            && self.revealed == *revealed
+    }
+
+    fn into_records(self) -> Vec<AuditRecord> {
+        // A request that sent no id gets one here, for the record's first read.
+        let request_id = self.request_id.unwrap_or_else(|| Uuid::now_v7().to_string());
+        let roles: Vec<String> = self.roles.iter().map(|r| r.as_str().to_owned()).collect();
+        let revealed: Vec<String> = self.revealed.iter().map(|c| c.as_str().to_owned()).collect();
+        self.ids
+            .chunks(MAX_RESOURCE_IDS)
+            .enumerate()
+            .map(|(i, ids)| AuditRecord {
+                id: Uuid::now_v7(),
+                tenant: self.tenant.clone(),
+                occurred_at: self.first,
+                last_at: self.last,
+                subject: self.subject.clone(),
+                roles: roles.clone(),
+                action: self.action.to_owned(),
+                resource_type: "profile".to_owned(),
+                resource_ids: ids.iter().map(ToString::to_string).collect(),
+                // The reads are counted once, on the first part.
+                count: if i == 0 { self.count } else { 0 },
+                request_id: request_id.clone(),
+                revealed: revealed.clone(),
+            })
+            .collect()
+    }
+}
 
 impl Pending {
-    fn add(&mut self, read: Read, full: &mut Vec<AuditRecord>) {
-        let key = (read.tenant, read.subject, read.roles, read.action, read.resource_type, read.revealed);
-        let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry {
-            first: read.at,
-            last: read.at,
-            request_id: read.request_id,
-            ids: Vec::new(),
-            seen: HashSet::new(),
-            count: 0,
-        });
-        entry.last = read.at;
+    fn add(
+        &mut self,
+        caller: &Caller,
+        action: &'static str,
+        ids: &[ProfileId],
+        revealed: &BTreeSet<FieldClass>,
+        at: DateTime<Utc>,
+    ) {
+        let mut hasher = DefaultHasher::new();
+        (caller.tenant().as_str(), caller.subject(), caller.roles(), action, revealed).hash(&mut hasher);
+        let bucket = self.entries.entry(hasher.finish()).or_default();
+        let index = match bucket.iter().position(|e| e.is_for(caller, action, revealed)) {
+            Some(index) => index,
+            None => {
+                bucket.push(Entry {
+                    tenant: caller.tenant().clone(),
+                    subject: caller.subject().to_owned(),
+                    roles: caller.roles().to_vec(),
+                    action,
+                    revealed: revealed.clone(),
+                    first: at,
+                    last: at,
+                    request_id: caller.known_request_id().map(str::to_owned),
+                    ids: Vec::new(),
+                    seen: HashSet::new(),
+                    count: 0,
+                });
+                bucket.len() - 1
+            }
+        };
+        let entry = &mut bucket[index];
+        entry.last = at;
         entry.count += 1;
-        for id in read.ids {
-            if entry.seen.insert(id.clone()) {
-                entry.ids.push(id);
+        for id in ids {
+            if entry.seen.insert(*id) {
+                entry.ids.push(*id);
                 self.ids += 1;
             }
         }
-        if entry.ids.len() >= MAX_RESOURCE_IDS
-            && let Some(entry) = self.entries.remove(&key)
-        {
+        if entry.ids.len() >= MAX_RESOURCE_IDS {
+            let entry = bucket.swap_remove(index);
             self.ids -= entry.ids.len();
-            full.extend(records(key, entry));
+            self.ready.extend(entry.into_records());
         }
     }
 
-    fn drain(&mut self) -> Vec<AuditRecord> {
+    fn take(&mut self) -> Vec<AuditRecord> {
+        let mut records = std::mem::take(&mut self.ready);
+        records.extend(self.entries.drain().flat_map(|(_, bucket)| bucket).flat_map(Entry::into_records));
         self.ids = 0;
-        self.entries.drain().flat_map(|(key, entry)| records(key, entry)).collect()
+        records
     }
-}
-
-type Key = (TenantId, String, Vec<String>, &'static str, &'static str, Vec<String>);
-
-/// One entry as records of at most [`MAX_RESOURCE_IDS`] ids each.
-fn records(key: Key, entry: Entry) -> Vec<AuditRecord> {
-    let (tenant, subject, roles, action, resource_type, revealed) = key;
-    let chunks: Vec<Vec<String>> = entry.ids.chunks(MAX_RESOURCE_IDS).map(<[String]>::to_vec).collect();
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, ids)| AuditRecord {
-            id: Uuid::now_v7(),
-            tenant: tenant.clone(),
-            occurred_at: entry.first,
-            last_at: entry.last,
-            subject: subject.clone(),
-            roles: roles.clone(),
-            action: action.to_owned(),
-            resource_type: resource_type.to_owned(),
-            resource_ids: ids,
-            // The reads are counted once, on the first part.
-            count: if i == 0 { entry.count } else { 0 },
-            request_id: entry.request_id.clone(),
-            revealed: revealed.clone(),
-        })
-        .collect()
 }
 
 impl AuditJobs {
-    /// Coalesces and writes read audits, chains and prunes, until `stop`;
-    /// then writes what is buffered and chains it.
-    pub async fn run(mut self, stop: CancellationToken) {
+    /// Writes coalesced read audits every flush interval (or when the buffer
+    /// fills), chains and prunes, until `stop`; then writes what is buffered
+    /// and chains it.
+    pub async fn run(self, stop: CancellationToken) {
         let chainer = tokio::spawn(chain_loop(self.store.clone(), stop.clone()));
         let pruner = tokio::spawn(prune_loop(self.store.clone(), self.config.retention, stop.clone()));
-        let mut pending = Pending::default();
         let mut tick = tokio::time::interval(self.config.flush_interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let mut full = Vec::new();
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = tick.tick() => full.extend(pending.drain()),
-                read = self.reads.recv() => match read {
-                    Some(read) => {
-                        pending.add(read, &mut full);
-                        if pending.ids >= MAX_PENDING_IDS {
-                            full.extend(pending.drain());
-                        }
-                    }
-                    None => break,
-                },
+                _ = tick.tick() => {}
+                () = self.reads.full.notified() => {}
             }
-            self.write(full).await;
+            let records = self.take();
+            self.write(records).await;
         }
-        // Shutdown: what is still in the channel, then everything pending.
-        self.reads.close();
-        let mut full = Vec::new();
-        while let Ok(read) = self.reads.try_recv() {
-            pending.add(read, &mut full);
-        }
-        full.extend(pending.drain());
-        self.write(full).await;
+        // Shutdown: requests have drained; write everything still buffered.
+        let records = self.take();
+        self.write(records).await;
         let _ = pruner.await;
         let _ = chainer.await;
         if let Err(error) = chain_all(&self.store).await {
             tracing::warn!(%error, "audit records left unchained at shutdown; the next instance chains them");
         }
+    }
+
+    fn take(&self) -> Vec<AuditRecord> {
+        let records = self.reads.pending.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.reads.drained.notify_waiters();
+        records
     }
 
     /// Writes `records`, retrying while the database is unavailable: a

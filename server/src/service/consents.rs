@@ -198,7 +198,7 @@ impl Consents {
         let states: Vec<ConsentState> =
             decisions.into_iter().map(|d| ConsentState::at(d, now, live).shaped(&shape)).collect();
         let revealed = states.iter().flat_map(|s| s.disclosure.revealed.iter().copied()).collect();
-        self.audit.read(caller, "consent.read", "profile", vec![id.to_string()], &revealed, false).await;
+        self.audit.read(caller, "consent.read", &[id], &revealed, false).await;
         Ok(states)
     }
 
@@ -236,7 +236,7 @@ impl Consents {
         let shape = Shape::of(caller);
         let decisions: Vec<DecisionView> = decisions.into_iter().map(|d| shape.decision(d)).collect();
         let revealed = decisions.iter().flat_map(|d| d.disclosure.revealed.iter().copied()).collect();
-        self.audit.read(caller, "consent.history", "profile", vec![id.to_string()], &revealed, false).await;
+        self.audit.read(caller, "consent.history", &[id], &revealed, false).await;
         Ok(HistoryPage { decisions, next_page_token })
     }
 
@@ -342,8 +342,8 @@ impl Consents {
         let revealed: std::collections::BTreeSet<_> =
             checks.iter().flat_map(|c| c.disclosure.revealed.iter().copied()).collect();
         if !revealed.is_empty() {
-            let ids = checks.iter().filter_map(|c| c.profile_id.map(|id| id.to_string())).collect();
-            self.audit.read(caller, "consent.check", "profile", ids, &revealed, false).await;
+            let ids: Vec<ProfileId> = checks.iter().filter_map(|c| c.profile_id).collect();
+            self.audit.read(caller, "consent.check", &ids, &revealed, false).await;
         }
         Ok(checks)
     }

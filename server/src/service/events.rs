@@ -82,8 +82,8 @@ impl EventViews {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        let ids = vec![row.aggregate_id.to_string()];
-        self.audit.read(&self.caller, "change.read", "profile", ids, &disclosure.revealed, false).await;
+        let ids = [ProfileId::from(row.aggregate_id)];
+        self.audit.read(&self.caller, "change.read", &ids, &disclosure.revealed, false).await;
         ChangeView { row, payload, disclosure }
     }
 }

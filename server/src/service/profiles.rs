@@ -1,6 +1,9 @@
 //! Profile operations.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+};
 
 use tracing::instrument;
 
@@ -109,12 +112,14 @@ impl Profiles {
         profiles: &[P],
         always: bool,
     ) -> Result<Vec<ProfileView>, DomainError> {
-        let cap = self.tenants.of(caller.tenant()).await?.settings.profile_reads_per_hour;
-        self.caps.take(caller, profiles.len(), cap).await?;
-        let views = self.viewer.many(caller, profiles).await?;
-        let revealed = views.iter().flat_map(|v| v.disclosure.revealed.iter().copied()).collect();
-        let ids = views.iter().map(|v| v.id.to_string()).collect();
-        self.audit.read(caller, action, "profile", ids, &revealed, always).await;
+        let settings = self.tenants.of(caller.tenant()).await?;
+        self.caps.take(caller, profiles.len(), settings.settings.profile_reads_per_hour).await?;
+        let views = self.viewer.many_under(caller, profiles, &settings.settings).await?;
+        let revealed: BTreeSet<_> = views.iter().flat_map(|v| v.disclosure.revealed.iter().copied()).collect();
+        if always || !revealed.is_empty() {
+            let ids: Vec<ProfileId> = views.iter().map(|v| v.id).collect();
+            self.audit.read(caller, action, &ids, &revealed, always).await;
+        }
         Ok(views)
     }
 
@@ -238,8 +243,9 @@ impl Profiles {
         let expected = violations.absorb(parse_etag(&request.etag));
         let mut mask = violations.absorb(resolve_update_mask(&request.mask, &request.input));
         // Masked values never flow back: a field the caller cannot see as
-        // stored is refused when named, and left as it is under `*`.
-        let named = !request.mask.is_empty() && request.mask.iter().all(|p| p != "*");
+        // stored is refused when named (or sent without a mask), and left as
+        // it is under `*`.
+        let named = request.mask.iter().all(|p| p != "*");
         if let Some(fields) = &mut mask {
             if named {
                 for field in fields.iter() {

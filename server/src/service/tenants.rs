@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use tracing::instrument;
 
 use super::Audit;
@@ -50,11 +50,14 @@ impl Tenants {
 
     /// The settings in force for `tenant`, for the service layer's own use.
     pub async fn of(&self, tenant: &TenantId) -> Result<Arc<VersionedSettings>, DomainError> {
-        let db = self.store.db();
-        self.cache
-            .try_get_with_by_ref(tenant, async { store::settings::get(db, tenant).await.map(Arc::new) })
-            .await
-            .map_err(|e| (*e).clone())
+        // Every read asks: the hit must stay a plain lookup. Concurrent
+        // misses each load (one small row), rather than queue on one another.
+        if let Some(settings) = self.cache.get(tenant) {
+            return Ok(settings);
+        }
+        let settings = Arc::new(store::settings::get(self.store.db(), tenant).await?);
+        self.cache.insert(tenant.clone(), Arc::clone(&settings));
+        Ok(settings)
     }
 
     /// The caller's tenant's settings (admins).
@@ -120,7 +123,7 @@ impl Tenants {
             return Err(DomainError::StaleEtag { sent: current.etag(), current: latest.etag() });
         }
         work.commit().await?;
-        self.cache.invalidate(caller.tenant()).await;
+        self.cache.invalidate(caller.tenant());
         Ok(next)
     }
 }

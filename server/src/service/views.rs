@@ -18,6 +18,7 @@ use crate::{
         consent::{ConsentDecision, ConsentPurpose, ContactKind, ContactPoint, evaluate, for_address},
         identifiers::NormalizationPolicy,
         profile::Profile,
+        settings::TenantSettings,
         view::ProfileView,
     },
     store::{self, Store},
@@ -51,8 +52,18 @@ impl Viewer {
         caller: &Caller,
         profiles: &[P],
     ) -> Result<Vec<ProfileView>, DomainError> {
-        let shape = Shape::of(caller);
         let settings = self.tenants.of(caller.tenant()).await?;
+        self.many_under(caller, profiles, &settings.settings).await
+    }
+
+    /// [`Viewer::many`] under settings the caller already read.
+    pub async fn many_under<P: AsRef<Profile>>(
+        &self,
+        caller: &Caller,
+        profiles: &[P],
+        settings: &TenantSettings,
+    ) -> Result<Vec<ProfileView>, DomainError> {
+        let shape = Shape::of(caller);
         let grants = if shape.needs_consent() && !profiles.is_empty() {
             self.grants(caller, profiles).await?
         } else {
@@ -62,7 +73,7 @@ impl Viewer {
             .iter()
             .map(|p| {
                 let p = p.as_ref();
-                shape.profile(p, &settings.settings, grants.get(&p.id))
+                shape.profile(p, settings, grants.get(&p.id))
             })
             .collect())
     }

@@ -66,9 +66,12 @@ pub async fn insert(conn: &impl ConnectionTrait, records: &[AuditRecord]) -> Res
 
 /// Tenants with records waiting to be chained.
 pub async fn tenants_with_unchained(conn: &impl ConnectionTrait) -> Result<Vec<TenantId>, DomainError> {
-    let sql = Sql::new(conn.get_database_backend());
-    let mut sql = sql;
-    sql.push("SELECT DISTINCT tenant_id FROM audit_events WHERE seq IS NULL");
+    tenant_column(conn, "SELECT DISTINCT tenant_id FROM audit_events WHERE seq IS NULL").await
+}
+
+async fn tenant_column(conn: &impl ConnectionTrait, query: &str) -> Result<Vec<TenantId>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(query);
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     rows.iter()
         .map(|row| {
@@ -306,15 +309,7 @@ pub async fn prune(
 
 /// Every tenant with a chain.
 pub async fn tenants(conn: &impl ConnectionTrait) -> Result<Vec<TenantId>, DomainError> {
-    let mut sql = Sql::new(conn.get_database_backend());
-    sql.push("SELECT tenant_id FROM audit_heads");
-    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
-    rows.iter()
-        .map(|row| {
-            let raw: String = row.try_get("", "tenant_id").map_err(db_error)?;
-            TenantId::parse(&raw).map_err(|e| DomainError::Internal(format!("stored tenant: {e}")))
-        })
-        .collect()
+    tenant_column(conn, "SELECT tenant_id FROM audit_heads").await
 }
 
 fn decode(row: &QueryResult) -> Result<ChainedRecord, DomainError> {
