@@ -144,9 +144,21 @@ impl Shape {
         let family_name = text(ProfileField::FamilyName, &data.family_name, privacy::mask_name);
         let company_name = text(ProfileField::CompanyName, &data.company_name, privacy::mask_name);
         let segment = text(ProfileField::Segment, &data.segment, privacy::mask_name);
-        let birth_date = {
-            let date = data.birth_date.map(|d| d.format("%Y-%m-%d").to_string());
-            text(ProfileField::BirthDate, &date, |d| d.get(..4).unwrap_or(privacy::MASK).to_owned())
+        let birth_date = match (data.birth_date, self.rule(FieldClass::BirthDate)) {
+            (None, _) => None,
+            (Some(date), Rule::Visible) => {
+                out.reveal(FieldClass::BirthDate, true);
+                Some(privacy::format_date(date))
+            }
+            (Some(_), Rule::Hidden) => {
+                out.hidden.push(ProfileField::BirthDate.path().to_owned());
+                hidden_fields.push(ProfileField::BirthDate.path());
+                None
+            }
+            (Some(date), _) => {
+                out.masked.push(ProfileField::BirthDate.path().to_owned());
+                Some(privacy::mask_date(date))
+            }
         };
 
         let granted = |list: Option<&Vec<bool>>, i: usize| list.and_then(|l| l.get(i)).copied().unwrap_or(false);

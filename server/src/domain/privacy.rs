@@ -104,11 +104,15 @@ pub fn looks_masked(value: &str) -> bool {
 
 /// `Jean-Luc Picard` → `J*** P***`: the first letter of each word.
 pub fn mask_name(name: &str) -> String {
-    let words: Vec<String> = name
-        .split_whitespace()
-        .map(|word| word.chars().next().map(|c| format!("{c}{MASK}")).unwrap_or_default())
-        .collect();
-    if words.is_empty() { MASK.to_owned() } else { words.join(" ") }
+    let mut out = String::with_capacity(8);
+    for word in name.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().next());
+        out.push_str(MASK);
+    }
+    if out.is_empty() { MASK.to_owned() } else { out }
 }
 
 /// `jane.doe@example.com` → `j***@example.com`: the domain stays, so a
@@ -116,8 +120,12 @@ pub fn mask_name(name: &str) -> String {
 pub fn mask_email(address: &str) -> String {
     match address.rsplit_once('@') {
         Some((local, domain)) => {
-            let first = local.chars().next().map(String::from).unwrap_or_default();
-            format!("{first}{MASK}@{domain}")
+            let mut out = String::with_capacity(domain.len() + 8);
+            out.extend(local.chars().next());
+            out.push_str(MASK);
+            out.push('@');
+            out.push_str(domain);
+            out
         }
         None => MASK.to_owned(),
     }
@@ -153,18 +161,25 @@ fn calling_code_len(digits: &str) -> usize {
 
 /// `1985-04-12` → `1985`: the year alone.
 pub fn mask_date(date: chrono::NaiveDate) -> String {
-    date.format("%Y").to_string()
+    use chrono::Datelike;
+    format!("{:04}", date.year())
+}
+
+/// `1985-04-12`: a date as responses carry it (without strftime's parsing).
+pub fn format_date(date: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
 }
 
 /// `CRM-0012345` → `***2345`: the last four characters of a long id, none of
 /// a short one.
 pub fn mask_id(id: &str) -> String {
-    let chars: Vec<char> = id.chars().collect();
-    if chars.len() > 8 {
-        format!("{MASK}{}", chars[chars.len() - 4..].iter().collect::<String>())
-    } else {
-        MASK.to_owned()
+    let count = id.chars().count();
+    if count <= 8 {
+        return MASK.to_owned();
     }
+    let tail = id.char_indices().nth(count - 4).map_or(id, |(at, _)| &id[at..]);
+    format!("{MASK}{tail}")
 }
 
 /// A JSON value reduced to its shape: strings keep their first character,
@@ -190,7 +205,10 @@ mod tests {
         assert_eq!(mask_phone("+442079460958"), "+44 ***-***-0958");
         assert_eq!(mask_phone("+353861234567"), "+353 ***-***-4567");
         assert_eq!(mask_phone("+4989"), "***");
-        assert_eq!(mask_date(chrono::NaiveDate::from_ymd_opt(1985, 4, 12).expect("date")), "1985");
+        let date = chrono::NaiveDate::from_ymd_opt(1985, 4, 12).expect("date");
+        assert_eq!(mask_date(date), "1985");
+        assert_eq!(format_date(date), date.format("%Y-%m-%d").to_string());
+        assert_eq!(mask_id("Ü-12345678"), "***5678");
         assert_eq!(mask_id("CRM-0012345"), "***2345");
         assert_eq!(mask_id("42"), "***");
         for masked in [mask_name("Ann"), mask_email("a@b.c"), mask_phone("+14155550123"), mask_id("1234567890")] {
