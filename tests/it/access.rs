@@ -392,6 +392,17 @@ async fn tenant_settings_are_for_admins_with_an_etag() {
     let status = admin.update_tenant_settings(bad).await.expect_err("unknown path");
     assert_eq!(violated_fields(&status), ["update_mask.paths[0]"]);
 
+    // Every change is audited.
+    let mut audited = Vec::new();
+    let by_tenant = pb::ListAuditEventsRequest { resource_id: TENANT.into(), ..Default::default() };
+    let mut privacy = app.privacy(TENANT, &[Role::Admin]);
+    eventually!({
+        audited = privacy.list_audit_events(by_tenant.clone()).await.expect("audit").into_inner().events;
+        !audited.is_empty()
+    });
+    assert_eq!(audited[0].action, "tenant_settings.update");
+    assert_eq!(audited[0].resource_type, "tenant_settings");
+
     // The new key is masked for analysts at once on this instance.
     let ssn = json!({"ssn": "123-45-6789"});
     let profile = pb::Profile {

@@ -130,6 +130,17 @@ async fn reads_of_personal_data_are_coalesced_and_masked_reads_are_not_audited()
 
     let by_subject = events(&app, pb::ListAuditEventsRequest { subject: "nobody".into(), ..Default::default() }).await;
     assert!(by_subject.is_empty());
+    let at = |offset: i64| {
+        let t = chrono::Utc::now() + chrono::Duration::seconds(offset);
+        Some(prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 })
+    };
+    let future = pb::ListAuditEventsRequest { start_time: at(60), ..Default::default() };
+    assert!(events(&app, future).await.is_empty(), "nothing happened in the next minute");
+    let recent = pb::ListAuditEventsRequest { start_time: at(-60), end_time: at(60), ..Default::default() };
+    assert_eq!(events(&app, recent).await.len(), events(&app, pb::ListAuditEventsRequest::default()).await.len());
+    let backwards = pb::ListAuditEventsRequest { start_time: at(60), end_time: at(-60), ..Default::default() };
+    let status = app.privacy(TENANT, &[Role::Admin]).list_audit_events(backwards).await.expect_err("backwards");
+    assert_eq!(crate::violated_fields(&status), ["end_time"]);
     for role in Role::ALL {
         let listed = app.privacy(TENANT, &[role]).list_audit_events(pb::ListAuditEventsRequest::default()).await;
         match role {
