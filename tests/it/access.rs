@@ -230,15 +230,21 @@ async fn batch_reads_lists_and_searches_are_shaped_like_get() {
         assert_eq!(batch.profiles[1], got, "{role:?}: batch");
         let list = client.list_profiles(pb::ListProfilesRequest::default()).await.expect("list").into_inner();
         assert_eq!(list.profiles.iter().find(|p| p.id == ada), Some(&got), "{role:?}: list");
-        let search = pb::SearchProfilesRequest {
-            criterion: Some(pb::search_profiles_request::Criterion::ExternalId(pb::ExternalId {
+        // Each role by a field it sees: agents by external id, marketers by
+        // name; analysts search by nothing.
+        let criterion = match role {
+            Role::Agent => Some(pb::search_profiles_request::Criterion::ExternalId(pb::ExternalId {
                 source: "crm".into(),
                 id: "CRM-0012345".into(),
             })),
-            ..Default::default()
+            Role::Marketer => Some(pb::search_profiles_request::Criterion::NamePrefix("Lovelace".into())),
+            _ => None,
         };
-        let found = client.search_profiles(search).await.expect("search").into_inner();
-        assert_eq!(found.profiles, vec![got.clone()], "{role:?}: search");
+        if let Some(criterion) = criterion {
+            let search = pb::SearchProfilesRequest { criterion: Some(criterion), ..Default::default() };
+            let found = client.search_profiles(search).await.expect("search").into_inner();
+            assert_eq!(found.profiles, vec![got.clone()], "{role:?}: search");
+        }
     }
 }
 
@@ -289,6 +295,20 @@ async fn consent_records_are_masked_for_readers_of_masked_data() {
     let steward = points(steward.get_ref());
     assert_eq!(steward[0].0, Some(Point::Email("ada@example.com".into())));
     assert_eq!(steward[0].1, "ticked the newsletter box as Ada Lovelace");
+
+    // A check by address answers whether, never whose.
+    let check = pb::CheckConsentRequest {
+        subject: Some(pb::ConsentSubject {
+            subject: Some(pb::consent_subject::Subject::Email("ada@example.com".into())),
+        }),
+        purpose: pb::ConsentPurpose::EmailMarketing as i32,
+    };
+    for (role, names_profile) in [(Role::Marketer, false), (Role::Analyst, false), (Role::Service, true)] {
+        let answer = app.consents(TENANT, &[role]).check_consent(check.clone()).await.expect("check").into_inner();
+        assert!(answer.allowed, "{role:?}");
+        assert_eq!(!answer.profile_id.is_empty(), names_profile, "{role:?}: {answer:?}");
+        assert_eq!(answer.decision.is_some(), names_profile, "{role:?}: {answer:?}");
+    }
 
     let history = pb::ListConsentHistoryRequest { profile_id: ada, ..Default::default() };
     let history = app.consents(TENANT, &[Role::Marketer]).list_consent_history(history).await.expect("history");

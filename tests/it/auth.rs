@@ -334,5 +334,21 @@ async fn roles_cannot_search_or_look_up_by_fields_they_cannot_see() {
         let status = client.lookup_profile(lookup(pb::IdentifierType::Phone, "+14155552671")).await.expect_err("none");
         let expected = if sees_contacts { Code::NotFound } else { Code::PermissionDenied };
         assert_eq!(status.code(), expected, "{role:?} by phone");
+        // External ids are masked for analysts and marketers too.
+        let by_external = Criterion::ExternalId(pb::ExternalId { source: "crm".into(), id: "A-1".into() });
+        let found = client.search_profiles(search(by_external)).await;
+        let external = pb::LookupProfileRequest {
+            r#type: pb::IdentifierType::ExternalId as i32,
+            value: "A-1".into(),
+            source: "crm".into(),
+        };
+        let looked_up = client.lookup_profile(external).await.expect_err("nobody holds it");
+        if sees_contacts {
+            found.unwrap_or_else(|e| panic!("{role:?} by external id: {e:?}"));
+            assert_eq!(looked_up.code(), Code::NotFound, "{role:?}");
+        } else {
+            assert_eq!(found.expect_err("refused").code(), Code::PermissionDenied, "{role:?}");
+            assert_eq!(looked_up.code(), Code::PermissionDenied, "{role:?}");
+        }
     }
 }

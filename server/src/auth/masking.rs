@@ -332,8 +332,10 @@ impl Shape {
         let Some(payload) = payload.as_object_mut() else { return out };
         match event_type {
             "CustomerProfileCreatedEvent" => {
-                let person = payload.get("kind").and_then(Value::as_str) == Some("PERSON");
-                let class = if person { FieldClass::Name } else { FieldClass::OrganizationName };
+                // Only an organization's name is business data: anything
+                // else (a person, or no kind at all) is a person's name.
+                let organization = payload.get("kind").and_then(Value::as_str) == Some("ORGANIZATION");
+                let class = if organization { FieldClass::OrganizationName } else { FieldClass::Name };
                 if let Some(Value::String(name)) = payload.get_mut("name") {
                     match self.rule(class) {
                         Rule::Visible => out.reveal(class, !name.is_empty()),
@@ -366,7 +368,16 @@ impl Shape {
                     }
                 }
             }
-            _ => {}
+            // Ids, statuses, versions and field names: no personal data.
+            "CustomerProfileUpdatedEvent" => {}
+            // An event type this release cannot shape: only a caller that
+            // sees every class as stored gets its payload.
+            _ => {
+                if FieldClass::ALL.iter().any(|class| self.rule(*class) != Rule::Visible) {
+                    payload.clear();
+                    out.hidden.push("payload".to_owned());
+                }
+            }
         }
         out
     }
@@ -396,6 +407,22 @@ mod tests {
         assert_eq!(marketer_analyst.rule(FieldClass::Email), Rule::WithConsent);
         assert_eq!(marketer_analyst.rule(FieldClass::Name), Rule::Visible);
         assert_eq!(Shape::of_roles(&[]).rule(FieldClass::Record), Rule::Hidden);
+    }
+
+    #[test]
+    fn an_event_this_release_cannot_shape_reaches_only_callers_that_see_everything() {
+        let payload = || serde_json::json!({"customerId": "c1", "name": "Ada Lovelace", "email": "ada@example.com"});
+        let mut for_analyst = payload();
+        let out = Shape::of_roles(&[Role::Analyst]).event_payload("CustomerErasedEvent", &mut for_analyst);
+        assert_eq!(for_analyst, serde_json::json!({}));
+        assert_eq!(out.hidden, ["payload"]);
+        let mut for_admin = payload();
+        Shape::of_roles(&[Role::Admin]).event_payload("CustomerErasedEvent", &mut for_admin);
+        assert_eq!(for_admin, payload());
+        // A created event without a kind is a person's, masked for analysts.
+        let mut created = serde_json::json!({"name": "Ada Lovelace"});
+        Shape::of_roles(&[Role::Analyst]).event_payload("CustomerProfileCreatedEvent", &mut created);
+        assert_eq!(created["name"], "A*** L***");
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Role {
                 ReadProfiles,
                 FindByName,
                 FindByContact,
+                FindByExternalId,
                 ListDeletedProfiles,
                 WriteProfiles,
                 ReadConsents,
@@ -72,18 +73,32 @@ impl Role {
                 ManageTenant,
                 ReadAudit,
             ],
-            Self::Agent | Self::Service => {
-                &[ReadProfiles, FindByName, FindByContact, WriteProfiles, ReadConsents, WriteConsents, WatchChanges]
-            }
-            Self::Steward => {
-                &[ReadProfiles, FindByName, FindByContact, ListDeletedProfiles, ReadConsents, WatchChanges]
-            }
+            Self::Agent | Self::Service => &[
+                ReadProfiles,
+                FindByName,
+                FindByContact,
+                FindByExternalId,
+                WriteProfiles,
+                ReadConsents,
+                WriteConsents,
+                WatchChanges,
+            ],
+            Self::Steward => &[
+                ReadProfiles,
+                FindByName,
+                FindByContact,
+                FindByExternalId,
+                ListDeletedProfiles,
+                ReadConsents,
+                WatchChanges,
+            ],
             Self::Marketer => &[ReadProfiles, FindByName, ReadConsents, WatchChanges],
             // No tenant administration and no audit reading: those are people's decisions.
             Self::System => &[
                 ReadProfiles,
                 FindByName,
                 FindByContact,
+                FindByExternalId,
                 ListDeletedProfiles,
                 WriteProfiles,
                 ReadConsents,
@@ -105,6 +120,9 @@ pub enum Permission {
     /// Find profiles by email or phone (search, lookup): contact details are
     /// visible unmasked.
     FindByContact,
+    /// Find profiles by an id in another system (search, lookup): external
+    /// ids are visible unmasked.
+    FindByExternalId,
     /// List deleted profiles too: paging through everything a tenant ever
     /// held is how data leaves a company.
     ListDeletedProfiles,

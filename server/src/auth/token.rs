@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::{Caller, Role};
 use crate::domain::TenantId;
 
+/// Longest `sub` claim accepted (the audit trail's subject column).
+pub const MAX_SUBJECT_CHARS: usize = 255;
 /// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
 /// File name of the generated local secret inside the data directory.
@@ -147,8 +149,14 @@ impl JwtKeys {
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
         let tenant = TenantId::parse(&claims.tenant).map_err(|e| TokenError::Invalid(format!("tenant claim {e}")))?;
-        if claims.sub.is_empty() {
-            return Err(TokenError::Invalid("empty sub claim".into()));
+        // The subject is written into every audit record: it must fit there.
+        if claims.sub.is_empty()
+            || claims.sub.chars().count() > MAX_SUBJECT_CHARS
+            || claims.sub.chars().any(char::is_control)
+        {
+            return Err(TokenError::Invalid(format!(
+                "sub claim must be 1 to {MAX_SUBJECT_CHARS} characters without control characters"
+            )));
         }
         let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
         let caller =
@@ -238,5 +246,18 @@ mod tests {
         for _ in 0..2 {
             assert!(matches!(keys.verify(&tampered), Err(TokenError::Invalid(_))));
         }
+    }
+
+    #[test]
+    fn a_subject_must_fit_the_audit_trail() {
+        let keys = keys();
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let ttl = Duration::from_secs(60);
+        for bad in ["x".repeat(MAX_SUBJECT_CHARS + 1), "ada\u{0}".to_owned(), "line\nbreak".to_owned()] {
+            let token = keys.mint(&bad, &tenant, &[Role::Agent], ttl).expect("token");
+            assert!(matches!(keys.verify(&token), Err(TokenError::Invalid(_))), "{bad:?}");
+        }
+        let longest = keys.mint(&"é".repeat(MAX_SUBJECT_CHARS), &tenant, &[Role::Agent], ttl).expect("token");
+        assert!(keys.verify(&longest).is_ok());
     }
 }

@@ -60,6 +60,10 @@ impl TenantSettings {
                 }
             }
         }
+        for key in self.personal_attribute_keys.intersection(&self.financial_attribute_keys) {
+            let key: String = key.chars().take(limits::ATTRIBUTE_KEY).collect();
+            v.add("financial_attribute_keys", format!("'{key}' is also a personal key: give each key one class"));
+        }
         v.into_result(())
     }
 }
@@ -86,5 +90,25 @@ impl VersionedSettings {
     /// The etag callers send back on update.
     pub fn etag(&self) -> String {
         self.version.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_has_one_class() {
+        let both = TenantSettings {
+            personal_attribute_keys: ["ltv".to_owned()].into(),
+            financial_attribute_keys: ["ltv".to_owned()].into(),
+            ..Default::default()
+        };
+        assert!(both.validate().is_err());
+        let apart = TenantSettings { personal_attribute_keys: ["ssn".to_owned()].into(), ..both };
+        assert!(apart.validate().is_ok());
+        assert_eq!(apart.attribute_class("ltv"), FieldClass::Financial);
+        assert_eq!(apart.attribute_class("ssn"), FieldClass::PersonalAttribute);
+        assert_eq!(apart.attribute_class("tier"), FieldClass::Attribute);
     }
 }

@@ -148,6 +148,9 @@ impl Audit {
                 let mut pending = reads.pending.lock().unwrap_or_else(PoisonError::into_inner);
                 if pending.ids < reads.capacity {
                     pending.add(caller, action, ids, revealed, at);
+                    if pending.ids >= reads.capacity {
+                        reads.full.notify_one();
+                    }
                     return;
                 }
             }
@@ -196,6 +199,7 @@ struct Pending {
     entries: HashMap<u64, Vec<Entry>>,
     /// Entries that reached [`MAX_RESOURCE_IDS`]: ready to write.
     ready: Vec<AuditRecord>,
+    /// Ids held, in entries and in `ready`: what the capacity bounds.
     ids: usize,
 }
 
@@ -290,8 +294,8 @@ impl Pending {
             }
         }
         if entry.ids.len() >= MAX_RESOURCE_IDS {
+            // Its ids stay counted until the writer takes them.
             let entry = bucket.swap_remove(index);
-            self.ids -= entry.ids.len();
             self.ready.extend(entry.into_records());
         }
     }

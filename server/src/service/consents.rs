@@ -335,9 +335,20 @@ impl Consents {
         }
         let now = Utc::now();
         let shape = Shape::of(caller);
+        // No oracles: a caller that may not look profiles up by address
+        // learns whether it may send, not whose address it is.
+        let finds_by_contact = caller.require(Permission::FindByContact).is_ok();
         let checks: Vec<ConsentCheck> = subjects
             .iter()
-            .map(|subject| decide(subject, by_subject.get(subject).map(Vec::as_slice), now).shaped(&shape))
+            .map(|subject| {
+                let check = decide(subject, by_subject.get(subject).map(Vec::as_slice), now);
+                match subject {
+                    CheckSubject::Contact(_) if !finds_by_contact => {
+                        ConsentCheck { profile_id: None, decision: None, ..check }
+                    }
+                    _ => check.shaped(&shape),
+                }
+            })
             .collect();
         let revealed: std::collections::BTreeSet<_> =
             checks.iter().flat_map(|c| c.disclosure.revealed.iter().copied()).collect();

@@ -273,8 +273,9 @@ impl Profiles {
         keep_unwritable_attributes(&shape, &settings.settings, &current.data, &mut data);
         let changed = current.data.diff(&data);
         if changed.is_empty() {
+            // Nothing written: what the caller gets back is a read.
             drop(work);
-            return self.viewer.one(caller, &current).await;
+            return self.shown_one(caller, "profile.read", &current).await;
         }
         let mut violations = Violations::default();
         data.check_consistency(&self.policy, &mut violations);
@@ -307,7 +308,7 @@ impl Profiles {
         check_etag(&current, expected)?;
         if current.data.status == ProfileStatus::Inactive {
             drop(work);
-            return self.viewer.one(caller, &current).await;
+            return self.shown_one(caller, "profile.read", &current).await;
         }
         if !current.data.status.is_live() {
             return Err(DomainError::FailedPrecondition(format!(
@@ -343,7 +344,7 @@ impl Profiles {
             caller.require(Permission::ListDeletedProfiles)?;
         }
         let page = PageRequest::parse(page_size, page_token, format!("list:{show_deleted}"))?;
-        self.page(caller, &ProfileFilter::All { show_deleted }, &page).await
+        self.page(caller, &ProfileFilter::All { show_deleted }, &page, "profile.list").await
     }
 
     /// Finds live profiles by one criterion.
@@ -360,7 +361,7 @@ impl Profiles {
         match &criterion {
             SearchCriterion::NamePrefix(_) => caller.require(Permission::FindByName)?,
             SearchCriterion::Email(_) | SearchCriterion::Phone(_) => caller.require(Permission::FindByContact)?,
-            SearchCriterion::ExternalId(_) => {}
+            SearchCriterion::ExternalId(_) => caller.require(Permission::FindByExternalId)?,
         }
         let key = match criterion {
             SearchCriterion::NamePrefix(raw) => {
@@ -372,7 +373,7 @@ impl Profiles {
                     ));
                 }
                 let page = PageRequest::parse(page_size, page_token, format!("name:{prefix}"))?;
-                return self.page(caller, &ProfileFilter::NamePrefix(prefix), &page).await;
+                return self.page(caller, &ProfileFilter::NamePrefix(prefix), &page, "profile.search").await;
             }
             SearchCriterion::Email(raw) => self.identifier_key(("email", ""), IdentifierType::Email, &raw, "")?,
             SearchCriterion::Phone(raw) => self.identifier_key(("phone", ""), IdentifierType::Phone, &raw, "")?,
@@ -412,8 +413,9 @@ impl Profiles {
                 return Err(DomainError::invalid("type", format!("unknown identifier type {n}")));
             }
         };
-        if matches!(id_type, IdentifierType::Email | IdentifierType::Phone) {
-            caller.require(Permission::FindByContact)?;
+        match id_type {
+            IdentifierType::Email | IdentifierType::Phone => caller.require(Permission::FindByContact)?,
+            IdentifierType::ExternalId => caller.require(Permission::FindByExternalId)?,
         }
         if id_type != IdentifierType::ExternalId && !source.is_empty() {
             return Err(DomainError::invalid("source", "only an EXTERNAL_ID has a source"));
@@ -476,7 +478,14 @@ impl Profiles {
         }
     }
 
-    async fn page(&self, caller: &Caller, filter: &ProfileFilter, page: &PageRequest) -> Result<Page, DomainError> {
+    /// A page of `filter`, audited as `action`: every page, masked or not.
+    async fn page(
+        &self,
+        caller: &Caller,
+        filter: &ProfileFilter,
+        page: &PageRequest,
+        action: &'static str,
+    ) -> Result<Page, DomainError> {
         let (profiles, more) =
             store::profiles::page(self.store.db(), caller.tenant(), filter, page.after.map(ProfileId::from), page.size)
                 .await?;
@@ -486,7 +495,7 @@ impl Profiles {
         };
         // Every page of a listing is audited, masked or not: paging through a
         // tenant is how data leaves a company.
-        Ok(Page { profiles: self.shown(caller, "profile.list", &profiles, true).await?, next_page_token })
+        Ok(Page { profiles: self.shown(caller, action, &profiles, true).await?, next_page_token })
     }
 
     async fn load_for_write(

@@ -274,6 +274,11 @@ pub async fn prune(
 ) -> Result<u64, DomainError> {
     let tx = db.begin().await.map_err(db_error)?;
     let backend = tx.get_database_backend();
+    // Lock the head first (a row lock on PostgreSQL, the write lock on
+    // SQLite): two pruners must not move the pruned mark out of order.
+    let mut sql = Sql::new(backend);
+    sql.push("UPDATE audit_heads SET pruned_through = pruned_through WHERE tenant_id = ").bind(tenant.as_str());
+    tx.execute_raw(sql.statement()).await.map_err(db_error)?;
     let (_, _, pruned) = head(&tx, tenant).await?;
     // The newest position of a contiguous run of old records from the start.
     let mut sql = Sql::new(backend);
