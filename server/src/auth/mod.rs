@@ -2,8 +2,8 @@
 //!
 //! A verified token becomes a [`Caller`]; every service function takes
 //! `&Caller` and asks [`Caller::require`] for the permission it needs, so
-//! nothing is read or written without one. The role → permission table is
-//! [`Role::permissions`]; there is no unauthenticated mode.
+//! nothing is read or written without one. The tables (RPC → permission,
+//! role → permissions) are in [`policy`]; there is no unauthenticated mode.
 
 pub mod masking;
 pub mod policy;
@@ -56,57 +56,9 @@ impl Role {
         Self::ALL.into_iter().find(|role| role.as_str().eq_ignore_ascii_case(raw))
     }
 
-    /// What this role may do: the one table of access.
+    /// What this role may do: its row of the table in [`policy`].
     pub fn permissions(self) -> &'static [Permission] {
-        use Permission::*;
-        match self {
-            Self::Admin => &[
-                ReadProfiles,
-                FindByName,
-                FindByContact,
-                FindByExternalId,
-                ListDeletedProfiles,
-                WriteProfiles,
-                ReadConsents,
-                WriteConsents,
-                WatchChanges,
-                ManageTenant,
-                ReadAudit,
-            ],
-            Self::Agent | Self::Service => &[
-                ReadProfiles,
-                FindByName,
-                FindByContact,
-                FindByExternalId,
-                WriteProfiles,
-                ReadConsents,
-                WriteConsents,
-                WatchChanges,
-            ],
-            Self::Steward => &[
-                ReadProfiles,
-                FindByName,
-                FindByContact,
-                FindByExternalId,
-                ListDeletedProfiles,
-                ReadConsents,
-                WatchChanges,
-            ],
-            Self::Marketer => &[ReadProfiles, FindByName, ReadConsents, WatchChanges],
-            // No tenant administration and no audit reading: those are people's decisions.
-            Self::System => &[
-                ReadProfiles,
-                FindByName,
-                FindByContact,
-                FindByExternalId,
-                ListDeletedProfiles,
-                WriteProfiles,
-                ReadConsents,
-                WriteConsents,
-                WatchChanges,
-            ],
-            Self::Analyst => &[ReadProfiles, ReadConsents, WatchChanges],
-        }
+        policy::permissions(self)
     }
 }
 

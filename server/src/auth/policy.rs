@@ -1,5 +1,5 @@
-//! Who may call which RPC, in one table: each RPC and the permission it
-//! needs; [`Role::permissions`] says which roles hold it. The service layer
+//! Who may call which RPC, in one file: each RPC and the permission it
+//! needs ([`RPCS`]), and each role's permissions ([`permissions`]). The service layer
 //! enforces the permissions (every transport goes through it); a test calls
 //! every RPC of the service descriptors with every role against the running
 //! server, checks each answer against this table, and fails for an RPC the
@@ -27,6 +27,59 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.TenantService/UpdateTenantSettings", Permission::ManageTenant),
     ("/c360.v1.PrivacyService/ListAuditEvents", Permission::ReadAudit),
 ];
+
+/// What each role may do: one row per role.
+pub fn permissions(role: Role) -> &'static [Permission] {
+    use Permission::*;
+    match role {
+        Role::Admin => &[
+            ReadProfiles,
+            FindByName,
+            FindByContact,
+            FindByExternalId,
+            ListDeletedProfiles,
+            WriteProfiles,
+            ReadConsents,
+            WriteConsents,
+            WatchChanges,
+            ManageTenant,
+            ReadAudit,
+        ],
+        Role::Agent | Role::Service => &[
+            ReadProfiles,
+            FindByName,
+            FindByContact,
+            FindByExternalId,
+            WriteProfiles,
+            ReadConsents,
+            WriteConsents,
+            WatchChanges,
+        ],
+        Role::Steward => &[
+            ReadProfiles,
+            FindByName,
+            FindByContact,
+            FindByExternalId,
+            ListDeletedProfiles,
+            ReadConsents,
+            WatchChanges,
+        ],
+        Role::Marketer => &[ReadProfiles, FindByName, ReadConsents, WatchChanges],
+        // No tenant administration and no audit reading: those are people's decisions.
+        Role::System => &[
+            ReadProfiles,
+            FindByName,
+            FindByContact,
+            FindByExternalId,
+            ListDeletedProfiles,
+            WriteProfiles,
+            ReadConsents,
+            WriteConsents,
+            WatchChanges,
+        ],
+        Role::Analyst => &[ReadProfiles, ReadConsents, WatchChanges],
+    }
+}
 
 /// The roles that may call `rpc`; `None` for an RPC the table does not name.
 pub fn roles_for(rpc: &str) -> Option<Vec<Role>> {
