@@ -22,8 +22,8 @@ use crate::{
     cache::ProfileCache,
     config::Config,
     grpc::{
-        auth::Authenticate, consents::ConsentApi, events::EventApi, privacy::PrivacyApi, profiles::ProfileApi,
-        tenants::TenantApi,
+        auth::Authenticate, consents::ConsentApi, deadline::DeadlineLayer, events::EventApi, privacy::PrivacyApi,
+        profiles::ProfileApi, tenants::TenantApi,
     },
     http,
     metrics::Metrics,
@@ -238,7 +238,7 @@ impl App {
         let authenticate = Authenticate::new(keys);
 
         let grpc_server = Server::builder()
-            .timeout(config.server.request_timeout)
+            .layer(DeadlineLayer::new(config.server.request_timeout))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -102,7 +102,8 @@ pub struct ServerArgs {
     /// Do not apply database migrations at start (run `c360 migrate` instead).
     #[arg(long, env = "C360_NO_MIGRATE")]
     pub no_migrate: bool,
-    /// Longest time one RPC may take before it is cancelled.
+    /// Longest time a unary RPC may take (less if the caller's grpc-timeout says so); then it
+    /// answers DEADLINE_EXCEEDED. Streams are not bounded by it.
     #[arg(long, env = "C360_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
     /// Largest accepted request message, in bytes.

@@ -212,11 +212,33 @@ async fn oversized_requests_are_refused_before_they_are_processed() {
     assert_eq!(row_counts(&app).await, [0, 0, 0]);
 }
 
+/// Found by reading the landed code: a call past its deadline answered
+/// CANCELLED, as if the caller had given up.
 #[tokio::test]
-async fn calls_past_the_request_timeout_are_cancelled() {
+async fn calls_past_their_deadline_answer_deadline_exceeded() {
     let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &["--request-timeout", "1ns"]).await;
     let status = app.agent().create_profile(create(person("Ada", "Lovelace", ""))).await.expect_err("timed out");
-    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "the server's default: {status:?}");
+
+    // The caller's own grpc-timeout, shorter than the server's default: a
+    // write held up by a lock ends by it, and the answer arrives before the
+    // caller's own timer gives up (which tonic reports as CANCELLED).
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let db = app.db.connect().await;
+    let lock = db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE profiles IN EXCLUSIVE MODE").await.expect("lock");
+    let mut request = tonic::Request::new(create(person("Ada", "Lovelace", "")));
+    request.set_timeout(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let status = app.agent().create_profile(request).await.expect_err("timed out");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "the caller's deadline: {status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "not the server's 10 s default");
+    lock.rollback().await.expect("unlock");
+    let mut request = tonic::Request::new(create(person("Ada", "Lovelace", "")));
+    request.set_timeout(std::time::Duration::from_secs(5));
+    app.agent().create_profile(request).await.expect("within a generous deadline");
+    assert_eq!(row_counts(&app).await[0], 1, "the timed-out write left nothing behind");
 }
 
 /// Found by the relay's tests: a valid name that transliterates to more

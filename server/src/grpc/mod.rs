@@ -1,6 +1,7 @@
 //! gRPC transport: thin handlers over the service layer.
 //!
 //! - [`auth`] — the interceptor that turns a bearer token into a `Caller`.
+//! - [`deadline`] — deadlines: DEADLINE_EXCEEDED at the caller's `grpc-timeout` or the default.
 //! - [`error`] — `DomainError` → `tonic::Status` with rich details.
 //! - [`profiles`] — `c360.v1.ProfileService`.
 //! - [`consents`] — `c360.v1.ConsentService`.
@@ -10,6 +11,7 @@
 
 pub mod auth;
 pub mod consents;
+pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod privacy;
