@@ -40,13 +40,16 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    /// The URL to connect to; for the embedded default, creates the data directory.
+    /// The URL to connect to; for the embedded default, creates the data
+    /// directory (0700) and the database file (0600).
     pub fn url(&self, data_dir: &Path) -> anyhow::Result<String> {
         if let Some(url) = &self.database_url {
             return Ok(url.clone());
         }
-        std::fs::create_dir_all(data_dir)?;
-        Ok(format!("sqlite://{}?mode=rwc", data_dir.join("c360.db").display()))
+        crate::files::private_dir(data_dir)?;
+        let file = data_dir.join("c360.db");
+        crate::files::private_file(&file)?;
+        Ok(format!("sqlite://{}?mode=rwc", file.display()))
     }
 
     /// Connects with at most `max_connections` (PostgreSQL); writes invalidate `cache`.
@@ -389,5 +392,18 @@ mod tests {
         let good = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key", &"k".repeat(32)]);
         assert!(good.cache.config(Duration::from_secs(1)).is_ok());
         assert!(serve(&[]).cache.config(Duration::from_secs(1)).is_ok(), "no Redis, no key needed");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_embedded_database_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("data");
+        let url = serve(&[]).database.url(&data).expect("url");
+        assert!(url.starts_with("sqlite://"), "{url}");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("c360.db")), 0o600);
     }
 }

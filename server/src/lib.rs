@@ -9,6 +9,7 @@
 //! - [`convert`] — proto ↔ domain conversions; [`metrics`] — Prometheus counters.
 //! - [`store`] — SeaORM queries; [`grpc`]: thin tonic handlers; [`http`]: health endpoints.
 //! - [`batch`] — opportunistic batching of concurrent store calls.
+//! - [`files`] — private files and directories (the data directory, secrets, the embedded database).
 //! - [`app`] — startup that tests can drive; [`config`]: flags and `C360_*` variables; [`cli`]: the binary's commands.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod domain;
+pub mod files;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

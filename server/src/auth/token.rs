@@ -7,7 +7,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -190,33 +189,24 @@ fn unexpired(exp: u64, now: u64, leeway: u64) -> bool {
     now <= exp.saturating_add(leeway)
 }
 
-/// Reads the generated secret from `dir`, creating it (mode 0600) when missing.
+/// Reads the generated secret from `dir`, creating it (mode 0600, in a
+/// private directory) when missing. Written whole or not at all, and checked
+/// on every read: two commands started at once on a fresh data directory
+/// must never read a half-written (or empty) secret, which would accept
+/// tokens signed with it.
 fn local_secret(dir: &Path) -> anyhow::Result<SecretString> {
     let path = dir.join(LOCAL_SECRET_FILE);
-    if let Ok(text) = fs::read_to_string(&path) {
-        let secret = text.trim().to_owned();
-        anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{} is too short; delete it to regenerate", path.display());
-        return Ok(SecretString::from(secret));
+    if !path.exists() {
+        crate::files::private_dir(dir)?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        crate::files::create_once(&path, URL_SAFE_NO_PAD.encode(bytes).as_bytes())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
-    fs::create_dir_all(dir)?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = URL_SAFE_NO_PAD.encode(bytes);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes())?;
-            Ok(SecretString::from(secret))
-        }
-        // Another process (a concurrent `c360 token`) won the race: use its secret.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(SecretString::from(fs::read_to_string(&path)?.trim().to_owned()))
-        }
-        Err(e) => Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
-    }
+    crate::files::check_private(&path)?;
+    let secret = fs::read_to_string(&path)?.trim().to_owned();
+    anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{} is too short; delete it to regenerate", path.display());
+    Ok(SecretString::from(secret))
 }
 
 #[cfg(test)]
@@ -246,6 +236,17 @@ mod tests {
         for _ in 0..2 {
             assert!(matches!(keys.verify(&tampered), Err(TokenError::Invalid(_))));
         }
+    }
+
+    #[test]
+    fn commands_started_at_once_on_a_fresh_data_dir_share_one_whole_secret() {
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("fresh");
+        let secrets: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| local_secret(&data))).collect();
+            handles.into_iter().map(|h| h.join().expect("thread").expect("secret").expose_secret().to_owned()).collect()
+        });
+        assert!(secrets.iter().all(|s| s == &secrets[0] && s.len() >= MIN_SECRET_BYTES), "{}", secrets.len());
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! Files that hold secrets or customer data: the data directory (0700), the
+//! generated token secret and the embedded database (0600), created so that
+//! no other user of the machine can read them, ever, not even for a moment.
+
+use std::{
+    fs,
+    io::{ErrorKind, Write},
+    path::Path,
+};
+
+/// Creates `dir` (and its parents) readable by this user only; an existing
+/// directory is left as it is.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (SQLite then
+/// gives its journal files the same mode).
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `contents` to `path` only if nothing is there yet, atomically:
+/// into a private temporary file, synced, then linked into place, so a
+/// reader sees the whole file or none. `false` when another process got
+/// there first (its file stays).
+pub fn create_once(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("new"),
+        uuid::Uuid::now_v7().simple()
+    ));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = (|| {
+        let mut file = options.open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    })();
+    let linked = written.and_then(|()| fs::hard_link(&temp, path));
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Refuses a secret file that other users may read.
+pub fn check_private(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)?.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{} is readable by other users (mode {:o}): run `chmod 600` on it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_created_once_and_whole_even_by_racing_writers() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("secret");
+        let winners: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|n| {
+                    let path = &path;
+                    scope.spawn(move || create_once(path, format!("writer-{n}-{}", "x".repeat(64)).as_bytes()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread").expect("create")).collect()
+        });
+        assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("writer-") && text.len() > 64, "{text}");
+        check_private(&path).expect("0600");
+        let leftovers = fs::read_dir(dir.path()).expect("list").count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_are_private_and_readable_secrets_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("a/b");
+        private_dir(&data).expect("create");
+        assert_eq!(fs::metadata(&data).expect("meta").permissions().mode() & 0o777, 0o700);
+        let file = data.join("open");
+        fs::write(&file, "secret").expect("write");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(check_private(&file).is_err());
+        let db = data.join("c360.db");
+        private_file(&db).expect("create");
+        assert_eq!(fs::metadata(&db).expect("meta").permissions().mode() & 0o777, 0o600);
+    }
+}
