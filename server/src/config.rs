@@ -102,6 +102,10 @@ pub struct ServerArgs {
     /// HTTP listen address for /healthz and /readyz (port 0 picks a free port).
     #[arg(long, env = "C360_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Do not serve gRPC server reflection (it lists every service and message to anyone who can
+    /// connect, before authentication).
+    #[arg(long, env = "C360_NO_REFLECTION")]
+    pub no_reflection: bool,
     /// Do not apply database migrations at start (run `c360 migrate` instead).
     #[arg(long, env = "C360_NO_MIGRATE")]
     pub no_migrate: bool,

@@ -51,3 +51,22 @@ async fn shutdown_lets_an_in_flight_call_finish() {
     assert_eq!(updated.segment, "VIP");
     stopping.await.expect("task").expect("clean shutdown");
 }
+
+/// Reflection lists every service to anyone who can connect: it can be
+/// turned off.
+#[tokio::test]
+async fn reflection_is_served_unless_turned_off() {
+    for (flags, served) in [(&[][..], true), (&["--no-reflection"][..], false)] {
+        let app = c360_tests::TestApp::spawn_with(c360_tests::TestDb::postgres().await, flags).await;
+        let mut grpc = tonic::client::Grpc::new(app.channel());
+        grpc.ready().await.expect("ready");
+        let path: tonic::codegen::http::uri::PathAndQuery =
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".parse().expect("path");
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let code = match grpc.server_streaming(tonic::Request::new(()), path, codec).await {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        assert_eq!(code != tonic::Code::Unimplemented, served, "{flags:?}: {code:?}");
+    }
+}
