@@ -91,7 +91,10 @@ impl App {
             store.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         let source = config.auth.key_source(&config.data.data_dir);
-        let keys = Arc::new(JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?);
+        let keys = Arc::new(
+            JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?
+                .with_max_lifetime(config.auth.jwt_max_lifetime),
+        );
         let loader = store.profile_loader(metrics.profile_queries.clone());
         let policy = config.server.normalization()?;
         let audit_config = AuditConfig {

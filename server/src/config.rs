@@ -76,6 +76,9 @@ pub struct AuthArgs {
     /// Required `aud` claim.
     #[arg(long, env = "C360_JWT_AUDIENCE", default_value = "c360")]
     pub jwt_audience: String,
+    /// Longest token lifetime accepted (`exp` minus `iat`): a stolen token is useful for as long as it lives.
+    #[arg(long, env = "C360_JWT_MAX_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub jwt_max_lifetime: Duration,
 }
 
 fn secret(raw: &str) -> Result<SecretString, String> {

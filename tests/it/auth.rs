@@ -45,6 +45,8 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     let wrong_audience = sign(&Claims { aud: "another-api".into(), ..claims(TENANT) }, secret);
     let bad_tenant = sign(&Claims { tenant: "no spaces".into(), ..claims(TENANT) }, secret);
     let other_secret = sign(&claims(TENANT), "a-different-secret-of-at-least-32-bytes");
+    let base = claims(TENANT);
+    let too_long = sign(&Claims { exp: base.iat + 3 * 24 * 3600, ..base }, secret);
     let tampered = {
         let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims("globex")).expect("json"));
         let mut parts: Vec<&str> = valid.split('.').collect();
@@ -65,11 +67,14 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         ("invalid tenant", bad_tenant),
         ("other secret", other_secret),
         ("tampered payload", tampered),
+        ("lives three days", too_long),
     ];
     for (case, token) in cases {
         let mut client = app.client_with_token(&token);
         let status = client.create_profile(create(person("Eve", "Forger", ""))).await.expect_err(case);
         assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
+        // Why stays in the log: the reply does not help a forger.
+        assert_eq!(status.message(), "invalid or expired token", "{case}");
         let status = client.list_profiles(pb::ListProfilesRequest::default()).await.expect_err(case);
         assert_eq!(status.code(), Code::Unauthenticated, "{case}");
     }

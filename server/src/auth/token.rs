@@ -86,7 +86,12 @@ pub struct JwtKeys {
     algorithm: Algorithm,
     issuer: String,
     audience: String,
+    /// Longest accepted lifetime (`exp - iat`), in seconds.
+    max_lifetime: u64,
 }
+
+/// Longest token lifetime accepted unless configured otherwise.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 impl JwtKeys {
     /// Loads the key from `source`; tokens must carry `issuer` and `audience`.
@@ -124,6 +129,7 @@ impl JwtKeys {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
+        validation.validate_nbf = true;
         let verified = moka::sync::Cache::builder().max_capacity(VERIFIED_CAPACITY).time_to_live(VERIFIED_TTL).build();
         Ok(Self {
             verified,
@@ -132,6 +138,7 @@ impl JwtKeys {
             validation,
             algorithm,
             issuer: issuer.to_owned(),
+            max_lifetime: DEFAULT_MAX_LIFETIME.as_secs(),
             audience: audience.to_owned(),
         })
     }
@@ -147,6 +154,14 @@ impl JwtKeys {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
+        // A stolen token is useful for as long as it lives: refuse long-lived ones.
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime {
+            return Err(TokenError::Invalid(format!(
+                "lifetime {}s exceeds the {}s this server accepts",
+                claims.exp.saturating_sub(claims.iat),
+                self.max_lifetime
+            )));
+        }
         let tenant = TenantId::parse(&claims.tenant).map_err(|e| TokenError::Invalid(format!("tenant claim {e}")))?;
         // The subject is written into every audit record: it must fit there.
         if claims.sub.is_empty()
@@ -162,6 +177,17 @@ impl JwtKeys {
             Caller { subject: claims.sub, tenant, roles, expires_at: claims.exp, request_id: Default::default() };
         self.verified.insert(token.to_owned(), (caller.clone(), claims.exp));
         Ok(caller)
+    }
+
+    /// Accepts tokens living at most `lifetime` (`exp - iat`).
+    pub fn with_max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = lifetime.as_secs();
+        self
+    }
+
+    /// Longest token lifetime accepted.
+    pub fn max_lifetime(&self) -> Duration {
+        Duration::from_secs(self.max_lifetime)
     }
 
     /// Mints a token for local use; only possible with an HS256 secret.
@@ -247,6 +273,28 @@ mod tests {
             handles.into_iter().map(|h| h.join().expect("thread").expect("secret").expose_secret().to_owned()).collect()
         });
         assert!(secrets.iter().all(|s| s == &secrets[0] && s.len() >= MIN_SECRET_BYTES), "{}", secrets.len());
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_or_living_too_long_are_refused() {
+        let keys = keys().with_max_lifetime(Duration::from_secs(3600));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("now").as_secs();
+        let sign = |claims: serde_json::Value| {
+            let key = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("sign")
+        };
+        let claims = |iat: u64, exp: u64| {
+            serde_json::json!({"sub": "ada", "tenant": "acme", "roles": ["agent"], "iss": "c360", "aud": "c360",
+                "iat": iat, "exp": exp})
+        };
+        assert!(keys.verify(&sign(claims(now, now + 3600))).is_ok(), "an hour is allowed");
+        assert!(keys.verify(&sign(claims(now, now + 3601))).is_err(), "a second more is not");
+        let mut early = claims(now, now + 600);
+        early["nbf"] = serde_json::json!(now + 300);
+        assert!(keys.verify(&sign(early)).is_err(), "not valid before nbf");
+        let mut started = claims(now, now + 600);
+        started["nbf"] = serde_json::json!(now - 10);
+        assert!(keys.verify(&sign(started)).is_ok());
     }
 
     #[test]

@@ -114,6 +114,12 @@ impl Cli {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let source = args.auth.key_source(&args.data.data_dir);
                 let keys = JwtKeys::load(&source, &args.auth.jwt_issuer, &args.auth.jwt_audience)?;
+                anyhow::ensure!(
+                    args.ttl <= args.auth.jwt_max_lifetime,
+                    "--ttl {} is longer than the servers accept (--jwt-max-lifetime {})",
+                    humantime::format_duration(args.ttl),
+                    humantime::format_duration(args.auth.jwt_max_lifetime)
+                );
                 println!("{}", keys.mint(&args.subject, &tenant, &roles, args.ttl)?);
                 Ok(())
             }
