@@ -212,32 +212,37 @@ impl App {
         });
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<ProfileServiceServer<ProfileApi>>().await;
-        health.set_serving::<ConsentServiceServer<ConsentApi>>().await;
-        health.set_serving::<EventServiceServer<EventApi>>().await;
-        health.set_serving::<TenantServiceServer<TenantApi>>().await;
-        health.set_serving::<PrivacyServiceServer<PrivacyApi>>().await;
+        // The one list of c360's own services, for both health transitions.
+        macro_rules! each_service {
+            ($health:ident.$method:ident) => {
+                $health.$method::<ProfileServiceServer<ProfileApi>>().await;
+                $health.$method::<ConsentServiceServer<ConsentApi>>().await;
+                $health.$method::<EventServiceServer<EventApi>>().await;
+                $health.$method::<TenantServiceServer<TenantApi>>().await;
+                $health.$method::<PrivacyServiceServer<PrivacyApi>>().await;
+            };
+        }
+        each_service!(health.set_serving);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let profile_service = ProfileServiceServer::new(ProfileApi::new(profiles))
-            .max_decoding_message_size(config.server.max_request_bytes)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES);
-        let consent_service = ConsentServiceServer::new(ConsentApi::new(consents))
-            .max_decoding_message_size(config.server.max_request_bytes)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES);
-        let event_service = EventServiceServer::new(EventApi::new(events))
-            .max_decoding_message_size(config.server.max_request_bytes)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES);
-        let tenant_service = TenantServiceServer::new(TenantApi::new(tenants))
-            .max_decoding_message_size(config.server.max_request_bytes)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES);
-        let privacy_service = PrivacyServiceServer::new(PrivacyApi::new(audit))
-            .max_decoding_message_size(config.server.max_request_bytes)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        // Every service with the same message limits (the generated servers
+        // share no trait for them).
+        macro_rules! limited {
+            ($server:expr) => {
+                $server
+                    .max_decoding_message_size(config.server.max_request_bytes)
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES)
+            };
+        }
+        let profile_service = limited!(ProfileServiceServer::new(ProfileApi::new(profiles)));
+        let consent_service = limited!(ConsentServiceServer::new(ConsentApi::new(consents)));
+        let event_service = limited!(EventServiceServer::new(EventApi::new(events)));
+        let tenant_service = limited!(TenantServiceServer::new(TenantApi::new(tenants)));
+        let privacy_service = limited!(PrivacyServiceServer::new(PrivacyApi::new(audit)));
         let authenticate = Authenticate::new(keys);
 
         let grpc_server = Server::builder()
@@ -262,11 +267,7 @@ impl App {
             result = &mut grpc_task => anyhow::bail!("gRPC server stopped: {:?}", result),
             result = &mut http_task => anyhow::bail!("HTTP server stopped: {:?}", result),
         }
-        health.set_not_serving::<ProfileServiceServer<ProfileApi>>().await;
-        health.set_not_serving::<ConsentServiceServer<ConsentApi>>().await;
-        health.set_not_serving::<EventServiceServer<EventApi>>().await;
-        health.set_not_serving::<TenantServiceServer<TenantApi>>().await;
-        health.set_not_serving::<PrivacyServiceServer<PrivacyApi>>().await;
+        each_service!(health.set_not_serving);
         stop.cancel();
         let drained = tokio::time::timeout(config.server.shutdown_grace, async {
             let (grpc, http) = tokio::join!(grpc_task, http_task);

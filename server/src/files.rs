@@ -21,14 +21,19 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// Creates `path` empty with mode 0600 if it does not exist (SQLite then
-/// gives its journal files the same mode).
-pub fn private_file(path: &Path) -> std::io::Result<()> {
+/// Creates `path`, which must not exist, readable by this user only.
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
+    options.open(path)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (SQLite then
+/// gives its journal files the same mode).
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    match create_private(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
@@ -46,12 +51,8 @@ pub fn create_once(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("new"),
         uuid::Uuid::now_v7().simple()
     ));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let written = (|| {
-        let mut file = options.open(&temp)?;
+        let mut file = create_private(&temp)?;
         file.write_all(contents)?;
         file.sync_all()
     })();

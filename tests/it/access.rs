@@ -17,6 +17,11 @@ use tonic::Code;
 
 use crate::{create, update, violated_fields};
 
+/// A profile's attributes from a JSON object.
+fn attrs(object: Value) -> Option<prost_types::Struct> {
+    Some(c360_server::convert::json_to_struct(object.as_object().expect("a JSON object")))
+}
+
 /// Tenant settings of the fixture: one personal and one financial key.
 async fn settings(app: &TestApp) {
     let request = pb::UpdateTenantSettingsRequest {
@@ -54,9 +59,7 @@ fn rich_person() -> pb::Profile {
             label: "home".into(),
         }],
         birth_date: "1985-12-10".into(),
-        attributes: Some(c360_server::convert::json_to_struct(
-            json!({"tier": "gold", "lifetime_value": 1234.5, "national_id": "QQ123456C"}).as_object().expect("object"),
-        )),
+        attributes: attrs(json!({"tier": "gold", "lifetime_value": 1234.5, "national_id": "QQ123456C"})),
         external_ids: vec![pb::ExternalId { source: "crm".into(), id: "CRM-0012345".into() }],
         ..Default::default()
     }
@@ -77,9 +80,7 @@ fn rich_organization(contact: &str) -> pb::Profile {
             ..Default::default()
         }],
         primary_contact_id: contact.into(),
-        attributes: Some(c360_server::convert::json_to_struct(
-            json!({"employees": 40, "lifetime_value": 99000}).as_object().expect("object"),
-        )),
+        attributes: attrs(json!({"employees": 40, "lifetime_value": 99000})),
         external_ids: vec![pb::ExternalId { source: "erp".into(), id: "ACC-77001".into() }],
         ..Default::default()
     }
@@ -348,10 +349,7 @@ async fn an_agent_cannot_write_what_it_cannot_see_and_leaves_it_as_it_is() {
     assert_eq!(attributes["tier"], "gold");
 
     // Naming it is refused, whatever the value.
-    let sneaky = pb::Profile {
-        attributes: Some(c360_server::convert::json_to_struct(json!({"lifetime_value": 0}).as_object().expect("obj"))),
-        ..Default::default()
-    };
+    let sneaky = pb::Profile { attributes: attrs(json!({"lifetime_value": 0})), ..Default::default() };
     let status = update_as(&mut agent, &ada, &["attributes"], "", sneaky).await.expect_err("refused");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("attributes.lifetime_value"), "{status:?}");
@@ -425,10 +423,7 @@ async fn tenant_settings_are_for_admins_with_an_etag() {
 
     // The new key is masked for analysts at once on this instance.
     let ssn = json!({"ssn": "123-45-6789"});
-    let profile = pb::Profile {
-        attributes: Some(c360_server::convert::json_to_struct(ssn.as_object().expect("obj"))),
-        ..crate::person("Al", "Smith", "")
-    };
+    let profile = pb::Profile { attributes: attrs(ssn), ..crate::person("Al", "Smith", "") };
     let created = app.agent().create_profile(create(profile)).await.expect("create").into_inner();
     let seen = app.analyst().get_profile(pb::GetProfileRequest { id: created.id }).await.expect("get").into_inner();
     assert_eq!(struct_to_json(seen.attributes.as_ref().expect("attributes"))["ssn"], "1***");

@@ -121,45 +121,22 @@ impl Shape {
         let mut out = Disclosure::default();
         let mut hidden_fields = Vec::new();
 
-        let mut text = |field: ProfileField, value: &Option<String>, mask: fn(&str) -> String| -> Option<String> {
-            let value = value.as_ref()?;
-            let class = field.class();
-            match self.rule(class) {
-                Rule::Visible => {
-                    out.reveal(class, true);
-                    Some(value.clone())
-                }
-                Rule::Masked | Rule::WithConsent => {
-                    out.masked.push(field.path().to_owned());
-                    Some(mask(value))
-                }
-                Rule::Hidden => {
-                    out.hidden.push(field.path().to_owned());
-                    hidden_fields.push(field.path());
-                    None
-                }
-            }
+        // Names and segments: free text, masked to their initials.
+        let mut text = |field: ProfileField, value: &Option<String>| {
+            self.scalar(field, value.as_deref(), str::to_owned, privacy::mask_name, &mut out, &mut hidden_fields)
         };
-        let given_name = text(ProfileField::GivenName, &data.given_name, privacy::mask_name);
-        let family_name = text(ProfileField::FamilyName, &data.family_name, privacy::mask_name);
-        let company_name = text(ProfileField::CompanyName, &data.company_name, privacy::mask_name);
-        let segment = text(ProfileField::Segment, &data.segment, privacy::mask_name);
-        let birth_date = match (data.birth_date, self.rule(FieldClass::BirthDate)) {
-            (None, _) => None,
-            (Some(date), Rule::Visible) => {
-                out.reveal(FieldClass::BirthDate, true);
-                Some(privacy::format_date(date))
-            }
-            (Some(_), Rule::Hidden) => {
-                out.hidden.push(ProfileField::BirthDate.path().to_owned());
-                hidden_fields.push(ProfileField::BirthDate.path());
-                None
-            }
-            (Some(date), _) => {
-                out.masked.push(ProfileField::BirthDate.path().to_owned());
-                Some(privacy::mask_date(date))
-            }
-        };
+        let given_name = text(ProfileField::GivenName, &data.given_name);
+        let family_name = text(ProfileField::FamilyName, &data.family_name);
+        let company_name = text(ProfileField::CompanyName, &data.company_name);
+        let segment = text(ProfileField::Segment, &data.segment);
+        let birth_date = self.scalar(
+            ProfileField::BirthDate,
+            data.birth_date,
+            privacy::format_date,
+            privacy::mask_date,
+            &mut out,
+            &mut hidden_fields,
+        );
 
         let granted = |list: Option<&Vec<bool>>, i: usize| list.and_then(|l| l.get(i)).copied().unwrap_or(false);
         let emails = self.list(ProfileField::Emails, &data.emails, &mut out, &mut hidden_fields, |i, e, rule| {
@@ -255,6 +232,37 @@ impl Shape {
         }
     }
 
+    /// One single-valued field as the caller sees it: `show`n as stored,
+    /// `mask`ed, or withheld; what happened is recorded in `out` (and a
+    /// withheld field in `hidden_fields`, whose lineage is withheld too).
+    fn scalar<T>(
+        &self,
+        field: ProfileField,
+        value: Option<T>,
+        show: impl FnOnce(T) -> String,
+        mask: impl FnOnce(T) -> String,
+        out: &mut Disclosure,
+        hidden_fields: &mut Vec<&'static str>,
+    ) -> Option<String> {
+        let value = value?;
+        let class = field.class();
+        match self.rule(class) {
+            Rule::Visible => {
+                out.reveal(class, true);
+                Some(show(value))
+            }
+            Rule::Masked | Rule::WithConsent => {
+                out.masked.push(field.path().to_owned());
+                Some(mask(value))
+            }
+            Rule::Hidden => {
+                out.hidden.push(field.path().to_owned());
+                hidden_fields.push(field.path());
+                None
+            }
+        }
+    }
+
     /// Shapes a list field element by element: `shape(index, value, rule)`
     /// returns the element as shown and whether it is shown as stored.
     fn list<T>(
@@ -300,9 +308,10 @@ impl Shape {
     pub fn decision(&self, mut decision: ConsentDecision) -> DecisionView {
         let mut out = Disclosure::default();
         if let Some(point) = &mut decision.contact_point {
-            let (class, path, mask): (_, _, fn(&str) -> String) = match point.kind {
-                ContactKind::Email => (FieldClass::Email, "contact_point.email", privacy::mask_email),
-                ContactKind::Phone => (FieldClass::Phone, "contact_point.phone", privacy::mask_phone),
+            let (class, mask) = contact_class(point.kind);
+            let path = match point.kind {
+                ContactKind::Email => "contact_point.email",
+                ContactKind::Phone => "contact_point.phone",
             };
             if self.rule(class) == Rule::Visible {
                 out.reveal(class, true);
@@ -380,6 +389,14 @@ impl Shape {
             }
         }
         out
+    }
+}
+
+/// The class of a contact point of `kind`, and its masked form.
+fn contact_class(kind: ContactKind) -> (FieldClass, fn(&str) -> String) {
+    match kind {
+        ContactKind::Email => (FieldClass::Email, privacy::mask_email),
+        ContactKind::Phone => (FieldClass::Phone, privacy::mask_phone),
     }
 }
 

@@ -172,9 +172,14 @@ impl Caller {
         if self.roles.iter().any(|role| role.permissions().contains(&permission)) {
             Ok(())
         } else {
-            let roles: Vec<_> = self.roles.iter().map(|r| r.as_str()).collect();
-            Err(DomainError::PermissionDenied(format!("roles [{}] do not allow {permission:?}", roles.join(", "))))
+            Err(self.denied(format_args!("do not allow {permission:?}")))
         }
+    }
+
+    /// PERMISSION_DENIED naming the caller's roles: "roles [a, b] `what`".
+    pub fn denied(&self, what: std::fmt::Arguments<'_>) -> DomainError {
+        let roles: Vec<_> = self.roles.iter().map(|r| r.as_str()).collect();
+        DomainError::PermissionDenied(format!("roles [{}] {what}", roles.join(", ")))
     }
 }
 

@@ -57,15 +57,20 @@ impl IdentifierHasher {
         Self::new(&key, None)
     }
 
-    fn digest_with(mac: &Hmac<Sha256>, tenant: &TenantId, key: &IdentifierKey) -> LookupDigest {
+    /// The keyed hash of `parts`, each followed by a separator no part can
+    /// contain (control characters are refused in identifiers, tenants and
+    /// token subjects).
+    fn digest_parts(mac: &Hmac<Sha256>, parts: &[&str]) -> LookupDigest {
         let mut mac = mac.clone();
-        // Separators that no part can contain (control characters are
-        // refused in identifiers and tenants).
-        for part in [tenant.as_str(), key.id_type.as_str(), &key.namespace, &key.value] {
+        for part in parts {
             mac.update(part.as_bytes());
             mac.update(b"\x1f");
         }
         LookupDigest(hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    fn digest_with(mac: &Hmac<Sha256>, tenant: &TenantId, key: &IdentifierKey) -> LookupDigest {
+        Self::digest_parts(mac, &[tenant.as_str(), key.id_type.as_str(), &key.namespace, &key.value])
     }
 
     /// The name of `key` of `tenant` under the current cache key.
@@ -75,12 +80,7 @@ impl IdentifierHasher {
 
     /// The name of a token subject of `tenant` under the current cache key.
     pub fn subject(&self, tenant: &TenantId, subject: &str) -> LookupDigest {
-        let mut mac = self.current.clone();
-        for part in [tenant.as_str(), "subject", subject] {
-            mac.update(part.as_bytes());
-            mac.update(b"\x1f");
-        }
-        LookupDigest(hex::encode(&mac.finalize().into_bytes()[..16]))
+        Self::digest_parts(&self.current, &[tenant.as_str(), "subject", subject])
     }
 
     /// Every name `key` may have in a running deployment: current, then previous.

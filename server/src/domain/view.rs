@@ -86,6 +86,11 @@ impl ProfileView {
     pub fn etag(&self) -> String {
         self.version.to_string()
     }
+
+    /// Its id (a function, for iterator adapters held across an await).
+    pub fn profile_id(&self) -> ProfileId {
+        self.id
+    }
 }
 
 /// A consent decision as one caller may see it: the contact point masked and

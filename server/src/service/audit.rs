@@ -89,8 +89,8 @@ pub struct AuditPage {
     pub next_page_token: String,
 }
 
-fn role_names(caller: &Caller) -> Vec<String> {
-    caller.roles().iter().map(|r| r.as_str().to_owned()).collect()
+fn role_names(roles: &[Role]) -> Vec<String> {
+    roles.iter().map(|r| r.as_str().to_owned()).collect()
 }
 
 impl Audit {
@@ -114,7 +114,7 @@ impl Audit {
             occurred_at: at,
             last_at: at,
             subject: caller.subject().to_owned(),
-            roles: role_names(caller),
+            roles: role_names(caller.roles()),
             action: action.to_owned(),
             resource_type: resource_type.to_owned(),
             resource_ids: ids,
@@ -126,17 +126,21 @@ impl Audit {
 
     /// Audits a read by `caller` of the profiles `ids` that revealed
     /// `revealed` unmasked; a read that revealed nothing is audited only when
-    /// `always` (a page of a listing). Waits while the buffer is full rather
-    /// than drop it.
+    /// `always` (a page of a listing), and then `ids` is never walked. Waits
+    /// while the buffer is full rather than drop it.
     pub async fn read(
         &self,
         caller: &Caller,
         action: &'static str,
-        ids: &[ProfileId],
+        ids: impl IntoIterator<Item = ProfileId>,
         revealed: &BTreeSet<FieldClass>,
         always: bool,
     ) {
-        if (revealed.is_empty() && !always) || ids.is_empty() {
+        if revealed.is_empty() && !always {
+            return;
+        }
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_none() {
             return;
         }
         let reads = &self.reads;
@@ -147,7 +151,7 @@ impl Audit {
             {
                 let mut pending = reads.pending.lock().unwrap_or_else(PoisonError::into_inner);
                 if pending.ids < reads.capacity {
-                    pending.add(caller, action, ids, revealed, at);
+                    pending.add(caller, action, ids.by_ref(), revealed, at);
                     if pending.ids >= reads.capacity {
                         reads.full.notify_one();
                     }
@@ -229,7 +233,7 @@ impl Entry {
     fn into_records(self) -> Vec<AuditRecord> {
         // A request that sent no id gets one here, for the record's first read.
         let request_id = self.request_id.unwrap_or_else(|| Uuid::now_v7().to_string());
-        let roles: Vec<String> = self.roles.iter().map(|r| r.as_str().to_owned()).collect();
+        let roles = role_names(&self.roles);
         let revealed: Vec<String> = self.revealed.iter().map(|c| c.as_str().to_owned()).collect();
         self.ids
             .chunks(MAX_RESOURCE_IDS)
@@ -258,7 +262,7 @@ impl Pending {
         &mut self,
         caller: &Caller,
         action: &'static str,
-        ids: &[ProfileId],
+        ids: impl Iterator<Item = ProfileId>,
         revealed: &BTreeSet<FieldClass>,
         at: DateTime<Utc>,
     ) {
@@ -288,8 +292,8 @@ impl Pending {
         entry.last = at;
         entry.count += 1;
         for id in ids {
-            if entry.seen.insert(*id) {
-                entry.ids.push(*id);
+            if entry.seen.insert(id) {
+                entry.ids.push(id);
                 self.ids += 1;
             }
         }

@@ -139,6 +139,12 @@ pub struct ConsentCheck {
 }
 
 impl ConsentCheck {
+    /// The profile the subject resolved to, if any (a function, for
+    /// iterator adapters held across an await).
+    pub fn resolved(&self) -> Option<ProfileId> {
+        self.profile_id
+    }
+
     /// The answer as `shape` lets a caller see it.
     fn shaped(self, shape: &Shape) -> Self {
         match self.decision {
@@ -198,7 +204,7 @@ impl Consents {
         let states: Vec<ConsentState> =
             decisions.into_iter().map(|d| ConsentState::at(d, now, live).shaped(&shape)).collect();
         let revealed = states.iter().flat_map(|s| s.disclosure.revealed.iter().copied()).collect();
-        self.audit.read(caller, "consent.read", &[id], &revealed, false).await;
+        self.audit.read(caller, "consent.read", [id], &revealed, false).await;
         Ok(states)
     }
 
@@ -236,7 +242,7 @@ impl Consents {
         let shape = Shape::of(caller);
         let decisions: Vec<DecisionView> = decisions.into_iter().map(|d| shape.decision(d)).collect();
         let revealed = decisions.iter().flat_map(|d| d.disclosure.revealed.iter().copied()).collect();
-        self.audit.read(caller, "consent.history", &[id], &revealed, false).await;
+        self.audit.read(caller, "consent.history", [id], &revealed, false).await;
         Ok(HistoryPage { decisions, next_page_token })
     }
 
@@ -352,10 +358,8 @@ impl Consents {
             .collect();
         let revealed: std::collections::BTreeSet<_> =
             checks.iter().flat_map(|c| c.disclosure.revealed.iter().copied()).collect();
-        if !revealed.is_empty() {
-            let ids: Vec<ProfileId> = checks.iter().filter_map(|c| c.profile_id).collect();
-            self.audit.read(caller, "consent.check", &ids, &revealed, false).await;
-        }
+        let ids = checks.iter().filter_map(ConsentCheck::resolved);
+        self.audit.read(caller, "consent.check", ids, &revealed, false).await;
         Ok(checks)
     }
 

@@ -83,7 +83,7 @@ impl EventViews {
             _ => Map::new(),
         };
         let ids = [ProfileId::from(row.aggregate_id)];
-        self.audit.read(&self.caller, "change.read", &ids, &disclosure.revealed, false).await;
+        self.audit.read(&self.caller, "change.read", ids, &disclosure.revealed, false).await;
         ChangeView { row, payload, disclosure }
     }
 }

@@ -116,10 +116,7 @@ impl Profiles {
         self.caps.take(caller, profiles.len(), settings.settings.profile_reads_per_hour).await?;
         let views = self.viewer.many_under(caller, profiles, &settings.settings).await?;
         let revealed: BTreeSet<_> = views.iter().flat_map(|v| v.disclosure.revealed.iter().copied()).collect();
-        if always || !revealed.is_empty() {
-            let ids: Vec<ProfileId> = views.iter().map(|v| v.id).collect();
-            self.audit.read(caller, action, &ids, &revealed, always).await;
-        }
+        self.audit.read(caller, action, views.iter().map(ProfileView::profile_id), &revealed, always).await;
         Ok(views)
     }
 
@@ -604,10 +601,7 @@ fn check_writable(
         other => (!shape.writable(other.class())).then(|| other.path().to_owned()),
     };
     match refused {
-        Some(path) => {
-            let roles: Vec<_> = caller.roles().iter().map(|r| r.as_str()).collect();
-            Err(DomainError::PermissionDenied(format!("roles [{}] may not write {path}", roles.join(", "))))
-        }
+        Some(path) => Err(caller.denied(format_args!("may not write {path}"))),
         None => Ok(()),
     }
 }
