@@ -22,8 +22,14 @@ use crate::{
     cache::ProfileCache,
     config::Config,
     grpc::{
-        auth::Authenticate, consents::ConsentApi, deadline::DeadlineLayer, events::EventApi, privacy::PrivacyApi,
-        profiles::ProfileApi, tenants::TenantApi,
+        auth::Authenticate,
+        consents::ConsentApi,
+        deadline::DeadlineLayer,
+        events::EventApi,
+        limits::{AdmissionLayer, Rate, RateLimits, WatchSlots},
+        privacy::PrivacyApi,
+        profiles::ProfileApi,
+        tenants::TenantApi,
     },
     http,
     metrics::Metrics,
@@ -44,6 +50,18 @@ fn no_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
             }
         })
     })
+}
+
+/// Forgets full token buckets now and then, so their memory follows the
+/// callers active lately.
+async fn forget_idle_buckets(limits: RateLimits, stop: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => limits.forget_idle(),
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Largest response message, in bytes (a full BatchGetProfiles page).
@@ -240,12 +258,23 @@ impl App {
         }
         let profile_service = limited!(ProfileServiceServer::new(ProfileApi::new(profiles)));
         let consent_service = limited!(ConsentServiceServer::new(ConsentApi::new(consents)));
-        let event_service = limited!(EventServiceServer::new(EventApi::new(events)));
+        let slots = WatchSlots::new(config.server.max_watch_streams, metrics.limits.clone());
+        let event_service = limited!(EventServiceServer::new(EventApi::new(events, slots)));
         let tenant_service = limited!(TenantServiceServer::new(TenantApi::new(tenants)));
         let privacy_service = limited!(PrivacyServiceServer::new(PrivacyApi::new(audit)));
-        let authenticate = Authenticate::new(keys);
+        let rate_limits = RateLimits::new(
+            Rate::new(config.server.subject_rate_limit, config.server.subject_rate_burst),
+            Rate::new(config.server.tenant_rate_limit, config.server.tenant_rate_burst),
+            metrics.limits.clone(),
+        );
+        if rate_limits.enabled() {
+            tokio::spawn(forget_idle_buckets(rate_limits.clone(), jobs.clone()));
+        }
+        let authenticate = Authenticate::new(keys, rate_limits);
 
         let grpc_server = Server::builder()
+            .max_concurrent_streams(config.server.max_concurrent_streams)
+            .layer(AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone()))
             .layer(DeadlineLayer::new(config.server.request_timeout))
             .add_service(health_service)
             .add_optional_service((!config.server.no_reflection).then_some(reflection_v1))

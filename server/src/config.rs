@@ -116,6 +116,32 @@ pub struct ServerArgs {
     /// answers DEADLINE_EXCEEDED. Streams are not bounded by it.
     #[arg(long, env = "C360_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Most unary RPCs in flight at once; beyond it calls are shed with UNAVAILABLE (and
+    /// `RetryInfo`) instead of queueing, so admitted calls keep their latency. Size it as
+    /// throughput × acceptable latency; 0 turns the bound off. Health checks and streams are not
+    /// counted.
+    #[arg(long, env = "C360_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Most concurrent streams (calls) on one HTTP/2 connection; a client opening more waits.
+    #[arg(long, env = "C360_MAX_CONCURRENT_STREAMS", default_value_t = 200)]
+    pub max_concurrent_streams: u32,
+    /// Most open change streams (WatchChanges) per subject; 0: no bound.
+    #[arg(long, env = "C360_MAX_WATCH_STREAMS", default_value_t = 8)]
+    pub max_watch_streams: usize,
+    /// Requests per second one subject (token subject within its tenant) may make on this
+    /// instance (fractions allowed); beyond it RESOURCE_EXHAUSTED with `RetryInfo`. 0: no limit.
+    #[arg(long, env = "C360_SUBJECT_RATE_LIMIT", default_value_t = 0.0)]
+    pub subject_rate_limit: f64,
+    /// Requests a quiet subject may make at once (default: one second's worth).
+    #[arg(long, env = "C360_SUBJECT_RATE_BURST")]
+    pub subject_rate_burst: Option<u32>,
+    /// Requests per second one tenant (all its subjects together) may make on this instance
+    /// (fractions allowed); 0: no limit.
+    #[arg(long, env = "C360_TENANT_RATE_LIMIT", default_value_t = 0.0)]
+    pub tenant_rate_limit: f64,
+    /// Requests a quiet tenant may make at once (default: one second's worth).
+    #[arg(long, env = "C360_TENANT_RATE_BURST")]
+    pub tenant_rate_burst: Option<u32>,
     /// Largest accepted request message, in bytes.
     #[arg(long, env = "C360_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,

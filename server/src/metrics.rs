@@ -22,6 +22,26 @@ pub struct Metrics {
     pub profile_queries: Counter,
     /// The outbox relay.
     pub outbox: OutboxMetrics,
+    /// Calls refused by the load limits.
+    pub limits: LimitMetrics,
+}
+
+/// Calls the load limits refused, by reason.
+#[derive(Clone, Debug, Default)]
+pub struct LimitMetrics {
+    /// Unary RPCs shed because the in-flight bound was reached (UNAVAILABLE).
+    pub shed_overloaded: Counter,
+    /// Calls refused by a subject's token bucket (RESOURCE_EXHAUSTED).
+    pub rate_limited_subject: Counter,
+    /// Calls refused by a tenant's token bucket (RESOURCE_EXHAUSTED).
+    pub rate_limited_tenant: Counter,
+    /// Change streams refused because the subject had its most open.
+    pub watch_streams_refused: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 /// What the outbox relay counts.
@@ -145,7 +165,21 @@ impl Metrics {
             outbox.lag_seconds.clone(),
         );
         sub.register("lanes_held", "Relay lanes this instance publishes", outbox.lanes_held.clone());
-        Self { registry: Arc::new(registry), cache, profile_queries, outbox }
+        let refused = Family::<ReasonLabels, Counter>::default();
+        let member = |reason| refused.get_or_create(&ReasonLabels { reason }).clone();
+        let limits = LimitMetrics {
+            shed_overloaded: member("overloaded"),
+            rate_limited_subject: member("subject_rate"),
+            rate_limited_tenant: member("tenant_rate"),
+            watch_streams_refused: member("watch_streams"),
+        };
+        registry.sub_registry_with_prefix("limits").register(
+            "refused",
+            "Calls refused by the load limits: overloaded (UNAVAILABLE), subject_rate and tenant_rate \
+             (RESOURCE_EXHAUSTED), watch_streams (too many open change streams)",
+            refused,
+        );
+        Self { registry: Arc::new(registry), cache, profile_queries, outbox, limits }
     }
 
     /// The text exposition of every metric.

@@ -44,6 +44,7 @@ mod consents;
 mod embedded;
 mod identities;
 mod leaks;
+mod limits;
 mod outbox;
 mod profiles;
 mod relay;

@@ -6,6 +6,11 @@
 //! Each worker keeps its own HDR histogram (microseconds), merged at the end,
 //! so recording costs no coordination. The load is bounded by `--duration`
 //! and, optionally, `--max-requests`.
+//!
+//! With `--rate N` it runs an open loop instead: N requests a second on a
+//! fixed schedule whatever the answers, the way users arrive, so a server can
+//! be offered more than it can take and its shedding observed; latency is
+//! timed from when each request was due.
 
 use std::{
     collections::BTreeMap,
@@ -82,6 +87,14 @@ pub struct BenchArgs {
     /// Ids per BatchGetProfiles or BatchCheckConsent.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
+    /// Open loop: offer this many requests per second on a fixed schedule, whatever the answers
+    /// (overload can be offered at all); `--concurrency` is then unused.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Open loop: most requests waiting for an answer at once; a request due beyond it is
+    /// reported as not sent.
+    #[arg(long, default_value_t = 20_000)]
+    max_outstanding: usize,
     /// Stop the measured period after this many requests (0: only the duration bounds it).
     #[arg(long, default_value_t = 0)]
     max_requests: u64,
@@ -157,43 +170,59 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ids = list_ids(&mut clients[0].0.clone(), limit).await?;
     anyhow::ensure!(!ids.is_empty(), "the tenant has no profiles: run `c360 seed` first");
     if !args.json {
+        let load = match args.rate {
+            Some(rate) => format!("{rate}/s offered (open loop)"),
+            None => format!("{} workers", args.concurrency),
+        };
         eprintln!(
-            "{:?} on {} profiles, {} workers over {} connections: {:?} warm-up, {:?} measured",
+            "{:?} on {} profiles, {load} over {connections} connections: {:?} warm-up, {:?} measured",
             args.scenario,
             ids.len(),
-            args.concurrency,
-            connections,
             args.warmup,
             args.duration
         );
     }
 
-    let ids = std::sync::Arc::new(ids);
+    let load = Load { ids: std::sync::Arc::new(ids), scenario: args.scenario, batch_size: args.batch_size };
     let started = Instant::now();
     let measure_from = started + args.warmup;
     let deadline = measure_from + args.duration;
+    let (tally, not_sent) = match args.rate {
+        Some(rate) => {
+            anyhow::ensure!(rate > 0, "--rate must be at least 1");
+            open_loop(clients, load.clone(), rate, measure_from, deadline, args.max_outstanding.max(1)).await?
+        }
+        None => (closed_loop(&args, clients, load.clone(), measure_from, deadline).await?, 0),
+    };
+    let measured = Instant::now().min(deadline).saturating_duration_since(measure_from).max(Duration::from_millis(1));
+    report(&args, &tally, not_sent, measured, load.ids.len());
+    Ok(())
+}
+
+/// Runs `--concurrency` closed-loop workers and merges what they measured.
+async fn closed_loop(
+    args: &BenchArgs,
+    clients: Vec<(Client, ConsentClient)>,
+    load: Load,
+    measure_from: Instant,
+    deadline: Instant,
+) -> anyhow::Result<Tally> {
     let per_worker =
         if args.max_requests == 0 { u64::MAX } else { args.max_requests.div_ceil(args.concurrency as u64) };
     let mut workers = Vec::with_capacity(args.concurrency);
     for n in 0..args.concurrency {
-        let (client, ids) = (clients[n % connections].clone(), std::sync::Arc::clone(&ids));
-        let (scenario, batch_size) = (args.scenario, args.batch_size);
-        workers.push(tokio::spawn(async move {
-            worker(n as u64, client, &ids, scenario, batch_size, measure_from, deadline, per_worker).await
-        }));
+        let (client, load) = (clients[n % clients.len()].clone(), load.clone());
+        workers.push(tokio::spawn(worker(n as u64, client, load, measure_from, deadline, per_worker)));
     }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut all = Tally::new()?;
     for worker in workers {
         let tally = worker.await??;
-        latency.add(&tally.latency)?;
+        all.latency.add(&tally.latency)?;
         for (code, count) in tally.errors {
-            *errors.entry(code).or_default() += count;
+            *all.errors.entry(code).or_default() += count;
         }
     }
-    let measured = Instant::now().min(deadline).saturating_duration_since(measure_from).max(Duration::from_millis(1));
-    report(&args, &latency, &errors, measured, ids.len());
-    Ok(())
+    Ok(all)
 }
 
 async fn list_ids(client: &mut Client, limit: usize) -> anyhow::Result<Vec<String>> {
@@ -214,26 +243,18 @@ async fn list_ids(client: &mut Client, limit: usize) -> anyhow::Result<Vec<Strin
     Ok(ids)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one worker's whole configuration, passed once")]
-async fn worker(
-    n: u64,
-    (mut client, mut consents): (Client, ConsentClient),
-    ids: &[String],
+/// What one request of the scenario sends.
+#[derive(Clone)]
+struct Load {
+    ids: std::sync::Arc<Vec<String>>,
     scenario: Scenario,
     batch_size: usize,
-    measure_from: Instant,
-    deadline: Instant,
-    max_requests: u64,
-) -> anyhow::Result<Tally> {
-    let mut rng = ChaCha8Rng::seed_from_u64(n);
-    let mut tally = Tally { latency: Histogram::new_with_bounds(1, 60_000_000, 3)?, errors: BTreeMap::new() };
-    let mut measured = 0u64;
-    loop {
-        let sent = Instant::now();
-        if sent >= deadline || measured >= max_requests {
-            return Ok(tally);
-        }
-        let kind = match scenario {
+}
+
+impl Load {
+    /// Sends one request of the scenario, picking profiles with `rng`.
+    async fn send(&self, (client, consents): &mut (Client, ConsentClient), rng: &mut ChaCha8Rng) -> Result<(), Status> {
+        let kind = match self.scenario {
             Scenario::Mixed => match rng.random_range(0..100) {
                 0..90 => Scenario::GetProfile,
                 90..95 => Scenario::BatchGet,
@@ -242,18 +263,16 @@ async fn worker(
             other => other,
         };
         let coin = rng.random_bool(0.5);
+        let segment = rng.random_range(0..7u8);
+        let ids = &self.ids;
         let mut pick = || ids[rng.random_range(0..ids.len())].clone();
-        let result = match kind {
+        match kind {
             Scenario::BatchGet => {
-                let batch = (0..batch_size).map(|_| pick()).collect();
+                let batch = (0..self.batch_size).map(|_| pick()).collect();
                 client.batch_get_profiles(pb::BatchGetProfilesRequest { ids: batch }).await.map(drop)
             }
             Scenario::Update => {
-                let profile = pb::Profile {
-                    id: pick(),
-                    segment: format!("B{}", sent.elapsed().as_nanos() % 7),
-                    ..Default::default()
-                };
+                let profile = pb::Profile { id: pick(), segment: format!("B{segment}"), ..Default::default() };
                 let mask = prost_types::FieldMask { paths: vec!["segment".into()] };
                 let request =
                     pb::UpdateProfileRequest { profile: Some(profile), update_mask: Some(mask), ..Default::default() };
@@ -273,37 +292,138 @@ async fn worker(
                 consents.set_consent(request).await.map(drop)
             }
             Scenario::BatchCheckConsent => {
-                let subjects =
-                    (0..batch_size).map(|_| pb::ConsentSubject { subject: Some(Subject::ProfileId(pick())) }).collect();
+                let subjects = (0..self.batch_size)
+                    .map(|_| pb::ConsentSubject { subject: Some(Subject::ProfileId(pick())) })
+                    .collect();
                 let purpose = pb::ConsentPurpose::EmailMarketing as i32;
                 consents.batch_check_consent(pb::BatchCheckConsentRequest { purpose, subjects }).await.map(drop)
             }
             _ => client.get_profile(pb::GetProfileRequest { id: pick() }).await.map(drop),
-        };
-        if sent < measure_from {
-            continue;
-        }
-        measured += 1;
-        match result {
-            Ok(()) => {
-                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
-                tally.latency.saturating_record(micros);
-            }
-            Err(status) => *tally.errors.entry(format!("{:?}", status.code())).or_default() += 1,
         }
     }
 }
 
-fn report(args: &BenchArgs, latency: &Histogram<u64>, errors: &BTreeMap<String, u64>, measured: Duration, ids: usize) {
+impl Tally {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self { latency: Histogram::new_with_bounds(1, 60_000_000, 3)?, errors: BTreeMap::new() })
+    }
+
+    /// Counts one answer that took `took`.
+    fn record(&mut self, result: Result<(), Status>, took: Duration) {
+        match result {
+            Ok(()) => {
+                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+                self.latency.saturating_record(micros);
+            }
+            Err(status) => *self.errors.entry(format!("{:?}", status.code())).or_default() += 1,
+        }
+    }
+}
+
+/// Closed loop: one request after another, as fast as the answers come.
+async fn worker(
+    n: u64,
+    mut clients: (Client, ConsentClient),
+    load: Load,
+    measure_from: Instant,
+    deadline: Instant,
+    max_requests: u64,
+) -> anyhow::Result<Tally> {
+    let mut rng = ChaCha8Rng::seed_from_u64(n);
+    let mut tally = Tally::new()?;
+    let mut measured = 0u64;
+    loop {
+        let sent = Instant::now();
+        if sent >= deadline || measured >= max_requests {
+            return Ok(tally);
+        }
+        let result = load.send(&mut clients, &mut rng).await;
+        if sent < measure_from {
+            continue;
+        }
+        measured += 1;
+        tally.record(result, sent.elapsed());
+    }
+}
+
+/// How often the open loop wakes to send what fell due.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Open loop: `rate` requests a second on a fixed schedule, whatever the
+/// answers, each timed from when it was due (so a late send counts against
+/// the latency, as a user would see it). At most `max_outstanding` wait for
+/// an answer at once; a request due beyond that is counted as not sent.
+async fn open_loop(
+    clients: Vec<(Client, ConsentClient)>,
+    load: Load,
+    rate: u64,
+    measure_from: Instant,
+    deadline: Instant,
+    max_outstanding: usize,
+) -> anyhow::Result<(Tally, u64)> {
+    let (answers, mut received) = tokio::sync::mpsc::unbounded_channel::<(Result<(), Status>, Duration)>();
+    let outstanding = std::sync::Arc::new(tokio::sync::Semaphore::new(max_outstanding));
+    let started = Instant::now();
+    let mut due_sent = 0u64;
+    let mut not_sent = 0u64;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let collector = tokio::spawn(async move {
+        let mut tally = Tally::new()?;
+        while let Some((result, took)) = received.recv().await {
+            tally.record(result, took);
+        }
+        anyhow::Ok(tally)
+    });
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let due = (now - started).as_secs_f64() * rate as f64;
+        while (due_sent as f64) < due {
+            let at = started + Duration::from_secs_f64(due_sent as f64 / rate as f64);
+            due_sent += 1;
+            let Ok(permit) = std::sync::Arc::clone(&outstanding).try_acquire_owned() else {
+                if at >= measure_from {
+                    not_sent += 1;
+                }
+                continue;
+            };
+            let mut client = clients[due_sent as usize % clients.len()].clone();
+            let (load, answers) = (load.clone(), answers.clone());
+            let mut request_rng = ChaCha8Rng::seed_from_u64(rng.random());
+            tokio::spawn(async move {
+                let result = load.send(&mut client, &mut request_rng).await;
+                if at >= measure_from && at < deadline {
+                    let _ = answers.send((result, at.elapsed()));
+                }
+                drop(permit);
+            });
+        }
+    }
+    drop(answers);
+    let tally = collector.await??;
+    Ok((tally, not_sent))
+}
+
+fn report(args: &BenchArgs, tally: &Tally, not_sent: u64, measured: Duration, ids: usize) {
+    let (latency, errors) = (&tally.latency, &tally.errors);
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let ok = latency.len();
-    let throughput = ok as f64 / measured.as_secs_f64();
+    let seconds = measured.as_secs_f64();
+    let throughput = ok as f64 / seconds;
+    let refused: u64 = errors.values().sum();
     if args.json {
         let report = json!({
             "scenario": format!("{:?}", args.scenario),
             "profiles": ids,
             "concurrency": args.concurrency,
-            "seconds": measured.as_secs_f64(),
+            "offered_per_s": args.rate,
+            "not_sent": not_sent,
+            "seconds": seconds,
             "requests_ok": ok,
             "throughput_per_s": throughput,
             "latency_ms": {
@@ -315,7 +435,14 @@ fn report(args: &BenchArgs, latency: &Histogram<u64>, errors: &BTreeMap<String, 
         println!("{report}");
         return;
     }
-    println!("requests   {ok} ok in {:.1}s: {throughput:.0}/s", measured.as_secs_f64());
+    if let Some(rate) = args.rate {
+        println!(
+            "offered    {rate}/s: {:.0}/s answered ({:.0}/s refused), {not_sent} not sent (client limit)",
+            (ok + refused) as f64 / seconds,
+            refused as f64 / seconds
+        );
+    }
+    println!("requests   {ok} ok in {seconds:.1}s: {throughput:.0}/s");
     println!(
         "latency ms p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         ms(0.5),

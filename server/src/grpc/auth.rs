@@ -4,19 +4,23 @@ use std::sync::Arc;
 
 use tonic::{Request, Status, service::Interceptor};
 
+use super::limits::RateLimits;
 use crate::auth::{Caller, JwtKeys};
 
-/// Verifies `authorization: Bearer <JWT>` and stores the [`Caller`] in the
-/// request's extensions; anything else is UNAUTHENTICATED.
+/// Verifies `authorization: Bearer <JWT>`, takes a token from the caller's
+/// rate-limit buckets and stores the [`Caller`] in the request's extensions;
+/// a missing or bad token is UNAUTHENTICATED, an empty bucket
+/// RESOURCE_EXHAUSTED.
 #[derive(Clone)]
 pub struct Authenticate {
     keys: Arc<JwtKeys>,
+    limits: RateLimits,
 }
 
 impl Authenticate {
-    /// An interceptor verifying with `keys`.
-    pub fn new(keys: Arc<JwtKeys>) -> Self {
-        Self { keys }
+    /// An interceptor verifying with `keys` and limiting by `limits`.
+    pub fn new(keys: Arc<JwtKeys>, limits: RateLimits) -> Self {
+        Self { keys, limits }
     }
 }
 
@@ -39,6 +43,7 @@ impl Interceptor for Authenticate {
             tracing::info!(reason = %e, "token refused");
             Status::unauthenticated("invalid or expired token")
         })?;
+        self.limits.check(&caller)?;
         let request_id = request_id(&request);
         request.extensions_mut().insert(caller.for_request(request_id));
         Ok(request)

@@ -6,7 +6,7 @@ use c360_proto::v1::{self as pb, event_service_server::EventService};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::auth::caller;
+use super::{auth::caller, limits::WatchSlots};
 use crate::{
     auth::Permission,
     convert::{json_into_struct, timestamp},
@@ -17,12 +17,13 @@ use crate::{
 /// The gRPC face of [`Events`].
 pub struct EventApi {
     events: Events,
+    slots: WatchSlots,
 }
 
 impl EventApi {
-    /// Serves `events`.
-    pub fn new(events: Events) -> Self {
-        Self { events }
+    /// Serves `events`, with at most `slots` open streams per subject.
+    pub fn new(events: Events, slots: WatchSlots) -> Self {
+        Self { events, slots }
     }
 }
 
@@ -36,6 +37,7 @@ impl EventService for EventApi {
     async fn watch_changes(&self, request: Request<pb::WatchChangesRequest>) -> Result<Response<ChangeStream>, Status> {
         let caller = caller(&request)?;
         caller.require(Permission::WatchChanges)?;
+        let slot = self.slots.take(&caller)?;
         let request = request.into_inner();
         let after = Events::parse_position(&request.after_position)?;
         let profile = match request.profile_id.as_str() {
@@ -46,9 +48,11 @@ impl EventService for EventApi {
         // The events, then the status the stream ended with (if any).
         let end = futures::stream::once(subscription.end).filter_map(|ended| ended.ok().map(|e| Err(Status::from(e))));
         let views = subscription.views;
+        // The slot is given back when the stream is dropped (ended or hung up).
         let stream = ReceiverStream::new(subscription.events)
             .then(move |row| {
                 let views = views.clone();
+                let _slot = &slot;
                 async move { Ok(change_event(views.view(row).await)) }
             })
             .chain(end);

@@ -2,6 +2,7 @@
 //!
 //! - [`auth`] — the interceptor that turns a bearer token into a `Caller`.
 //! - [`deadline`] — deadlines: DEADLINE_EXCEEDED at the caller's `grpc-timeout` or the default.
+//! - [`limits`] — load limits: in-flight bound, token buckets, open streams per subject.
 //! - [`error`] — `DomainError` → `tonic::Status` with rich details.
 //! - [`profiles`] — `c360.v1.ProfileService`.
 //! - [`consents`] — `c360.v1.ConsentService`.
@@ -14,6 +15,7 @@ pub mod consents;
 pub mod deadline;
 pub mod error;
 pub mod events;
+pub mod limits;
 pub mod privacy;
 pub mod profiles;
 pub mod tenants;
