@@ -36,6 +36,7 @@ use crate::{
     outbox::{Relay, RelayConfig, Stamper, feed::ChangeFeed, kafka::KafkaSink},
     service::{Audit, AuditConfig, AuditJobs, Consents, Events, Profiles, Tenants},
     store::Store,
+    tls::{ServerTls, TlsListener},
 };
 
 /// Accepted connections with Nagle's algorithm off: gRPC writes small frames,
@@ -91,12 +92,16 @@ pub struct App {
     relay: Option<Relay<KafkaSink>>,
     /// Announces the last outbox position stamped.
     stamped: (watch::Sender<i64>, watch::Receiver<i64>),
+    /// The listeners' TLS, when configured.
+    tls: Option<ServerTls>,
 }
 
 impl App {
     /// Connects to the database, migrates it (unless told not to), loads the
     /// token key and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check_cleartext()?;
+        let tls = config.tls.server()?;
         let metrics = Metrics::new();
         let stop = CancellationToken::new();
         let cache_config = config.cache.config(config.server.request_timeout)?;
@@ -164,6 +169,7 @@ impl App {
             http,
             relay,
             stamped,
+            tls,
         })
     }
 
@@ -209,6 +215,7 @@ impl App {
             http,
             relay,
             stamped,
+            tls,
         } = self;
 
         // Background jobs stop after the last request drained, so the events
@@ -272,7 +279,11 @@ impl App {
         }
         let authenticate = Authenticate::new(keys, rate_limits);
 
-        let grpc_server = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(tls.grpc.clone())?;
+        }
+        let grpc_server = builder
             .max_concurrent_streams(config.server.max_concurrent_streams)
             .layer(AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone()))
             .layer(DeadlineLayer::new(config.server.request_timeout))
@@ -285,11 +296,18 @@ impl App {
             .add_service(InterceptedService::new(tenant_service, authenticate.clone()))
             .add_service(InterceptedService::new(privacy_service, authenticate))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
-        let http_server = axum::serve(http, http::router(store.clone(), cache, metrics))
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future();
+        let router = http::router(store.clone(), cache, metrics);
+        let mut http_task = match &tls {
+            Some(tls) => tokio::spawn(
+                axum::serve(TlsListener::new(http, tls.http.clone())?, router)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
+            ),
+            None => tokio::spawn(
+                axum::serve(http, router).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
+            ),
+        };
         let mut grpc_task = tokio::spawn(grpc_server);
-        let mut http_task = tokio::spawn(http_server);
 
         tokio::select! {
             () = shutdown => tracing::info!("shutting down: draining in-flight requests"),

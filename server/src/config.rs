@@ -96,6 +96,84 @@ impl AuthArgs {
     }
 }
 
+/// TLS of the listeners, and the refusal of plaintext over a network.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Certificate chain (PEM, leaf first) the gRPC and HTTP listeners serve TLS with; default: plaintext.
+    #[arg(long, env = "C360_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "C360_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA (PEM) of client certificates: gRPC callers must present a certificate it signed (mTLS),
+    /// as well as their bearer token, which still carries tenant and roles.
+    #[arg(long, env = "C360_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// With --tls-client-ca-file: also accept callers without a client certificate (one that is
+    /// presented must still verify).
+    #[arg(long, env = "C360_TLS_CLIENT_AUTH_OPTIONAL", requires = "tls_client_ca_file")]
+    pub tls_client_auth_optional: bool,
+    /// Outside the embedded mode, allow plaintext connections with other machines (listeners,
+    /// PostgreSQL, Redis, Kafka): bearer tokens and customers' personal data then cross the network
+    /// readable and alterable by anyone on the path.
+    #[arg(long, env = "C360_ALLOW_CLEARTEXT_PERSONAL_DATA")]
+    pub allow_cleartext_personal_data: bool,
+}
+
+impl TlsArgs {
+    /// The listeners' TLS, if configured.
+    pub fn server(&self) -> anyhow::Result<Option<crate::tls::ServerTls>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Ok(None);
+        };
+        let files = crate::tls::ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca_file.clone(),
+            client_auth_optional: self.tls_client_auth_optional,
+        };
+        crate::tls::ServerTls::load(&files).map(Some)
+    }
+}
+
+/// TLS options of a c360 client command (`c360 bench`).
+#[derive(Debug, Clone, Args)]
+pub struct ClientTlsArgs {
+    /// CA (PEM) that signs the server's certificate (an https:// target); default: the system's roots.
+    #[arg(long, env = "C360_CLIENT_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that requires one (mTLS).
+    #[arg(long, env = "C360_CLIENT_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "C360_CLIENT_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Name expected in the server's certificate, when not the target's host.
+    #[arg(long, env = "C360_CLIENT_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+}
+
+impl ClientTlsArgs {
+    /// The files, as the TLS layer takes them.
+    pub fn files(&self) -> crate::tls::ClientTlsFiles {
+        crate::tls::ClientTlsFiles {
+            ca: self.tls_ca_file.clone(),
+            identity: self.tls_cert_file.clone().zip(self.tls_key_file.clone()),
+            server_name: self.tls_server_name.clone(),
+        }
+    }
+
+    /// An endpoint for `target`, with TLS when it is https://.
+    pub fn endpoint(&self, target: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+        let endpoint = tonic::transport::Endpoint::from_shared(target.to_owned())
+            .map_err(|e| anyhow::anyhow!("invalid target {target}: {e}"))?;
+        if target.starts_with("https://") {
+            return Ok(endpoint.tls_config(self.files().config()?)?);
+        }
+        Ok(endpoint)
+    }
+}
+
 /// Listening, limits and data rules of `c360 serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -187,6 +265,15 @@ pub struct RedisArgs {
     /// The previous cache key, while rotating (docs/caching.md): writes invalidate under both.
     #[arg(long, env = "C360_CACHE_KEY_PREVIOUS", hide_env_values = true, value_parser = secret)]
     pub cache_key_previous: Option<SecretString>,
+    /// CA (PEM) that signs a rediss:// server's certificate; default: the system's roots.
+    #[arg(long, env = "C360_REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a Redis that requires one.
+    #[arg(long, env = "C360_REDIS_TLS_CERT_FILE", requires = "redis_tls_key_file")]
+    pub redis_tls_cert_file: Option<PathBuf>,
+    /// The Redis client certificate's private key (PEM).
+    #[arg(long, env = "C360_REDIS_TLS_KEY_FILE", requires = "redis_tls_cert_file")]
+    pub redis_tls_key_file: Option<PathBuf>,
 }
 
 /// Tombstones outlive any read that may have started before a write: at
@@ -196,6 +283,23 @@ fn fence_ttl(request_timeout: Duration) -> Duration {
 }
 
 impl RedisArgs {
+    /// The TLS files of a rediss:// connection, read now.
+    pub fn tls(&self) -> anyhow::Result<crate::cache::RedisTls> {
+        let read =
+            |path: &Path| std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()));
+        let ca = self.redis_tls_ca_file.as_deref().map(read).transpose()?;
+        let identity = match (&self.redis_tls_cert_file, &self.redis_tls_key_file) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        if (ca.is_some() || identity.is_some())
+            && !self.redis_url.as_deref().is_some_and(|u| u.starts_with("rediss://"))
+        {
+            anyhow::bail!("Redis TLS files are set but the Redis URL is not rediss://");
+        }
+        Ok(crate::cache::RedisTls { ca, identity })
+    }
+
     /// The identifier hasher: the configured key with Redis (required), a
     /// key of this process alone without.
     pub fn hasher(&self) -> anyhow::Result<IdentifierHasher> {
@@ -230,6 +334,7 @@ impl RedisArgs {
             fence_ttl: fence_ttl(Duration::from_secs(10)),
             redis_timeout: self.redis_timeout.max(Duration::from_millis(500)),
             hasher: self.hasher()?,
+            redis_tls: self.tls()?,
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let cache = ProfileCache::new(config, crate::metrics::CacheMetrics::default(), stop.clone())?;
@@ -266,6 +371,7 @@ impl CacheArgs {
             fence_ttl: fence_ttl(request_timeout),
             redis_timeout: self.redis.redis_timeout,
             hasher: self.redis.hasher()?,
+            redis_tls: self.redis.tls()?,
         })
     }
 }
@@ -286,6 +392,9 @@ pub struct Config {
     /// Listening, limits and data rules.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The read-through cache.
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -295,6 +404,58 @@ pub struct Config {
     /// The audit trail.
     #[command(flatten)]
     pub audit: AuditArgs,
+}
+
+impl Config {
+    /// Whether this is the embedded mode (SQLite, one machine), where
+    /// plaintext is never refused.
+    pub fn embedded(&self) -> bool {
+        self.database.database_url.as_deref().is_none_or(|url| url.starts_with("sqlite:"))
+    }
+
+    /// The connections that would carry customers' data in the clear to or
+    /// from another machine.
+    pub fn cleartext(&self) -> Vec<crate::tls::Cleartext> {
+        use crate::tls::{kafka_cleartext, listener_cleartext, postgres_cleartext, redis_cleartext};
+        let tls = self.tls.tls_cert_file.is_some();
+        let kafka = &self.outbox.kafka;
+        let kafka_tls = matches!(kafka.kafka_security_protocol, KafkaSecurity::Ssl | KafkaSecurity::SaslSsl);
+        [
+            listener_cleartext("the gRPC listener", self.server.grpc_addr, tls),
+            listener_cleartext("the HTTP listener", self.server.http_addr, tls),
+            self.database.database_url.as_deref().and_then(postgres_cleartext),
+            self.cache.redis.redis_url.as_deref().and_then(redis_cleartext),
+            kafka.kafka_brokers.as_deref().and_then(|brokers| kafka_cleartext(brokers, kafka_tls)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Refuses plaintext with other machines outside the embedded mode,
+    /// unless `--allow-cleartext-personal-data` accepts the risk (then each
+    /// is logged as a warning).
+    pub fn check_cleartext(&self) -> anyhow::Result<()> {
+        let cleartext = self.cleartext();
+        if self.embedded() || cleartext.is_empty() {
+            return Ok(());
+        }
+        if self.tls.allow_cleartext_personal_data {
+            for connection in &cleartext {
+                tracing::warn!(
+                    "{connection}: tokens and personal data cross the network readable by anyone on the path"
+                );
+            }
+            return Ok(());
+        }
+        let list: Vec<String> = cleartext.iter().map(|c| format!("  - {c}")).collect();
+        anyhow::bail!(
+            "refusing to carry customers' personal data in the clear over a network:\n{}\n\
+             Protect each connection, or accept the risk with --allow-cleartext-personal-data \
+             (C360_ALLOW_CLEARTEXT_PERSONAL_DATA); docs/security.md",
+            list.join("\n")
+        )
+    }
 }
 
 /// The audit trail: coalescing of read audits, retention.

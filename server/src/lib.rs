@@ -9,6 +9,7 @@
 //! - [`convert`] — proto ↔ domain conversions; [`metrics`] — Prometheus counters.
 //! - [`store`] — SeaORM queries; [`grpc`]: thin tonic handlers; [`http`]: health endpoints.
 //! - [`batch`] — opportunistic batching of concurrent store calls.
+//! - [`tls`] — TLS of the listeners and clients, and the refusal of plaintext over a network.
 //! - [`files`] — private files and directories (the data directory, secrets, the embedded database).
 //! - [`app`] — startup that tests can drive; [`config`]: flags and `C360_*` variables; [`cli`]: the binary's commands.
 
@@ -28,6 +29,7 @@ pub mod outbox;
 pub mod seed;
 pub mod service;
 pub mod store;
+pub mod tls;
 
 pub use app::App;
 pub use config::Config;

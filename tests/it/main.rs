@@ -50,6 +50,7 @@ mod profiles;
 mod relay;
 mod seed;
 mod serving;
+mod tls;
 mod validation;
 
 use c360_proto::v1 as pb;

@@ -6,6 +6,8 @@
 //! for the embedded path. [`TestApp::spawn`] builds the real app on free ports
 //! and hands out clients per role that go through the public gRPC API only.
 
+pub mod tls;
+
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
     net::SocketAddr,
@@ -92,6 +94,12 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("c360.db").display());
         Self { url, postgres_name: None, _dir: Some(dir) }
+    }
+
+    /// A database this test reaches at `url` and does not own (a private
+    /// server the test started itself).
+    pub fn external(url: &str) -> Self {
+        Self { url: url.to_owned(), postgres_name: None, _dir: None }
     }
 
     /// The same database, owned by the caller from now on (to look at it
@@ -235,6 +243,28 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// `c360 serve` flags every test app starts with: free ports, `db_url`, a
+/// data directory of its own.
+pub fn base_args(db_url: &str, data_dir: &std::path::Path) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "c360-serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--database-max-connections",
+        "8",
+        "--database-url",
+        db_url,
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(data_dir.display().to_string());
+    args
+}
+
 impl TestApp {
     /// The app on a fresh PostgreSQL database.
     pub async fn spawn() -> Self {
@@ -270,34 +300,33 @@ impl TestApp {
 
     /// The app on `db`, with extra `c360 serve` flags.
     pub async fn spawn_with(db: TestDb, flags: &[&str]) -> Self {
+        Self::spawn_with_client(db, flags, None).await
+    }
+
+    /// The app on `db` serving TLS with `flags` (which name its certificate);
+    /// the test's clients connect as `client` says.
+    pub async fn spawn_tls(db: TestDb, flags: &[&str], client: tonic::transport::ClientTlsConfig) -> Self {
+        Self::spawn_with_client(db, flags, Some(client)).await
+    }
+
+    async fn start(args: Vec<String>) -> Self {
+        Self::start_with_client(args, None).await
+    }
+
+    async fn spawn_with_client(db: TestDb, flags: &[&str], client: Option<tonic::transport::ClientTlsConfig>) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir").keep();
-        let mut args: Vec<String> = [
-            "c360-serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--database-max-connections",
-            "8",
-            "--database-url",
-            &db.url,
-            "--data-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(data_dir.display().to_string());
+        let mut args = base_args(&db.url, &data_dir);
         // A test that brings its own key gets no secret (the two conflict).
         if !flags.contains(&"--jwt-public-key-file") {
             args.extend(["--jwt-secret".to_owned(), TEST_SECRET.to_owned()]);
         }
         args.extend(flags.iter().map(|s| s.to_string()));
-        let mut app = Self::start(args).await;
+        let mut app = Self::start_with_client(args, client).await;
         app.db = db;
         app
     }
 
-    async fn start(args: Vec<String>) -> Self {
+    async fn start_with_client(args: Vec<String>, client: Option<tonic::transport::ClientTlsConfig>) -> Self {
         let config = Config::try_parse_from(&args).expect("test config");
         let app = App::build(config).await.expect("app builds");
         let (grpc_addr, http_addr, keys, cache) = (app.grpc_addr(), app.http_addr(), app.keys(), app.cache());
@@ -305,8 +334,13 @@ impl TestApp {
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let channel =
-            Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect to app");
+        let channel = match client {
+            Some(tls) => {
+                Channel::from_shared(format!("https://{grpc_addr}")).expect("uri").tls_config(tls).expect("client TLS")
+            }
+            None => Channel::from_shared(format!("http://{grpc_addr}")).expect("uri"),
+        };
+        let channel = channel.connect().await.expect("connect to app");
         let db = TestDb { url: String::new(), postgres_name: None, _dir: None };
         Self { grpc_addr, http_addr, db, keys, cache, channel, args, shutdown: Some(tx), task: Some(task) }
     }
@@ -464,6 +498,25 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
     response
+}
+
+/// `GET path` over plain HTTP, or what went wrong (for a listener that may
+/// refuse it).
+pub async fn http_get_result(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        std::io::Result::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(_) => "error: no answer within 5 s".to_owned(),
+    }
 }
 
 /// A private redis-server on a free port, for fault tests: it can be paused

@@ -113,12 +113,29 @@ impl L2 {
     /// A tier on `url`; connects in the background if Redis is not up yet.
     pub fn new(
         url: &str,
+        tls: &super::RedisTls,
         timeout: Duration,
         fence_ttl: Duration,
         channel: String,
         metrics: CacheMetrics,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+        let client = if tls.ca.is_some() || tls.identity.is_some() {
+            crate::tls::install_crypto_provider();
+            let certificates = redis::TlsCertificates {
+                client_tls: tls
+                    .identity
+                    .clone()
+                    .map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key }),
+                root_cert: tls.ca.clone(),
+            };
+            redis::Client::build_with_tls(url, certificates)
+        } else {
+            if url.starts_with("rediss://") {
+                crate::tls::install_crypto_provider();
+            }
+            redis::Client::open(url)
+        }
+        .map_err(|e| anyhow::anyhow!("invalid Redis URL or TLS files: {e}"))?;
         Ok(Arc::new_cyclic(|l2: &Weak<Self>| Self {
             client,
             connection: RwLock::new(None),

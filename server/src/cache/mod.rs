@@ -76,6 +76,17 @@ pub struct CacheConfig {
     pub redis_timeout: Duration,
     /// Names identifiers in Redis keys and invalidation messages.
     pub hasher: IdentifierHasher,
+    /// CA and client certificate of a rediss:// connection.
+    pub redis_tls: RedisTls,
+}
+
+/// The TLS files of a rediss:// connection, read (PEM bytes).
+#[derive(Debug, Clone, Default)]
+pub struct RedisTls {
+    /// CA that signs the server's certificate; `None`: the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and key, for a Redis that requires one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 type FlightResult = Result<Option<Arc<Profile>>, DomainError>;
@@ -118,6 +129,7 @@ impl ProfileCache {
         let l2 = match &config.redis_url {
             Some(url) => Some(L2::new(
                 url,
+                &config.redis_tls,
                 config.redis_timeout,
                 config.fence_ttl,
                 keys::channel(&config.prefix),
@@ -146,6 +158,7 @@ impl ProfileCache {
             not_found_ttl: Duration::ZERO,
             fence_ttl: Duration::ZERO,
             redis_timeout: Duration::ZERO,
+            redis_tls: RedisTls::default(),
             hasher: IdentifierHasher::ephemeral(),
         };
         let metrics = CacheMetrics::default();

@@ -30,12 +30,12 @@ use tonic::{
     Request, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 
 use crate::{
     auth::{JwtKeys, Role},
-    config::{AuthArgs, DataDirArgs},
+    config::{AuthArgs, ClientTlsArgs, DataDirArgs},
     domain::TenantId,
 };
 
@@ -60,7 +60,7 @@ pub enum Scenario {
 /// Arguments of `c360 bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// gRPC endpoint of the server to load.
+    /// gRPC endpoint of the server to load (https:// for TLS).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
     /// Request mix.
@@ -111,6 +111,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "service", value_parser = parse_role)]
     role: Role,
     #[command(flatten)]
+    tls: ClientTlsArgs,
+    #[command(flatten)]
     data: DataDirArgs,
     #[command(flatten)]
     auth: AuthArgs,
@@ -158,7 +160,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let connections = args.connections.unwrap_or(args.concurrency.div_ceil(8)).max(1);
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let channel = Endpoint::from_shared(args.target.clone())?.tcp_nodelay(true).connect().await?;
+        let channel = args.tls.endpoint(&args.target)?.tcp_nodelay(true).connect().await?;
         let profiles =
             ProfileServiceClient::with_interceptor(channel.clone(), bearer.clone()).max_decoding_message_size(64 << 20);
         let consents =
