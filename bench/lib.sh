@@ -8,7 +8,8 @@ url=postgres://root@127.0.0.1/$db
 work=$(mktemp -d)
 secs=${BENCH_SECONDS:-15}
 # The keyed hash of identifiers in Redis key names (any 32 bytes will do here).
-CACHE_KEY=bench-cache-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# Secrets reach c360 by environment or file, never by flag.
+export C360_CACHE_KEY=bench-cache-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 psql -h 127.0.0.1 -U root -d postgres -qtAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \

@@ -48,19 +48,19 @@ unset client
 kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
 
 echo "== c360 on PostgreSQL + Redis"
-serve --redis-url redis://127.0.0.1:6379 --cache-key "$CACHE_KEY" --cache-prefix "bench-$RANDOM"
+serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM"
 for c in 64 16; do run "c360 get-profile hot set 1000 (L1) c=$c" --scenario get-profile --hot-set 1000 --concurrency "$c"; done
 run "c360 mixed hot set 1000 c=64" --scenario mixed --hot-set 1000 --concurrency 64
 stop
 server_prefix=("${pinned_server[@]}") client=("${pinned_client[@]}")
-serve --worker-threads 1 --redis-url redis://127.0.0.1:6379 --cache-key "$CACHE_KEY" --cache-prefix "bench-$RANDOM"
+serve --worker-threads 1 --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM"
 run "c360 get-profile hot set 1000 (L1) c=16, one core each" --scenario get-profile --hot-set 1000 --concurrency 16
 stop
 unset server_prefix client
-serve --redis-url redis://127.0.0.1:6379 --cache-key "$CACHE_KEY" --cache-prefix "bench-$RANDOM" --cache-l1-capacity-mb 0
+serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --cache-l1-capacity-mb 0
 run "c360 get-profile hot set 1000, L1 off (Redis hit) c=64" --scenario get-profile --hot-set 1000 --concurrency 64
 stop
-serve --redis-url redis://127.0.0.1:6379 --cache-key "$CACHE_KEY" --cache-prefix "bench-$RANDOM" --database-max-connections 8
+serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --database-max-connections 8
 # pgbench right before and after the cold run: the host's database speed swings widely.
 printf 'pgbench c=64 (before): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
 run "c360 get-profile uniform over 1M, cold caches c=64" --scenario get-profile --concurrency 64

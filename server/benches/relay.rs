@@ -102,7 +102,7 @@ fn kafka_args(brokers: &str) -> KafkaArgs {
         kafka_ssl_key_file: None,
         kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
         kafka_sasl_username: None,
-        kafka_sasl_password: None,
+        kafka_sasl_password_file: None,
         kafka_replication_factor: -1,
         kafka_message_timeout: Duration::from_secs(60),
         kafka_options: Vec::new(),

@@ -12,13 +12,17 @@ use c360_proto::{
         tenant_service_server::TenantServiceServer,
     },
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{Signal, SignalKind},
+    sync::watch,
+};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Server};
 
 use crate::{
-    auth::JwtKeys,
+    auth::{JwtKeys, KeySource},
     cache::ProfileCache,
     config::Config,
     grpc::{
@@ -51,6 +55,53 @@ fn no_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
             }
         })
     })
+}
+
+/// How often a key file is checked for changes.
+const KEY_FILE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads the token keys' file again on SIGHUP and whenever it changed (a
+/// rotated secret mounted by an orchestrator changes under a running
+/// process). A file that no longer loads keeps the old keys, loudly.
+async fn reload_keys(keys: Arc<JwtKeys>, mut hangups: Option<Signal>, stop: CancellationToken) {
+    // Only a key file is watched; SIGHUP is handled either way.
+    let file = keys.source().file().map(|f| f.display().to_string());
+    let mut every = tokio::time::interval(KEY_FILE_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A broken file is reported once per new problem, not every check.
+    let mut reported = String::new();
+    loop {
+        let hangup = async {
+            match &mut hangups {
+                Some(signals) => signals.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let why = tokio::select! {
+            _ = every.tick(), if file.is_some() => "changed",
+            _ = hangup => "SIGHUP",
+            () = stop.cancelled() => return,
+        };
+        let Some(file) = &file else {
+            tracing::info!("SIGHUP: the token key is not read from a file; nothing to reload");
+            continue;
+        };
+        match keys.reload() {
+            Ok(changed) => {
+                reported.clear();
+                if changed {
+                    tracing::info!(%file, trigger = why, "token keys reloaded; remembered tokens forgotten");
+                } else if why == "SIGHUP" {
+                    tracing::info!(%file, "SIGHUP: token keys unchanged");
+                }
+            }
+            Err(e) if e.to_string() != reported || why == "SIGHUP" => {
+                reported = e.to_string();
+                tracing::error!(%file, error = %e, "token keys not reloaded; the previous keys stay in use");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Forgets full token buckets now and then, so their memory follows the
@@ -94,6 +145,9 @@ pub struct App {
     stamped: (watch::Sender<i64>, watch::Receiver<i64>),
     /// The listeners' TLS, when configured.
     tls: Option<ServerTls>,
+    /// SIGHUP, listened for from the start: its default action would end
+    /// the process.
+    hangups: Option<Signal>,
 }
 
 impl App {
@@ -101,6 +155,9 @@ impl App {
     /// token key and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.check_cleartext()?;
+        let hangups = tokio::signal::unix::signal(SignalKind::hangup())
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP; a key file is still watched"))
+            .ok();
         let tls = config.tls.server()?;
         let metrics = Metrics::new();
         let stop = CancellationToken::new();
@@ -113,7 +170,13 @@ impl App {
         if !config.server.no_migrate {
             store.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
-        let source = config.auth.key_source(&config.data.data_dir);
+        let source = config.auth.key_source(&config.data.data_dir)?;
+        if !config.embedded() && matches!(source, KeySource::LocalSecret(_)) {
+            anyhow::bail!(
+                "no token key configured: outside the embedded mode set C360_JWT_SECRET (or --jwt-secret-file), \
+                 --jwt-public-key-file or --jwks-file; every instance must verify with the same keys"
+            );
+        }
         let keys = Arc::new(
             JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?
                 .with_max_lifetime(config.auth.jwt_max_lifetime),
@@ -170,6 +233,7 @@ impl App {
             relay,
             stamped,
             tls,
+            hangups,
         })
     }
 
@@ -216,6 +280,7 @@ impl App {
             relay,
             stamped,
             tls,
+            hangups,
         } = self;
 
         // Background jobs stop after the last request drained, so the events
@@ -277,6 +342,7 @@ impl App {
         if rate_limits.enabled() {
             tokio::spawn(forget_idle_buckets(rate_limits.clone(), jobs.clone()));
         }
+        tokio::spawn(reload_keys(Arc::clone(&keys), hangups, jobs.clone()));
         let authenticate = Authenticate::new(keys, rate_limits);
 
         let mut builder = Server::builder();

@@ -64,12 +64,18 @@ impl DatabaseArgs {
 /// Token verification.
 #[derive(Debug, Clone, Args)]
 pub struct AuthArgs {
-    /// HS256 signing secret (at least 32 bytes); default: a secret generated into the data directory.
-    #[arg(long, env = "C360_JWT_SECRET", hide_env_values = true, value_parser = secret)]
-    pub jwt_secret: Option<SecretString>,
+    /// File holding the HS256 signing secret (at least 32 bytes; readable by this user only);
+    /// or put the secret itself in C360_JWT_SECRET. Never a flag: `ps` shows flags to everyone.
+    /// Default in the embedded mode: a secret generated into the data directory.
+    #[arg(long, env = "C360_JWT_SECRET_FILE", conflicts_with_all = ["jwt_public_key_file", "jwks_file"])]
+    pub jwt_secret_file: Option<PathBuf>,
     /// PEM public key verifying RS256 (RSA) or ES256 (EC P-256) tokens, instead of a secret.
-    #[arg(long, env = "C360_JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
+    #[arg(long, env = "C360_JWT_PUBLIC_KEY_FILE", conflicts_with = "jwks_file")]
     pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file (RFC 7517) with one or more keys; each token names its key by `kid`. Read again
+    /// on SIGHUP and when the file changes, so keys rotate without a restart.
+    #[arg(long, env = "C360_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
     /// Required `iss` claim.
     #[arg(long, env = "C360_JWT_ISSUER", default_value = "c360")]
     pub jwt_issuer: String,
@@ -81,18 +87,44 @@ pub struct AuthArgs {
     pub jwt_max_lifetime: Duration,
 }
 
-fn secret(raw: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(raw.to_owned()))
+/// A secret from the environment variable `env` or from `file` (readable by
+/// this user only), never from a flag: every user of the machine can read a
+/// process's flags. Both set is an error.
+pub fn secret_from(env: &str, file: Option<&Path>) -> anyhow::Result<Option<SecretString>> {
+    let from_env = std::env::var(env).ok().filter(|value| !value.is_empty());
+    match (from_env, file) {
+        (Some(_), Some(path)) => {
+            anyhow::bail!("{env} and the file {} are both set; choose one", path.display())
+        }
+        (Some(value), None) => Ok(Some(SecretString::from(value))),
+        (None, Some(path)) => {
+            crate::files::check_private(path)?;
+            let raw =
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let value = raw.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!value.is_empty(), "{} is empty", path.display());
+            Ok(Some(SecretString::from(value.to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 impl AuthArgs {
     /// Where the verification key comes from.
-    pub fn key_source(&self, data_dir: &Path) -> KeySource {
-        match (&self.jwt_secret, &self.jwt_public_key_file) {
-            (Some(secret), _) => KeySource::Secret(secret.clone()),
-            (None, Some(path)) => KeySource::PublicKeyFile(path.clone()),
-            (None, None) => KeySource::LocalSecret(data_dir.to_owned()),
-        }
+    pub fn key_source(&self, data_dir: &Path) -> anyhow::Result<KeySource> {
+        let from_env = std::env::var("C360_JWT_SECRET").ok().filter(|value| !value.is_empty());
+        let chosen = [self.jwt_secret_file.is_some(), self.jwt_public_key_file.is_some(), self.jwks_file.is_some()];
+        anyhow::ensure!(
+            from_env.is_none() || !chosen.contains(&true),
+            "C360_JWT_SECRET is set as well as a key file; choose one key source"
+        );
+        Ok(match (from_env, &self.jwt_secret_file, &self.jwt_public_key_file, &self.jwks_file) {
+            (Some(secret), ..) => KeySource::Secret(SecretString::from(secret)),
+            (None, Some(path), ..) => KeySource::SecretFile(path.clone()),
+            (None, None, Some(path), _) => KeySource::PublicKeyFile(path.clone()),
+            (None, None, None, Some(path)) => KeySource::Jwks(path.clone()),
+            (None, None, None, None) => KeySource::LocalSecret(data_dir.to_owned()),
+        })
     }
 }
 
@@ -258,13 +290,15 @@ pub struct RedisArgs {
     /// Longest wait for one Redis call before the database answers instead.
     #[arg(long, env = "C360_REDIS_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
-    /// Key of the keyed hash that names emails, phones and external ids in Redis keys and
-    /// invalidation messages (at least 32 bytes; the same on every instance). Required with Redis.
-    #[arg(long, env = "C360_CACHE_KEY", hide_env_values = true, value_parser = secret)]
-    pub cache_key: Option<SecretString>,
-    /// The previous cache key, while rotating (docs/caching.md): writes invalidate under both.
-    #[arg(long, env = "C360_CACHE_KEY_PREVIOUS", hide_env_values = true, value_parser = secret)]
-    pub cache_key_previous: Option<SecretString>,
+    /// File holding the key of the keyed hash that names emails, phones and external ids in Redis
+    /// keys and invalidation messages (at least 32 bytes; the same on every instance); or put the
+    /// key itself in C360_CACHE_KEY. Required with Redis.
+    #[arg(long, env = "C360_CACHE_KEY_FILE")]
+    pub cache_key_file: Option<PathBuf>,
+    /// File holding the previous cache key while rotating (docs/caching.md), or
+    /// C360_CACHE_KEY_PREVIOUS: writes invalidate under both.
+    #[arg(long, env = "C360_CACHE_KEY_PREVIOUS_FILE")]
+    pub cache_key_previous_file: Option<PathBuf>,
     /// CA (PEM) that signs a rediss:// server's certificate; default: the system's roots.
     #[arg(long, env = "C360_REDIS_TLS_CA_FILE")]
     pub redis_tls_ca_file: Option<PathBuf>,
@@ -304,10 +338,12 @@ impl RedisArgs {
     /// key of this process alone without.
     pub fn hasher(&self) -> anyhow::Result<IdentifierHasher> {
         use secrecy::ExposeSecret;
-        match (&self.redis_url, &self.cache_key) {
+        let key = secret_from("C360_CACHE_KEY", self.cache_key_file.as_deref())?;
+        let previous = secret_from("C360_CACHE_KEY_PREVIOUS", self.cache_key_previous_file.as_deref())?;
+        match (&self.redis_url, &key) {
             (None, _) => Ok(IdentifierHasher::ephemeral()),
             (Some(_), None) => Err(anyhow::anyhow!(
-                "C360_CACHE_KEY (--cache-key) is required with Redis: Redis key names carry a keyed hash of \
+                "C360_CACHE_KEY (or --cache-key-file) is required with Redis: Redis key names carry a keyed hash of \
                  customers' emails and phones, and every instance must hash with the same key \
                  (e.g. `openssl rand -base64 32`)"
             )),
@@ -316,7 +352,7 @@ impl RedisArgs {
             }
             (Some(_), Some(key)) => Ok(IdentifierHasher::new(
                 key.expose_secret().as_bytes(),
-                self.cache_key_previous.as_ref().map(|k| k.expose_secret().as_bytes()),
+                previous.as_ref().map(|k| k.expose_secret().as_bytes()),
             )),
         }
     }
@@ -523,9 +559,9 @@ pub struct KafkaArgs {
     /// SASL user name.
     #[arg(long, env = "C360_KAFKA_SASL_USERNAME")]
     pub kafka_sasl_username: Option<String>,
-    /// SASL password.
-    #[arg(long, env = "C360_KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = secret)]
-    pub kafka_sasl_password: Option<SecretString>,
+    /// File holding the SASL password, or put the password itself in C360_KAFKA_SASL_PASSWORD.
+    #[arg(long, env = "C360_KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
     /// Replication factor of the topics c360 creates when they are missing (-1: the broker's default).
     #[arg(long, env = "C360_KAFKA_REPLICATION_FACTOR", default_value_t = -1, allow_negative_numbers = true)]
     pub kafka_replication_factor: i32,
@@ -535,6 +571,13 @@ pub struct KafkaArgs {
     /// Any other librdkafka producer setting, as key=value (repeatable).
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = key_value)]
     pub kafka_options: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    /// The SASL password, from C360_KAFKA_SASL_PASSWORD or its file.
+    pub fn sasl_password(&self) -> anyhow::Result<Option<SecretString>> {
+        secret_from("C360_KAFKA_SASL_PASSWORD", self.kafka_sasl_password_file.as_deref())
+    }
 }
 
 fn key_value(raw: &str) -> Result<(String, String), String> {
@@ -581,11 +624,31 @@ mod tests {
         let without = serve(&["--redis-url", "redis://127.0.0.1:1"]);
         let error = without.cache.config(Duration::from_secs(1)).expect_err("refused").to_string();
         assert!(error.contains("C360_CACHE_KEY"), "{error}");
-        let short = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key", "short"]);
+        let dir = tempfile::tempdir().expect("dir");
+        let file = |name: &str, contents: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, contents).expect("write");
+            crate::files::private_file(&path).expect("private");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("mode");
+            path.display().to_string()
+        };
+        let short = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key-file", &file("short", "short\n")]);
         assert!(short.cache.config(Duration::from_secs(1)).is_err());
-        let good = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key", &"k".repeat(32)]);
-        assert!(good.cache.config(Duration::from_secs(1)).is_ok());
+        let good = file("good", &format!("{}\n", "k".repeat(32)));
+        let good = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key-file", &good]);
+        assert!(good.cache.config(Duration::from_secs(1)).is_ok(), "the trailing newline is not part of the key");
         assert!(serve(&[]).cache.config(Duration::from_secs(1)).is_ok(), "no Redis, no key needed");
+    }
+
+    /// Found by reading the landed code: secrets were flags, which every user
+    /// of the machine can read in `ps`.
+    #[test]
+    fn secrets_are_not_accepted_as_flags() {
+        let secret = "s".repeat(40);
+        for flag in ["--jwt-secret", "--cache-key", "--cache-key-previous", "--kafka-sasl-password"] {
+            let args = ["c360-serve", flag, secret.as_str()];
+            assert!(Config::try_parse_from(args).is_err(), "{flag} must not exist");
+        }
     }
 
     #[cfg(unix)]

@@ -73,6 +73,21 @@ async fn terminate(mut server: tokio::process::Child) {
     assert!(exit.success(), "c360 serve exited with {exit}");
 }
 
+/// SIGHUP reloads keys; it must never end the server (its default action).
+#[tokio::test]
+async fn sighup_reloads_keys_and_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let (server, _, _) = serve_with(data_dir, &[]).await;
+    let pid = server.id().expect("pid").to_string();
+    for _ in 0..2 {
+        let hup = Command::new("kill").args(["-HUP", &pid]).status().await.expect("send SIGHUP");
+        assert!(hup.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    terminate(server).await;
+}
+
 #[tokio::test]
 async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -143,12 +158,21 @@ async fn migrate_prepares_an_empty_database_and_token_refuses_unknown_roles() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown role 'wizard'"));
 
-    let output = c360(&["token", "--tenant", "demo", "--role", "admin", "--jwt-secret", "short"])
+    let output = c360(&["token", "--tenant", "demo", "--role", "admin"])
+        .env("C360_JWT_SECRET", "short")
         .output()
         .await
         .expect("c360 token");
     assert!(!output.status.success(), "a secret under 32 bytes is refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+
+    // Found by reading the landed code: secrets were accepted as flags, which
+    // every user of the machine can read in `ps`.
+    let output = c360(&["token", "--tenant", "demo", "--role", "admin", "--jwt-secret", &"s".repeat(40)])
+        .output()
+        .await
+        .expect("c360 token");
+    assert!(!output.status.success(), "a secret on the command line is refused");
 
     let output = c360(&["migrate", "--data-dir", data_dir, "--worker-threads", "0"]).output().await.expect("c360");
     assert!(!output.status.success(), "a runtime without threads is refused");

@@ -357,3 +357,92 @@ async fn roles_cannot_search_or_look_up_by_fields_they_cannot_see() {
         }
     }
 }
+
+/// A JWKS document of `keys` (each a JSON object with its `kid`).
+fn jwks(keys: &[serde_json::Value]) -> String {
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+/// An HS256 key in JWK form.
+fn oct_jwk(kid: &str, secret: &str) -> serde_json::Value {
+    serde_json::json!({ "kty": "oct", "kid": kid, "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(secret) })
+}
+
+/// An EC P-256 key pair: its public JWK and a key that signs ES256 tokens.
+fn ec_key(kid: &str) -> (serde_json::Value, EncodingKey) {
+    let pair = rcgen::KeyPair::generate().expect("P-256 key");
+    let raw = pair.public_key_raw();
+    assert_eq!((raw.len(), raw[0]), (65, 4), "an uncompressed P-256 point");
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..]),
+    });
+    (jwk, EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("EC key"))
+}
+
+fn signed(algorithm: jsonwebtoken::Algorithm, kid: Option<&str>, key: &EncodingKey) -> String {
+    let mut header = Header::new(algorithm);
+    header.kid = kid.map(str::to_owned);
+    let mut claims = claims(TENANT);
+    claims.roles = vec!["agent".into()];
+    encode(&header, &claims, key).expect("sign")
+}
+
+/// Whether a token gets through authentication (NOT_FOUND for an unknown id
+/// means it did).
+async fn accepted(app: &TestApp, token: &str) -> bool {
+    let request = pb::GetProfileRequest { id: uuid::Uuid::now_v7().to_string() };
+    match app.client_with_token(token).get_profile(request).await {
+        Err(status) if status.code() == Code::NotFound => true,
+        Err(status) if status.code() == Code::Unauthenticated => false,
+        other => panic!("unexpected answer: {other:?}"),
+    }
+}
+
+/// Found by reading the landed code: one key, fixed at start; rotating it
+/// meant a restart, and tokens verified once were remembered regardless.
+#[tokio::test]
+async fn keys_come_from_a_jwks_file_by_kid_and_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("jwks.json");
+    let secret = "jwks-shared-secret-of-at-least-32-bytes";
+    let (ec, ec_signer) = ec_key("ec-1");
+    std::fs::write(&file, jwks(&[oct_jwk("hs-1", secret), ec.clone()])).expect("write");
+    let flags = ["--jwks-file", file.to_str().expect("utf-8")];
+    let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &flags).await;
+
+    let hs_signer = EncodingKey::from_secret(secret.as_bytes());
+    let hs = signed(jsonwebtoken::Algorithm::HS256, Some("hs-1"), &hs_signer);
+    let es = signed(jsonwebtoken::Algorithm::ES256, Some("ec-1"), &ec_signer);
+    assert!(accepted(&app, &hs).await, "HS256 key chosen by kid");
+    assert!(accepted(&app, &es).await, "ES256 key chosen by kid");
+    assert!(!accepted(&app, &signed(jsonwebtoken::Algorithm::HS256, Some("nope"), &hs_signer)).await, "unknown kid");
+    assert!(!accepted(&app, &signed(jsonwebtoken::Algorithm::HS256, None, &hs_signer)).await, "no kid");
+    // A key is bound to its algorithm: the HS256 secret cannot vouch for an
+    // ES256 kid.
+    assert!(!accepted(&app, &signed(jsonwebtoken::Algorithm::HS256, Some("ec-1"), &hs_signer)).await);
+
+    // Rotate: hs-1 withdrawn, ec-2 added. The remembered hs-1 token stops too.
+    let (ec2, ec2_signer) = ec_key("ec-2");
+    std::fs::write(&file, jwks(&[ec.clone(), ec2])).expect("rewrite");
+    let es2 = signed(jsonwebtoken::Algorithm::ES256, Some("ec-2"), &ec2_signer);
+    eventually!(accepted(&app, &es2).await);
+    assert!(!accepted(&app, &hs).await, "a withdrawn key's remembered token is forgotten");
+    assert!(accepted(&app, &es).await, "a key still in the set keeps working");
+
+    // A broken file keeps the keys in use.
+    std::fs::write(&file, "{ not json").expect("break");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(accepted(&app, &es2).await, "the previous keys stay in use");
+}
+
+#[tokio::test]
+async fn outside_the_embedded_mode_a_key_source_must_be_configured() {
+    use clap::Parser;
+    let db = c360_tests::TestDb::postgres().await;
+    let data = tempfile::tempdir().expect("dir");
+    let args = c360_tests::base_args(&db.url, data.path());
+    let built = c360_server::App::build(c360_server::Config::try_parse_from(args).expect("config")).await;
+    let error = built.err().expect("refused").to_string();
+    assert!(error.contains("C360_JWT_SECRET") && error.contains("--jwks-file"), "{error}");
+}

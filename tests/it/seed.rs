@@ -130,8 +130,8 @@ async fn a_seed_with_redis_invalidates_a_running_instances_cache() {
 
     let prefix = format!("c360test-{}", uuid::Uuid::now_v7().simple());
     let redis = c360_tests::redis_url();
-    let key = c360_tests::TEST_CACHE_KEY;
-    let flags = ["--redis-url", &redis, "--cache-prefix", &prefix, "--cache-key", key];
+    let key = c360_tests::test_cache_key_file();
+    let flags = ["--redis-url", &redis, "--cache-prefix", &prefix, "--cache-key-file", &key];
     let app = c360_tests::TestApp::spawn_with(TestDb::postgres().await, &flags).await;
     let options = plan(7, 1, 0).options;
     let first = Generator::new(options, NormalizationPolicy::default()).next_record().profile;
@@ -166,8 +166,8 @@ async fn a_seed_with_redis_invalidates_a_running_instances_cache() {
         &redis,
         "--cache-prefix",
         &prefix,
-        "--cache-key",
-        key,
+        "--cache-key-file",
+        &key,
     ];
     Cli::try_parse_from(args).expect("seed arguments").run().await.expect("seed");
 

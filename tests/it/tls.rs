@@ -118,6 +118,7 @@ async fn the_cache_speaks_tls_to_redis() {
     let redis = TlsRedis::start(&ca, None).await;
     let prefix = format!("c360tls-{}", uuid::Uuid::now_v7().simple());
     let url = redis.url();
+    let key = c360_tests::test_cache_key_file();
     let flags = [
         "--redis-url",
         &url,
@@ -125,8 +126,8 @@ async fn the_cache_speaks_tls_to_redis() {
         path(&ca.cert),
         "--cache-prefix",
         &prefix,
-        "--cache-key",
-        c360_tests::TEST_CACHE_KEY,
+        "--cache-key-file",
+        &key,
     ];
     let app = TestApp::spawn_with(TestDb::postgres().await, &flags).await;
     let created = app.agent().create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await;
@@ -178,7 +179,7 @@ async fn plaintext_over_a_network_is_refused_outside_the_embedded_mode() {
     let with = |extra: &[&str]| {
         let mut args = base_args(&db.url, data.path());
         args.extend(extra.iter().map(|s| s.to_string()));
-        args.extend(["--jwt-secret".to_owned(), c360_tests::TEST_SECRET.to_owned()]);
+        args.extend(["--jwt-secret-file".to_owned(), c360_tests::test_secret_file()]);
         args
     };
     let error = build_error(with(&["--grpc-addr", "0.0.0.0:0"])).await;
@@ -187,13 +188,9 @@ async fn plaintext_over_a_network_is_refused_outside_the_embedded_mode() {
     let remote_db = base_args("postgres://c360@db.example.invalid/c360", data.path());
     let error = build_error(remote_db).await;
     assert!(error.contains("PostgreSQL") && error.contains("sslmode"), "{error}");
-    let error = build_error(with(&[
-        "--redis-url",
-        "redis://cache.example.invalid:6379",
-        "--cache-key",
-        c360_tests::TEST_CACHE_KEY,
-    ]))
-    .await;
+    let key = c360_tests::test_cache_key_file();
+    let error =
+        build_error(with(&["--redis-url", "redis://cache.example.invalid:6379", "--cache-key-file", &key])).await;
     assert!(error.contains("Redis") && error.contains("rediss://"), "{error}");
     let error = build_error(with(&["--kafka-brokers", "kafka.example.invalid:9092"])).await;
     assert!(error.contains("Kafka"), "{error}");

@@ -48,6 +48,28 @@ pub const AUDIENCE: &str = "c360";
 /// The tenant most tests run as.
 pub const TENANT: &str = "acme";
 
+/// A private file (mode 0600) holding `contents`, kept for the whole run:
+/// secrets reach c360 by file or environment, never by flag.
+pub fn secret_file(contents: &str) -> String {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new().prefix("c360-secret-").tempfile().expect("temp file");
+    file.write_all(contents.as_bytes()).expect("write secret");
+    let (_, path) = file.keep().expect("keep secret file");
+    path.display().to_string()
+}
+
+/// The file holding [`TEST_SECRET`].
+pub fn test_secret_file() -> String {
+    static FILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| secret_file(TEST_SECRET)).clone()
+}
+
+/// The file holding [`TEST_CACHE_KEY`].
+pub fn test_cache_key_file() -> String {
+    static FILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| secret_file(TEST_CACHE_KEY)).clone()
+}
+
 /// The shared Redis the cache tests use (each with its own key prefix);
 /// `C360_TEST_REDIS_URL` overrides.
 pub fn redis_url() -> String {
@@ -285,7 +307,8 @@ impl TestApp {
     /// The app on a fresh PostgreSQL database with the Redis at `url`.
     pub async fn spawn_with_cache(url: &str, flags: &[&str]) -> Self {
         let prefix = format!("c360test-{}", uuid::Uuid::now_v7().simple());
-        let mut all = vec!["--redis-url", url, "--cache-prefix", &prefix, "--cache-key", TEST_CACHE_KEY];
+        let key_file = test_cache_key_file();
+        let mut all = vec!["--redis-url", url, "--cache-prefix", &prefix, "--cache-key-file", &key_file];
         all.extend_from_slice(flags);
         Self::spawn_with(TestDb::postgres().await, &all).await
     }
@@ -317,8 +340,8 @@ impl TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir").keep();
         let mut args = base_args(&db.url, &data_dir);
         // A test that brings its own key gets no secret (the two conflict).
-        if !flags.contains(&"--jwt-public-key-file") {
-            args.extend(["--jwt-secret".to_owned(), TEST_SECRET.to_owned()]);
+        if !flags.contains(&"--jwt-public-key-file") && !flags.contains(&"--jwks-file") {
+            args.extend(["--jwt-secret-file".to_owned(), test_secret_file()]);
         }
         args.extend(flags.iter().map(|s| s.to_string()));
         let mut app = Self::start_with_client(args, client).await;

@@ -1,13 +1,18 @@
 //! JWT bearer tokens: verification (HS256, RS256, ES256) and minting for
 //! local use.
 //!
-//! Keys come from configuration; with none configured a random HS256 secret is
-//! generated once and kept in the data directory, so there is never an
-//! unauthenticated mode and `c360 token` can mint tokens the server accepts.
+//! Keys come from configuration: a secret, a public key, or a JWKS file whose
+//! keys tokens choose by `kid`; a file source is read again on reload
+//! (SIGHUP, or when it changes), so keys rotate without a restart. In the
+//! embedded mode with none configured, a random HS256 secret is generated
+//! once and kept in the data directory, so there is never an unauthenticated
+//! mode and `c360 token` can mint tokens the server accepts.
 
 use std::{
+    collections::HashMap,
     fs,
     path::{Path, PathBuf},
+    sync::{Arc, RwLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -61,12 +66,27 @@ pub enum TokenError {
 /// Where the verification key comes from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    /// An HS256 shared secret.
+    /// An HS256 shared secret (from the environment).
     Secret(SecretString),
+    /// A file holding an HS256 shared secret (re-read on reload).
+    SecretFile(PathBuf),
     /// A PEM public key file (RSA → RS256, EC P-256 → ES256).
     PublicKeyFile(PathBuf),
+    /// A JWKS file (RFC 7517): several keys, chosen by a token's `kid`.
+    Jwks(PathBuf),
     /// The generated secret in this data directory (created when missing).
     LocalSecret(PathBuf),
+}
+
+impl KeySource {
+    /// The file a reload reads again, if the keys come from one an operator
+    /// may replace.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::SecretFile(path) | Self::PublicKeyFile(path) | Self::Jwks(path) => Some(path),
+            Self::Secret(_) | Self::LocalSecret(_) => None,
+        }
+    }
 }
 
 /// Tokens remembered as verified.
@@ -74,16 +94,36 @@ const VERIFIED_CAPACITY: u64 = 10_000;
 /// Longest a verified token is remembered (its expiry still applies).
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
+/// One verification key with the rules for tokens it signs.
+struct Key {
+    decoding: DecodingKey,
+    /// One algorithm only: a token signed with another (`none`, or HS256
+    /// with a public key as its secret) fails before its signature is read.
+    validation: Validation,
+}
+
+/// The keys loaded from one reading of the source.
+struct KeySet {
+    /// Keys by `kid` (a JWKS).
+    named: HashMap<String, Key>,
+    /// The key of a source without key ids.
+    unnamed: Option<Key>,
+    /// Minting key, with an HS256 secret.
+    encoding: Option<EncodingKey>,
+    algorithm: Algorithm,
+    /// What was read, to tell a changed file from an unchanged one.
+    fingerprint: Vec<u8>,
+}
+
 /// Keys and rules for verifying tokens, and minting them when a secret is known.
 pub struct JwtKeys {
     /// Tokens verified recently, with their expiry: a client sends the same
     /// token on every call, and checking its signature and parsing its claims
-    /// each time was a visible share of a cached read's CPU.
+    /// each time was a visible share of a cached read's CPU. Emptied when the
+    /// keys change, so a withdrawn key's tokens stop at once.
     verified: moka::sync::Cache<String, (Caller, u64)>,
-    decoding: DecodingKey,
-    encoding: Option<EncodingKey>,
-    validation: Validation,
-    algorithm: Algorithm,
+    source: KeySource,
+    keys: RwLock<Arc<KeySet>>,
     issuer: String,
     audience: String,
     /// Longest accepted lifetime (`exp - iat`), in seconds.
@@ -93,65 +133,171 @@ pub struct JwtKeys {
 /// Longest token lifetime accepted unless configured otherwise.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-impl JwtKeys {
-    /// Loads the key from `source`; tokens must carry `issuer` and `audience`.
-    pub fn load(source: &KeySource, issuer: &str, audience: &str) -> anyhow::Result<Self> {
-        let (decoding, encoding, algorithm) = match source {
-            KeySource::Secret(secret) => {
-                let secret = secret.expose_secret().as_bytes();
-                anyhow::ensure!(
-                    secret.len() >= MIN_SECRET_BYTES,
-                    "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
-                );
-                (DecodingKey::from_secret(secret), Some(EncodingKey::from_secret(secret)), Algorithm::HS256)
-            }
-            KeySource::LocalSecret(dir) => {
-                let secret = local_secret(dir)?;
-                let bytes = secret.expose_secret().as_bytes();
-                (DecodingKey::from_secret(bytes), Some(EncodingKey::from_secret(bytes)), Algorithm::HS256)
-            }
-            KeySource::PublicKeyFile(path) => {
-                let pem = fs::read(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read JWT public key {}: {e}", path.display()))?;
-                if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-                    (key, None, Algorithm::RS256)
-                } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
-                    (key, None, Algorithm::ES256)
-                } else {
-                    anyhow::bail!("{} is neither an RSA nor an EC public key in PEM", path.display());
-                }
-            }
-        };
-        // One algorithm only: a token signed with another (`none`, or HS256
-        // with a public key as its secret) fails before its signature is read.
+/// Clock skew allowed on `exp` and `nbf`, in seconds.
+const LEEWAY: u64 = 30;
+
+impl Key {
+    fn new(decoding: DecodingKey, algorithm: Algorithm, issuer: &str, audience: &str) -> Self {
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY;
         validation.validate_nbf = true;
+        Self { decoding, validation }
+    }
+}
+
+/// The algorithm a JWK verifies: its `alg`, else what its key type implies.
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> anyhow::Result<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    if let Some(alg) = jwk.common.key_algorithm {
+        return alg.to_string().parse().map_err(|_| anyhow::anyhow!("algorithm {alg} cannot verify tokens"));
+    }
+    Ok(match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P384 => Algorithm::ES384,
+        AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
+        AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+        _ => anyhow::bail!("unsupported key type"),
+    })
+}
+
+impl KeySet {
+    fn load(source: &KeySource, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        let secret = |secret: &[u8], fingerprint: Vec<u8>| -> anyhow::Result<Self> {
+            anyhow::ensure!(
+                secret.len() >= MIN_SECRET_BYTES,
+                "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
+            );
+            Ok(Self {
+                named: HashMap::new(),
+                unnamed: Some(Key::new(DecodingKey::from_secret(secret), Algorithm::HS256, issuer, audience)),
+                encoding: Some(EncodingKey::from_secret(secret)),
+                algorithm: Algorithm::HS256,
+                fingerprint,
+            })
+        };
+        let read = |path: &Path, what: &str| {
+            fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", path.display()))
+        };
+        match source {
+            KeySource::Secret(value) => secret(value.expose_secret().as_bytes(), Vec::new()),
+            KeySource::LocalSecret(dir) => {
+                let value = local_secret(dir)?;
+                secret(value.expose_secret().as_bytes(), Vec::new())
+            }
+            KeySource::SecretFile(path) => {
+                crate::files::check_private(path)?;
+                let raw = read(path, "JWT secret file")?;
+                let value = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_owned();
+                secret(value.as_bytes(), raw)
+            }
+            KeySource::PublicKeyFile(path) => {
+                let pem = read(path, "JWT public key")?;
+                let (key, algorithm) = if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+                    (key, Algorithm::RS256)
+                } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+                    (key, Algorithm::ES256)
+                } else {
+                    anyhow::bail!("{} is neither an RSA nor an EC public key in PEM", path.display());
+                };
+                Ok(Self {
+                    named: HashMap::new(),
+                    unnamed: Some(Key::new(key, algorithm, issuer, audience)),
+                    encoding: None,
+                    algorithm,
+                    fingerprint: pem,
+                })
+            }
+            KeySource::Jwks(path) => {
+                let raw = read(path, "JWKS file")?;
+                let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&raw)
+                    .map_err(|e| anyhow::anyhow!("{} is not a JWKS document: {e}", path.display()))?;
+                let mut named = HashMap::new();
+                for (i, jwk) in set.keys.iter().enumerate() {
+                    let kid = jwk.common.key_id.clone().filter(|kid| !kid.is_empty()).ok_or_else(|| {
+                        anyhow::anyhow!("key {i} of {} has no kid: tokens choose keys by kid", path.display())
+                    })?;
+                    let algorithm = jwk_algorithm(jwk).map_err(|e| anyhow::anyhow!("key '{kid}': {e}"))?;
+                    let decoding = DecodingKey::from_jwk(jwk).map_err(|e| anyhow::anyhow!("key '{kid}': {e}"))?;
+                    if named.insert(kid.clone(), Key::new(decoding, algorithm, issuer, audience)).is_some() {
+                        anyhow::bail!("kid '{kid}' appears twice in {}", path.display());
+                    }
+                }
+                anyhow::ensure!(!named.is_empty(), "{} holds no key", path.display());
+                Ok(Self { named, unnamed: None, encoding: None, algorithm: Algorithm::RS256, fingerprint: raw })
+            }
+        }
+    }
+
+    /// The key that verifies `token`: by its `kid` in a JWKS (required), the
+    /// one key otherwise.
+    fn key_for(&self, token: &str) -> Result<&Key, TokenError> {
+        if let Some(key) = &self.unnamed {
+            return Ok(key);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let kid = header.kid.ok_or_else(|| TokenError::Invalid("no kid in the token's header".to_owned()))?;
+        self.named.get(&kid).ok_or_else(|| TokenError::Invalid(format!("unknown kid '{kid}'")))
+    }
+}
+
+impl JwtKeys {
+    /// Loads the key from `source`; tokens must carry `issuer` and `audience`.
+    pub fn load(source: &KeySource, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        let keys = KeySet::load(source, issuer, audience)?;
         let verified = moka::sync::Cache::builder().max_capacity(VERIFIED_CAPACITY).time_to_live(VERIFIED_TTL).build();
         Ok(Self {
             verified,
-            decoding,
-            encoding,
-            validation,
-            algorithm,
+            source: source.clone(),
+            keys: RwLock::new(Arc::new(keys)),
             issuer: issuer.to_owned(),
             max_lifetime: DEFAULT_MAX_LIFETIME.as_secs(),
             audience: audience.to_owned(),
         })
     }
 
+    /// Reads the key source again. When it changed, the new keys replace the
+    /// old ones and every remembered token is forgotten (a token of a
+    /// withdrawn key stops working at once). A source that no longer loads
+    /// keeps the old keys and reports why. `true` when the keys changed.
+    pub fn reload(&self) -> anyhow::Result<bool> {
+        if self.source.file().is_none() {
+            return Ok(false);
+        }
+        let fresh = KeySet::load(&self.source, &self.issuer, &self.audience)?;
+        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if keys.fingerprint == fresh.fingerprint {
+            return Ok(false);
+        }
+        *keys = Arc::new(fresh);
+        drop(keys);
+        self.verified.invalidate_all();
+        Ok(true)
+    }
+
+    /// The key source (for a reloader to watch its file).
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
     /// Verifies a bearer token and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(u64::MAX, |d| d.as_secs());
         if let Some((caller, exp)) = self.verified.get(token)
-            && unexpired(exp, now, self.validation.leeway)
+            && unexpired(exp, now, LEEWAY)
         {
             return Ok(caller);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let keys = self.current();
+        let key = keys.key_for(token)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
         // A stolen token is useful for as long as it lives: refuse long-lived ones.
@@ -192,7 +338,8 @@ impl JwtKeys {
 
     /// Mints a token for local use; only possible with an HS256 secret.
     pub fn mint(&self, subject: &str, tenant: &TenantId, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
-        let Some(key) = &self.encoding else {
+        let keys = self.current();
+        let Some(key) = &keys.encoding else {
             anyhow::bail!("tokens can be minted only with an HS256 secret; this server verifies with a public key");
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -205,7 +352,7 @@ impl JwtKeys {
             exp: now + ttl.as_secs(),
             iat: now,
         };
-        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)?)
+        Ok(jsonwebtoken::encode(&Header::new(keys.algorithm), &claims, key)?)
     }
 }
 

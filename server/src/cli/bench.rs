@@ -148,7 +148,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(token) => token.clone(),
         None => {
             let keys = JwtKeys::load(
-                &args.auth.key_source(&args.data.data_dir),
+                &args.auth.key_source(&args.data.data_dir)?,
                 &args.auth.jwt_issuer,
                 &args.auth.jwt_audience,
             )?;

@@ -112,7 +112,7 @@ impl Cli {
                     .iter()
                     .map(|r| Role::parse(r).ok_or_else(|| anyhow::anyhow!("unknown role '{r}'")))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let source = args.auth.key_source(&args.data.data_dir);
+                let source = args.auth.key_source(&args.data.data_dir)?;
                 let keys = JwtKeys::load(&source, &args.auth.jwt_issuer, &args.auth.jwt_audience)?;
                 anyhow::ensure!(
                     args.ttl <= args.auth.jwt_max_lifetime,
@@ -133,7 +133,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let embedded = config.database.database_url.is_none();
     let data_dir = config.data.data_dir.clone();
-    let key_source = config.auth.key_source(&data_dir);
+    let key_source = config.auth.key_source(&data_dir)?;
+    let tls = config.tls.tls_cert_file.is_some();
     let app = App::build(config).await?;
     let database = if embedded {
         format!("embedded SQLite in {}", data_dir.display())
@@ -146,16 +147,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             format!("{myself} token --data-dir {} --tenant demo --role admin", dir.display())
         }
         KeySource::Secret(_) => format!("{myself} token --tenant demo --role admin   (with the same C360_JWT_SECRET)"),
-        KeySource::PublicKeyFile(_) => {
-            "from your identity provider (RS256/ES256, verified with the configured public key)".to_owned()
+        KeySource::SecretFile(path) => {
+            format!("{myself} token --jwt-secret-file {} --tenant demo --role admin", path.display())
+        }
+        KeySource::PublicKeyFile(_) | KeySource::Jwks(_) => {
+            "from your identity provider (verified with the configured public keys)".to_owned()
         }
     };
+    let grpcurl_tls = if tls { "-cacert <your CA file>" } else { "-plaintext" };
     // Written, not println!: a closed stdout (a supervisor that stopped
     // reading) must not panic a running server.
     let banner = format!(
         "c360 is serving gRPC on {} and HTTP on {} ({database})\n\
          get a token:  {token}\n\
-         call it:      grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list\n",
+         call it:      grpcurl {grpcurl_tls} -H \"authorization: Bearer $TOKEN\" {} list\n",
         app.grpc_addr(),
         app.http_addr(),
         app.grpc_addr()

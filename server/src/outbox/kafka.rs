@@ -71,7 +71,7 @@ impl KafkaSink {
             if let Some(user) = &args.kafka_sasl_username {
                 config.set("sasl.username", user);
             }
-            if let Some(password) = &args.kafka_sasl_password {
+            if let Some(password) = &args.sasl_password()? {
                 config.set("sasl.password", password.expose_secret());
             }
         }
