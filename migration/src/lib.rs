@@ -14,6 +14,7 @@ mod m20261125_000006_outbox_relay;
 mod m20261125_000007_outbox_lean_indexes;
 mod m20261126_000008_tenant_settings;
 mod m20261126_000009_audit;
+mod m20261127_000010_deployment;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_outbox_lean_indexes::Migration),
             Box::new(m20261126_000008_tenant_settings::Migration),
             Box::new(m20261126_000009_audit::Migration),
+            Box::new(m20261127_000010_deployment::Migration),
         ]
     }
 }

@@ -39,7 +39,7 @@ use crate::{
     metrics::Metrics,
     outbox::{Relay, RelayConfig, Stamper, feed::ChangeFeed, kafka::KafkaSink},
     service::{Audit, AuditConfig, AuditJobs, Consents, Events, Profiles, Tenants},
-    store::Store,
+    store::{self, Store},
     tls::{ServerTls, TlsListener},
 };
 
@@ -55,6 +55,51 @@ fn no_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
             }
         })
     })
+}
+
+/// How long a deployment's claim on its Redis prefix lasts unless renewed:
+/// after a deployment is gone, another may take the prefix this much later.
+const PREFIX_CLAIM: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Refuses to start when another deployment (another database) uses the
+/// same Redis key prefix: each would serve the other's cached profiles and
+/// drop its invalidations. Instances of one deployment share the prefix by
+/// design. Redis down at start is not fatal (the cache is optional): the
+/// claim is retried while serving.
+async fn check_prefix(cache: &ProfileCache, deployment: &str) -> anyhow::Result<()> {
+    match cache.claim_prefix(deployment, PREFIX_CLAIM).await {
+        Ok(()) => Ok(()),
+        Err(Some(other)) => anyhow::bail!(
+            "the Redis key prefix '{prefix}' is used by another deployment (database {other}; this one is \
+             {deployment}): two deployments sharing a prefix would serve each other's cached data. Give \
+             each its own --cache-prefix (C360_CACHE_PREFIX). If that deployment is gone, delete the Redis \
+             key '{prefix}:deployment' or wait up to an hour for its claim to lapse.",
+            prefix = cache.prefix()
+        ),
+        Err(None) => {
+            tracing::warn!("Redis did not answer: the cache prefix is not yet checked against other deployments");
+            Ok(())
+        }
+    }
+}
+
+/// Renews this deployment's claim on its Redis prefix, and says so loudly if
+/// another deployment took it meanwhile.
+async fn renew_prefix(cache: ProfileCache, deployment: String, stop: CancellationToken) {
+    let mut every = tokio::time::interval(PREFIX_CLAIM / 12);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(Some(other)) = cache.claim_prefix(&deployment, PREFIX_CLAIM).await {
+            tracing::error!(
+                prefix = cache.prefix(),
+                other,
+                "another deployment uses this Redis key prefix: cached data is shared between deployments"
+            );
+        }
+    }
 }
 
 /// How often a key file is checked for changes.
@@ -104,6 +149,25 @@ async fn reload_keys(keys: Arc<JwtKeys>, mut hangups: Option<Signal>, stop: Canc
     }
 }
 
+/// Serves `router` on `listener` (TLS when configured) until `stop`.
+fn serve_http(
+    listener: TcpListener,
+    tls: Option<&ServerTls>,
+    router: axum::Router,
+    stop: &CancellationToken,
+) -> anyhow::Result<impl Future<Output = std::io::Result<()>> + Send + 'static> {
+    let stopped = stop.clone().cancelled_owned();
+    Ok(match tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.http.clone())?;
+            futures::future::Either::Left(axum::serve(listener, router).with_graceful_shutdown(stopped).into_future())
+        }
+        None => {
+            futures::future::Either::Right(axum::serve(listener, router).with_graceful_shutdown(stopped).into_future())
+        }
+    })
+}
+
 /// Forgets full token buckets now and then, so their memory follows the
 /// callers active lately.
 async fn forget_idle_buckets(limits: RateLimits, stop: CancellationToken) {
@@ -139,6 +203,8 @@ pub struct App {
     feed: ChangeFeed,
     grpc: TcpListener,
     http: TcpListener,
+    /// The internal HTTP listener (`/readyz`, `/metrics`), when configured.
+    internal: Option<TcpListener>,
     /// The relay, when a broker is configured.
     relay: Option<Relay<KafkaSink>>,
     /// Announces the last outbox position stamped.
@@ -148,6 +214,8 @@ pub struct App {
     /// SIGHUP, listened for from the start: its default action would end
     /// the process.
     hangups: Option<Signal>,
+    /// This deployment's id (shared by every instance on its database).
+    deployment: String,
 }
 
 impl App {
@@ -188,11 +256,22 @@ impl App {
             buffer: config.audit.audit_buffer,
             retention: config.audit.audit_retention,
         };
-        let (audit, audit_jobs) = Audit::new(store.clone(), audit_config);
+        let deployment = store::deployment::get_or_create(store.db())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the deployment's identity: {e}"))?;
+        check_prefix(&cache, &deployment.id).await?;
+        let (audit, audit_jobs) = Audit::new(store.clone(), audit_config, deployment.page_tokens.clone());
         let tenants = Tenants::new(store.clone());
-        let profiles =
-            Profiles::new(store.clone(), loader, cache.clone(), policy.clone(), tenants.clone(), audit.clone());
-        let consents = Consents::new(store.clone(), policy, audit.clone());
+        let profiles = Profiles::new(
+            store.clone(),
+            loader,
+            cache.clone(),
+            policy.clone(),
+            tenants.clone(),
+            audit.clone(),
+            deployment.page_tokens.clone(),
+        );
+        let consents = Consents::new(store.clone(), policy, audit.clone(), deployment.page_tokens);
         let feed = ChangeFeed::new(config.outbox.change_feed_buffer);
         let events = Events::new(store.clone(), feed.clone(), stop.clone(), audit.clone());
         let grpc = TcpListener::bind(config.server.grpc_addr)
@@ -201,6 +280,14 @@ impl App {
         let http = TcpListener::bind(config.server.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (HTTP): {e}", config.server.http_addr))?;
+        let internal = match config.server.internal_http_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (internal HTTP): {e}"))?,
+            ),
+            None => None,
+        };
         let stamped = watch::channel(0);
         let relay = match &config.outbox.kafka.kafka_brokers {
             Some(_) => {
@@ -230,10 +317,12 @@ impl App {
             feed,
             grpc,
             http,
+            internal,
             relay,
             stamped,
             tls,
             hangups,
+            deployment: deployment.id,
         })
     }
 
@@ -245,6 +334,11 @@ impl App {
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http.local_addr().unwrap_or(self.config.server.http_addr)
+    }
+
+    /// The bound internal HTTP address, when configured.
+    pub fn internal_http_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().and_then(|listener| listener.local_addr().ok())
     }
 
     /// The profile cache (for tests that watch it).
@@ -277,10 +371,12 @@ impl App {
             feed,
             grpc,
             http,
+            internal,
             relay,
             stamped,
             tls,
             hangups,
+            deployment,
         } = self;
 
         // Background jobs stop after the last request drained, so the events
@@ -343,6 +439,7 @@ impl App {
             tokio::spawn(forget_idle_buckets(rate_limits.clone(), jobs.clone()));
         }
         tokio::spawn(reload_keys(Arc::clone(&keys), hangups, jobs.clone()));
+        tokio::spawn(renew_prefix(cache.clone(), deployment, jobs.clone()));
         let authenticate = Authenticate::new(keys, rate_limits);
 
         let mut builder = Server::builder();
@@ -363,16 +460,23 @@ impl App {
             .add_service(InterceptedService::new(privacy_service, authenticate))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
         let router = http::router(store.clone(), cache, metrics);
-        let mut http_task = match &tls {
-            Some(tls) => tokio::spawn(
-                axum::serve(TlsListener::new(http, tls.http.clone())?, router)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            ),
-            None => tokio::spawn(
-                axum::serve(http, router).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
-            ),
+        // With an internal listener, the public one answers /healthz only.
+        let (public, internal) = match internal {
+            Some(listener) => (http::liveness_router(), Some((listener, router))),
+            None => (router, None),
         };
+        let public = serve_http(http, tls.as_ref(), public, &stop)?;
+        let internal =
+            internal.map(|(listener, router)| serve_http(listener, tls.as_ref(), router, &stop)).transpose()?;
+        let mut http_task = tokio::spawn(async move {
+            let (public, internal) = tokio::join!(public, async {
+                match internal {
+                    Some(task) => task.await,
+                    None => Ok(()),
+                }
+            });
+            public.and(internal)
+        });
         let mut grpc_task = tokio::spawn(grpc_server);
 
         tokio::select! {

@@ -215,6 +215,11 @@ pub struct ServerArgs {
     /// HTTP listen address for /healthz and /readyz (port 0 picks a free port).
     #[arg(long, env = "C360_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// A separate listener for /readyz and /metrics (with /healthz), for an address only the
+    /// platform reaches; the HTTP listener then answers /healthz only. Default: all on the HTTP
+    /// listener.
+    #[arg(long, env = "C360_INTERNAL_HTTP_ADDR")]
+    pub internal_http_addr: Option<SocketAddr>,
     /// Do not serve gRPC server reflection (it lists every service and message to anyone who can
     /// connect, before authentication).
     #[arg(long, env = "C360_NO_REFLECTION")]
@@ -459,6 +464,7 @@ impl Config {
         [
             listener_cleartext("the gRPC listener", self.server.grpc_addr, tls),
             listener_cleartext("the HTTP listener", self.server.http_addr, tls),
+            self.server.internal_http_addr.and_then(|addr| listener_cleartext("the internal HTTP listener", addr, tls)),
             self.database.database_url.as_deref().and_then(postgres_cleartext),
             self.cache.redis.redis_url.as_deref().and_then(redis_cleartext),
             kafka.kafka_brokers.as_deref().and_then(|brokers| kafka_cleartext(brokers, kafka_tls)),

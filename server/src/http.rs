@@ -1,7 +1,8 @@
 //! The operational HTTP endpoints: `/healthz` (the process is up), `/readyz`
 //! (it can serve: the database answers; the cache is reported, but a cache
 //! outage does not make an instance unready — reads fall back to the
-//! database) and `/metrics` (Prometheus text format).
+//! database) and `/metrics` (Prometheus text format). With an internal
+//! listener configured, `/readyz` and `/metrics` are served there only.
 
 use axum::{
     Json, Router,
@@ -19,6 +20,12 @@ struct Ops {
     store: Store,
     cache: ProfileCache,
     metrics: Metrics,
+}
+
+/// The public listener's routes when an internal listener carries the rest:
+/// liveness only.
+pub fn liveness_router() -> Router {
+    Router::new().route("/healthz", get(healthz))
 }
 
 /// Routes of the operational HTTP server.

@@ -42,6 +42,7 @@ mod cache;
 mod changes;
 mod consents;
 mod embedded;
+mod endpoints;
 mod identities;
 mod leaks;
 mod limits;

@@ -253,6 +253,8 @@ pub struct TestApp {
     pub grpc_addr: SocketAddr,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
+    /// Bound internal HTTP address, when started with one.
+    pub internal_http_addr: Option<SocketAddr>,
     /// Its database.
     pub db: TestDb,
     keys: std::sync::Arc<JwtKeys>,
@@ -353,6 +355,7 @@ impl TestApp {
         let config = Config::try_parse_from(&args).expect("test config");
         let app = App::build(config).await.expect("app builds");
         let (grpc_addr, http_addr, keys, cache) = (app.grpc_addr(), app.http_addr(), app.keys(), app.cache());
+        let internal_http_addr = app.internal_http_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -365,7 +368,18 @@ impl TestApp {
         };
         let channel = channel.connect().await.expect("connect to app");
         let db = TestDb { url: String::new(), postgres_name: None, _dir: None };
-        Self { grpc_addr, http_addr, db, keys, cache, channel, args, shutdown: Some(tx), task: Some(task) }
+        Self {
+            grpc_addr,
+            http_addr,
+            internal_http_addr,
+            db,
+            keys,
+            cache,
+            channel,
+            args,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// The value of a counter or gauge on `/metrics` (0 when absent).

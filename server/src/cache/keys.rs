@@ -109,6 +109,13 @@ pub fn read_count(prefix: &str, tenant: &TenantId, subject: &LookupDigest, windo
     format!("{prefix}:v{SCHEMA}:rc:{tenant}:{}:{window}", subject.0)
 }
 
+/// The key naming the deployment (database) that uses this prefix: two
+/// deployments sharing a prefix would serve each other's cached profiles.
+/// Not versioned: every schema of one deployment shares it.
+pub fn deployment(prefix: &str) -> String {
+    format!("{prefix}:deployment")
+}
+
 /// The pub/sub channel carrying invalidations between instances.
 pub fn channel(prefix: &str) -> String {
     format!("{prefix}:v{SCHEMA}:invalidate")

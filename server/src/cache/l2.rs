@@ -47,6 +47,17 @@ if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n
 ";
 
+/// Claims a key for an owner (or renews the claim) unless another holds it;
+/// answers the holder.
+const CLAIM: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return holder
+";
+
 /// Pipelines of shared calls in flight at once.
 const SHARED_LANES: usize = 2;
 
@@ -409,6 +420,25 @@ impl L2 {
         }
         let raw: Option<Vec<u8>> = self.call(|mut c| async move { c.get(key).await }).await.flatten();
         raw.and_then(|raw| LookupSlot::decode(&raw))
+    }
+
+    /// Claims `key` for `owner` for `ttl` (renewing its own claim); the
+    /// holder afterwards, or `None` when Redis did not answer within `wait`.
+    /// On a connection of its own, so it can run before the shared one is up.
+    pub async fn claim(&self, key: &str, owner: &str, ttl: Duration, wait: Duration) -> Option<String> {
+        let attempt = async {
+            let mut connection = self.client.get_multiplexed_async_connection().await?;
+            let ttl_ms = ttl.as_millis() as u64;
+            Script::new(CLAIM).key(key).arg(owner).arg(ttl_ms).invoke_async::<String>(&mut connection).await
+        };
+        match tokio::time::timeout(wait, attempt).await {
+            Ok(Ok(holder)) => Some(holder),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "Redis claim failed");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Adds `by` to the counter at `key` (created with lifetime `ttl`); the

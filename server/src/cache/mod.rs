@@ -319,6 +319,27 @@ impl ProfileCache {
         Ok(holder)
     }
 
+    /// Claims the Redis prefix for `deployment` for `ttl`: `Ok(())` when it is
+    /// this deployment's (or there is no Redis), the other deployment's id
+    /// when another one uses it, `Err(None)` when Redis did not answer.
+    pub async fn claim_prefix(&self, deployment: &str, ttl: Duration) -> Result<(), Option<String>> {
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(());
+        };
+        let key = keys::deployment(&self.inner.config.prefix);
+        let wait = self.inner.config.redis_timeout.max(Duration::from_secs(3));
+        match l2.claim(&key, deployment, ttl, wait).await {
+            Some(holder) if holder == deployment => Ok(()),
+            Some(other) => Err(Some(other)),
+            None => Err(None),
+        }
+    }
+
+    /// The cache's key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.config.prefix
+    }
+
     /// Adds `reads` to `subject`'s shared read counter for `window` (kept
     /// for `ttl`); the new total, or `None` without Redis or when Redis did
     /// not answer (the caller counts locally then).

@@ -65,6 +65,12 @@ impl From<Uuid> for ProfileId {
     }
 }
 
+impl From<ProfileId> for Uuid {
+    fn from(value: ProfileId) -> Self {
+        value.0
+    }
+}
+
 impl fmt::Display for ProfileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -27,7 +27,7 @@ use crate::{
     domain::{
         DomainError, ProfileId, TenantId,
         audit::{AuditRecord, ChainedRecord, MAX_RESOURCE_IDS},
-        page::PageRequest,
+        page::PageTokens,
         privacy::FieldClass,
         profile::now,
     },
@@ -60,6 +60,7 @@ pub struct AuditConfig {
 pub struct Audit {
     store: Store,
     reads: Arc<Reads>,
+    pages: PageTokens,
 }
 
 /// Reads being coalesced, shared by the request path and the writer.
@@ -95,14 +96,14 @@ fn role_names(roles: &[Role]) -> Vec<String> {
 
 impl Audit {
     /// The trail over `store`, and its background work (run it with [`AuditJobs::run`]).
-    pub fn new(store: Store, config: AuditConfig) -> (Self, AuditJobs) {
+    pub fn new(store: Store, config: AuditConfig, pages: PageTokens) -> (Self, AuditJobs) {
         let reads = Arc::new(Reads {
             pending: Mutex::new(Pending::default()),
             capacity: config.buffer.max(MAX_RESOURCE_IDS),
             full: Notify::new(),
             drained: Notify::new(),
         });
-        (Self { store: store.clone(), reads: Arc::clone(&reads) }, AuditJobs { store, reads, config })
+        (Self { store: store.clone(), reads: Arc::clone(&reads), pages }, AuditJobs { store, reads, config })
     }
 
     /// The record of a write by `caller`: add it to the write's unit of work.
@@ -184,7 +185,7 @@ impl Audit {
             filter.from.map(|t| t.timestamp_micros()),
             filter.to.map(|t| t.timestamp_micros()),
         );
-        let page = PageRequest::parse(page_size, page_token, query)?;
+        let page = self.pages.request(page_size, page_token, caller.tenant(), query)?;
         let (records, more) =
             store::audit::list(self.store.db(), caller.tenant(), &filter, page.after, page.size).await?;
         let next_page_token = match records.last() {

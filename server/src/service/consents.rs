@@ -26,7 +26,7 @@ use crate::{
         events,
         identifiers::NormalizationPolicy,
         ids::truncate,
-        page::PageRequest,
+        page::PageTokens,
         profile::{Choice, ProfileContacts},
         view::{DecisionView, Disclosure},
     },
@@ -48,6 +48,7 @@ pub struct Consents {
     policy: NormalizationPolicy,
     writer: Batcher<WriteJob>,
     audit: Audit,
+    pages: PageTokens,
 }
 
 /// One SetConsent waiting for a unit of work.
@@ -160,12 +161,12 @@ impl ConsentCheck {
 impl Consents {
     /// Consent operations on `store`, normalizing addresses by `policy`,
     /// audited in `audit`.
-    pub fn new(store: Store, policy: NormalizationPolicy, audit: Audit) -> Self {
+    pub fn new(store: Store, policy: NormalizationPolicy, audit: Audit, pages: PageTokens) -> Self {
         let writer = Batcher::spawn(WRITE_LANES, MAX_WRITE_BATCH, {
             let (store, policy) = (store.clone(), policy.clone());
             move |jobs| write(store.clone(), policy.clone(), jobs)
         });
-        Self { store, policy, writer, audit }
+        Self { store, policy, writer, audit, pages }
     }
 
     /// Records a decision. History always gains it (a retried request id
@@ -227,9 +228,10 @@ impl Consents {
                 v.into_result(purpose)?
             }
         };
-        let page = PageRequest::parse(
+        let page = self.pages.request(
             page_size,
             page_token,
+            caller.tenant(),
             format!("consents:{profile_id}:{}", purpose.map_or("", |p| p.as_str())),
         )?;
         let (id, _) = self.existing_profile(caller, "profile_id", profile_id).await?;

@@ -20,7 +20,7 @@ use crate::{
             IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_external_id,
             normalize_source,
         },
-        page::PageRequest,
+        page::{PageRequest, PageTokens},
         profile::{
             self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput, ProfileStatus, parse_etag,
             record_lineage, resolve_update_mask, search_key,
@@ -47,6 +47,7 @@ pub struct Profiles {
     viewer: Viewer,
     audit: Audit,
     caps: ReadCaps,
+    pages: PageTokens,
 }
 
 /// An UpdateProfile call.
@@ -97,10 +98,11 @@ impl Profiles {
         policy: NormalizationPolicy,
         tenants: Tenants,
         audit: Audit,
+        pages: PageTokens,
     ) -> Self {
         let viewer = Viewer::new(store.clone(), tenants.clone(), policy.clone());
         let caps = ReadCaps::new(cache.clone());
-        Self { store, loader, cache, policy, tenants, viewer, audit, caps }
+        Self { store, loader, cache, policy, tenants, viewer, audit, caps, pages }
     }
 
     /// The caller's views of `profiles`, audited as `action` when they
@@ -340,7 +342,7 @@ impl Profiles {
         if show_deleted {
             caller.require(Permission::ListDeletedProfiles)?;
         }
-        let page = PageRequest::parse(page_size, page_token, format!("list:{show_deleted}"))?;
+        let page = self.pages.request(page_size, page_token, caller.tenant(), format!("list:{show_deleted}"))?;
         self.page(caller, &ProfileFilter::All { show_deleted }, &page, "profile.list").await
     }
 
@@ -369,7 +371,7 @@ impl Profiles {
                         format!("needs 1 to {MAX_SEARCH_PREFIX} characters with a letter or digit"),
                     ));
                 }
-                let page = PageRequest::parse(page_size, page_token, format!("name:{prefix}"))?;
+                let page = self.pages.request(page_size, page_token, caller.tenant(), format!("name:{prefix}"))?;
                 return self.page(caller, &ProfileFilter::NamePrefix(prefix), &page, "profile.search").await;
             }
             SearchCriterion::Email(raw) => self.identifier_key(("email", ""), IdentifierType::Email, &raw, "")?,
@@ -382,7 +384,7 @@ impl Profiles {
             )?,
         };
         // A strong identifier has at most one live holder: one page at most.
-        PageRequest::parse(page_size, page_token, String::new())?;
+        self.pages.request(page_size, page_token, caller.tenant(), String::new())?;
         let profiles = match self.resolve(caller, &key).await? {
             Some(profile) => vec![profile],
             None => Vec::new(),

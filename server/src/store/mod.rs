@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod consents;
+pub mod deployment;
 pub mod events;
 pub mod identities;
 pub mod loader;
