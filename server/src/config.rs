@@ -235,7 +235,7 @@ pub struct ServerArgs {
     /// `RetryInfo`) instead of queueing, so admitted calls keep their latency. Size it as
     /// throughput × acceptable latency; 0 turns the bound off. Health checks and streams are not
     /// counted.
-    #[arg(long, env = "C360_MAX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long, env = "C360_MAX_IN_FLIGHT", default_value_t = 128)]
     pub max_in_flight: usize,
     /// Most concurrent streams (calls) on one HTTP/2 connection; a client opening more waits.
     #[arg(long, env = "C360_MAX_CONCURRENT_STREAMS", default_value_t = 200)]

@@ -189,15 +189,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let measure_from = started + args.warmup;
     let deadline = measure_from + args.duration;
-    let (tally, not_sent) = match args.rate {
+    let (tally, open) = match args.rate {
         Some(rate) => {
             anyhow::ensure!(rate > 0, "--rate must be at least 1");
             open_loop(clients, load.clone(), rate, measure_from, deadline, args.max_outstanding.max(1)).await?
         }
-        None => (closed_loop(&args, clients, load.clone(), measure_from, deadline).await?, 0),
+        None => (closed_loop(&args, clients, load.clone(), measure_from, deadline).await?, OpenLoop::default()),
     };
     let measured = Instant::now().min(deadline).saturating_duration_since(measure_from).max(Duration::from_millis(1));
-    report(&args, &tally, not_sent, measured, load.ids.len());
+    report(&args, &tally, &open, measured, load.ids.len());
     Ok(())
 }
 
@@ -362,8 +362,8 @@ async fn open_loop(
     measure_from: Instant,
     deadline: Instant,
     max_outstanding: usize,
-) -> anyhow::Result<(Tally, u64)> {
-    let (answers, mut received) = tokio::sync::mpsc::unbounded_channel::<(Result<(), Status>, Duration)>();
+) -> anyhow::Result<(Tally, OpenLoop)> {
+    let (answers, mut received) = tokio::sync::mpsc::unbounded_channel::<(Result<(), Status>, Duration, Duration)>();
     let outstanding = std::sync::Arc::new(tokio::sync::Semaphore::new(max_outstanding));
     let started = Instant::now();
     let mut due_sent = 0u64;
@@ -373,10 +373,12 @@ async fn open_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let collector = tokio::spawn(async move {
         let mut tally = Tally::new()?;
-        while let Some((result, took)) = received.recv().await {
+        let mut lag = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        while let Some((result, took, late)) = received.recv().await {
             tally.record(result, took);
+            lag.saturating_record(u64::try_from(late.as_micros()).unwrap_or(u64::MAX).max(1));
         }
-        anyhow::Ok(tally)
+        anyhow::Ok((tally, lag.value_at_quantile(0.99) as f64 / 1000.0))
     });
     loop {
         tick.tick().await;
@@ -398,20 +400,33 @@ async fn open_loop(
             let (load, answers) = (load.clone(), answers.clone());
             let mut request_rng = ChaCha8Rng::seed_from_u64(rng.random());
             tokio::spawn(async move {
+                // How late the client itself sent it: a load generator that
+                // cannot keep its schedule measures itself, not the server.
+                let late = at.elapsed();
                 let result = load.send(&mut client, &mut request_rng).await;
                 if at >= measure_from && at < deadline {
-                    let _ = answers.send((result, at.elapsed()));
+                    let _ = answers.send((result, at.elapsed(), late));
                 }
                 drop(permit);
             });
         }
     }
     drop(answers);
-    let tally = collector.await??;
-    Ok((tally, not_sent))
+    let (tally, lag_p99_ms) = collector.await??;
+    Ok((tally, OpenLoop { not_sent, lag_p99_ms }))
 }
 
-fn report(args: &BenchArgs, tally: &Tally, not_sent: u64, measured: Duration, ids: usize) {
+/// What only the open loop measures.
+#[derive(Default)]
+struct OpenLoop {
+    /// Requests due while `--max-outstanding` waited for answers.
+    not_sent: u64,
+    /// 99th percentile of how late requests were sent after they were due.
+    lag_p99_ms: f64,
+}
+
+fn report(args: &BenchArgs, tally: &Tally, open: &OpenLoop, measured: Duration, ids: usize) {
+    let not_sent = open.not_sent;
     let (latency, errors) = (&tally.latency, &tally.errors);
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let ok = latency.len();
@@ -425,6 +440,8 @@ fn report(args: &BenchArgs, tally: &Tally, not_sent: u64, measured: Duration, id
             "concurrency": args.concurrency,
             "offered_per_s": args.rate,
             "not_sent": not_sent,
+            "answered_per_s": (ok + refused) as f64 / seconds,
+            "send_lag_p99_ms": open.lag_p99_ms,
             "seconds": seconds,
             "requests_ok": ok,
             "throughput_per_s": throughput,
@@ -439,9 +456,11 @@ fn report(args: &BenchArgs, tally: &Tally, not_sent: u64, measured: Duration, id
     }
     if let Some(rate) = args.rate {
         println!(
-            "offered    {rate}/s: {:.0}/s answered ({:.0}/s refused), {not_sent} not sent (client limit)",
+            "offered    {rate}/s: {:.0}/s answered ({:.0}/s refused), {not_sent} not sent (client limit), \
+             sends late by up to {:.1} ms (p99)",
             (ok + refused) as f64 / seconds,
-            refused as f64 / seconds
+            refused as f64 / seconds,
+            open.lag_p99_ms
         );
     }
     println!("requests   {ok} ok in {seconds:.1}s: {throughput:.0}/s");
