@@ -18,6 +18,8 @@ secs=${BENCH_SECONDS:-15}
 rounds=${BENCH_ROUNDS:-2}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# Outside the embedded mode a token key must be configured; servers and clients share it.
+export C360_JWT_SECRET=bench-jwt-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 run() { # label, bench args... (the client is always this build's: it mints tokens by role)
   local label=$1; shift

@@ -9,6 +9,8 @@ work=$(mktemp -d)
 secs=${BENCH_SECONDS:-15}
 # The keyed hash of identifiers in Redis key names (any 32 bytes will do here).
 # Secrets reach c360 by environment or file, never by flag.
+# Outside the embedded mode a token key must be configured; servers and clients share it.
+export C360_JWT_SECRET=bench-jwt-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export C360_CACHE_KEY=bench-cache-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
