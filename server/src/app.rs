@@ -442,7 +442,11 @@ impl App {
         tokio::spawn(renew_prefix(cache.clone(), deployment, jobs.clone()));
         let authenticate = Authenticate::new(keys, rate_limits);
 
-        let mut builder = Server::builder();
+        // Keepalive pings find connections that died without a goodbye, so
+        // their streams (and the change-stream slots they hold) end.
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.grpc.clone())?;
         }

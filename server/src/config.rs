@@ -235,7 +235,7 @@ pub struct ServerArgs {
     /// `RetryInfo`) instead of queueing, so admitted calls keep their latency. Size it as
     /// throughput × acceptable latency; 0 turns the bound off. Health checks and streams are not
     /// counted.
-    #[arg(long, env = "C360_MAX_IN_FLIGHT", default_value_t = 128)]
+    #[arg(long, env = "C360_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
     /// Most concurrent streams (calls) on one HTTP/2 connection; a client opening more waits.
     #[arg(long, env = "C360_MAX_CONCURRENT_STREAMS", default_value_t = 200)]
@@ -586,11 +586,24 @@ impl KafkaArgs {
     }
 }
 
+/// librdkafka settings `--kafka-option` may not set: each has its own
+/// option, checked at start (where the brokers are, whether the connection
+/// is encrypted), or is a secret, which never goes on a command line.
+const RESERVED_KAFKA_KEYS: &[&str] = &["bootstrap.servers", "metadata.broker.list", "security.protocol"];
+
 fn key_value(raw: &str) -> Result<(String, String), String> {
-    raw.split_once('=')
+    let (key, value) = raw
+        .split_once('=')
         .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
         .filter(|(key, _)| !key.is_empty())
-        .ok_or_else(|| format!("'{raw}' is not KEY=VALUE"))
+        .ok_or_else(|| format!("'{raw}' is not KEY=VALUE"))?;
+    if RESERVED_KAFKA_KEYS.contains(&key.as_str()) {
+        return Err(format!("{key} has its own option (--kafka-brokers, --kafka-security-protocol)"));
+    }
+    if key.contains("password") || key.contains("secret") {
+        return Err(format!("{key} is a secret: it never goes on a command line (use the *_FILE options)"));
+    }
+    Ok((key, value))
 }
 
 /// The outbox: relay and retention.
@@ -644,6 +657,18 @@ mod tests {
         let good = serve(&["--redis-url", "redis://127.0.0.1:1", "--cache-key-file", &good]);
         assert!(good.cache.config(Duration::from_secs(1)).is_ok(), "the trailing newline is not part of the key");
         assert!(serve(&[]).cache.config(Duration::from_secs(1)).is_ok(), "no Redis, no key needed");
+    }
+
+    /// Found by review: `--kafka-option` could undo the plaintext check or
+    /// carry a password on the command line.
+    #[test]
+    fn kafka_options_cannot_override_checked_settings_or_carry_secrets() {
+        for option in
+            ["security.protocol=plaintext", "bootstrap.servers=kafka:9092", "sasl.password=x", "ssl.key.password=x"]
+        {
+            assert!(Config::try_parse_from(["c360-serve", "--kafka-option", option]).is_err(), "{option}");
+        }
+        assert!(Config::try_parse_from(["c360-serve", "--kafka-option", "linger.ms=5"]).is_ok());
     }
 
     /// Found by reading the landed code: secrets were flags, which every user

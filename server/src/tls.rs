@@ -215,35 +215,6 @@ impl std::fmt::Display for Cleartext {
     }
 }
 
-/// A PostgreSQL URL's host and whether it demands TLS (`sslmode=require`,
-/// `verify-ca` or `verify-full`); `None` for other databases.
-pub fn postgres_cleartext(url: &str) -> Option<Cleartext> {
-    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
-    let (authority, query) = match rest.split_once('?') {
-        Some((before, query)) => (before.split('/').next().unwrap_or(""), query),
-        None => (rest.split('/').next().unwrap_or(""), ""),
-    };
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let mut hosts: Vec<String> = host_port.split(',').map(host_of).filter(|h| !h.is_empty()).collect();
-    let mut sslmode = None;
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("sslmode", mode)) => sslmode = Some(mode.to_ascii_lowercase()),
-            Some(("host", host)) => hosts.push(host.to_owned()),
-            _ => {}
-        }
-    }
-    let encrypted = matches!(sslmode.as_deref(), Some("require" | "verify-ca" | "verify-full"));
-    // A Unix socket (host starting with '/') never leaves the machine.
-    let remote: Vec<&String> =
-        hosts.iter().filter(|h| !h.starts_with('/') && !h.starts_with("%2F") && !is_loopback_host(h)).collect();
-    if encrypted || (remote.is_empty() && !hosts.is_empty()) {
-        return None;
-    }
-    let to = if hosts.is_empty() { "the default host".to_owned() } else { hosts.join(",") };
-    Some(Cleartext { what: "PostgreSQL", to, fix: "add sslmode=verify-full (and sslrootcert=…) to the URL" })
-}
-
 /// The host of `host[:port]` or `[v6][:port]`.
 fn host_of(host_port: &str) -> String {
     if let Some(v6) = host_port.strip_prefix('[') {
@@ -255,16 +226,55 @@ fn host_of(host_port: &str) -> String {
     }
 }
 
-/// A `redis://` URL to another machine (`rediss://` is TLS).
-pub fn redis_cleartext(url: &str) -> Option<Cleartext> {
-    let rest = url.strip_prefix("redis://")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host_of(authority.rsplit('@').next().unwrap_or(""));
-    (!host.is_empty() && !is_loopback_host(&host)).then_some(Cleartext {
-        what: "Redis",
-        to: host,
-        fix: "use a rediss:// URL",
-    })
+/// A PostgreSQL URL that would reach another machine without demanding TLS
+/// (`sslmode` or `ssl-mode` `require`, `verify-ca` or `verify-full`, the
+/// last one given winning, as sqlx reads them); `None` for other databases.
+/// A URL that does not parse counts as remote: the check fails closed.
+pub fn postgres_cleartext(raw: &str) -> Option<Cleartext> {
+    let scheme = raw.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase())?;
+    if scheme != "postgres" && scheme != "postgresql" {
+        return None;
+    }
+    let fix = "add sslmode=verify-full (and sslrootcert=…) to the URL";
+    let Ok(url) = url::Url::parse(raw) else {
+        return Some(Cleartext { what: "PostgreSQL", to: "an unparsed address".to_owned(), fix });
+    };
+    let mut hosts: Vec<String> =
+        url.host_str().map(|h| vec![h.trim_matches(['[', ']']).to_owned()]).unwrap_or_default();
+    let mut sslmode = None;
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "sslmode" | "ssl-mode" => sslmode = Some(value.to_ascii_lowercase()),
+            "host" | "hostaddr" => hosts.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    let encrypted = matches!(sslmode.as_deref(), Some("require" | "verify-ca" | "verify-full"));
+    // A Unix socket (a path) never leaves the machine.
+    let remote: Vec<&String> = hosts.iter().filter(|h| !h.starts_with('/') && !is_loopback_host(h)).collect();
+    if encrypted || (remote.is_empty() && !hosts.is_empty()) {
+        return None;
+    }
+    let to = if remote.is_empty() { "the default host".to_owned() } else { hosts.join(",") };
+    Some(Cleartext { what: "PostgreSQL", to, fix })
+}
+
+/// A Redis URL that would reach another machine without TLS (`redis://`,
+/// `valkey://`; `rediss://` and `valkeys://` are TLS, Unix sockets local).
+/// A URL that does not parse counts as remote.
+pub fn redis_cleartext(raw: &str) -> Option<Cleartext> {
+    let fix = "use a rediss:// URL";
+    let scheme = raw.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()).unwrap_or_default();
+    match scheme.as_str() {
+        "rediss" | "valkeys" | "unix" | "redis+unix" | "valkey+unix" => return None,
+        _ => {}
+    }
+    let host = url::Url::parse(raw).ok().and_then(|url| url.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()));
+    match host {
+        Some(host) if is_loopback_host(&host) => None,
+        Some(host) => Some(Cleartext { what: "Redis", to: host, fix }),
+        None => Some(Cleartext { what: "Redis", to: "an unparsed address".to_owned(), fix }),
+    }
 }
 
 /// Kafka brokers on other machines reached without TLS.
@@ -307,7 +317,12 @@ mod tests {
         assert_eq!(postgres_cleartext("postgres://u@[::1]:5432/db"), None);
         assert_eq!(postgres_cleartext("postgres://u@db.internal/c360?sslmode=verify-full"), None);
         assert_eq!(postgres_cleartext("postgres://u@db.internal/c360?sslmode=require"), None);
-        assert_eq!(postgres_cleartext("postgres://u@/c360?host=/var/run/postgresql"), None);
+        assert_eq!(postgres_cleartext("postgres:///c360?host=/var/run/postgresql&user=u"), None);
+        // Found by review: forms the client libraries accept but a hand-made parser missed.
+        assert!(postgres_cleartext("POSTGRES://u@db.internal/x").is_some(), "scheme in capitals");
+        assert!(postgres_cleartext("postgres://u@localhost/db?hostaddr=10.0.0.5").is_some(), "hostaddr");
+        assert!(postgres_cleartext("postgres://u@db.internal/x?sslmode=require&ssl-mode=disable").is_some());
+        assert!(postgres_cleartext("postgres://u@db.internal/x?ssl-mode=verify-full").is_none());
         let plain = postgres_cleartext("postgres://u:secret@db.internal:5432/c360").expect("refused");
         assert_eq!(plain.to, "db.internal");
         assert!(postgres_cleartext("postgres://u@db.internal/c360?sslmode=prefer").is_some(), "prefer may fall back");

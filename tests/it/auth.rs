@@ -408,6 +408,9 @@ async fn keys_come_from_a_jwks_file_by_kid_and_rotate_without_a_restart() {
     let secret = "jwks-shared-secret-of-at-least-32-bytes";
     let (ec, ec_signer) = ec_key("ec-1");
     std::fs::write(&file, jwks(&[oct_jwk("hs-1", secret), ec.clone()])).expect("write");
+    // A set holding a shared secret must be private to its owner.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("mode");
     let flags = ["--jwks-file", file.to_str().expect("utf-8")];
     let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &flags).await;
 

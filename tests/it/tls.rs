@@ -8,7 +8,7 @@ use c360_proto::v1 as pb;
 use c360_server::{App, Config, auth::Role};
 use c360_tests::{
     Bearer, TENANT, TestApp, TestDb, base_args,
-    tls::{TestCa, TlsPostgres, TlsRedis, https_get},
+    tls::{Issued, TestCa, TlsPostgres, TlsRedis, https_get},
 };
 use clap::Parser;
 use tonic::{Code, transport::Channel};
@@ -19,6 +19,16 @@ fn path(p: &std::path::Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `c360 serve` flags serving `server`'s certificate, with client
+/// certificates from `client_ca` required when given.
+fn tls_flags<'a>(server: &'a Issued, client_ca: Option<&'a TestCa>) -> Vec<&'a str> {
+    let mut flags = vec!["--tls-cert-file", path(&server.cert), "--tls-key-file", path(&server.key)];
+    if let Some(ca) = client_ca {
+        flags.extend(["--tls-client-ca-file", path(&ca.cert)]);
+    }
+    flags
+}
+
 fn get(id: &str) -> pb::GetProfileRequest {
     pb::GetProfileRequest { id: id.into() }
 }
@@ -27,8 +37,7 @@ fn get(id: &str) -> pb::GetProfileRequest {
 async fn grpc_and_http_serve_tls_and_refuse_plaintext() {
     let ca = TestCa::new("c360 test CA");
     let server = ca.issue("server", &["localhost", "127.0.0.1"]);
-    let flags = ["--tls-cert-file", path(&server.cert), "--tls-key-file", path(&server.key)];
-    let app = TestApp::spawn_tls(TestDb::postgres().await, &flags, ca.client(None)).await;
+    let app = TestApp::spawn_tls(TestDb::postgres().await, &tls_flags(&server, None), ca.client(None)).await;
     let created = app.agent().create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await;
     let created = created.expect("a call over TLS").into_inner();
     assert_eq!(app.agent().get_profile(get(&created.id)).await.expect("read").into_inner().given_name, "Ada");
@@ -63,14 +72,7 @@ async fn client_certificates_are_required_as_well_as_tokens() {
     let clients = TestCa::new("c360 service callers");
     let server = ca.issue("server", &["localhost", "127.0.0.1"]);
     let caller = clients.issue("billing", &["billing.internal"]);
-    let flags = [
-        "--tls-cert-file",
-        path(&server.cert),
-        "--tls-key-file",
-        path(&server.key),
-        "--tls-client-ca-file",
-        path(&clients.cert),
-    ];
+    let flags = tls_flags(&server, Some(&clients));
     let app = TestApp::spawn_tls(TestDb::postgres().await, &flags, ca.client(Some(&caller))).await;
     let missing = uuid::Uuid::now_v7().to_string();
     let answer = app.agent().get_profile(get(&missing)).await;
@@ -98,15 +100,8 @@ async fn client_certificates_can_be_optional() {
     let ca = TestCa::new("c360 test CA");
     let clients = TestCa::new("c360 service callers");
     let server = ca.issue("server", &["localhost", "127.0.0.1"]);
-    let flags = [
-        "--tls-cert-file",
-        path(&server.cert),
-        "--tls-key-file",
-        path(&server.key),
-        "--tls-client-ca-file",
-        path(&clients.cert),
-        "--tls-client-auth-optional",
-    ];
+    let mut flags = tls_flags(&server, Some(&clients));
+    flags.push("--tls-client-auth-optional");
     let app = TestApp::spawn_tls(TestDb::postgres().await, &flags, ca.client(None)).await;
     let answer = app.agent().get_profile(get(&uuid::Uuid::now_v7().to_string())).await;
     assert_eq!(answer.expect_err("unknown id").code(), Code::NotFound, "no certificate, token only: served");

@@ -12,7 +12,10 @@ use std::{
     collections::HashMap,
     fs,
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -121,7 +124,11 @@ pub struct JwtKeys {
     /// token on every call, and checking its signature and parsing its claims
     /// each time was a visible share of a cached read's CPU. Emptied when the
     /// keys change, so a withdrawn key's tokens stop at once.
-    verified: moka::sync::Cache<String, (Caller, u64)>,
+    verified: moka::sync::Cache<String, (Caller, u64, u64)>,
+    /// Bumped by every reload that changed the keys; a remembered token
+    /// counts only under the generation it was verified in (a verification
+    /// racing a reload must not outlive it).
+    generation: AtomicU64,
     source: KeySource,
     keys: RwLock<Arc<KeySet>>,
     issuer: String,
@@ -220,6 +227,19 @@ impl KeySet {
                     let kid = jwk.common.key_id.clone().filter(|kid| !kid.is_empty()).ok_or_else(|| {
                         anyhow::anyhow!("key {i} of {} has no kid: tokens choose keys by kid", path.display())
                     })?;
+                    if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+                        anyhow::bail!("key '{kid}' is for encryption (use: enc), not for signatures");
+                    }
+                    // A shared secret in the set makes the file a secret.
+                    if let jsonwebtoken::jwk::AlgorithmParameters::OctetKey(oct) = &jwk.algorithm {
+                        let bytes = URL_SAFE_NO_PAD.decode(oct.value.trim_end_matches('=')).unwrap_or_default();
+                        anyhow::ensure!(
+                            bytes.len() >= MIN_SECRET_BYTES,
+                            "key '{kid}' is a secret of {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                            bytes.len()
+                        );
+                        crate::files::check_private(path)?;
+                    }
                     let algorithm = jwk_algorithm(jwk).map_err(|e| anyhow::anyhow!("key '{kid}': {e}"))?;
                     let decoding = DecodingKey::from_jwk(jwk).map_err(|e| anyhow::anyhow!("key '{kid}': {e}"))?;
                     if named.insert(kid.clone(), Key::new(decoding, algorithm, issuer, audience)).is_some() {
@@ -251,6 +271,7 @@ impl JwtKeys {
         let verified = moka::sync::Cache::builder().max_capacity(VERIFIED_CAPACITY).time_to_live(VERIFIED_TTL).build();
         Ok(Self {
             verified,
+            generation: AtomicU64::new(0),
             source: source.clone(),
             keys: RwLock::new(Arc::new(keys)),
             issuer: issuer.to_owned(),
@@ -274,6 +295,7 @@ impl JwtKeys {
         }
         *keys = Arc::new(fresh);
         drop(keys);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.verified.invalidate_all();
         Ok(true)
     }
@@ -290,7 +312,11 @@ impl JwtKeys {
     /// Verifies a bearer token and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(u64::MAX, |d| d.as_secs());
-        if let Some((caller, exp)) = self.verified.get(token)
+        // The generation is read before the keys: keys replaced after this
+        // read leave whatever is remembered below under an old generation.
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some((caller, exp, remembered_in)) = self.verified.get(token)
+            && remembered_in == generation
             && unexpired(exp, now, LEEWAY)
         {
             return Ok(caller);
@@ -321,7 +347,7 @@ impl JwtKeys {
         let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
         let caller =
             Caller { subject: claims.sub, tenant, roles, expires_at: claims.exp, request_id: Default::default() };
-        self.verified.insert(token.to_owned(), (caller.clone(), claims.exp));
+        self.verified.insert(token.to_owned(), (caller.clone(), claims.exp, generation));
         Ok(caller)
     }
 

@@ -28,7 +28,7 @@ use tower::{Layer, Service};
 const MAX_MARGIN: Duration = Duration::from_millis(50);
 
 /// RPCs that stream: no deadline of their own.
-pub(crate) fn streams(path: &str) -> bool {
+fn streams(path: &str) -> bool {
     path == "/c360.v1.EventService/WatchChanges"
         || path == "/grpc.health.v1.Health/Watch"
         || path.starts_with("/grpc.reflection.")

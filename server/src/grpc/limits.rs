@@ -33,16 +33,17 @@ use tonic::{Code, Status, body::Body};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
-use super::{deadline::streams, error::ERROR_DOMAIN};
+use super::error::ERROR_DOMAIN;
 use crate::{auth::Caller, metrics::LimitMetrics};
 
 /// How soon a shed caller is told to try again.
 const SHED_RETRY: Duration = Duration::from_millis(100);
 
-/// Whether the in-flight bound leaves `path` alone: streams (bounded by
-/// [`WatchSlots`]) and health checks.
+/// Whether the in-flight bound leaves `path` alone: the change stream
+/// (bounded by [`WatchSlots`]) and health checks. Other streams (health
+/// watches, reflection) take no token and count against the bound.
 fn exempt(path: &str) -> bool {
-    streams(path) || path.starts_with("/grpc.health.v1.Health/")
+    path == "/c360.v1.EventService/WatchChanges" || path == "/grpc.health.v1.Health/Check"
 }
 
 /// UNAVAILABLE for a call shed by the in-flight bound.
@@ -134,7 +135,11 @@ impl Rate {
         if !(per_second.is_finite() && per_second > 0.0) {
             return None;
         }
-        let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
+        // A rate so small its period overflows a Duration is "never": one
+        // token a century is as good.
+        let period = Duration::try_from_secs_f64(1.0 / per_second)
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400))
+            .max(Duration::from_nanos(1));
         let one_second = NonZeroU32::new(per_second.ceil().min(f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN);
         let burst = burst.and_then(NonZeroU32::new).unwrap_or(one_second);
         Some(Self { period, burst })
@@ -282,5 +287,7 @@ mod tests {
         assert!(exempt("/grpc.health.v1.Health/Check"));
         assert!(exempt("/c360.v1.EventService/WatchChanges"));
         assert!(!exempt("/c360.v1.ProfileService/GetProfile"));
+        assert!(!exempt("/grpc.health.v1.Health/Watch"), "unauthenticated streams count");
+        assert!(Rate::new(1e-300, None).is_some(), "a tiny rate does not panic");
     }
 }

@@ -178,13 +178,15 @@ impl Audit {
         {
             return Err(DomainError::invalid("end_time", "must be after start_time"));
         }
-        let query = format!(
-            "audit:{}:{}:{:?}:{:?}",
-            filter.subject.as_deref().unwrap_or(""),
-            filter.resource_id.as_deref().unwrap_or(""),
+        // JSON frames the fields: no two filters give the same text.
+        let query = serde_json::json!([
+            "audit",
+            filter.subject,
+            filter.resource_id,
             filter.from.map(|t| t.timestamp_micros()),
             filter.to.map(|t| t.timestamp_micros()),
-        );
+        ])
+        .to_string();
         let page = self.pages.request(page_size, page_token, caller.tenant(), query)?;
         let (records, more) =
             store::audit::list(self.store.db(), caller.tenant(), &filter, page.after, page.size).await?;

@@ -232,7 +232,7 @@ impl Consents {
             page_size,
             page_token,
             caller.tenant(),
-            format!("consents:{profile_id}:{}", purpose.map_or("", |p| p.as_str())),
+            serde_json::json!(["consents", profile_id, purpose.map(|p| p.as_str())]).to_string(),
         )?;
         let (id, _) = self.existing_profile(caller, "profile_id", profile_id).await?;
         let (decisions, more) =
