@@ -135,6 +135,8 @@ type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 struct Tally {
     latency: Histogram<u64>,
     errors: BTreeMap<String, u64>,
+    /// The first message seen per status code, to tell one cause from another.
+    samples: BTreeMap<String, String>,
 }
 
 fn parse_role(raw: &str) -> Result<Role, String> {
@@ -223,6 +225,9 @@ async fn closed_loop(
         for (code, count) in tally.errors {
             *all.errors.entry(code).or_default() += count;
         }
+        for (code, message) in tally.samples {
+            all.samples.entry(code).or_insert(message);
+        }
     }
     Ok(all)
 }
@@ -307,7 +312,11 @@ impl Load {
 
 impl Tally {
     fn new() -> anyhow::Result<Self> {
-        Ok(Self { latency: Histogram::new_with_bounds(1, 60_000_000, 3)?, errors: BTreeMap::new() })
+        Ok(Self {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            errors: BTreeMap::new(),
+            samples: BTreeMap::new(),
+        })
     }
 
     /// Counts one answer that took `took`.
@@ -317,7 +326,11 @@ impl Tally {
                 let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
                 self.latency.saturating_record(micros);
             }
-            Err(status) => *self.errors.entry(format!("{:?}", status.code())).or_default() += 1,
+            Err(status) => {
+                let code = format!("{:?}", status.code());
+                self.samples.entry(code.clone()).or_insert_with(|| status.message().chars().take(200).collect());
+                *self.errors.entry(code).or_default() += 1;
+            }
         }
     }
 }
@@ -450,6 +463,7 @@ fn report(args: &BenchArgs, tally: &Tally, open: &OpenLoop, measured: Duration, 
                 "max": latency.max() as f64 / 1000.0,
             },
             "errors": errors,
+            "error_samples": tally.samples,
         });
         println!("{report}");
         return;
@@ -477,5 +491,8 @@ fn report(args: &BenchArgs, tally: &Tally, open: &OpenLoop, measured: Duration, 
     } else {
         let list: Vec<String> = errors.iter().map(|(code, n)| format!("{code} {n}")).collect();
         println!("errors     {}", list.join(", "));
+        for (code, message) in &tally.samples {
+            println!("  e.g. {code}: {message}");
+        }
     }
 }
