@@ -86,7 +86,9 @@ async fn check_prefix(cache: &ProfileCache, deployment: &str) -> anyhow::Result<
 /// Renews this deployment's claim on its Redis prefix, and says so loudly if
 /// another deployment took it meanwhile.
 async fn renew_prefix(cache: ProfileCache, deployment: String, stop: CancellationToken) {
-    let mut every = tokio::time::interval(PREFIX_CLAIM / 12);
+    // Start made the first claim (check_prefix): the first renewal is one period later.
+    let period = PREFIX_CLAIM / 12;
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = every.tick() => {}

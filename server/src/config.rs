@@ -97,14 +97,7 @@ pub fn secret_from(env: &str, file: Option<&Path>) -> anyhow::Result<Option<Secr
             anyhow::bail!("{env} and the file {} are both set; choose one", path.display())
         }
         (Some(value), None) => Ok(Some(SecretString::from(value))),
-        (None, Some(path)) => {
-            crate::files::check_private(path)?;
-            let raw =
-                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            let value = raw.trim_end_matches(['\r', '\n']);
-            anyhow::ensure!(!value.is_empty(), "{} is empty", path.display());
-            Ok(Some(SecretString::from(value.to_owned())))
-        }
+        (None, Some(path)) => Ok(Some(SecretString::from(crate::files::read_secret(path, "secret file")?))),
         (None, None) => Ok(None),
     }
 }
@@ -324,11 +317,10 @@ fn fence_ttl(request_timeout: Duration) -> Duration {
 impl RedisArgs {
     /// The TLS files of a rediss:// connection, read now.
     pub fn tls(&self) -> anyhow::Result<crate::cache::RedisTls> {
-        let read =
-            |path: &Path| std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()));
-        let ca = self.redis_tls_ca_file.as_deref().map(read).transpose()?;
+        use crate::files::read;
+        let ca = self.redis_tls_ca_file.as_deref().map(|ca| read(ca, "Redis CA")).transpose()?;
         let identity = match (&self.redis_tls_cert_file, &self.redis_tls_key_file) {
-            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            (Some(cert), Some(key)) => Some((read(cert, "Redis client certificate")?, read(key, "Redis client key")?)),
             _ => None,
         };
         if (ca.is_some() || identity.is_some())

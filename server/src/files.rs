@@ -65,6 +65,22 @@ pub fn create_once(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
     }
 }
 
+/// The whole file at `path`; the error names it as `what`.
+pub fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", path.display()))
+}
+
+/// A secret kept in a file: refused if other users may read the file or it
+/// holds nothing; a trailing newline is not part of the secret.
+pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    check_private(path)?;
+    let raw = read(path, what)?;
+    let text = String::from_utf8(raw).map_err(|_| anyhow::anyhow!("the {what} {} is not UTF-8", path.display()))?;
+    let value = text.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!value.is_empty(), "the {what} {} is empty", path.display());
+    Ok(value.to_owned())
+}
+
 /// Refuses a secret file that other users may read.
 pub fn check_private(path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]

@@ -556,6 +556,24 @@ pub async fn http_get_result(addr: SocketAddr, path: &str) -> String {
     }
 }
 
+/// A free port on 127.0.0.1 (for a private server a test starts).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+/// Waits up to `within` until something listens on 127.0.0.1:`port`;
+/// panics naming `what` otherwise.
+pub(crate) async fn wait_for_port(port: u16, what: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not start on port {port}");
+}
+
 /// A private redis-server on a free port, for fault tests: it can be paused
 /// (SIGSTOP: calls hang, data kept), resumed, killed and restarted.
 pub struct PrivateRedis {
@@ -567,7 +585,7 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts one and waits until it answers.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let port = free_port();
         let mut redis = Self { port, child: None };
         redis.restart().await;
         redis
@@ -587,13 +605,7 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server must be installed (see README.md)");
         self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("private redis-server did not start on port {}", self.port);
+        wait_for_port(self.port, "private redis-server", Duration::from_secs(2)).await;
     }
 
     /// Kills it and waits until it is gone.
@@ -642,7 +654,7 @@ fn tansu_binary() -> String {
 impl PrivateKafka {
     /// Starts one and waits until it answers metadata requests.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = tokio::process::Command::new(tansu_binary())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
@@ -653,14 +665,8 @@ impl PrivateKafka {
             .kill_on_drop(true)
             .spawn()
             .expect("tansu must be installed: cargo install tansu --locked --features dynostore (see README.md)");
-        let kafka = Self { port, child };
-        for _ in 0..500 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return kafka;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("tansu did not start on port {port}");
+        wait_for_port(port, "tansu", Duration::from_secs(10)).await;
+        Self { port, child }
     }
 
     /// Its bootstrap address.

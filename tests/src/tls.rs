@@ -9,6 +9,8 @@ use std::{
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
+use crate::{free_port, wait_for_port};
+
 /// A certificate authority that lives for one test, with its files in a
 /// directory of its own.
 pub struct TestCa {
@@ -72,10 +74,6 @@ impl TestCa {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
-}
-
 /// A private redis-server that speaks TLS only, with a certificate from `ca`.
 pub struct TlsRedis {
     /// Its port.
@@ -102,7 +100,7 @@ impl TlsRedis {
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server must be installed (see README.md)");
-        wait_for_port(port, "TLS redis-server").await;
+        wait_for_port(port, "TLS redis-server", Duration::from_secs(10)).await;
         Self { port, _child: child }
     }
 
@@ -110,16 +108,6 @@ impl TlsRedis {
     pub fn url(&self) -> String {
         format!("rediss://localhost:{}", self.port)
     }
-}
-
-async fn wait_for_port(port: u16, what: &str) {
-    for _ in 0..500 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what} did not start on port {port}");
 }
 
 /// A private PostgreSQL cluster that accepts TLS connections only, with a

@@ -186,9 +186,7 @@ impl KeySet {
                 fingerprint,
             })
         };
-        let read = |path: &Path, what: &str| {
-            fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", path.display()))
-        };
+        use crate::files::read;
         match source {
             KeySource::Secret(value) => secret(value.expose_secret().as_bytes(), Vec::new()),
             KeySource::LocalSecret(dir) => {
@@ -196,10 +194,8 @@ impl KeySet {
                 secret(value.expose_secret().as_bytes(), Vec::new())
             }
             KeySource::SecretFile(path) => {
-                crate::files::check_private(path)?;
-                let raw = read(path, "JWT secret file")?;
-                let value = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_owned();
-                secret(value.as_bytes(), raw)
+                let value = crate::files::read_secret(path, "JWT secret file")?;
+                secret(value.as_bytes(), value.as_bytes().to_vec())
             }
             KeySource::PublicKeyFile(path) => {
                 let pem = read(path, "JWT public key")?;

@@ -131,6 +131,16 @@ impl Interceptor for Bearer {
 type Client = ProfileServiceClient<InterceptedService<Channel, Bearer>>;
 type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// A histogram of durations in microseconds, from 1 µs to a minute.
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+/// `took` in whole microseconds, at least 1 (the histogram's floor).
+fn micros(took: Duration) -> u64 {
+    u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
 /// What one worker measured.
 struct Tally {
     latency: Histogram<u64>,
@@ -312,19 +322,14 @@ impl Load {
 
 impl Tally {
     fn new() -> anyhow::Result<Self> {
-        Ok(Self {
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
-            errors: BTreeMap::new(),
-            samples: BTreeMap::new(),
-        })
+        Ok(Self { latency: histogram()?, errors: BTreeMap::new(), samples: BTreeMap::new() })
     }
 
     /// Counts one answer that took `took`.
     fn record(&mut self, result: Result<(), Status>, took: Duration) {
         match result {
             Ok(()) => {
-                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
-                self.latency.saturating_record(micros);
+                self.latency.saturating_record(micros(took));
             }
             Err(status) => {
                 let code = format!("{:?}", status.code());
@@ -386,10 +391,10 @@ async fn open_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let collector = tokio::spawn(async move {
         let mut tally = Tally::new()?;
-        let mut lag = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let mut lag = histogram()?;
         while let Some((result, took, late)) = received.recv().await {
             tally.record(result, took);
-            lag.saturating_record(u64::try_from(late.as_micros()).unwrap_or(u64::MAX).max(1));
+            lag.saturating_record(micros(late));
         }
         anyhow::Ok((tally, lag.value_at_quantile(0.99) as f64 / 1000.0))
     });

@@ -46,6 +46,12 @@ fn exempt(path: &str) -> bool {
     path == "/c360.v1.EventService/WatchChanges" || path == "/grpc.health.v1.Health/Check"
 }
 
+/// The key of a caller's own bucket and stream count: its subject within
+/// its tenant (subjects are unique per tenant only).
+fn subject_key(caller: &Caller) -> String {
+    format!("{}\u{0}{}", caller.tenant(), caller.subject())
+}
+
 /// UNAVAILABLE for a call shed by the in-flight bound.
 fn overloaded(limit: usize) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(SHED_RETRY));
@@ -174,7 +180,7 @@ impl RateLimits {
     /// taken: both count what was asked, not what was served.
     pub fn check(&self, caller: &Caller) -> Result<(), Status> {
         if let Some(limiter) = &self.subject {
-            let key = format!("{}\u{0}{}", caller.tenant(), caller.subject());
+            let key = subject_key(caller);
             if let Err(not_until) = limiter.check_key(&key) {
                 self.metrics.rate_limited_subject.inc();
                 return Err(rate_limited("subject", not_until.wait_time_from(limiter.clock().now())));
@@ -240,7 +246,7 @@ impl WatchSlots {
         if self.per_subject == 0 {
             return Ok(None);
         }
-        let key = format!("{}\u{0}{}", caller.tenant(), caller.subject());
+        let key = subject_key(caller);
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = open.entry(key.clone()).or_default();
         if *count >= self.per_subject {
