@@ -225,6 +225,14 @@ impl App {
     /// token key and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.check_cleartext()?;
+        // Refused before any connection or migration is made.
+        let source = config.auth.key_source(&config.data.data_dir)?;
+        if !config.embedded() && matches!(source, KeySource::LocalSecret(_)) {
+            anyhow::bail!(
+                "no token key configured: outside the embedded mode set C360_JWT_SECRET (or --jwt-secret-file), \
+                 --jwt-public-key-file or --jwks-file; every instance must verify with the same keys"
+            );
+        }
         let hangups = tokio::signal::unix::signal(SignalKind::hangup())
             .inspect_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP; a key file is still watched"))
             .ok();
@@ -239,13 +247,6 @@ impl App {
             .await?;
         if !config.server.no_migrate {
             store.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
-        }
-        let source = config.auth.key_source(&config.data.data_dir)?;
-        if !config.embedded() && matches!(source, KeySource::LocalSecret(_)) {
-            anyhow::bail!(
-                "no token key configured: outside the embedded mode set C360_JWT_SECRET (or --jwt-secret-file), \
-                 --jwt-public-key-file or --jwks-file; every instance must verify with the same keys"
-            );
         }
         let keys = Arc::new(
             JwtKeys::load(&source, &config.auth.jwt_issuer, &config.auth.jwt_audience)?

@@ -466,12 +466,16 @@ impl Config {
         .collect()
     }
 
-    /// Refuses plaintext with other machines outside the embedded mode,
-    /// unless `--allow-cleartext-personal-data` accepts the risk (then each
+    /// Refuses plaintext with other machines outside the embedded mode
+    /// (SQLite with neither Redis nor a broker), unless `--allow-cleartext-personal-data` accepts the risk (then each
     /// is logged as a warning).
     pub fn check_cleartext(&self) -> anyhow::Result<()> {
         let cleartext = self.cleartext();
-        if self.embedded() || cleartext.is_empty() {
+        // SQLite alone keeps everything on one machine; once Redis or a
+        // broker is configured, data crosses a network like any deployment's.
+        let alone =
+            self.embedded() && self.cache.redis.redis_url.is_none() && self.outbox.kafka.kafka_brokers.is_none();
+        if alone || cleartext.is_empty() {
             return Ok(());
         }
         if self.tls.allow_cleartext_personal_data {

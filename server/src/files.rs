@@ -8,10 +8,19 @@ use std::{
     path::Path,
 };
 
-/// Creates `dir` (and its parents) readable by this user only; an existing
-/// directory is left as it is.
+/// Creates `dir` (and its parents) readable by this user only. An existing
+/// directory is not changed (it may be shared, like `/tmp`), but one that
+/// other users may list is reported: the files c360 keeps in it are private
+/// either way.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
+        if let Some(mode) = open_mode(dir) {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the data directory is open to other users (its files are not): run `chmod 700` on it"
+            );
+        }
         return Ok(());
     }
     let mut builder = fs::DirBuilder::new();
@@ -31,12 +40,43 @@ fn create_private(path: &Path) -> std::io::Result<fs::File> {
 }
 
 /// Creates `path` empty with mode 0600 if it does not exist (SQLite then
-/// gives its journal files the same mode).
+/// gives its journal files the same mode). An existing file that other
+/// users may read (made by an older version, or copied in) is made private,
+/// and so are the write-ahead log and shared-memory files beside it.
 pub fn private_file(path: &Path) -> std::io::Result<()> {
     match create_private(path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            for file in [
+                path.to_owned(),
+                path.with_file_name(format!("{name}-wal")),
+                path.with_file_name(format!("{name}-shm")),
+            ] {
+                if let Some(mode) = open_mode(&file) {
+                    #[cfg(unix)]
+                    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o700))?;
+                    tracing::warn!(file = %file.display(), was = format!("{mode:o}"), "made private (0600)");
+                }
+            }
+            Ok(())
+        }
         Err(e) => Err(e),
+    }
+}
+
+/// The permission bits of `path` when other users have any access to it.
+fn open_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -137,5 +177,15 @@ mod tests {
         let db = data.join("c360.db");
         private_file(&db).expect("create");
         assert_eq!(fs::metadata(&db).expect("meta").permissions().mode() & 0o777, 0o600);
+        // Found in review: an existing database (and its log) open to others was left so.
+        let wal = data.join("c360.db-wal");
+        fs::write(&wal, "").expect("write");
+        for file in [&db, &wal] {
+            fs::set_permissions(file, fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        private_file(&db).expect("existing");
+        for file in [&db, &wal] {
+            assert_eq!(fs::metadata(file).expect("meta").permissions().mode() & 0o777, 0o600, "{}", file.display());
+        }
     }
 }

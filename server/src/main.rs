@@ -15,6 +15,11 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_env("C360_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
+    let args: Vec<String> = std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect();
+    if let Err(e) = c360_server::cli::refuse_secret_arguments(&args) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let cli = c360_server::cli::Cli::parse();
     let result = cli.runtime().map_err(anyhow::Error::from).and_then(|runtime| runtime.block_on(cli.run()));
     match result {

@@ -37,10 +37,32 @@ async fn serve(data_dir: &str) -> (tokio::process::Child, String) {
 
 /// [`serve`] with extra environment variables; also returns the banner's lines.
 async fn serve_with(data_dir: &str, env: &[(&str, &str)]) -> (tokio::process::Child, String, Vec<String>) {
-    let args = ["serve", "--data-dir", data_dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
+    let (server, grpc_addr, banner, _) = serve_logged(data_dir, &[], env).await;
+    (server, grpc_addr, banner)
+}
+
+/// The server's log lines (stderr), as they arrive.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`serve_with`] with extra arguments; also returns its log.
+async fn serve_logged(
+    data_dir: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String, Vec<String>, Log) {
+    let mut args = vec!["serve", "--data-dir", data_dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
     let mut command = c360(&args);
     command.envs(env.iter().copied());
-    let mut server = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start c360 serve");
+    let mut server = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start c360 serve");
+    let log = Log::default();
+    let mut errors = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let collected = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = errors.next_line().await {
+            collected.lock().expect("log").push(line);
+        }
+    });
     let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
     let banner = tokio::time::timeout(Duration::from_secs(30), async {
         let mut banner = Vec::new();
@@ -60,7 +82,33 @@ async fn serve_with(data_dir: &str, env: &[(&str, &str)]) -> (tokio::process::Ch
     let grpc_addr = banner[0].split_whitespace().nth(5).expect("address in banner").to_owned();
     // Keep reading, as a supervisor would: the server's stdout stays open.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (server, grpc_addr, banner)
+    (server, grpc_addr, banner, log)
+}
+
+/// A ProfileService client sending `token`.
+async fn profiles_as(
+    grpc_addr: &str,
+    token: &str,
+) -> ProfileServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        impl FnMut(Request<()>) -> Result<Request<()>, tonic::Status>,
+    >,
+> {
+    let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect");
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
+    ProfileServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
+        request.metadata_mut().insert("authorization", bearer.clone());
+        Ok(request)
+    })
+}
+
+/// `c360 token` signed with the secret in `secret_file`.
+async fn token_from(secret_file: &str) -> String {
+    let args = ["token", "--tenant", "demo", "--role", "admin", "--jwt-secret-file", secret_file];
+    let output = c360(&args).output().await.expect("c360 token");
+    assert!(output.status.success(), "c360 token: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
 }
 
 /// Sends SIGTERM and asserts a clean exit.
@@ -71,6 +119,58 @@ async fn terminate(mut server: tokio::process::Child) {
     let exit =
         tokio::time::timeout(Duration::from_secs(30), server.wait()).await.expect("exits after SIGTERM").expect("wait");
     assert!(exit.success(), "c360 serve exited with {exit}");
+}
+
+/// Found in review: the SIGHUP test ran without a key file, so it showed only
+/// that SIGHUP does not end the server, not that it rotates keys. With a key
+/// file, a SIGHUP right after the file changes reloads it (the periodic check
+/// may win the race; then the rotation is tried again): tokens of the old
+/// secret are refused at once, remembered or not, and the new one's accepted.
+#[tokio::test]
+async fn sighup_rotates_the_token_secret_of_a_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let secret = dir.path().join("jwt-secret");
+    let secret_path = secret.to_str().expect("utf-8 path");
+    std::fs::write(&secret, "first-secret-".repeat(4)).expect("write secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let data = data_dir.to_str().expect("utf-8 path");
+    let (server, grpc_addr, _, log) = serve_logged(data, &["--jwt-secret-file", secret_path], &[]).await;
+    let old_token = token_from(secret_path).await;
+    let mut old = profiles_as(&grpc_addr, &old_token).await;
+    old.list_profiles(pb::ListProfilesRequest::default()).await.expect("the first secret's token is accepted");
+
+    let pid = server.id().expect("pid").to_string();
+    let mut by_sighup = false;
+    for attempt in 0..3 {
+        let seen = log.lock().expect("log").len();
+        std::fs::write(&secret, format!("rotated-secret-{attempt}-").repeat(4)).expect("rotate secret");
+        let hup = Command::new("kill").args(["-HUP", &pid]).status().await.expect("send SIGHUP");
+        assert!(hup.success());
+        let reload = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let line = log.lock().expect("log")[seen..].iter().find(|l| l.contains("token keys reloaded")).cloned();
+                if let Some(line) = line {
+                    return line;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the key file is reloaded");
+        if reload.contains("SIGHUP") {
+            by_sighup = true;
+            break;
+        }
+    }
+    assert!(by_sighup, "a SIGHUP reloaded the key file: {:?}", log.lock().expect("log"));
+    let refused = old.list_profiles(pb::ListProfilesRequest::default()).await.expect_err("the old secret is gone");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let new_token = token_from(secret_path).await;
+    let mut new = profiles_as(&grpc_addr, &new_token).await;
+    new.list_profiles(pb::ListProfilesRequest::default()).await.expect("the new secret's token is accepted");
+    terminate(server).await;
 }
 
 /// SIGHUP reloads keys; it must never end the server (its default action).
@@ -126,11 +226,7 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     let services: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(services.contains(&"c360.v1.ProfileService"), "{services:?}");
 
-    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
-    let mut client = ProfileServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
-        request.metadata_mut().insert("authorization", bearer.clone());
-        Ok(request)
-    });
+    let mut client = profiles_as(&grpc_addr, &token).await;
     let profile = pb::Profile { given_name: "Ada".into(), family_name: "Lovelace".into(), ..Default::default() };
     let created = client
         .create_profile(pb::CreateProfileRequest { profile: Some(profile), source: String::new() })
@@ -239,7 +335,51 @@ async fn seed_is_deterministic_and_bench_loads_a_running_server() {
     assert_eq!(report["requests_ok"], 200, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
     assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0), "{report}");
+
+    // The open loop offers its rate whatever the answers: 50/s for 2 s.
+    let open = [
+        "bench",
+        "--worker-threads",
+        "1",
+        "--data-dir",
+        data_dir,
+        "--target",
+        &target,
+        "--scenario",
+        "get-profile",
+        "--rate",
+        "50",
+        "--warmup",
+        "0s",
+        "--duration",
+        "2s",
+        "--json",
+    ];
+    let output = c360(&open).output().await.expect("c360 bench --rate");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["offered_per_s"], 50, "{report}");
+    assert_eq!(report["not_sent"], 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    let ok = report["requests_ok"].as_u64().expect("count");
+    assert!((80..=110).contains(&ok), "about 100 requests in 2 s at 50/s, got {ok}: {report}");
     terminate(server).await;
+}
+
+/// A password in a URL flag or a token as a flag is refused before anything
+/// runs: `ps` shows every process's arguments to every user. The error names
+/// the flag and the variable to use, never the secret.
+#[tokio::test]
+async fn secrets_in_flags_are_refused_without_being_echoed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let url = "postgres://c360:hunter2@127.0.0.1:5432/c360";
+    let output =
+        c360(&["migrate", "--data-dir", data_dir, "--database-url", url]).output().await.expect("c360 migrate");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--database-url") && stderr.contains("C360_DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 /// Found on a fresh machine: the banner said `c360 token …` to a user who had
@@ -257,12 +397,7 @@ async fn the_banner_prints_a_token_command_that_works_as_the_server_was_started(
     let output = Command::new(words[0]).args(&words[1..]).output().await.expect("run the printed command");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let token = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
-    let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect");
-    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
-    let mut client = ProfileServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
-        request.metadata_mut().insert("authorization", bearer.clone());
-        Ok(request)
-    });
+    let mut client = profiles_as(&grpc_addr, &token).await;
     client.list_profiles(pb::ListProfilesRequest::default()).await.expect("the printed command's token is accepted");
     terminate(server).await;
 

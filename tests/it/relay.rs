@@ -413,3 +413,32 @@ async fn the_embedded_default_relays_too() {
     assert_customer_order(&outbox(&app.db.connect().await).await, &received);
     app.stop().await.expect("stop");
 }
+
+/// The relay speaks TLS to the broker (tansu behind a TLS proxy; the broker
+/// is reachable no other way): events are acknowledged through it, and a
+/// broker whose certificate the relay's CA did not sign gets nothing.
+#[tokio::test]
+async fn the_relay_publishes_over_tls_and_verifies_the_broker() {
+    use c360_tests::tls::{TestCa, TlsKafka};
+    let ca = TestCa::new("c360 test CA");
+    let kafka = TlsKafka::start(&ca).await;
+    let brokers = kafka.brokers();
+    let stranger = TestCa::new("another CA");
+    let mut apps = Vec::new();
+    for trusted in [&ca, &stranger] {
+        let ca_file = trusted.cert.to_str().expect("utf-8 path");
+        let flags = ["--kafka-brokers", &brokers, "--kafka-security-protocol", "ssl", "--kafka-ssl-ca-file", ca_file];
+        let app = TestApp::spawn_with(TestDb::postgres().await, &flags).await;
+        app.agent().create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("create");
+        apps.push(app);
+    }
+    let (verified, refused) = (&apps[0], &apps[1]);
+    eventually!(verified.metric("c360_outbox_published_total").await >= 1.0);
+    let db = verified.db.connect().await;
+    eventually!(unpublished(&db).await == 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(refused.metric("c360_outbox_published_total").await, 0.0, "an unknown CA's broker gets nothing");
+    for app in apps {
+        app.stop().await.expect("stop");
+    }
+}

@@ -138,6 +138,39 @@ async fn the_cache_speaks_tls_to_redis() {
     assert_eq!(app.metric("c360_cache_redis_errors_total").await, 0.0, "no failed Redis call");
 }
 
+/// A Redis that requires client certificates: c360 presents the one it is
+/// given, and the cache works through it.
+#[tokio::test]
+async fn the_cache_presents_a_client_certificate_to_redis() {
+    let (ca, clients) = (TestCa::new("c360 test CA"), TestCa::new("c360 client CA"));
+    let redis = TlsRedis::start(&ca, Some(&clients)).await;
+    let client = clients.issue("c360-client", &["c360"]);
+    let prefix = format!("c360mtls-{}", uuid::Uuid::now_v7().simple());
+    let (url, key) = (redis.url(), c360_tests::test_cache_key_file());
+    let flags = [
+        "--redis-url",
+        &url,
+        "--redis-tls-ca-file",
+        path(&ca.cert),
+        "--redis-tls-cert-file",
+        path(&client.cert),
+        "--redis-tls-key-file",
+        path(&client.key),
+        "--cache-prefix",
+        &prefix,
+        "--cache-key-file",
+        &key,
+    ];
+    let app = TestApp::spawn_with(TestDb::postgres().await, &flags).await;
+    let created = app.agent().create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await;
+    let created = created.expect("create").into_inner();
+    for _ in 0..2 {
+        app.agent().get_profile(get(&created.id)).await.expect("read");
+    }
+    eventually!(app.metric("c360_cache_invalidation_channel_up").await >= 1.0);
+    assert_eq!(app.metric("c360_cache_redis_errors_total").await, 0.0, "no failed Redis call");
+}
+
 #[tokio::test]
 async fn the_database_speaks_tls_to_postgresql() {
     let ca = TestCa::new("c360 test CA");
@@ -201,4 +234,19 @@ async fn plaintext_over_a_network_is_refused_outside_the_embedded_mode() {
         .chain([path(embedded.path()).to_owned()])
         .collect();
     assert_eq!(build_error(args).await, "", "the embedded mode listens where it is told");
+    // Found in review: SQLite counted as embedded even beside a remote Redis
+    // or broker, whose connections then went out in the clear unrefused.
+    let sqlite = |extra: &[&str]| -> Vec<String> {
+        ["c360-serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([path(embedded.path()).to_owned()])
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let error =
+        build_error(sqlite(&["--redis-url", "redis://cache.example.invalid:6379", "--cache-key-file", &key])).await;
+    assert!(error.contains("Redis") && error.contains("rediss://"), "SQLite beside a remote Redis: {error}");
+    let error = build_error(sqlite(&["--kafka-brokers", "kafka.example.invalid:9092"])).await;
+    assert!(error.contains("Kafka"), "SQLite beside a remote broker: {error}");
 }

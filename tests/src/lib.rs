@@ -654,10 +654,17 @@ fn tansu_binary() -> String {
 impl PrivateKafka {
     /// Starts one and waits until it answers metadata requests.
     pub async fn start() -> Self {
+        Self::start_advertising(None).await
+    }
+
+    /// Starts one that tells clients to reach it at `localhost:<advertised>`
+    /// (a proxy in front of it) instead of its own port.
+    pub async fn start_advertising(advertised: Option<u16>) -> Self {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = advertised.map_or_else(|| url.clone(), |port| format!("tcp://localhost:{port}"));
         let child = tokio::process::Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())

@@ -1,6 +1,6 @@
 //! TLS for the tests: a throwaway certificate authority made in the test
-//! (rcgen), and private TLS-only redis-server and PostgreSQL servers signed
-//! by it, each on a free port, stopped when dropped.
+//! (rcgen), and private TLS-only redis-server, PostgreSQL and Kafka-protocol
+//! servers signed by it, each on a free port, stopped when dropped.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,7 +9,7 @@ use std::{
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
-use crate::{free_port, wait_for_port};
+use crate::{PrivateKafka, free_port, wait_for_port};
 
 /// A certificate authority that lives for one test, with its files in a
 /// directory of its own.
@@ -107,6 +107,45 @@ impl TlsRedis {
     /// Its rediss:// URL.
     pub fn url(&self) -> String {
         format!("rediss://localhost:{}", self.port)
+    }
+}
+
+/// A private Kafka-protocol broker reachable over TLS only: tansu has no TLS
+/// of its own, so socat terminates TLS in front of it with a certificate of
+/// the test's CA, and the broker advertises the proxy as its address (every
+/// client connection, bootstrap and partition leader alike, goes through it).
+pub struct TlsKafka {
+    /// The proxy's port.
+    pub port: u16,
+    _broker: PrivateKafka,
+    _proxy: tokio::process::Child,
+}
+
+impl TlsKafka {
+    /// Starts the broker and its TLS proxy.
+    pub async fn start(ca: &TestCa) -> Self {
+        let port = free_port();
+        let broker = PrivateKafka::start_advertising(Some(port)).await;
+        let server = ca.issue("kafka", &["localhost", "127.0.0.1"]);
+        let listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+            server.cert.display(),
+            server.key.display()
+        );
+        let proxy = tokio::process::Command::new("socat")
+            .args([listen, format!("TCP:127.0.0.1:{}", broker.port)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("socat must be installed (see README.md)");
+        wait_for_port(port, "socat TLS proxy", Duration::from_secs(10)).await;
+        Self { port, _broker: broker, _proxy: proxy }
+    }
+
+    /// Its bootstrap address (the name its certificate carries).
+    pub fn brokers(&self) -> String {
+        format!("localhost:{}", self.port)
     }
 }
 

@@ -322,11 +322,16 @@ impl JwtKeys {
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
-        // A stolen token is useful for as long as it lives: refuse long-lived ones.
-        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime {
+        // A stolen token is useful for as long as it lives: refuse long-lived
+        // ones. `iat` is the issuer's word, so a token dated in the future
+        // is refused, and what is left of its life is bounded as well.
+        if claims.iat > now.saturating_add(LEEWAY) {
+            return Err(TokenError::Invalid(format!("iat {} is in the future", claims.iat)));
+        }
+        let lifetime = claims.exp.saturating_sub(claims.iat).max(claims.exp.saturating_sub(now));
+        if lifetime > self.max_lifetime {
             return Err(TokenError::Invalid(format!(
-                "lifetime {}s exceeds the {}s this server accepts",
-                claims.exp.saturating_sub(claims.iat),
+                "lifetime {lifetime}s exceeds the {}s this server accepts",
                 self.max_lifetime
             )));
         }
@@ -458,6 +463,11 @@ mod tests {
         };
         assert!(keys.verify(&sign(claims(now, now + 3600))).is_ok(), "an hour is allowed");
         assert!(keys.verify(&sign(claims(now, now + 3601))).is_err(), "a second more is not");
+        // Found in review: `iat` is the issuer's claim, and dating a token in
+        // the future hid a week-long life behind an hour's `exp - iat`.
+        let week = 7 * 24 * 3600;
+        assert!(keys.verify(&sign(claims(now + week - 3600, now + week))).is_err(), "iat in the future");
+        assert!(keys.verify(&sign(claims(now + 10, now + 3000))).is_ok(), "a clock a little ahead is allowed");
         let mut early = claims(now, now + 600);
         early["nbf"] = serde_json::json!(now + 300);
         assert!(keys.verify(&sign(early)).is_err(), "not valid before nbf");

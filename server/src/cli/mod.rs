@@ -75,6 +75,48 @@ struct TokenArgs {
     auth: AuthArgs,
 }
 
+/// Flags whose value may carry a secret, and the variable to use instead.
+const SECRET_BEARING_FLAGS: [(&str, &str); 3] =
+    [("--database-url", "C360_DATABASE_URL"), ("--redis-url", "C360_REDIS_URL"), ("--token", "C360_TOKEN")];
+
+/// Refuses a secret on the command line, where `ps` shows it to every user of
+/// the machine: a password inside `--database-url` or `--redis-url`, or a
+/// `--token`. Each has an environment variable (and PostgreSQL a password
+/// file) instead. The error names the flag, never the value.
+pub fn refuse_secret_arguments<S: AsRef<str>>(args: &[S]) -> anyhow::Result<()> {
+    let mut args = args.iter().map(AsRef::as_ref);
+    while let Some(arg) = args.next() {
+        for (flag, variable) in SECRET_BEARING_FLAGS {
+            let value = match arg.strip_prefix(flag) {
+                Some("") => args.next(),
+                Some(rest) => rest.strip_prefix('='),
+                None => None,
+            };
+            let Some(value) = value else { continue };
+            let secret = flag == "--token" || url_has_password(value);
+            anyhow::ensure!(
+                !secret,
+                "{flag} carries a secret on the command line, which `ps` shows to every user of the machine: \
+                 set {variable} instead{}",
+                if flag == "--database-url" { " (or keep the password in ~/.pgpass or PGPASSFILE)" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `url` holds a password: `scheme://user:password@host`, or a
+/// `password=` query parameter as libpq's URLs allow.
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let in_userinfo = authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    let in_query = rest.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| pair.split('=').next().is_some_and(|key| key.eq_ignore_ascii_case("password")))
+    });
+    in_userinfo || in_query
+}
+
 impl Cli {
     /// The async runtime the command runs on.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
@@ -211,5 +253,32 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static
                 std::future::pending::<()>().await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_are_refused_without_echoing_them() {
+        let refused = [
+            vec!["c360", "serve", "--database-url", "postgres://c360:hunter2@db.internal/c360"],
+            vec!["c360", "serve", "--database-url=postgres://db.internal/c360?user=c360&password=hunter2"],
+            vec!["c360", "serve", "--redis-url", "rediss://:hunter2@cache.internal:6380"],
+            vec!["c360", "bench", "--token", "hunter2"],
+        ];
+        for args in refused {
+            let error = refuse_secret_arguments(&args).expect_err("refused").to_string();
+            assert!(!error.contains("hunter2") && error.contains("C360_"), "{error}");
+        }
+        let allowed = [
+            vec!["c360", "serve", "--database-url", "postgres://c360@db.internal/c360?sslmode=verify-full"],
+            vec!["c360", "serve", "--redis-url=rediss://cache.internal:6380", "--data-dir", "x:y@z"],
+            vec!["c360", "token", "--tenant", "demo", "--role", "agent"],
+        ];
+        for args in allowed {
+            refuse_secret_arguments(&args).expect("no secret");
+        }
     }
 }
