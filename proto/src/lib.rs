@@ -1,6 +1,8 @@
 //! The `c360.v1` gRPC contract: messages, service traits and clients generated
 //! at build time from `c360/v1/*.proto`.
 
+pub mod codec;
+
 /// Generated code for package `c360.v1`.
 pub mod v1 {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]

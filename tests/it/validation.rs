@@ -29,6 +29,9 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
     };
     let huge_attributes =
         Struct { fields: [("blob".to_owned(), Value { kind: Some(Kind::StringValue("x".repeat(70_000))) })].into() };
+    let text = |s: &str| Value { kind: Some(Kind::StringValue(s.to_owned())) };
+    let nul_key = Struct { fields: [("tier\u{0}".to_owned(), text("gold"))].into() };
+    let nul_value = Struct { fields: [("tier".to_owned(), text("go\u{0}ld"))].into() };
     let creates: Vec<(&str, pb::Profile)> = vec![
         ("profile.given_name", with(|p| p.given_name = "   ".into())),
         ("profile.family_name", with(|p| p.family_name = "x".repeat(201))),
@@ -56,6 +59,10 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
             with(|p| p.external_ids = vec![pb::ExternalId { source: "pos".into(), id: " ".into() }]),
         ),
         ("profile.attributes", pb::Profile { attributes: Some(huge_attributes), ..person("Bob", "Byron", "") }),
+        // Found by probing: PostgreSQL's JSONB refuses U+0000 and answered INTERNAL.
+        ("profile.attributes", pb::Profile { attributes: Some(nul_key), ..person("Bob", "Byron", "") }),
+        ("profile.attributes", pb::Profile { attributes: Some(nul_value), ..person("Bob", "Byron", "") }),
+        ("profile.given_name", with(|p| p.given_name = "Bo\u{0}b".into())),
         ("profile.company_name", with(|p| p.kind = pb::ProfileKind::Organization as i32)),
         ("profile", pb::Profile::default()),
     ];
@@ -312,4 +319,83 @@ async fn errors_name_the_field_and_never_echo_personal_values() {
     let status = client.update_profile(request).await.expect_err("unknown path");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().len() < 300, "the path is not echoed whole: {} bytes", status.message().len());
+}
+
+/// Bytes sent and received as they are, to put messages on the wire that no
+/// generated client would send.
+#[derive(Debug, Default, Clone)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Found by probing: a message that is not valid protobuf answered INTERNAL
+/// with the decoder's text (tonic's default). It is the sender's fault:
+/// INVALID_ARGUMENT, and the server goes on serving.
+#[tokio::test]
+async fn messages_that_do_not_decode_are_invalid_argument() {
+    use prost::Message;
+    let app = TestApp::spawn().await;
+    let token = app.token(c360_tests::TENANT, &[c360_server::auth::Role::Agent]);
+    let valid =
+        pb::CreateProfileRequest { profile: Some(person("Ada", "Lovelace", "ada@example.com")), source: "crm".into() };
+    let mut bad_utf8 = pb::CreateProfileRequest { source: "MARK".into(), ..valid.clone() }.encode_to_vec();
+    let at = bad_utf8.windows(4).position(|w| w == b"MARK").expect("marker");
+    bad_utf8[at..at + 4].copy_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+    let mut truncated = valid.encode_to_vec();
+    // Cut inside the last field (`source`, 5 bytes): its length promises more than follows.
+    truncated.truncate(truncated.len() - 2);
+    let mut nested = Value { kind: Some(Kind::StringValue("deep".into())) };
+    for _ in 0..200 {
+        let inner = Struct { fields: [("a".to_owned(), nested)].into() };
+        nested = Value { kind: Some(Kind::StructValue(inner)) };
+    }
+    let mut deep = person("Ada", "Lovelace", "ada@example.com");
+    deep.attributes = Some(Struct { fields: [("nested".to_owned(), nested)].into() });
+    let deep = pb::CreateProfileRequest { profile: Some(deep), source: String::new() }.encode_to_vec();
+
+    for (what, body) in [("invalid UTF-8", bad_utf8), ("truncated", truncated), ("nested 200 deep", deep)] {
+        let mut grpc = tonic::client::Grpc::new(app.channel());
+        grpc.ready().await.expect("ready");
+        let mut request = tonic::Request::new(body);
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/c360.v1.ProfileService/CreateProfile");
+        let status = grpc.unary(request, path, RawCodec).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+    }
+    let created = app.agent().create_profile(valid).await.expect("still serving");
+    assert_eq!(created.into_inner().given_name, "Ada");
+    assert_eq!(count(&app.db.connect().await, "profiles").await, 1, "only the valid request wrote");
 }

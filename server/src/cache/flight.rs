@@ -28,9 +28,17 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             Arc::clone(map.entry(key.clone()).or_default())
         };
-        let value = cell.get_or_init(load).await.clone();
-        self.forget_cell(key, &cell);
-        value
+        // Removes the entry however this call ends: a caller cancelled
+        // mid-load (a deadline, a reset) must not leave it behind, or a flood
+        // of cancelled cold reads grows the map without bound.
+        let _done = Leave { flights: self, key, cell: &cell };
+        cell.get_or_init(load).await.clone()
+    }
+
+    /// How many keys have a load in flight.
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Detaches the load in flight for `key`: callers arriving from now on
@@ -39,11 +47,58 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
     pub fn forget(&self, key: &K) {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
+}
 
-    fn forget_cell(&self, key: &K, cell: &Arc<OnceCell<V>>) {
-        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(key).is_some_and(|current| Arc::ptr_eq(current, cell)) {
-            map.remove(key);
+/// A caller's hold on a load in flight; dropped when the call ends.
+struct Leave<'a, K: Hash + Eq, V> {
+    flights: &'a SingleFlight<K, V>,
+    key: &'a K,
+    cell: &'a Arc<OnceCell<V>>,
+}
+
+impl<K: Hash + Eq, V> Drop for Leave<'_, K, V> {
+    fn drop(&mut self) {
+        let mut map = self.flights.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.get(self.key).is_some_and(|current| Arc::ptr_eq(current, self.cell)) {
+            return;
         }
+        // A finished load is done with; an unfinished one stays while other
+        // callers wait on it (one of them takes it over). Under the map's
+        // lock no new caller can take a hold, so the count is exact: the
+        // map's and this caller's.
+        if self.cell.initialized() || Arc::strong_count(self.cell) <= 2 {
+            map.remove(self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn cancelled_loads_leave_nothing_behind() {
+        let flights: SingleFlight<u32, u32> = SingleFlight::new();
+        for key in 0..1_000 {
+            let never = flights.run(&key, std::future::pending::<u32>);
+            assert!(tokio::time::timeout(Duration::from_micros(1), never).await.is_err());
+        }
+        assert_eq!(flights.in_flight(), 0, "every cancelled load is forgotten");
+
+        // A waiter left behind by a cancelled leader takes the load over and
+        // shares it with whoever arrives meanwhile.
+        let flights = Arc::new(flights);
+        let leader = flights.run(&7, std::future::pending::<u32>);
+        let waiter = {
+            let flights = Arc::clone(&flights);
+            tokio::spawn(async move { flights.run(&7, || async { 42 }).await })
+        };
+        assert!(tokio::time::timeout(Duration::from_millis(20), leader).await.is_err());
+        assert_eq!(waiter.await.expect("waiter"), 42);
+        assert_eq!(flights.in_flight(), 0);
+        assert_eq!(flights.run(&8, || async { 1 }).await, 1);
+        assert_eq!(flights.in_flight(), 0, "a finished load is forgotten");
     }
 }

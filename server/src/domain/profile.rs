@@ -907,6 +907,19 @@ fn check_attributes(attributes: &Map<String, Value>) -> Result<(), String> {
     if let Some(key) = attributes.keys().find(|k| k.is_empty() || k.chars().count() > limits::ATTRIBUTE_KEY) {
         return Err(format!("key '{}' must be 1 to {} characters", super::ids::truncate(key), limits::ATTRIBUTE_KEY));
     }
+    // PostgreSQL's JSONB cannot hold U+0000 (SQLite can): refused on both,
+    // so the backends agree and neither answers INTERNAL.
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if attributes.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        return Err("keys and values must not contain the NUL character (U+0000)".into());
+    }
     let size = serde_json::to_vec(attributes).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > limits::ATTRIBUTES_BYTES {
         return Err(format!("larger than {} bytes as JSON", limits::ATTRIBUTES_BYTES));
@@ -975,6 +988,13 @@ mod tests {
             }),
             ("profile.attributes", |p| {
                 p.attributes.insert("big".into(), Value::String("x".repeat(70_000)));
+            }),
+            // Found by probing: PostgreSQL's JSONB refused these with INTERNAL.
+            ("profile.attributes", |p| {
+                p.attributes.insert("tier\0".into(), Value::String("gold".into()));
+            }),
+            ("profile.attributes", |p| {
+                p.attributes.insert("notes".into(), serde_json::json!({"list": ["a", "b\u{0}c"]}));
             }),
             ("profile.emails[1].address", |p| {
                 p.emails.push(Email { address: "ada+x@example.com".into(), label: String::new(), primary: false })
