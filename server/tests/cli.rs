@@ -309,55 +309,22 @@ async fn seed_is_deterministic_and_bench_loads_a_running_server() {
     let data_dir = first.path().to_str().expect("utf-8 path");
     let (server, grpc_addr) = serve(data_dir).await;
     let target = format!("http://{grpc_addr}");
-    let args = [
-        "bench",
-        "--worker-threads",
-        "1",
-        "--data-dir",
-        data_dir,
-        "--target",
-        &target,
-        "--scenario",
-        "mixed",
-        "--concurrency",
-        "4",
-        "--warmup",
-        "0s",
-        "--duration",
-        "20s",
-        "--max-requests",
-        "200",
-        "--json",
-    ];
-    let output = c360(&args).output().await.expect("c360 bench");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let bench = async |load: &[&str]| -> serde_json::Value {
+        let mut args = vec!["bench", "--worker-threads", "1", "--data-dir", data_dir, "--target", &target];
+        args.extend_from_slice(load);
+        args.extend(["--warmup", "0s", "--json"]);
+        let output = c360(&args).output().await.expect("c360 bench");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("JSON report")
+    };
+    let closed = ["--scenario", "mixed", "--concurrency", "4", "--duration", "20s", "--max-requests", "200"];
+    let report = bench(&closed).await;
     assert_eq!(report["requests_ok"], 200, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
     assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0), "{report}");
 
     // The open loop offers its rate whatever the answers: 50/s for 2 s.
-    let open = [
-        "bench",
-        "--worker-threads",
-        "1",
-        "--data-dir",
-        data_dir,
-        "--target",
-        &target,
-        "--scenario",
-        "get-profile",
-        "--rate",
-        "50",
-        "--warmup",
-        "0s",
-        "--duration",
-        "2s",
-        "--json",
-    ];
-    let output = c360(&open).output().await.expect("c360 bench --rate");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let report = bench(&["--scenario", "get-profile", "--rate", "50", "--duration", "2s"]).await;
     assert_eq!(report["offered_per_s"], 50, "{report}");
     assert_eq!(report["not_sent"], 0, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
