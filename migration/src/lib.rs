@@ -15,6 +15,7 @@ mod m20261125_000007_outbox_lean_indexes;
 mod m20261126_000008_tenant_settings;
 mod m20261126_000009_audit;
 mod m20261127_000010_deployment;
+mod m20261202_000011_profile_requests;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_tenant_settings::Migration),
             Box::new(m20261126_000009_audit::Migration),
             Box::new(m20261127_000010_deployment::Migration),
+            Box::new(m20261202_000011_profile_requests::Migration),
         ]
     }
 }

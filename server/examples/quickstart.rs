@@ -56,7 +56,8 @@ async fn run() -> Result<(), String> {
         phones: vec![pb::PhoneNumber { number: "(415) 555-2671".into(), label: "mobile".into(), primary: true }],
         ..Default::default()
     };
-    let request = pb::CreateProfileRequest { profile: Some(ada), source: "quickstart".into() };
+    let request =
+        pb::CreateProfileRequest { request_id: String::new(), profile: Some(ada), source: "quickstart".into() };
     let profile = match profiles.create_profile(request).await {
         Ok(created) => {
             let created = created.into_inner();

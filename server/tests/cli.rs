@@ -229,7 +229,11 @@ async fn serve_answers_over_the_network_and_exits_cleanly_on_sigterm() {
     let mut client = profiles_as(&grpc_addr, &token).await;
     let profile = pb::Profile { given_name: "Ada".into(), family_name: "Lovelace".into(), ..Default::default() };
     let created = client
-        .create_profile(pb::CreateProfileRequest { profile: Some(profile), source: String::new() })
+        .create_profile(pb::CreateProfileRequest {
+            request_id: String::new(),
+            profile: Some(profile),
+            source: String::new(),
+        })
         .await
         .expect("create over the network")
         .into_inner();

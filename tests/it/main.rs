@@ -88,12 +88,13 @@ pub fn organization(name: &str, segment: &str) -> pb::Profile {
 
 /// CreateProfile with the default source.
 pub fn create(profile: pb::Profile) -> pb::CreateProfileRequest {
-    pb::CreateProfileRequest { profile: Some(profile), source: String::new() }
+    pb::CreateProfileRequest { request_id: String::new(), profile: Some(profile), source: String::new() }
 }
 
 /// UpdateProfile of `id`: the `mask` fields take the values in `changes`.
 pub fn update(id: &str, mask: &[&str], etag: &str, changes: pb::Profile) -> pb::UpdateProfileRequest {
     pb::UpdateProfileRequest {
+        request_id: String::new(),
         profile: Some(pb::Profile { id: id.into(), ..changes }),
         update_mask: Some(FieldMask { paths: mask.iter().map(|p| p.to_string()).collect() }),
         etag: etag.into(),

@@ -15,6 +15,7 @@ async fn create_and_update_write_one_envelope_each_with_changed_fields() {
     let org = organization("Acme Corp", "ENTERPRISE");
     let created = client.create_profile(create(org)).await.expect("create").into_inner();
     let request = pb::UpdateProfileRequest {
+        request_id: String::new(),
         profile: Some(pb::Profile {
             id: created.id.clone(),
             segment: "SMB".into(),

@@ -47,7 +47,8 @@ fn full_person() -> pb::Profile {
 async fn every_field_round_trips_through_create_and_get() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
-    let request = pb::CreateProfileRequest { profile: Some(full_person()), source: "pos".into() };
+    let request =
+        pb::CreateProfileRequest { request_id: String::new(), profile: Some(full_person()), source: "pos".into() };
     let created = client.create_profile(request).await.expect("create").into_inner();
 
     assert!(uuid::Uuid::parse_str(&created.id).is_ok_and(|id| id.get_version_num() == 7));
@@ -398,3 +399,61 @@ async fn search_and_lookup_find_each_identifier_kind() {
         Code::NotFound
     );
 }
+
+/// Found by probing: a CreateProfile whose answer was lost and is sent again
+/// created a second profile when it had no identifier (and failed with
+/// ALREADY_EXISTS when it had one). With a request id, a retry returns the
+/// first outcome and writes nothing; the same id on another request is
+/// refused; an update retried after it applied is not applied twice (nor
+/// refused for the etag it itself made stale).
+async fn retries_with_a_request_id_write_once(app: TestApp) {
+    use crate::{count, outbox};
+    let mut client = app.agent();
+    let db = app.db.connect().await;
+    let anonymous = pb::Profile { given_name: "Walk-in".into(), ..person("", "", "") };
+    let with_email = person("Ada", "Lovelace", "ada@example.com");
+    let mut ids = Vec::new();
+    for (request_id, profile) in [("create-anonymous-1", anonymous.clone()), ("create-ada-1", with_email.clone())] {
+        let request = pb::CreateProfileRequest { request_id: request_id.into(), ..create(profile) };
+        let first = client.create_profile(request.clone()).await.expect("create").into_inner();
+        let again = client.create_profile(request).await.expect("a retry succeeds").into_inner();
+        assert_eq!(again.id, first.id, "{request_id}: the first outcome");
+        assert_eq!(again.etag, first.etag);
+        ids.push(first.id);
+    }
+    assert_eq!(count(&db, "profiles").await, 2, "one profile per request id");
+    assert_eq!(outbox(&db).await.len(), 2, "one event per request id");
+    // Without a request id every call writes: that is what the id is for.
+    client.create_profile(create(anonymous.clone())).await.expect("create");
+    client.create_profile(create(anonymous.clone())).await.expect("create");
+    assert_eq!(count(&db, "profiles").await, 4);
+
+    let reused = pb::CreateProfileRequest { request_id: "create-ada-1".into(), ..create(anonymous.clone()) };
+    let status = client.create_profile(reused).await.expect_err("another request under a used id");
+    assert_eq!(crate::violated_fields(&status), ["request_id"]);
+    let bad = pb::CreateProfileRequest { request_id: "has space".into(), ..create(anonymous) };
+    assert_eq!(crate::violated_fields(&client.create_profile(bad).await.expect_err("bad id")), ["request_id"]);
+
+    let ada = &ids[1];
+    let request = pb::UpdateProfileRequest { request_id: "vip-1".into(), ..set_segment(ada, "VIP", "1") };
+    let first = client.update_profile(request.clone()).await.expect("update").into_inner();
+    assert_eq!(first.etag, "2");
+    let again = client.update_profile(request).await.expect("a retry is not ABORTED by its own write").into_inner();
+    assert_eq!((again.etag.as_str(), again.segment.as_str()), ("2", "VIP"), "applied once");
+    assert_eq!(outbox(&db).await.len(), 5, "two creates, two creates without ids, one update");
+
+    // Concurrent retries of one request: one profile, the same answer to all.
+    let request = pb::CreateProfileRequest {
+        request_id: "create-concurrent".into(),
+        ..create(pb::Profile { given_name: "Grace".into(), ..person("", "", "") })
+    };
+    let calls = (0..8).map(|_| {
+        let (mut client, request) = (app.agent(), request.clone());
+        async move { client.create_profile(request).await.expect("create").into_inner().id }
+    });
+    let answers: HashSet<String> = futures::future::join_all(calls).await.into_iter().collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(count(&db, "profiles").await, 5);
+}
+
+on_both!(retried_writes, retries_with_a_request_id_write_once);

@@ -72,6 +72,7 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
     }
     let status = client
         .create_profile(pb::CreateProfileRequest {
+            request_id: String::new(),
             profile: Some(person("Bob", "Byron", "")),
             source: "no spaces allowed".into(),
         })
@@ -80,6 +81,7 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
     assert_eq!(violated_fields(&status), ["source"]);
 
     let update = |mask: &[&str], etag: &str, profile: pb::Profile| pb::UpdateProfileRequest {
+        request_id: String::new(),
         profile: Some(pb::Profile {
             id: if profile.id.is_empty() { existing.id.clone() } else { profile.id.clone() },
             ..profile
@@ -369,8 +371,11 @@ async fn messages_that_do_not_decode_are_invalid_argument() {
     use prost::Message;
     let app = TestApp::spawn().await;
     let token = app.token(c360_tests::TENANT, &[c360_server::auth::Role::Agent]);
-    let valid =
-        pb::CreateProfileRequest { profile: Some(person("Ada", "Lovelace", "ada@example.com")), source: "crm".into() };
+    let valid = pb::CreateProfileRequest {
+        request_id: String::new(),
+        profile: Some(person("Ada", "Lovelace", "ada@example.com")),
+        source: "crm".into(),
+    };
     let mut bad_utf8 = pb::CreateProfileRequest { source: "MARK".into(), ..valid.clone() }.encode_to_vec();
     let at = bad_utf8.windows(4).position(|w| w == b"MARK").expect("marker");
     bad_utf8[at..at + 4].copy_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
@@ -384,7 +389,8 @@ async fn messages_that_do_not_decode_are_invalid_argument() {
     }
     let mut deep = person("Ada", "Lovelace", "ada@example.com");
     deep.attributes = Some(Struct { fields: [("nested".to_owned(), nested)].into() });
-    let deep = pb::CreateProfileRequest { profile: Some(deep), source: String::new() }.encode_to_vec();
+    let deep = pb::CreateProfileRequest { request_id: String::new(), profile: Some(deep), source: String::new() }
+        .encode_to_vec();
 
     for (what, body) in [("invalid UTF-8", bad_utf8), ("truncated", truncated), ("nested 200 deep", deep)] {
         let mut grpc = tonic::client::Grpc::new(app.channel());

@@ -27,8 +27,6 @@ use super::{
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// Largest evidence text, in bytes (UTF-8).
 pub const MAX_EVIDENCE_BYTES: usize = 4096;
-/// Longest client request id.
-pub const MAX_REQUEST_ID_CHARS: usize = 128;
 /// Longest channel name.
 pub const MAX_CHANNEL_CHARS: usize = 40;
 /// Most profiles or addresses in one BatchCheckConsent.
@@ -464,7 +462,8 @@ impl ConsentInput {
         if self.evidence.len() > MAX_EVIDENCE_BYTES {
             v.add("evidence", format!("at most {MAX_EVIDENCE_BYTES} bytes, got {}", self.evidence.len()));
         }
-        let request_id = v.check("request_id", check_request_id(&self.request_id));
+        let request_id =
+            v.check("request_id", super::ids::request_id(&self.request_id).map(|id| id.map(str::to_owned)));
         let contact_point = self.contact_point.and_then(|(kind, raw)| {
             let field = kind.request_field();
             if let Some(purpose) = purpose
@@ -539,19 +538,6 @@ fn normalize_channel(raw: &str) -> Result<Option<String>, String> {
         return Err(format!("'{}' may hold only letters, digits, '_' and '-'", truncate(trimmed)));
     }
     Ok(Some(trimmed.to_ascii_uppercase()))
-}
-
-fn check_request_id(raw: &str) -> Result<Option<String>, String> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    if raw.chars().count() > MAX_REQUEST_ID_CHARS {
-        return Err(format!("at most {MAX_REQUEST_ID_CHARS} characters"));
-    }
-    if !raw.chars().all(|c| c.is_ascii_graphic()) {
-        return Err("may hold only visible ASCII characters".into());
-    }
-    Ok(Some(raw.to_owned()))
 }
 
 #[cfg(test)]

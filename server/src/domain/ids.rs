@@ -4,6 +4,24 @@ use std::fmt;
 
 use uuid::Uuid;
 
+/// Longest client request id (SetConsent, CreateProfile, UpdateProfile).
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// A client request id: empty for none, else 1 to [`MAX_REQUEST_ID_CHARS`]
+/// visible ASCII characters (it is stored and compared as sent).
+pub fn request_id(raw: &str) -> Result<Option<&str>, String> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.chars().count() > MAX_REQUEST_ID_CHARS {
+        return Err(format!("at most {MAX_REQUEST_ID_CHARS} characters"));
+    }
+    if !raw.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("may hold only visible ASCII characters".into());
+    }
+    Ok(Some(raw))
+}
+
 /// A tenant: the unit of data isolation. Comes from the caller's token only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(String);

@@ -9,7 +9,7 @@ use crate::{
     auth::Permission,
     convert::identifier_type,
     domain::DomainError,
-    service::{Page, Profiles, SearchCriterion, UpdateRequest},
+    service::{Page, Profiles, RequestKey, SearchCriterion, UpdateRequest},
 };
 
 /// The gRPC face of [`Profiles`].
@@ -30,8 +30,9 @@ type Reply<T> = Result<Response<T>, Status>;
 impl ProfileService for ProfileApi {
     async fn create_profile(&self, request: Request<pb::CreateProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
-        let pb::CreateProfileRequest { profile, source } = request.into_inner();
-        let profile = self.profiles.create(&caller, profile.unwrap_or_default().into(), &source).await?;
+        let key = request_key(request.get_ref(), |r| (std::mem::take(&mut r.request_id), r.profile.as_mut()));
+        let pb::CreateProfileRequest { profile, source, .. } = request.into_inner();
+        let profile = self.profiles.create(&caller, profile.unwrap_or_default().into(), &source, &key).await?;
         Ok(Response::new(profile.into()))
     }
 
@@ -53,7 +54,8 @@ impl ProfileService for ProfileApi {
 
     async fn update_profile(&self, request: Request<pb::UpdateProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
-        let pb::UpdateProfileRequest { profile, update_mask, etag, source } = request.into_inner();
+        let key = request_key(request.get_ref(), |r| (std::mem::take(&mut r.request_id), r.profile.as_mut()));
+        let pb::UpdateProfileRequest { profile, update_mask, etag, source, .. } = request.into_inner();
         let profile = profile.unwrap_or_default();
         let update = UpdateRequest {
             id: profile.id.clone(),
@@ -61,6 +63,7 @@ impl ProfileService for ProfileApi {
             input: profile.into(),
             etag,
             source,
+            request: key,
         };
         Ok(Response::new(self.profiles.update(&caller, update).await?.into()))
     }
@@ -110,4 +113,23 @@ impl ProfileService for ProfileApi {
 
 fn page_parts(page: Page) -> (Vec<pb::Profile>, String) {
     (page.profiles.into_iter().map(pb::Profile::from).collect(), page.next_page_token)
+}
+
+/// The request id of a write and a hash of the rest of the request: the same
+/// message sent again hashes the same (prost encodes fields in order; the
+/// only map of a profile, `lineage`, is output-only and left out).
+fn request_key<M: prost::Message + Clone>(
+    request: &M,
+    parts: impl FnOnce(&mut M) -> (String, Option<&mut pb::Profile>),
+) -> RequestKey {
+    use sha2::Digest;
+    let mut rest = request.clone();
+    let (id, profile) = parts(&mut rest);
+    if id.is_empty() {
+        return RequestKey::default();
+    }
+    if let Some(profile) = profile {
+        profile.lineage.clear();
+    }
+    RequestKey { id, fingerprint: hex::encode(sha2::Sha256::digest(rest.encode_to_vec())) }
 }

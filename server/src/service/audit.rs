@@ -410,6 +410,13 @@ async fn prune_loop(store: Store, retention: Duration, stop: CancellationToken) 
             }
             Err(error) => tracing::warn!(%error, "pruning audit records failed"),
         }
+        // Client request ids of profile writes live a day; this pruner keeps
+        // them too, being the one that already runs on every instance.
+        let requests = Utc::now()
+            - chrono::Duration::from_std(super::profiles::REQUEST_ID_RETENTION).unwrap_or(chrono::Duration::MAX);
+        if let Err(error) = crate::store::requests::prune(store.db(), requests).await {
+            tracing::warn!(%error, "pruning request ids failed");
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(PRUNE_EVERY) => {}

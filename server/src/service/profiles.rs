@@ -31,6 +31,20 @@ use crate::{
     store::{self, Store, UnitOfWork, loader::ProfileLoader, profiles::ProfileFilter},
 };
 
+/// How long a client request id makes a retry of its write a no-op.
+pub const REQUEST_ID_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A client's request id for a write, and a hash of what the request said:
+/// a retry with the same id returns the first outcome instead of writing
+/// again; the same id on a different request is refused.
+#[derive(Debug, Clone, Default)]
+pub struct RequestKey {
+    /// The client's id; empty: none (every call writes).
+    pub id: String,
+    /// A hash of the request's content, the id left out.
+    pub fingerprint: String,
+}
+
 /// Most ids in one BatchGetProfiles.
 pub const MAX_BATCH_IDS: usize = 1000;
 /// Longest name prefix searched.
@@ -63,6 +77,8 @@ pub struct UpdateRequest {
     pub etag: String,
     /// Source system for lineage, or empty.
     pub source: String,
+    /// The client's request id, if any.
+    pub request: RequestKey,
 }
 
 /// One criterion of SearchProfiles.
@@ -136,8 +152,18 @@ impl Profiles {
     /// Creates a profile, claims its identifiers and records
     /// `CustomerProfileCreatedEvent`, all in one transaction.
     #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id))]
-    pub async fn create(&self, caller: &Caller, input: ProfileInput, source: &str) -> Result<ProfileView, DomainError> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        input: ProfileInput,
+        source: &str,
+        request: &RequestKey,
+    ) -> Result<ProfileView, DomainError> {
         caller.require(Permission::WriteProfiles)?;
+        let request_id = check_request_id(&request.id)?;
+        if let Some(first) = self.replay(caller, request_id, request, "create").await? {
+            return Ok(first);
+        }
         let settings = self.tenants.of(caller.tenant()).await?;
         let shape = Shape::of(caller);
         for field in input.populated_fields() {
@@ -163,6 +189,10 @@ impl Profiles {
         record_lineage(&mut profile.lineage, &profile.data.set_fields(), &source, now);
 
         let mut work = self.store.begin().await?;
+        if !self.hold_request_id(&work, caller, request_id, request, "create", profile.id).await? {
+            drop(work);
+            return self.replayed(caller, request_id, request, "create").await;
+        }
         self.check_primary_contact(&work, caller, &profile.data, None).await?;
         let identifiers = profile.data.identity_keys(&self.policy);
         store::profiles::insert(work.conn(), &profile).await?;
@@ -234,6 +264,10 @@ impl Profiles {
     #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = request.id))]
     pub async fn update(&self, caller: &Caller, request: UpdateRequest) -> Result<ProfileView, DomainError> {
         caller.require(Permission::WriteProfiles)?;
+        let request_id = check_request_id(&request.request.id)?;
+        if let Some(first) = self.replay(caller, request_id, &request.request, "update").await? {
+            return Ok(first);
+        }
         let settings = self.tenants.of(caller.tenant()).await?;
         let shape = Shape::of(caller);
         let mut violations = Violations::default();
@@ -264,6 +298,10 @@ impl Profiles {
         };
 
         let work = self.store.begin().await?;
+        if !self.hold_request_id(&work, caller, request_id, &request.request, "update", id).await? {
+            drop(work);
+            return self.replayed(caller, request_id, &request.request, "update").await;
+        }
         let current = self.load_for_write(&work, caller, id, expected).await?;
         let mut data = current.data.clone();
         for field in &mask {
@@ -537,6 +575,62 @@ impl Profiles {
         Ok(released.into_iter().chain(added.into_iter().map(|(key, _)| key)).collect())
     }
 
+    /// The first outcome of a write already made under `request_id`: the
+    /// profile it wrote, as it is now (a read). `None`: no such write.
+    async fn replay(
+        &self,
+        caller: &Caller,
+        request_id: Option<&str>,
+        request: &RequestKey,
+        operation: &str,
+    ) -> Result<Option<ProfileView>, DomainError> {
+        let Some(request_id) = request_id else { return Ok(None) };
+        let Some(first) = store::requests::find(self.store.db(), caller.tenant(), request_id).await? else {
+            return Ok(None);
+        };
+        if first.operation != operation || first.fingerprint != request.fingerprint {
+            return Err(DomainError::invalid("request_id", "already used for a different request"));
+        }
+        let profile = store::profiles::find(self.store.db(), caller.tenant(), first.profile_id, false)
+            .await?
+            .ok_or_else(|| DomainError::profile_not_found(first.profile_id))?;
+        self.shown_one(caller, "profile.read", &profile).await.map(Some)
+    }
+
+    /// Records `request_id` (if any) in `work` before anything is written;
+    /// `false` when a concurrent call committed it first: the caller then
+    /// drops `work` (and with it SQLite's one connection) and answers with
+    /// [`Self::replayed`].
+    async fn hold_request_id(
+        &self,
+        work: &UnitOfWork,
+        caller: &Caller,
+        request_id: Option<&str>,
+        request: &RequestKey,
+        operation: &str,
+        profile_id: ProfileId,
+    ) -> Result<bool, DomainError> {
+        let Some(request_id) = request_id else { return Ok(true) };
+        let recorded = store::requests::Recorded {
+            operation: operation.to_owned(),
+            profile_id,
+            fingerprint: request.fingerprint.clone(),
+        };
+        store::requests::record(work.conn(), caller.tenant(), request_id, &recorded).await
+    }
+
+    /// The outcome of the call that recorded `request_id` first.
+    async fn replayed(
+        &self,
+        caller: &Caller,
+        request_id: Option<&str>,
+        request: &RequestKey,
+        operation: &str,
+    ) -> Result<ProfileView, DomainError> {
+        let first = self.replay(caller, request_id, request, operation).await?;
+        first.ok_or_else(|| DomainError::Internal("a request id recorded, then not found".into()))
+    }
+
     /// Writes `next` over `current` (compare-and-set on the version) and
     /// commits it with its event; `identifiers` changed holder.
     async fn commit_write(
@@ -580,6 +674,10 @@ impl Profiles {
             None => Err(DomainError::invalid(field, format!("no profile {contact}"))),
         }
     }
+}
+
+fn check_request_id(raw: &str) -> Result<Option<&str>, DomainError> {
+    crate::domain::ids::request_id(raw).map_err(|problem| DomainError::invalid("request_id", problem))
 }
 
 fn parse_id(field: &str, raw: &str) -> Result<ProfileId, DomainError> {

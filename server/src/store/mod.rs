@@ -12,6 +12,7 @@ pub mod identities;
 pub mod loader;
 pub mod outbox;
 pub mod profiles;
+pub mod requests;
 pub mod settings;
 mod sql;
 mod unit_of_work;
