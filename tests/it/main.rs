@@ -44,6 +44,7 @@ mod consents;
 mod embedded;
 mod endpoints;
 mod identities;
+mod inputs;
 mod leaks;
 mod limits;
 mod outbox;
