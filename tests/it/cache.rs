@@ -13,6 +13,7 @@ use std::{
 use c360_proto::v1 as pb;
 use c360_server::auth::Role;
 use c360_tests::{PrivateRedis, ProfileClient, TestApp, TestDb};
+use sea_orm::{ConnectionTrait, Statement};
 
 use crate::{create, person, set_segment};
 
@@ -316,4 +317,54 @@ async fn concurrent_cold_reads_each_get_their_own_profile_and_never_another_tena
     let (loads, queries) = (app.metric(DB_LOADS).await - loads, app.metric(PROFILE_QUERIES).await - queries);
     assert_eq!(loads, 240.0, "every read missed the cache");
     assert!(queries < loads, "concurrent reads shared queries: {queries} queries for {loads} reads");
+}
+
+/// A write whose caller gives up while its COMMIT is under way (here a
+/// deferred trigger makes the commit take 300 ms and the deadline is 150 ms)
+/// still invalidates every cached copy: the commit completes on the server
+/// whatever the caller does, so the invalidation must not be the request's
+/// to lose. Another instance that cached the profile then serves the deleted
+/// profile as INACTIVE at once, not ACTIVE until the TTL (5 minutes).
+#[tokio::test]
+async fn a_write_cut_off_during_its_commit_still_invalidates_other_instances() {
+    let app = TestApp::spawn_with_redis(&[]).await;
+    let sibling = app.sibling(&[]).await;
+    let created = new_profile(&app, "Ada").await;
+    let mut reader = sibling.agent();
+    for _ in 0..2 {
+        assert_eq!(version(&mut reader, &created.id).await, 1, "in the sibling's L1 and in Redis");
+    }
+    let db = app.db.connect().await;
+    for sql in [
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON profiles DEFERRABLE INITIALLY DEFERRED \
+         FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+    ] {
+        db.execute_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("slow commits");
+    }
+
+    let mut request = tonic::Request::new(pb::DeleteProfileRequest { id: created.id.clone(), etag: String::new() });
+    request.set_timeout(Duration::from_millis(150));
+    let cut = app.agent().delete_profile(request).await.expect_err("the commit outlasts the deadline");
+    assert_eq!(cut.code(), tonic::Code::DeadlineExceeded, "{cut:?}");
+    let sql = format!("SELECT status FROM profiles WHERE id = '{}'", created.id);
+    let started = Instant::now();
+    loop {
+        let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql.clone())).await;
+        let status: String = row.expect("query").expect("row").try_get("", "status").expect("status");
+        if status == "INACTIVE" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the delete committed anyway");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let read = reader.get_profile(pb::GetProfileRequest { id: created.id.clone() }).await.expect("read");
+        if read.into_inner().status == pb::ProfileStatus::Inactive as i32 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the sibling still serves the deleted profile as ACTIVE");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
