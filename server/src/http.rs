@@ -41,6 +41,7 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
     let (entries, bytes) = ops.cache.l1_usage();
     ops.metrics.cache.l1_entries.set(entries as i64);
     ops.metrics.cache.l1_bytes.set(bytes as i64);
+    ops.metrics.cache.loads_in_flight.set(ops.cache.loads_in_flight() as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], ops.metrics.render())
 }
 

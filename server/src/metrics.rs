@@ -94,6 +94,8 @@ pub struct CacheMetrics {
     pub l1_entries: Gauge,
     /// Approximate L1 bytes (set when scraped).
     pub l1_bytes: Gauge,
+    /// Profiles with a database load in flight (set when scraped).
+    pub loads_in_flight: Gauge,
 }
 
 impl Metrics {
@@ -140,6 +142,11 @@ impl Metrics {
         );
         sub.register("l1_entries", "Entries in the in-process cache", cache.l1_entries.clone());
         sub.register("l1_bytes", "Approximate bytes held by the in-process cache", cache.l1_bytes.clone());
+        sub.register(
+            "loads_in_flight",
+            "Profiles whose load is in flight (single flight); settles at 0 when reads stop",
+            cache.loads_in_flight.clone(),
+        );
         let profile_queries = Counter::default();
         registry.sub_registry_with_prefix("database").register(
             "profile_queries",

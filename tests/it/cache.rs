@@ -368,3 +368,27 @@ async fn a_write_cut_off_during_its_commit_still_invalidates_other_instances() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A flood of cold reads whose callers give up at once (random ids, deadlines
+/// of a millisecond or two) leaves nothing behind: single flight forgot an
+/// entry only when its load finished, so every cancelled load stayed in its
+/// map for good and memory grew with the flood.
+#[tokio::test]
+async fn cancelled_cold_reads_leave_no_load_behind() {
+    let app = TestApp::spawn().await;
+    let mut cut = 0;
+    for round in 0..2_000u32 {
+        let mut request = tonic::Request::new(pb::GetProfileRequest { id: uuid::Uuid::now_v7().to_string() });
+        request.set_timeout(Duration::from_micros(500 + u64::from(round % 4) * 500));
+        match app.agent().get_profile(request).await {
+            Err(status)
+                if status.code() == tonic::Code::DeadlineExceeded || status.code() == tonic::Code::Cancelled =>
+            {
+                cut += 1
+            }
+            _ => {}
+        }
+    }
+    assert!(cut > 100, "most reads are cut off mid-flight: {cut}");
+    eventually!(app.metric("c360_cache_loads_in_flight").await == 0.0);
+}

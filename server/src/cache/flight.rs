@@ -36,8 +36,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
     }
 
     /// How many keys have a load in flight.
-    #[cfg(test)]
-    fn in_flight(&self) -> usize {
+    pub fn in_flight(&self) -> usize {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 

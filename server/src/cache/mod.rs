@@ -181,6 +181,11 @@ impl ProfileCache {
         self.inner.channel_up.load(Ordering::Acquire)
     }
 
+    /// Profiles with a load in flight.
+    pub fn loads_in_flight(&self) -> usize {
+        self.inner.flights.in_flight()
+    }
+
     /// L1 entries and approximate bytes.
     pub fn l1_usage(&self) -> (u64, u64) {
         self.inner.l1.as_ref().map_or((0, 0), L1::usage)
