@@ -36,3 +36,16 @@ serve() { # extra serve flags...
   echo "server did not start" >&2; cat "$work/serve.log" >&2; exit 1
 }
 stop() { kill -TERM "$server"; wait "$server" || true; }
+
+# PostgreSQL's own primary-key select for the cold-read comparisons: pgbench
+# needs an integer key, so `bench_profiles` is the seeded profiles table
+# copied with one (same rows and width).
+pk_table() {
+  psql -h 127.0.0.1 -U root -d "$db" -qc "CREATE TABLE IF NOT EXISTS bench_profiles AS SELECT row_number() OVER () AS n, p.* FROM profiles p" \
+    -c "DO \$\$ BEGIN ALTER TABLE bench_profiles ADD PRIMARY KEY (n); EXCEPTION WHEN others THEN NULL; END \$\$" \
+    -c "VACUUM ANALYZE bench_profiles" -c "VACUUM ANALYZE profiles"
+  printf '\\set n random(1, 1000000)\nSELECT * FROM bench_profiles WHERE n = :n;\n' > "$work/pk.sql"
+}
+pgbench_pk() { # clients; prints tps
+  pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c "$1" -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
+}

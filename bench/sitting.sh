@@ -11,11 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 ceiling=$(ls "$target"/deps/ceiling-* | grep -v '\.d$' | head -n 1)
-# pgbench needs an integer key: the same rows, keyed 1..N.
-psql -h 127.0.0.1 -U root -d "$db" -qc "CREATE TABLE IF NOT EXISTS bench_profiles AS SELECT row_number() OVER () AS n, p.* FROM profiles p" \
-  -c "DO \$\$ BEGIN ALTER TABLE bench_profiles ADD PRIMARY KEY (n); EXCEPTION WHEN others THEN NULL; END \$\$" \
-  -c "VACUUM ANALYZE bench_profiles" -c "VACUUM ANALYZE profiles"
-printf '\\set n random(1, 1000000)\nSELECT * FROM bench_profiles WHERE n = :n;\n' > "$work/pk.sql"
+pk_table
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(uname -r)"
 echo "== raw Redis: redis-benchmark -t get -d 1024 -n 400000"
@@ -25,7 +21,7 @@ for c in 64 16; do
 done
 echo "== raw PostgreSQL: pgbench -M prepared primary-key select on a copy of profiles"
 for c in 64 16 1; do
-  printf 'pgbench c=%s: ' "$c"; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c "$c" -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
+  printf 'pgbench c=%s: ' "$c"; pgbench_pk "$c"
 done
 
 # Latency runs give the server and the load generator one core each (with
@@ -62,9 +58,9 @@ run "c360 get-profile hot set 1000, L1 off (Redis hit) c=64" --scenario get-prof
 stop
 serve --redis-url redis://127.0.0.1:6379 --cache-prefix "bench-$RANDOM" --database-max-connections 8
 # pgbench right before and after the cold run: the host's database speed swings widely.
-printf 'pgbench c=64 (before): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
+printf 'pgbench c=64 (before): '; pgbench_pk 64
 run "c360 get-profile uniform over 1M, cold caches c=64" --scenario get-profile --concurrency 64
-printf 'pgbench c=64 (after): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
+printf 'pgbench c=64 (after): '; pgbench_pk 64
 run "c360 get-profile uniform over 1M, cold caches c=1" --scenario get-profile --concurrency 1 --max-ids 1000000
 echo "L1 after the uniform runs: $(curl -s http://127.0.0.1:18080/metrics | grep -E '^c360_(cache_l1_(bytes|entries)|cache_database_loads_total|database_profile_queries_total)' | tr '\n' ' ')"
 echo "server RSS: $(grep VmRSS /proc/$server/status | awk '{print $2/1024 " MiB"}') (L1 bound 256 MiB)"
@@ -72,4 +68,4 @@ stop
 serve --database-max-connections 8
 run "c360 get-profile uniform over 1M, cold caches, no Redis c=64" --scenario get-profile --concurrency 64
 stop
-printf 'pgbench c=64 (last): '; pgbench -h 127.0.0.1 -U root -n -M prepared -f "$work/pk.sql" -c 64 -j 2 -T "$secs" "$db" 2>&1 | grep -E '^tps' | cut -d' ' -f3
+printf 'pgbench c=64 (last): '; pgbench_pk 64

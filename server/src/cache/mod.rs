@@ -482,35 +482,39 @@ impl ProfileCache {
         answers
     }
 
-    /// Fills both tiers with what the database answered (`None`: no such profile).
+    /// Fills both tiers with what the database answered (`None`: no such
+    /// profile): L1 before the reader is answered, Redis on a task of its own.
     async fn fill(&self, tenant: &TenantId, loaded: Vec<(ProfileId, String, Option<Arc<Profile>>)>) {
-        let config = &self.inner.config;
-        let mut l2_fills = Vec::with_capacity(loaded.len());
-        let mut l1_fills = Vec::with_capacity(loaded.len());
-        let with_l2 = self.inner.l2.is_some();
-        for (id, redis_key, profile) in loaded {
-            match profile {
-                Some(profile) => {
-                    if with_l2 {
-                        let bytes = codec::encode(&profile);
-                        l2_fills.push((redis_key, ProfileSlot::Found(profile.version, bytes), jitter(config.ttl)));
-                    }
-                    let size = weigh(&profile);
-                    l1_fills.push((L1Key::Profile(tenant.clone(), id), L1Value::Profile(profile, size)));
-                }
-                None => {
-                    if with_l2 {
-                        l2_fills.push((redis_key, ProfileSlot::Missing, jitter(config.not_found_ttl)));
-                    }
-                    l1_fills.push((L1Key::Profile(tenant.clone(), id), L1Value::Missing));
-                }
-            }
-        }
         if let Some(l2) = &self.inner.l2 {
-            l2.fill_profiles(l2_fills).await;
+            // Off the answer's path: the reader has its profile, and a fill
+            // that lands late is refused by the version compare-and-set like
+            // any other stale fill. The encoding goes with it.
+            let l2 = Arc::clone(l2);
+            let (ttl, not_found_ttl) = (self.inner.config.ttl, self.inner.config.not_found_ttl);
+            let fills: Vec<_> = loaded.iter().map(|(_, key, profile)| (key.clone(), profile.clone())).collect();
+            tokio::spawn(async move {
+                let fills = fills
+                    .into_iter()
+                    .map(|(key, profile)| match profile {
+                        Some(profile) => {
+                            (key, ProfileSlot::Found(profile.version, codec::encode(&profile)), jitter(ttl))
+                        }
+                        None => (key, ProfileSlot::Missing, jitter(not_found_ttl)),
+                    })
+                    .collect();
+                l2.fill_profiles(fills).await;
+            });
         }
         if let Some(l1) = self.l1() {
-            for (key, value) in l1_fills {
+            for (id, _, profile) in loaded {
+                let key = L1Key::Profile(tenant.clone(), id);
+                let value = match profile {
+                    Some(profile) => {
+                        let size = weigh(&profile);
+                        L1Value::Profile(profile, size)
+                    }
+                    None => L1Value::Missing,
+                };
                 l1.fill_profile(key, value).await;
             }
         }
