@@ -1,8 +1,11 @@
 //! The protobuf codec of every c360 service: tonic-prost's, except that a
 //! message that does not decode (invalid UTF-8 in a string, a truncated
 //! message, nesting past prost's recursion limit) is INVALID_ARGUMENT, the
-//! sender's fault, where tonic-prost answers INTERNAL. Clients generated here
-//! use it too, so a reply that does not decode reads the same way.
+//! sender's fault, where tonic-prost answers INTERNAL. The clients generated
+//! here share the codec (tonic-prost-build takes one per build), so at a
+//! client a reply that does not decode (a server bug, or versions that do not
+//! match) is INVALID_ARGUMENT too; its message, "not a valid protobuf
+//! message", tells it from the server's own refusals.
 
 use tonic::{
     Code, Status,

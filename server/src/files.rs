@@ -55,7 +55,7 @@ pub fn private_file(path: &Path) -> std::io::Result<()> {
             ] {
                 if let Some(mode) = open_mode(&file) {
                     #[cfg(unix)]
-                    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o700))?;
+                    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
                     tracing::warn!(file = %file.display(), was = format!("{mode:o}"), "made private (0600)");
                 }
             }

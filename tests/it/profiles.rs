@@ -442,6 +442,14 @@ async fn retries_with_a_request_id_write_once(app: TestApp) {
     assert_eq!((again.etag.as_str(), again.segment.as_str()), ("2", "VIP"), "applied once");
     assert_eq!(outbox(&db).await.len(), 5, "two creates, two creates without ids, one update");
 
+    // Found in review: an update that changed nothing dropped its request id,
+    // so its retry, after someone else's write, applied it over that write.
+    let noop = pb::UpdateProfileRequest { request_id: "vip-again".into(), ..set_segment(ada, "VIP", "") };
+    assert_eq!(client.update_profile(noop.clone()).await.expect("no-op").into_inner().etag, "2");
+    client.update_profile(set_segment(ada, "SMB", "")).await.expect("someone else's write");
+    let retried = client.update_profile(noop).await.expect("the retry").into_inner();
+    assert_eq!((retried.segment.as_str(), retried.etag.as_str()), ("SMB", "3"), "the retry wrote nothing");
+
     // Concurrent retries of one request: one profile, the same answer to all.
     let request = pb::CreateProfileRequest {
         request_id: "create-concurrent".into(),
@@ -454,6 +462,7 @@ async fn retries_with_a_request_id_write_once(app: TestApp) {
     let answers: HashSet<String> = futures::future::join_all(calls).await.into_iter().collect();
     assert_eq!(answers.len(), 1, "{answers:?}");
     assert_eq!(count(&db, "profiles").await, 5);
+    assert_eq!(outbox(&db).await.len(), 7, "and one event for it");
 }
 
 on_both!(retried_writes, retries_with_a_request_id_write_once);

@@ -438,6 +438,7 @@ async fn the_relay_publishes_over_tls_and_verifies_the_broker() {
     eventually!(unpublished(&db).await == 0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(refused.metric("c360_outbox_published_total").await, 0.0, "an unknown CA's broker gets nothing");
+    assert!(unpublished(&refused.db.connect().await).await > 0, "its event waits in the outbox");
     for app in apps {
         app.stop().await.expect("stop");
     }

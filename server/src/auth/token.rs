@@ -328,7 +328,9 @@ impl JwtKeys {
         if claims.iat > now.saturating_add(LEEWAY) {
             return Err(TokenError::Invalid(format!("iat {} is in the future", claims.iat)));
         }
-        let lifetime = claims.exp.saturating_sub(claims.iat).max(claims.exp.saturating_sub(now));
+        // What is left is measured on this server's clock: the issuer's may
+        // be ahead by the leeway.
+        let lifetime = claims.exp.saturating_sub(claims.iat).max(claims.exp.saturating_sub(now + LEEWAY));
         if lifetime > self.max_lifetime {
             return Err(TokenError::Invalid(format!(
                 "lifetime {lifetime}s exceeds the {}s this server accepts",
@@ -468,6 +470,7 @@ mod tests {
         let week = 7 * 24 * 3600;
         assert!(keys.verify(&sign(claims(now + week - 3600, now + week))).is_err(), "iat in the future");
         assert!(keys.verify(&sign(claims(now + 10, now + 3000))).is_ok(), "a clock a little ahead is allowed");
+        assert!(keys.verify(&sign(claims(now + 10, now + 10 + 3600))).is_ok(), "the longest life, from a clock ahead");
         let mut early = claims(now, now + 600);
         early["nbf"] = serde_json::json!(now + 300);
         assert!(keys.verify(&sign(early)).is_err(), "not valid before nbf");

@@ -31,7 +31,8 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
         // Removes the entry however this call ends: a caller cancelled
         // mid-load (a deadline, a reset) must not leave it behind, or a flood
         // of cancelled cold reads grows the map without bound.
-        let _done = Leave { flights: self, key, cell: &cell };
+        let done = Leave { flights: self, key, cell: Some(cell) };
+        let cell = done.cell.as_ref().expect("held until dropped");
         cell.get_or_init(load).await.clone()
     }
 
@@ -52,22 +53,25 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
 struct Leave<'a, K: Hash + Eq, V> {
     flights: &'a SingleFlight<K, V>,
     key: &'a K,
-    cell: &'a Arc<OnceCell<V>>,
+    /// The caller's handle, released under the map's lock.
+    cell: Option<Arc<OnceCell<V>>>,
 }
 
 impl<K: Hash + Eq, V> Drop for Leave<'_, K, V> {
     fn drop(&mut self) {
         let mut map = self.flights.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        if !map.get(self.key).is_some_and(|current| Arc::ptr_eq(current, self.cell)) {
+        let Some(cell) = self.cell.take() else { return };
+        if !map.get(self.key).is_some_and(|current| Arc::ptr_eq(current, &cell)) {
             return;
         }
         // A finished load is done with; an unfinished one stays while other
-        // callers wait on it (one of them takes it over). Under the map's
-        // lock no new caller can take a hold, so the count is exact: the
-        // map's and this caller's.
-        if self.cell.initialized() || Arc::strong_count(self.cell) <= 2 {
+        // callers wait on it (one of them takes it over). Every caller takes
+        // and releases its handle under the map's lock, so the count is
+        // exact: the map's and this caller's mean nobody else waits.
+        if cell.initialized() || Arc::strong_count(&cell) <= 2 {
             map.remove(self.key);
         }
+        drop(cell);
     }
 }
 

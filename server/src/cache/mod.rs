@@ -117,8 +117,19 @@ struct Inner {
     /// Whether the invalidation channel is subscribed (always true without Redis).
     channel_up: Arc<AtomicBool>,
     flights: SingleFlight<(TenantId, ProfileId), FlightResult>,
+    /// Redis fills under way off the readers' paths (a bound: see `fill`).
+    fills: Arc<tokio::sync::Semaphore>,
     metrics: CacheMetrics,
 }
+
+/// Most Redis fills under way at once; beyond it a fill is skipped (the next
+/// miss fills instead) rather than queued without bound behind a slow Redis.
+const MAX_FILLS: usize = 1024;
+
+/// Longest a fill may wait for Redis: far inside the shortest tombstone
+/// lifetime (60 s), so a fill still waiting when a write's tombstone expires
+/// cannot land and store an older version.
+const FILL_PATIENCE: Duration = Duration::from_secs(5);
 
 impl ProfileCache {
     /// Builds the tiers; with Redis, subscribes to invalidations in the
@@ -139,8 +150,17 @@ impl ProfileCache {
         };
         let channel_up = Arc::new(AtomicBool::new(l2.is_none()));
         metrics.invalidation_channel_up.set(i64::from(l2.is_none()));
-        let cache =
-            Self { inner: Arc::new(Inner { config, l1, l2, channel_up, flights: SingleFlight::new(), metrics }) };
+        let cache = Self {
+            inner: Arc::new(Inner {
+                config,
+                l1,
+                l2,
+                channel_up,
+                flights: SingleFlight::new(),
+                fills: Arc::new(tokio::sync::Semaphore::new(MAX_FILLS)),
+                metrics,
+            }),
+        };
         if cache.inner.l2.is_some() {
             tokio::spawn(cache.clone().subscribe(stop));
         }
@@ -485,10 +505,12 @@ impl ProfileCache {
     /// Fills both tiers with what the database answered (`None`: no such
     /// profile): L1 before the reader is answered, Redis on a task of its own.
     async fn fill(&self, tenant: &TenantId, loaded: Vec<(ProfileId, String, Option<Arc<Profile>>)>) {
-        if let Some(l2) = &self.inner.l2 {
+        let permit = Arc::clone(&self.inner.fills).try_acquire_owned().ok();
+        if let (Some(l2), Some(permit)) = (&self.inner.l2, permit) {
             // Off the answer's path: the reader has its profile, and a fill
             // that lands late is refused by the version compare-and-set like
-            // any other stale fill. The encoding goes with it.
+            // any other stale fill, as long as it lands within FILL_PATIENCE.
+            // The encoding goes with it.
             let l2 = Arc::clone(l2);
             let (ttl, not_found_ttl) = (self.inner.config.ttl, self.inner.config.not_found_ttl);
             let fills: Vec<_> = loaded.iter().map(|(_, key, profile)| (key.clone(), profile.clone())).collect();
@@ -502,7 +524,8 @@ impl ProfileCache {
                         None => (key, ProfileSlot::Missing, jitter(not_found_ttl)),
                     })
                     .collect();
-                l2.fill_profiles(fills).await;
+                let _ = tokio::time::timeout(FILL_PATIENCE, l2.fill_profiles(fills)).await;
+                drop(permit);
             });
         }
         if let Some(l1) = self.l1() {

@@ -414,8 +414,15 @@ async fn prune_loop(store: Store, retention: Duration, stop: CancellationToken) 
         // them too, being the one that already runs on every instance.
         let requests = Utc::now()
             - chrono::Duration::from_std(super::profiles::REQUEST_ID_RETENTION).unwrap_or(chrono::Duration::MAX);
-        if let Err(error) = crate::store::requests::prune(store.db(), requests).await {
-            tracing::warn!(%error, "pruning request ids failed");
+        loop {
+            match crate::store::requests::prune(store.db(), requests, 10_000).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "pruning request ids failed");
+                    break;
+                }
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,

@@ -130,8 +130,22 @@ impl Profiles {
         profiles: &[P],
         always: bool,
     ) -> Result<Vec<ProfileView>, DomainError> {
+        self.shown_as(caller, action, profiles, always, true).await
+    }
+
+    /// [`Self::shown`], counted against the read cap or not.
+    async fn shown_as<P: AsRef<Profile>>(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        profiles: &[P],
+        always: bool,
+        capped: bool,
+    ) -> Result<Vec<ProfileView>, DomainError> {
         let settings = self.tenants.of(caller.tenant()).await?;
-        self.caps.take(caller, profiles.len(), settings.settings.profile_reads_per_hour).await?;
+        if capped {
+            self.caps.take(caller, profiles.len(), settings.settings.profile_reads_per_hour).await?;
+        }
         let views = self.viewer.many_under(caller, profiles, &settings.settings).await?;
         let revealed: BTreeSet<_> = views.iter().flat_map(|v| v.disclosure.revealed.iter().copied()).collect();
         self.audit.read(caller, action, views.iter().map(ProfileView::profile_id), &revealed, always).await;
@@ -310,8 +324,14 @@ impl Profiles {
         keep_unwritable_attributes(&shape, &settings.settings, &current.data, &mut data);
         let changed = current.data.diff(&data);
         if changed.is_empty() {
-            // Nothing written: what the caller gets back is a read.
-            drop(work);
+            // Nothing written: what the caller gets back is a read. A request
+            // id is kept all the same, so a retry after a later write by
+            // someone else does not apply this request over it.
+            if request_id.is_some() {
+                work.commit().await?;
+            } else {
+                drop(work);
+            }
             return self.shown_one(caller, "profile.read", &current).await;
         }
         let mut violations = Violations::default();
@@ -594,7 +614,11 @@ impl Profiles {
         let profile = store::profiles::find(self.store.db(), caller.tenant(), first.profile_id, false)
             .await?
             .ok_or_else(|| DomainError::profile_not_found(first.profile_id))?;
-        self.shown_one(caller, "profile.read", &profile).await.map(Some)
+        // Audited like a read, but not counted against the read cap: the
+        // caller is confirming a write, and "retries are safe" must hold for
+        // a caller at its cap too.
+        let views = self.shown_as(caller, "profile.read", std::slice::from_ref(&profile), false, false).await?;
+        Ok(views.into_iter().next())
     }
 
     /// Records `request_id` (if any) in `work` before anything is written;

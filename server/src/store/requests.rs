@@ -69,9 +69,12 @@ pub async fn record(
     Ok(result.rows_affected() == 1)
 }
 
-/// Forgets request ids recorded before `cutoff`; returns how many.
-pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>) -> Result<u64, DomainError> {
+/// Forgets up to `limit` request ids recorded before `cutoff` (one short
+/// statement, so SQLite's one connection is not held long); returns how many.
+pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, DomainError> {
     let mut sql = Sql::new(db.get_database_backend());
-    sql.push("DELETE FROM profile_requests WHERE created_at < ").bind(cutoff);
+    sql.push("DELETE FROM profile_requests WHERE (tenant_id, request_id) IN (SELECT tenant_id, request_id FROM profile_requests WHERE created_at < ")
+        .bind(cutoff)
+        .push(&format!(" LIMIT {limit})"));
     Ok(db.execute_raw(sql.statement()).await.map_err(db_error)?.rows_affected())
 }
