@@ -333,7 +333,8 @@ async fn seed_is_deterministic_and_bench_loads_a_running_server() {
     assert_eq!(report["not_sent"], 0, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
     let ok = report["requests_ok"].as_u64().expect("count");
-    assert!((80..=110).contains(&ok), "about 100 requests in 2 s at 50/s, got {ok}: {report}");
+    // Loose below: on a loaded machine the last answers may miss the end.
+    assert!((60..=110).contains(&ok), "about 100 requests in 2 s at 50/s, got {ok}: {report}");
     terminate(server).await;
 }
 

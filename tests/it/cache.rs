@@ -320,7 +320,8 @@ async fn concurrent_cold_reads_each_get_their_own_profile_and_never_another_tena
 }
 
 /// A write whose caller gives up while its COMMIT is under way (here a
-/// deferred trigger makes the commit take 300 ms and the deadline is 150 ms)
+/// deferred trigger makes the commit take 1.5 s and the deadline is 500 ms,
+/// ample for everything before the commit even on a loaded machine)
 /// still invalidates every cached copy: the commit completes on the server
 /// whatever the caller does, so the invalidation must not be the request's
 /// to lose. Another instance that cached the profile then serves the deleted
@@ -336,7 +337,7 @@ async fn a_write_cut_off_during_its_commit_still_invalidates_other_instances() {
     }
     let db = app.db.connect().await;
     for sql in [
-        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$",
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$",
         "CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON profiles DEFERRABLE INITIALLY DEFERRED \
          FOR EACH ROW EXECUTE FUNCTION slow_commit()",
     ] {
@@ -344,7 +345,7 @@ async fn a_write_cut_off_during_its_commit_still_invalidates_other_instances() {
     }
 
     let mut request = tonic::Request::new(pb::DeleteProfileRequest { id: created.id.clone(), etag: String::new() });
-    request.set_timeout(Duration::from_millis(150));
+    request.set_timeout(Duration::from_millis(500));
     let cut = app.agent().delete_profile(request).await.expect_err("the commit outlasts the deadline");
     assert_eq!(cut.code(), tonic::Code::DeadlineExceeded, "{cut:?}");
     let sql = format!("SELECT status FROM profiles WHERE id = '{}'", created.id);
