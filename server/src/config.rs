@@ -467,8 +467,9 @@ impl Config {
     }
 
     /// Refuses plaintext with other machines outside the embedded mode
-    /// (SQLite with neither Redis nor a broker), unless `--allow-cleartext-personal-data` accepts the risk (then each
-    /// is logged as a warning).
+    /// (SQLite with neither Redis nor a broker), unless
+    /// `--allow-cleartext-personal-data` accepts the risk (then each is
+    /// logged as a warning).
     pub fn check_cleartext(&self) -> anyhow::Result<()> {
         let cleartext = self.cleartext();
         // SQLite alone keeps everything on one machine; once Redis or a

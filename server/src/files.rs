@@ -14,7 +14,7 @@ use std::{
 /// either way.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
-        if let Some(mode) = open_mode(dir) {
+        if let Ok(Some(mode)) = open_mode(dir) {
             tracing::warn!(
                 dir = %dir.display(),
                 mode = format!("{mode:o}"),
@@ -53,7 +53,8 @@ pub fn private_file(path: &Path) -> std::io::Result<()> {
                 path.with_file_name(format!("{name}-wal")),
                 path.with_file_name(format!("{name}-shm")),
             ] {
-                if let Some(mode) = open_mode(&file) {
+                // The log files may not exist (yet): nothing to do then.
+                if let Ok(Some(mode)) = open_mode(&file) {
                     #[cfg(unix)]
                     fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
                     tracing::warn!(file = %file.display(), was = format!("{mode:o}"), "made private (0600)");
@@ -66,17 +67,18 @@ pub fn private_file(path: &Path) -> std::io::Result<()> {
 }
 
 /// The permission bits of `path` when other users have any access to it.
-fn open_mode(path: &Path) -> Option<u32> {
+fn open_mode(path: &Path) -> std::io::Result<Option<u32>> {
+    let metadata = fs::metadata(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
-        (mode & 0o077 != 0).then_some(mode)
+        let mode = metadata.permissions().mode() & 0o777;
+        Ok((mode & 0o077 != 0).then_some(mode))
     }
     #[cfg(not(unix))]
     {
-        let _ = path;
-        None
+        let _ = metadata;
+        Ok(None)
     }
 }
 
@@ -123,16 +125,8 @@ pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
 
 /// Refuses a secret file that other users may read.
 pub fn check_private(path: &Path) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)?.permissions().mode();
-        anyhow::ensure!(
-            mode & 0o077 == 0,
-            "{} is readable by other users (mode {:o}): run `chmod 600` on it",
-            path.display(),
-            mode & 0o777
-        );
+    if let Some(mode) = open_mode(path)? {
+        anyhow::bail!("{} is readable by other users (mode {mode:o}): run `chmod 600` on it", path.display());
     }
     Ok(())
 }

@@ -505,15 +505,24 @@ impl ProfileCache {
     /// Fills both tiers with what the database answered (`None`: no such
     /// profile): L1 before the reader is answered, Redis on a task of its own.
     async fn fill(&self, tenant: &TenantId, loaded: Vec<(ProfileId, String, Option<Arc<Profile>>)>) {
-        let permit = Arc::clone(&self.inner.fills).try_acquire_owned().ok();
-        if let (Some(l2), Some(permit)) = (&self.inner.l2, permit) {
+        let l2 = self.inner.l2.as_ref().and_then(|l2| {
+            let permit = Arc::clone(&self.inner.fills).try_acquire_owned().ok()?;
+            Some((Arc::clone(l2), permit))
+        });
+        let mut fills = Vec::with_capacity(if l2.is_some() { loaded.len() } else { 0 });
+        let mut l1_fills = Vec::with_capacity(loaded.len());
+        for (id, redis_key, profile) in loaded {
+            if l2.is_some() {
+                fills.push((redis_key, profile.clone()));
+            }
+            l1_fills.push((id, profile));
+        }
+        if let Some((l2, permit)) = l2 {
             // Off the answer's path: the reader has its profile, and a fill
             // that lands late is refused by the version compare-and-set like
             // any other stale fill, as long as it lands within FILL_PATIENCE.
             // The encoding goes with it.
-            let l2 = Arc::clone(l2);
             let (ttl, not_found_ttl) = (self.inner.config.ttl, self.inner.config.not_found_ttl);
-            let fills: Vec<_> = loaded.iter().map(|(_, key, profile)| (key.clone(), profile.clone())).collect();
             tokio::spawn(async move {
                 let fills = fills
                     .into_iter()
@@ -529,7 +538,7 @@ impl ProfileCache {
             });
         }
         if let Some(l1) = self.l1() {
-            for (id, _, profile) in loaded {
+            for (id, profile) in l1_fills {
                 let key = L1Key::Profile(tenant.clone(), id);
                 let value = match profile {
                     Some(profile) => {
