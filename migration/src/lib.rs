@@ -16,6 +16,7 @@ mod m20261126_000008_tenant_settings;
 mod m20261126_000009_audit;
 mod m20261127_000010_deployment;
 mod m20261202_000011_profile_requests;
+mod m20261202_000012_cache_peers;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_audit::Migration),
             Box::new(m20261127_000010_deployment::Migration),
             Box::new(m20261202_000011_profile_requests::Migration),
+            Box::new(m20261202_000012_cache_peers::Migration),
         ]
     }
 }

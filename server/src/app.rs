@@ -61,6 +61,10 @@ fn no_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
 /// after a deployment is gone, another may take the prefix this much later.
 const PREFIX_CLAIM: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How long a starting server waits to serve from its caches (see
+/// `cache::peers`): its first reads are then cached ones.
+const CACHE_READY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Refuses to start when another deployment (another database) uses the
 /// same Redis key prefix: each would serve the other's cached profiles and
 /// drop its invalidations. Instances of one deployment share the prefix by
@@ -263,6 +267,12 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the deployment's identity: {e}"))?;
         check_prefix(&cache, &deployment.id).await?;
+        if !cache.ready(CACHE_READY).await {
+            tracing::warn!(
+                "the cache's peers are not confirmed yet (database or Redis slow): reads go to the database until \
+                 they are"
+            );
+        }
         let (audit, audit_jobs) = Audit::new(store.clone(), audit_config, deployment.page_tokens.clone());
         let tenants = Tenants::new(store.clone());
         let profiles = Profiles::new(

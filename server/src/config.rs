@@ -368,6 +368,7 @@ impl RedisArgs {
             redis_timeout: self.redis_timeout.max(Duration::from_millis(500)),
             hasher: self.hasher()?,
             redis_tls: self.tls()?,
+            member: false,
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let cache = ProfileCache::new(config, crate::metrics::CacheMetrics::default(), stop.clone())?;
@@ -381,7 +382,7 @@ pub struct CacheArgs {
     /// Redis.
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// In-process (L1) cache budget in MiB; 0 turns L1 off for strict read-your-writes across instances.
+    /// In-process (L1) cache budget in MiB; 0 turns L1 off (every miss goes to Redis, then the database).
     #[arg(long, env = "C360_CACHE_L1_CAPACITY_MB", default_value_t = 256)]
     pub cache_l1_capacity_mb: u64,
     /// Lifetime of a cached profile (each entry ±10%).
@@ -405,6 +406,7 @@ impl CacheArgs {
             redis_timeout: self.redis.redis_timeout,
             hasher: self.redis.hasher()?,
             redis_tls: self.redis.tls()?,
+            member: true,
         })
     }
 }

@@ -88,8 +88,12 @@ pub struct CacheMetrics {
     pub invalidations_received: Counter,
     /// Reads answered by the database after missing every tier.
     pub database_loads: Counter,
-    /// Invalidations waiting for Redis to answer again.
+    /// Holds standing: writes whose invalidation Redis could not confirm.
     pub pending_invalidations: Gauge,
+    /// Whether this instance serves from its caches now (1) or reads the database (0).
+    pub trusted: Gauge,
+    /// Writes that left a hold (Redis failed, or an instance did not acknowledge in time).
+    pub holds: Counter,
     /// L1 entries (set when scraped).
     pub l1_entries: Gauge,
     /// Approximate L1 bytes (set when scraped).
@@ -137,8 +141,20 @@ impl Metrics {
         );
         sub.register(
             "pending_invalidations",
-            "Invalidations waiting for Redis; other instances may read older copies from Redis meanwhile",
+            "Holds standing: writes whose invalidation Redis could not confirm; while any stands, every \
+             instance reads the database",
             cache.pending_invalidations.clone(),
+        );
+        sub.register(
+            "trusted",
+            "1 while this instance serves from its caches; 0 while it reads the database (a hold, a gap, no \
+             channel)",
+            cache.trusted.clone(),
+        );
+        sub.register(
+            "holds",
+            "Writes that left a hold: Redis failed, or an instance did not acknowledge in time",
+            cache.holds.clone(),
         );
         sub.register("l1_entries", "Entries in the in-process cache", cache.l1_entries.clone());
         sub.register("l1_bytes", "Approximate bytes held by the in-process cache", cache.l1_bytes.clone());

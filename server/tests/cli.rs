@@ -16,6 +16,9 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
+#[path = "cli/two_instances.rs"]
+mod two_instances;
+
 const BIN: &str = env!("CARGO_BIN_EXE_c360");
 
 /// A `c360` command started as a user would start it: no `C360_*` variables,
@@ -92,7 +95,7 @@ async fn profiles_as(
 ) -> ProfileServiceClient<
     tonic::service::interceptor::InterceptedService<
         Channel,
-        impl FnMut(Request<()>) -> Result<Request<()>, tonic::Status>,
+        impl FnMut(Request<()>) -> Result<Request<()>, tonic::Status> + Clone + use<>,
     >,
 > {
     let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect().await.expect("connect");

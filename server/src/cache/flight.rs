@@ -47,6 +47,11 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
     pub fn forget(&self, key: &K) {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
+
+    /// Detaches every load in flight (a new cache epoch).
+    pub fn forget_all(&self) {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// A caller's hold on a load in flight; dropped when the call ends.

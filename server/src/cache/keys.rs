@@ -121,6 +121,12 @@ pub fn channel(prefix: &str) -> String {
     format!("{prefix}:v{SCHEMA}:invalidate")
 }
 
+/// The pub/sub channel on which `instance` hears that its writes' messages
+/// were acted on (see `cache::peers`).
+pub fn ack_channel(prefix: &str, instance: &str) -> String {
+    format!("{prefix}:v{SCHEMA}:ack:{instance}")
+}
+
 /// A profile slot in Redis: `P<version>:<encoded profile>`, `N0:` (no such
 /// profile), or `T<version>:` (changed at that version; reload). The ASCII
 /// header lets the compare-and-set script read the version.
@@ -206,6 +212,8 @@ impl LookupSlot {
 /// `L\t<tenant>\t<digest>` (the identifier's keyed hash).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invalidation {
+    /// The message's writer and its sequence number: acknowledge it.
+    Writer(String, u64),
     /// A profile changed at this version.
     Profile(TenantId, ProfileId, i64),
     /// An identifier was claimed or released.
@@ -216,6 +224,7 @@ impl Invalidation {
     /// The message line.
     pub fn encode(&self) -> String {
         match self {
+            Self::Writer(instance, seq) => format!("W\t{instance}\t{seq}"),
             Self::Profile(tenant, id, version) => format!("P\t{tenant}\t{id}\t{version}"),
             Self::Lookup(tenant, digest) => format!("L\t{tenant}\t{}", digest.0),
         }
@@ -225,6 +234,11 @@ impl Invalidation {
     pub fn decode(line: &str) -> Option<Self> {
         let mut parts = line.split('\t');
         let kind = parts.next()?;
+        if kind == "W" {
+            let instance = parts.next()?;
+            let valid = !instance.is_empty() && instance.bytes().all(|b| b.is_ascii_alphanumeric());
+            return valid.then(|| Some(Self::Writer(instance.to_owned(), parts.next()?.parse().ok()?))).flatten();
+        }
         let tenant = TenantId::parse(parts.next()?).ok()?;
         match kind {
             "P" => {
@@ -260,7 +274,11 @@ mod tests {
         let tenant = TenantId::parse("acme").expect("tenant");
         let key = IdentifierKey { id_type: IdentifierType::ExternalId, namespace: "crm".into(), value: "a:b".into() };
         let digest = IdentifierHasher::new(b"k", None).digest(&tenant, &key);
-        for message in [Invalidation::Profile(tenant.clone(), id, 3), Invalidation::Lookup(tenant, digest)] {
+        for message in [
+            Invalidation::Writer("0af3".into(), 7),
+            Invalidation::Profile(tenant.clone(), id, 3),
+            Invalidation::Lookup(tenant, digest),
+        ] {
             assert_eq!(Invalidation::decode(&message.encode()), Some(message));
         }
         assert_eq!(ProfileSlot::decode(b"garbage"), None);

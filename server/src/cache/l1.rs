@@ -51,6 +51,14 @@ impl L1Value {
     }
 }
 
+/// An entry and the epoch it was stored in: entries of an earlier epoch are
+/// ignored (see `cache::peers`), so dropping them all is one increment.
+#[derive(Debug, Clone)]
+struct Entry {
+    epoch: u64,
+    value: L1Value,
+}
+
 /// Per-entry lifetimes, with jitter so entries filled together do not
 /// expire together.
 struct Lifetimes {
@@ -59,17 +67,17 @@ struct Lifetimes {
     fence_ttl: Duration,
 }
 
-impl Expiry<L1Key, L1Value> for Lifetimes {
-    fn expire_after_create(&self, _: &L1Key, value: &L1Value, _: Instant) -> Option<Duration> {
-        Some(match value {
+impl Expiry<L1Key, Entry> for Lifetimes {
+    fn expire_after_create(&self, _: &L1Key, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(match &entry.value {
             L1Value::Profile(..) | L1Value::Holder(_) => jitter(self.ttl),
             L1Value::Missing | L1Value::Absent => jitter(self.not_found_ttl),
             L1Value::Tombstone(_) | L1Value::Fence => self.fence_ttl,
         })
     }
 
-    fn expire_after_update(&self, key: &L1Key, value: &L1Value, at: Instant, _: Option<Duration>) -> Option<Duration> {
-        self.expire_after_create(key, value, at)
+    fn expire_after_update(&self, key: &L1Key, entry: &Entry, at: Instant, _: Option<Duration>) -> Option<Duration> {
+        self.expire_after_create(key, entry, at)
     }
 }
 
@@ -128,7 +136,7 @@ pub fn jitter(ttl: Duration) -> Duration {
 /// The in-process tier.
 #[derive(Clone)]
 pub struct L1 {
-    cache: Cache<L1Key, L1Value>,
+    cache: Cache<L1Key, Entry>,
 }
 
 impl L1 {
@@ -136,7 +144,7 @@ impl L1 {
     pub fn new(capacity_bytes: u64, ttl: Duration, not_found_ttl: Duration, fence_ttl: Duration) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|_, value: &L1Value| match value {
+            .weigher(|_, entry: &Entry| match &entry.value {
                 L1Value::Profile(_, size) => *size,
                 _ => 96,
             })
@@ -145,59 +153,63 @@ impl L1 {
         Self { cache }
     }
 
-    /// The entry for `key`, if any.
-    pub async fn get(&self, key: &L1Key) -> Option<L1Value> {
-        self.cache.get(key).await
+    /// The entry for `key` stored in `epoch`, if any.
+    pub async fn get(&self, key: &L1Key, epoch: u64) -> Option<L1Value> {
+        self.cache.get(key).await.filter(|entry| entry.epoch == epoch).map(|entry| entry.value)
     }
 
-    /// Stores a loaded profile (or `None`: no such profile) unless the entry
-    /// already stands for a newer version.
-    pub async fn fill_profile(&self, key: L1Key, value: L1Value) {
+    /// Stores a loaded profile (or `None`: no such profile) read in `epoch`,
+    /// unless the entry of that epoch already stands for a newer version.
+    pub async fn fill_profile(&self, key: L1Key, value: L1Value, epoch: u64) {
         let version = value.version();
         self.cache
             .entry(key)
             .and_compute_with(|current| async move {
                 match current {
-                    Some(entry) if entry.value().version() > version => Op::Nop,
-                    _ => Op::Put(value),
+                    Some(entry) if entry.value().epoch > epoch => Op::Nop,
+                    Some(entry) if entry.value().epoch == epoch && entry.value().value.version() > version => Op::Nop,
+                    _ => Op::Put(Entry { epoch, value }),
                 }
             })
             .await;
     }
 
     /// Marks a profile changed at `version`, unless the entry is already at
-    /// least that new.
-    pub async fn tombstone(&self, key: L1Key, version: i64) {
+    /// least that new. Whatever epoch it is in, a tombstone stands in the
+    /// latest: it only ever costs a reload.
+    pub async fn tombstone(&self, key: L1Key, version: i64, epoch: u64) {
         self.cache
             .entry(key)
             .and_compute_with(|current| async move {
                 match current {
-                    Some(entry) if entry.value().version() >= version => Op::Nop,
-                    _ => Op::Put(L1Value::Tombstone(version)),
+                    Some(entry) if entry.value().epoch >= epoch && entry.value().value.version() >= version => Op::Nop,
+                    _ => Op::Put(Entry { epoch, value: L1Value::Tombstone(version) }),
                 }
             })
             .await;
     }
 
-    /// Stores an identifier's holder; "nobody" never replaces a fence.
-    pub async fn fill_lookup(&self, key: L1Key, value: L1Value) {
+    /// Stores an identifier's holder read in `epoch`; "nobody" never
+    /// replaces a fence.
+    pub async fn fill_lookup(&self, key: L1Key, value: L1Value, epoch: u64) {
         self.cache
             .entry(key)
             .and_compute_with(|current| async move {
                 match (current.map(|e| e.into_value()), &value) {
-                    (Some(L1Value::Fence), L1Value::Absent) => Op::Nop,
-                    _ => Op::Put(value),
+                    (Some(Entry { epoch: stored, .. }), _) if stored > epoch => Op::Nop,
+                    (Some(Entry { value: L1Value::Fence, .. }), L1Value::Absent) => Op::Nop,
+                    _ => Op::Put(Entry { epoch, value }),
                 }
             })
             .await;
     }
 
     /// Fences an identifier that was claimed or released.
-    pub async fn fence(&self, key: L1Key) {
-        self.cache.insert(key, L1Value::Fence).await;
+    pub async fn fence(&self, key: L1Key, epoch: u64) {
+        self.cache.insert(key, Entry { epoch, value: L1Value::Fence }).await;
     }
 
-    /// Drops everything (after missed invalidations).
+    /// Drops everything (its memory; entries of an earlier epoch are ignored anyway).
     pub fn clear(&self) {
         self.cache.invalidate_all();
     }

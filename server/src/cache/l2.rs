@@ -2,17 +2,13 @@
 //! breaker; a failed call is a miss, never a failed request.
 
 use std::{
-    collections::VecDeque,
     future::Future,
-    sync::{
-        Arc, Weak,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Weak},
     time::Duration,
 };
 
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
-use tokio::sync::{Mutex, RwLock, oneshot};
+use tokio::sync::{RwLock, oneshot};
 
 use super::{
     breaker::Breaker,
@@ -74,15 +70,8 @@ enum Shared {
     Fill { key: String, version: i64, bytes: Vec<u8>, ttl_ms: u64, done: oneshot::Sender<()> },
 }
 
-/// How often waiting invalidations are retried.
-const REPLAY_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Most invalidations remembered while Redis is unreachable; beyond that L2
-/// reads stay off until the cache TTL has passed.
-const MAX_PENDING: usize = 100_000;
-
-/// A write to Redis that must happen before L2 may be read again.
-#[derive(Debug, Clone)]
+/// A write to Redis that a changed profile owes.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Pending {
     /// Tombstone a profile key at a version.
     Profile(String, i64),
@@ -90,6 +79,28 @@ pub enum Pending {
     Lookup(String),
     /// Publish an invalidation message.
     Publish(String),
+}
+
+impl Pending {
+    /// One line, as a hold keeps it (messages are not kept: a hold makes
+    /// every instance start a new epoch instead).
+    pub fn encode(&self) -> Option<String> {
+        match self {
+            Self::Profile(key, version) => Some(format!("P\t{key}\t{version}")),
+            Self::Lookup(key) => Some(format!("L\t{key}")),
+            Self::Publish(_) => None,
+        }
+    }
+
+    /// Parses a line of [`Pending::encode`].
+    pub fn decode(line: &str) -> Option<Self> {
+        let mut parts = line.split('\t');
+        match (parts.next()?, parts.next()?, parts.next()) {
+            ("P", key, Some(version)) => Some(Self::Profile(key.to_owned(), version.parse().ok()?)),
+            ("L", key, None) => Some(Self::Lookup(key.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 /// The Redis tier.
@@ -102,22 +113,9 @@ pub struct L2 {
     channel: String,
     lookup_set: Script,
     count: Script,
-    /// Invalidations that could not be written; L2 is not read while any wait.
-    pending: Mutex<PendingState>,
-    /// Whether `pending` holds anything: lets reads skip its lock when clean.
-    dirty: AtomicBool,
-    /// Whether the background replay loop runs.
-    replaying: AtomicBool,
     /// Single-key reads and fills, pipelined together under load.
     shared: Batcher<Shared>,
     metrics: CacheMetrics,
-}
-
-#[derive(Default)]
-struct PendingState {
-    writes: VecDeque<Pending>,
-    /// Set when `writes` overflowed: L2 stays unread until this instant.
-    quarantine_until: Option<tokio::time::Instant>,
 }
 
 impl L2 {
@@ -156,9 +154,6 @@ impl L2 {
             channel,
             lookup_set: Script::new(LOOKUP_SET),
             count: Script::new(COUNT),
-            pending: Mutex::new(PendingState::default()),
-            dirty: AtomicBool::new(false),
-            replaying: AtomicBool::new(false),
             // The lanes hold the tier weakly: they stop with it.
             shared: Batcher::spawn(SHARED_LANES, MAX_PIPELINE, {
                 let l2 = l2.clone();
@@ -214,11 +209,6 @@ impl L2 {
         &self.client
     }
 
-    /// Whether the breaker is refusing calls.
-    pub fn is_degraded(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     async fn connection(&self) -> Option<ConnectionManager> {
         if let Some(connection) = self.connection.read().await.as_ref() {
             return Some(connection.clone());
@@ -272,32 +262,14 @@ impl L2 {
         }
     }
 
-    /// Whether L2 may be read: no invalidation is waiting to be written.
-    /// Replays waiting invalidations first when Redis answers again.
-    async fn readable(&self) -> bool {
-        if !self.dirty.load(Ordering::Acquire) {
-            return true;
-        }
-        let mut pending = self.pending.lock().await;
-        if let Some(until) = pending.quarantine_until {
-            if tokio::time::Instant::now() < until {
-                return false;
-            }
-            pending.quarantine_until = None;
-        }
-        while let Some(write) = pending.writes.front().cloned() {
-            if !self.apply_all(std::slice::from_ref(&write)).await {
-                return false;
-            }
-            pending.writes.pop_front();
-        }
-        self.dirty.store(false, Ordering::Release);
-        self.metrics.pending_invalidations.set(0);
-        true
-    }
-
     /// Applies `writes` as one pipeline (one round trip); false if it failed.
     async fn apply_all(&self, writes: &[Pending]) -> bool {
+        let pipe = self.pipeline(writes);
+        let pipe = &pipe;
+        self.call(|mut c| async move { pipe.query_async::<Vec<redis::Value>>(&mut c).await }).await.is_some()
+    }
+
+    fn pipeline(&self, writes: &[Pending]) -> redis::Pipeline {
         let fence_ms = self.fence_ttl.as_millis() as u64;
         let mut pipe = redis::pipe();
         for write in writes {
@@ -315,67 +287,49 @@ impl L2 {
                 }
             }
         }
-        let pipe = &pipe;
-        self.call(|mut c| async move { pipe.query_async::<Vec<redis::Value>>(&mut c).await }).await.is_some()
-    }
-
-    /// Whether no invalidation is waiting for Redis; replays them when it answers.
-    pub async fn flushed(&self) -> bool {
-        self.readable().await
+        pipe
     }
 
     /// Writes invalidations (tombstones, fences, the message for other
-    /// instances) in pipelines of [`MAX_PIPELINE`] calls, in order; whatever
-    /// fails is kept, and replayed in the background as soon as Redis answers
-    /// (and before this instance reads L2 again).
-    pub async fn invalidate(self: &Arc<Self>, writes: Vec<Pending>) {
-        let mut failed = Vec::new();
-        let mut writes = writes.into_iter().peekable();
-        while writes.peek().is_some() {
-            let chunk: Vec<Pending> = writes.by_ref().take(MAX_PIPELINE).collect();
-            if !failed.is_empty() || !self.apply_all(&chunk).await {
-                failed.extend(chunk);
+    /// instances) in pipelines of [`MAX_PIPELINE`] calls, in order; whether
+    /// every one was written. A call that fails is tried once more with more
+    /// patience (a timeout under load is not an outage); after that the
+    /// caller leaves a hold (see `cache::peers`).
+    pub async fn invalidate(&self, writes: &[Pending]) -> bool {
+        for chunk in writes.chunks(MAX_PIPELINE) {
+            if !self.apply_all(chunk).await && !self.apply_patiently(chunk).await {
+                return false;
             }
         }
-        if failed.is_empty() {
-            return;
-        }
-        let mut pending = self.pending.lock().await;
-        self.dirty.store(true, Ordering::Release);
-        // Replayed in the order written: tombstones before the message announcing them.
-        for write in failed {
-            if pending.writes.len() >= MAX_PENDING {
-                tracing::warn!("too many invalidations waiting for Redis; L2 reads stay off for ten fence lifetimes");
-                pending.writes.clear();
-                pending.quarantine_until = Some(tokio::time::Instant::now() + self.fence_ttl * 10);
-                break;
-            }
-            pending.writes.push_back(write);
-        }
-        self.metrics.pending_invalidations.set(pending.writes.len() as i64);
-        if !self.replaying.swap(true, Ordering::AcqRel) {
-            let l2 = Arc::clone(self);
-            tokio::spawn(async move {
-                // Other instances read Redis without knowing what this one
-                // could not deliver: replay as soon as it answers.
-                loop {
-                    while !l2.readable().await {
-                        tokio::time::sleep(REPLAY_INTERVAL).await;
-                    }
-                    l2.replaying.store(false, Ordering::Release);
-                    // A failure recorded between the last check and now found the
-                    // loop still marked running and started none: go round again.
-                    if !l2.dirty.load(Ordering::Acquire) || l2.replaying.swap(true, Ordering::AcqRel) {
-                        break;
-                    }
-                }
-            });
+        true
+    }
+
+    /// [`L2::apply_all`] with a longer timeout and without the breaker: for
+    /// a write's own invalidation, which is worth a wait.
+    async fn apply_patiently(&self, writes: &[Pending]) -> bool {
+        let Some(mut connection) = self.connection().await else { return false };
+        let pipe = self.pipeline(writes);
+        let patience = (self.timeout * 4).max(Duration::from_millis(200));
+        matches!(
+            tokio::time::timeout(patience, pipe.query_async::<Vec<redis::Value>>(&mut connection)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Acknowledges write `seq` of `writer`: this instance dropped its copies.
+    /// Past the breaker (an open breaker must not silence acknowledgements).
+    pub async fn acknowledge(&self, channel: &str, payload: String) {
+        let Some(mut connection) = self.connection().await else { return };
+        let patience = (self.timeout * 4).max(Duration::from_millis(200));
+        let sent = tokio::time::timeout(patience, connection.publish::<_, _, i64>(channel, payload)).await;
+        if !matches!(sent, Ok(Ok(_))) {
+            self.metrics.redis_errors.inc();
         }
     }
 
     /// Reads profile slots; `None` in a position is a miss (or Redis unusable).
     pub async fn get_profiles(&self, keys: &[String]) -> Vec<Option<ProfileSlot>> {
-        if keys.is_empty() || !self.readable().await {
+        if keys.is_empty() {
             return vec![None; keys.len()];
         }
         let values: Option<Vec<Option<Vec<u8>>>> = if let [key] = keys {
@@ -397,12 +351,7 @@ impl L2 {
 
     /// Stores profile slots read from the database (compare-and-set each,
     /// pipelined with concurrent fills and reads).
-    /// Nothing is filled while invalidations wait: a fill sent to a frozen
-    /// Redis could run after it resumes and outlive the undelivered tombstone.
     pub async fn fill_profiles(&self, slots: Vec<(String, ProfileSlot, Duration)>) {
-        if self.dirty.load(Ordering::Acquire) {
-            return;
-        }
         let fills = slots.into_iter().map(|(key, slot, ttl)| async move {
             let (done, filled) = oneshot::channel();
             let (version, bytes, ttl_ms) = (slot.version(), slot.encode(), ttl.as_millis() as u64);
@@ -415,9 +364,6 @@ impl L2 {
 
     /// Reads an identifier slot.
     pub async fn get_lookup(&self, key: &str) -> Option<LookupSlot> {
-        if !self.readable().await {
-            return None;
-        }
         let raw: Option<Vec<u8>> = self.call(|mut c| async move { c.get(key).await }).await.flatten();
         raw.and_then(|raw| LookupSlot::decode(&raw))
     }
@@ -449,11 +395,8 @@ impl L2 {
         self.call(|mut c| async move { script.key(key).arg(by).arg(ttl_ms).invoke_async::<u64>(&mut c).await }).await
     }
 
-    /// Stores an identifier slot read from the database (not while invalidations wait).
+    /// Stores an identifier slot read from the database.
     pub async fn fill_lookup(&self, key: &str, slot: LookupSlot, ttl: Duration) {
-        if self.dirty.load(Ordering::Acquire) {
-            return;
-        }
         let script = &self.lookup_set;
         let ttl_ms = ttl.as_millis() as u64;
         self.call(

@@ -14,17 +14,16 @@
 //! back after the write returned — the classic cache-aside race. Deleting the
 //! key instead would let exactly that happen.
 //!
-//! Other instances learn of a write through Redis pub/sub and tombstone their
-//! L1 copy; until the message arrives (milliseconds) they may serve the old
-//! version from L1. While the channel is down, or Redis is failing, L1 is
-//! bypassed (another instance's writes could not reach it), and a deployment
-//! that cannot accept even the milliseconds turns L1 off
-//! (`--cache-l1-capacity-mb 0`).
+//! Other instances learn of a write through Redis pub/sub: each tombstones
+//! its L1 copy, forgets its loads in flight and acknowledges, and the write
+//! returns only once every live instance has (`peers.rs`). Where that cannot
+//! be confirmed — Redis failing, an instance silent — the write leaves a hold
+//! in the database and waits until every instance has stopped serving from
+//! its caches; they read the database until the hold is released. So once a
+//! write returns, no instance serves an older copy, in either cache mode.
 //!
 //! Redis is optional and never required: each call has a short timeout, a
 //! circuit breaker stops calling a failing Redis, and a failed call is a miss.
-//! Invalidations that could not be written are replayed before L2 is read
-//! again, so an outage cannot leave a stale entry behind.
 
 mod breaker;
 mod codec;
@@ -32,6 +31,7 @@ mod flight;
 pub mod keys;
 mod l1;
 mod l2;
+pub mod peers;
 
 use std::{
     collections::HashMap,
@@ -40,7 +40,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt;
@@ -51,6 +51,7 @@ use self::{
     keys::{IdentifierHasher, Invalidation, LookupSlot, ProfileSlot},
     l1::{L1, L1Key, L1Value, jitter, weigh},
     l2::{L2, Pending},
+    peers::{Census, Coordination, Peers},
 };
 use crate::{
     domain::{DomainError, ProfileId, TenantId, identifiers::IdentifierKey, profile::Profile},
@@ -78,6 +79,9 @@ pub struct CacheConfig {
     pub hasher: IdentifierHasher,
     /// CA and client certificate of a rediss:// connection.
     pub redis_tls: RedisTls,
+    /// Whether this process serves reads (a server) and so must acknowledge
+    /// every write before it returns; a command that only writes is not.
+    pub member: bool,
 }
 
 /// The TLS files of a rediss:// connection, read (PEM bytes).
@@ -116,6 +120,10 @@ struct Inner {
     l2: Option<Arc<L2>>,
     /// Whether the invalidation channel is subscribed (always true without Redis).
     channel_up: Arc<AtomicBool>,
+    /// Membership, acknowledgements, trust and holds (with Redis).
+    peers: Arc<Peers>,
+    /// Stops the background tasks.
+    stop: CancellationToken,
     flights: SingleFlight<(TenantId, ProfileId), FlightResult>,
     /// Redis fills under way off the readers' paths (a bound: see `fill`).
     fills: Arc<tokio::sync::Semaphore>,
@@ -150,12 +158,16 @@ impl ProfileCache {
         };
         let channel_up = Arc::new(AtomicBool::new(l2.is_none()));
         metrics.invalidation_channel_up.set(i64::from(l2.is_none()));
+        metrics.trusted.set(i64::from(l2.is_none()));
+        let peers = Arc::new(Peers::new(config.member));
         let cache = Self {
             inner: Arc::new(Inner {
                 config,
                 l1,
                 l2,
                 channel_up,
+                peers,
+                stop: stop.clone(),
                 flights: SingleFlight::new(),
                 fills: Arc::new(tokio::sync::Semaphore::new(MAX_FILLS)),
                 metrics,
@@ -180,20 +192,46 @@ impl ProfileCache {
             redis_timeout: Duration::ZERO,
             redis_tls: RedisTls::default(),
             hasher: IdentifierHasher::ephemeral(),
+            member: false,
         };
         let metrics = CacheMetrics::default();
         Self::new(config, metrics, CancellationToken::new()).unwrap_or_else(|_| unreachable!("no Redis, no error"))
     }
 
-    /// L1, when it can be trusted: without Redis always; with Redis only while
-    /// the invalidation channel is up and Redis is not failing.
-    fn l1(&self) -> Option<&L1> {
+    /// The epoch to serve from the caches in, when they may be served now:
+    /// without Redis always (one instance); with Redis only while this
+    /// instance is a trusted peer and its invalidation channel is up.
+    fn trust(&self) -> Option<u64> {
         let inner = &self.inner;
-        let trusted = match &inner.l2 {
-            None => true,
-            Some(l2) => inner.channel_up.load(Ordering::Acquire) && !l2.is_degraded(),
-        };
-        inner.l1.as_ref().filter(|_| trusted)
+        match &inner.l2 {
+            None => Some(inner.peers.epoch()),
+            Some(_) if inner.channel_up.load(Ordering::Acquire) => inner.peers.trusted(),
+            Some(_) => None,
+        }
+    }
+
+    /// Starts coordinating with the other instances through the database
+    /// (`store::peers`): heartbeats, holds and their payment. Without Redis
+    /// there is nobody to coordinate with.
+    pub fn coordinate(&self, coordination: Arc<dyn Coordination>) {
+        if self.inner.l2.is_none() || !self.inner.peers.attach(coordination) {
+            return;
+        }
+        tokio::spawn(self.clone().beat(self.inner.stop.clone()));
+    }
+
+    /// Waits up to `patience` until this instance serves from its caches;
+    /// whether it does. A server waits for this before it listens, so its
+    /// first reads are cached ones.
+    pub async fn ready(&self, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        while self.trust().is_none() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Whether the invalidation channel is subscribed (for readiness and tests).
@@ -218,7 +256,10 @@ impl ProfileCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<Profile>, DomainError>>,
     {
-        if let Some(hit) = self.l1_profile(tenant, id).await {
+        let Some(epoch) = self.trust() else {
+            return self.bypass(1, load()).await.map(|found| found.map(Arc::new));
+        };
+        if let Some(hit) = self.l1_profile(tenant, id, epoch).await {
             return Ok(hit);
         }
         let flight = (tenant.clone(), id);
@@ -226,16 +267,27 @@ impl ProfileCache {
             .flights
             .run(&flight, || async move {
                 let redis_key = keys::profile(&self.inner.config.prefix, tenant, id);
-                let answer = self.l2_profiles(tenant, &[id], std::slice::from_ref(&redis_key)).await;
+                let answer = self.l2_profiles(tenant, &[id], std::slice::from_ref(&redis_key), epoch).await;
                 if let Some(hit) = answer.into_iter().next().flatten() {
                     return Ok(hit);
                 }
                 let loaded = load().await?.map(Arc::new);
                 self.inner.metrics.database_loads.inc();
-                self.fill(tenant, vec![(id, redis_key, loaded.clone())]).await;
+                self.fill(tenant, vec![(id, redis_key, loaded.clone())], epoch).await;
                 Ok(loaded)
             })
             .await
+    }
+
+    /// A read while the caches may not be served: straight to the database.
+    async fn bypass<T>(&self, reads: u64, load: impl Future<Output = T>) -> T {
+        let metrics = &self.inner.metrics;
+        metrics.l1_misses.inc_by(reads);
+        if self.inner.l2.is_some() {
+            metrics.l2_misses.inc_by(reads);
+        }
+        metrics.database_loads.inc_by(reads);
+        load.await
     }
 
     /// Several profiles: L1 for each, one Redis MGET for the rest, one
@@ -251,10 +303,14 @@ impl ProfileCache {
         F: FnOnce(Vec<ProfileId>) -> Fut,
         Fut: Future<Output = Result<Vec<Profile>, DomainError>>,
     {
+        let Some(epoch) = self.trust() else {
+            let loaded = self.bypass(ids.len() as u64, load(ids.to_vec())).await?;
+            return Ok(loaded.into_iter().map(|p| (p.id, Arc::new(p))).collect());
+        };
         let mut found = HashMap::with_capacity(ids.len());
         let mut remaining = Vec::new();
         for &id in ids {
-            match self.l1_profile(tenant, id).await {
+            match self.l1_profile(tenant, id, epoch).await {
                 Some(Some(profile)) => {
                     found.insert(id, profile);
                 }
@@ -267,7 +323,7 @@ impl ProfileCache {
         }
         let redis_keys: Vec<String> =
             remaining.iter().map(|&id| keys::profile(&self.inner.config.prefix, tenant, id)).collect();
-        let l2 = self.l2_profiles(tenant, &remaining, &redis_keys).await;
+        let l2 = self.l2_profiles(tenant, &remaining, &redis_keys, epoch).await;
         let mut misses = Vec::new();
         for ((id, redis_key), hit) in remaining.into_iter().zip(redis_keys).zip(l2) {
             match hit {
@@ -285,7 +341,7 @@ impl ProfileCache {
             load(misses.iter().map(|(id, _)| *id).collect()).await?.into_iter().map(|p| (p.id, Arc::new(p))).collect();
         self.inner.metrics.database_loads.inc_by(misses.len() as u64);
         let fills = misses.into_iter().map(|(id, key)| (id, key, loaded.get(&id).cloned())).collect();
-        self.fill(tenant, fills).await;
+        self.fill(tenant, fills, epoch).await;
         found.extend(loaded.drain());
         Ok(found)
     }
@@ -303,12 +359,15 @@ impl ProfileCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<ProfileId>, DomainError>>,
     {
+        let Some(epoch) = self.trust() else {
+            return self.bypass(1, load()).await;
+        };
         let metrics = &self.inner.metrics;
         let digest = self.inner.config.hasher.digest(tenant, key);
         let redis_key = keys::lookup(&self.inner.config.prefix, tenant, &digest);
         let l1_key = L1Key::Lookup(tenant.clone(), digest);
-        if let Some(l1) = self.l1() {
-            match l1.get(&l1_key).await {
+        if let Some(l1) = &self.inner.l1 {
+            match l1.get(&l1_key, epoch).await {
                 Some(L1Value::Holder(id)) => return Ok(hit(&metrics.l1_hits, Some(id))),
                 Some(L1Value::Absent) => return Ok(hit(&metrics.l1_hits, None)),
                 _ => {}
@@ -322,8 +381,8 @@ impl ProfileCache {
                 _ => None,
             };
             if let Some((answer, value)) = cached {
-                if let Some(l1) = self.l1() {
-                    l1.fill_lookup(l1_key, value).await;
+                if let Some(l1) = &self.inner.l1 {
+                    l1.fill_lookup(l1_key, value, epoch).await;
                 }
                 return Ok(hit(&metrics.l2_hits, answer));
             }
@@ -335,11 +394,13 @@ impl ProfileCache {
             Some(id) => (LookupSlot::Holder(id), L1Value::Holder(id), self.inner.config.ttl),
             None => (LookupSlot::Absent, L1Value::Absent, self.inner.config.not_found_ttl),
         };
-        if let Some(l2) = &self.inner.l2 {
+        if let Some(l2) = &self.inner.l2
+            && self.trust() == Some(epoch)
+        {
             l2.fill_lookup(&redis_key, slot, jitter(ttl)).await;
         }
-        if let Some(l1) = self.l1() {
-            l1.fill_lookup(l1_key, value).await;
+        if let Some(l1) = &self.inner.l1 {
+            l1.fill_lookup(l1_key, value, epoch).await;
         }
         Ok(holder)
     }
@@ -381,78 +442,92 @@ impl ProfileCache {
         l2.count(&keys::read_count(&self.inner.config.prefix, tenant, &digest, window), reads, ttl).await
     }
 
-    /// Drops a cached holder found out of date.
+    /// Drops a cached holder found out of date. Best effort: a cached holder
+    /// is always checked against the versioned profile before it is used.
     pub async fn forget_holder(&self, tenant: &TenantId, key: &IdentifierKey) {
         let digest = self.inner.config.hasher.digest(tenant, key);
         if let Some(l2) = &self.inner.l2 {
-            l2.invalidate(vec![Pending::Lookup(keys::lookup(&self.inner.config.prefix, tenant, &digest))]).await;
+            l2.invalidate(&[Pending::Lookup(keys::lookup(&self.inner.config.prefix, tenant, &digest))]).await;
         }
         if let Some(l1) = &self.inner.l1 {
-            l1.fence(L1Key::Lookup(tenant.clone(), digest)).await;
+            l1.fence(L1Key::Lookup(tenant.clone(), digest), self.inner.peers.epoch()).await;
         }
     }
 
     /// Records committed writes: each changed profile is now at its version,
-    /// and the holders of its identifiers changed. Tombstones L2 and L1, tells
-    /// the other instances (one message for all), and detaches loads in
-    /// flight. Called by the unit of work after commit, before the write
-    /// answers.
-    pub async fn changed(&self, changes: &[CacheChange]) {
+    /// and the holders of its identifiers changed. Called by the unit of work
+    /// after commit, before the write answers.
+    ///
+    /// Tombstones this instance's L1 and detaches its loads in flight;
+    /// with Redis, tombstones L2 and publishes one message for all the
+    /// changes, then waits until every live instance acknowledged it. If
+    /// Redis failed or an instance stayed silent, leaves a hold and waits
+    /// until no instance trusts its caches (`peers.rs`). Err only when not
+    /// even the hold could be written: the write is committed, but another
+    /// instance may still serve the older copy for up to a second.
+    pub async fn changed(&self, changes: &[CacheChange]) -> Result<(), DomainError> {
         if changes.is_empty() {
-            return;
+            return Ok(());
         }
         let inner = &self.inner;
+        let epoch = inner.peers.epoch();
         for change in changes {
             inner.flights.forget(&(change.tenant.clone(), change.id));
         }
-        if let Some(l2) = &inner.l2 {
-            let prefix = &inner.config.prefix;
-            let mut message = String::new();
-            let mut writes = Vec::with_capacity(changes.len() * 2 + 1);
-            for CacheChange { tenant, id, version, identifiers } in changes {
-                writes.push(Pending::Profile(keys::profile(prefix, tenant, *id), *version));
-                push_line(&mut message, Invalidation::Profile(tenant.clone(), *id, *version).encode());
-                for key in identifiers {
-                    for digest in inner.config.hasher.digests(tenant, key) {
-                        writes.push(Pending::Lookup(keys::lookup(prefix, tenant, &digest)));
-                        push_line(&mut message, Invalidation::Lookup(tenant.clone(), digest).encode());
-                    }
-                }
-            }
-            writes.push(Pending::Publish(message));
-            l2.invalidate(writes).await;
-        }
-        // L1 is tombstoned even while bypassed: it is trusted again later.
+        // L1 is tombstoned even while not trusted: it is trusted again later.
         if let Some(l1) = &inner.l1 {
             for CacheChange { tenant, id, version, identifiers } in changes {
-                l1.tombstone(L1Key::Profile(tenant.clone(), *id), *version).await;
+                l1.tombstone(L1Key::Profile(tenant.clone(), *id), *version, epoch).await;
                 for key in identifiers {
-                    l1.fence(L1Key::Lookup(tenant.clone(), inner.config.hasher.digest(tenant, key))).await;
+                    l1.fence(L1Key::Lookup(tenant.clone(), inner.config.hasher.digest(tenant, key)), epoch).await;
                 }
             }
         }
-    }
-
-    /// Waits up to `patience` for invalidations that could not reach Redis
-    /// yet; returns whether none is left waiting. A short-lived process (a CLI
-    /// command) calls this before it exits, since its background replay dies
-    /// with it.
-    pub async fn settle(&self, patience: Duration) -> bool {
-        let Some(l2) = &self.inner.l2 else { return true };
-        tokio::time::timeout(patience, async {
-            while !l2.flushed().await {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(l2) = &inner.l2 else { return Ok(()) };
+        let prefix = &inner.config.prefix;
+        let expected = inner.peers.expect();
+        let mut message = Invalidation::Writer(inner.peers.id.clone(), expected.seq()).encode();
+        let mut writes = Vec::with_capacity(changes.len() * 2 + 1);
+        for CacheChange { tenant, id, version, identifiers } in changes {
+            writes.push(Pending::Profile(keys::profile(prefix, tenant, *id), *version));
+            push_line(&mut message, Invalidation::Profile(tenant.clone(), *id, *version).encode());
+            for key in identifiers {
+                for digest in inner.config.hasher.digests(tenant, key) {
+                    writes.push(Pending::Lookup(keys::lookup(prefix, tenant, &digest)));
+                    push_line(&mut message, Invalidation::Lookup(tenant.clone(), digest).encode());
+                }
             }
+        }
+        writes.push(Pending::Publish(message));
+        let delivered = l2.invalidate(&writes).await;
+        if delivered {
+            // Asked after the message went out: an instance missing from a
+            // list this fresh joined after it and trusts only later (JOIN).
+            if let Some(members) = inner.peers.members().await
+                && expected.all(&members, peers::ACK_PATIENCE).await
+            {
+                return Ok(());
+            }
+        }
+        drop(expected);
+        inner.metrics.holds.inc();
+        let owed: Vec<String> =
+            if delivered { Vec::new() } else { writes.iter().filter_map(Pending::encode).collect() };
+        inner.peers.hold(&owed).await.map_err(|e| {
+            tracing::error!(error = %e, "a write's cache invalidation could not be confirmed, nor a hold left");
+            DomainError::Unavailable(
+                "the change is committed, but other instances may still serve the previous version for a \
+                 moment: the cache could not confirm its invalidation"
+                    .to_owned(),
+            )
         })
-        .await
-        .is_ok()
     }
 
     /// L1's answer: `Some(Some)` a profile, `Some(None)` known absent, `None` a miss.
-    async fn l1_profile(&self, tenant: &TenantId, id: ProfileId) -> Option<Option<Arc<Profile>>> {
+    async fn l1_profile(&self, tenant: &TenantId, id: ProfileId, epoch: u64) -> Option<Option<Arc<Profile>>> {
         let metrics = &self.inner.metrics;
-        if let Some(l1) = self.l1() {
-            match l1.get(&L1Key::Profile(tenant.clone(), id)).await {
+        if let Some(l1) = &self.inner.l1 {
+            match l1.get(&L1Key::Profile(tenant.clone(), id), epoch).await {
                 Some(L1Value::Profile(profile, _)) => return hit(&metrics.l1_hits, Some(Some(profile))),
                 Some(L1Value::Missing) => return hit(&metrics.l1_hits, Some(None)),
                 _ => {}
@@ -468,6 +543,7 @@ impl ProfileCache {
         tenant: &TenantId,
         ids: &[ProfileId],
         redis_keys: &[String],
+        epoch: u64,
     ) -> Vec<Option<Option<Arc<Profile>>>> {
         let metrics = &self.inner.metrics;
         let Some(l2) = &self.inner.l2 else {
@@ -495,17 +571,18 @@ impl ProfileCache {
                 L1Value::Profile(profile, _) => Some(Arc::clone(profile)),
                 _ => None,
             }));
-            if let Some(l1) = self.l1() {
-                l1.fill_profile(L1Key::Profile(tenant.clone(), id), value).await;
+            if let Some(l1) = &self.inner.l1 {
+                l1.fill_profile(L1Key::Profile(tenant.clone(), id), value, epoch).await;
             }
         }
         answers
     }
 
     /// Fills both tiers with what the database answered (`None`: no such
-    /// profile): L1 before the reader is answered, Redis on a task of its own.
-    async fn fill(&self, tenant: &TenantId, loaded: Vec<(ProfileId, String, Option<Arc<Profile>>)>) {
-        let l2 = self.inner.l2.as_ref().and_then(|l2| {
+    /// profile) for a read that began in `epoch`: L1 before the reader is
+    /// answered, Redis on a task of its own, and only while still trusted.
+    async fn fill(&self, tenant: &TenantId, loaded: Vec<(ProfileId, String, Option<Arc<Profile>>)>, epoch: u64) {
+        let l2 = self.inner.l2.as_ref().filter(|_| self.trust() == Some(epoch)).and_then(|l2| {
             let permit = Arc::clone(&self.inner.fills).try_acquire_owned().ok()?;
             Some((Arc::clone(l2), permit))
         });
@@ -537,7 +614,7 @@ impl ProfileCache {
                 drop(permit);
             });
         }
-        if let Some(l1) = self.l1() {
+        if let Some(l1) = &self.inner.l1 {
             for (id, profile) in l1_fills {
                 let key = L1Key::Profile(tenant.clone(), id);
                 let value = match profile {
@@ -547,39 +624,120 @@ impl ProfileCache {
                     }
                     None => L1Value::Missing,
                 };
-                l1.fill_profile(key, value).await;
+                l1.fill_profile(key, value, epoch).await;
             }
         }
     }
 
-    /// Applies invalidations published by any instance to L1, and keeps L1
-    /// bypassed whenever the subscription is down.
+    /// Heartbeats: keeps this instance a member, learns of holds (trusting
+    /// the caches only without one), pays holds' owed Redis writes when
+    /// Redis answers and releases them. Leaves the members when stopped.
+    async fn beat(self, stop: CancellationToken) {
+        let inner = &self.inner;
+        let Some(coordination) = inner.peers.coordination().cloned() else { return };
+        let Some(l2) = inner.l2.clone() else { return };
+        let instance = inner.peers.is_member().then(|| inner.peers.id.clone());
+        let mut ticks = tokio::time::interval(peers::POLL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for beat in 1u64.. {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            if beat % 300 == 0 {
+                // About once a minute: rows of instances long gone.
+                inner.peers.release().await;
+            }
+            let sent = Instant::now();
+            let census = match coordination.poll(instance.as_deref(), peers::MEMBER_WINDOW).await {
+                Ok(census) => census,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cache heartbeat failed; the caches are served until its trust lapses");
+                    continue;
+                }
+            };
+            inner.metrics.pending_invalidations.set(census.holds);
+            let clean = census.holds == 0 && inner.channel_up.load(Ordering::Acquire);
+            if inner.peers.beat(sent, &census, clean) {
+                // A new epoch: nothing cached or loading before it is used.
+                if let Some(l1) = &inner.l1 {
+                    l1.clear();
+                }
+                inner.flights.forget_all();
+            }
+            inner.metrics.trusted.set(i64::from(self.trust().is_some()));
+            if census.holds > 0 {
+                self.pay(&coordination, &l2, &census).await;
+            }
+        }
+        inner.metrics.trusted.set(0);
+        inner.peers.leave().await;
+    }
+
+    /// Writes what holds owe to Redis (when it answers) and releases holds
+    /// paid and old enough.
+    async fn pay(&self, coordination: &Arc<dyn Coordination>, l2: &L2, census: &Census) {
+        debug_assert!(census.holds > 0);
+        match coordination.owed().await {
+            Ok(owed) => {
+                let mut paid = Vec::with_capacity(owed.len());
+                for hold in owed {
+                    let writes: Vec<Pending> = hold.writes.iter().filter_map(|w| Pending::decode(w)).collect();
+                    if !l2.invalidate(&writes).await {
+                        break;
+                    }
+                    paid.push(hold.id);
+                }
+                if let Err(e) = coordination.paid(&paid).await {
+                    tracing::debug!(error = %e, "recording paid cache holds failed");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reading cache holds failed"),
+        }
+        self.inner.peers.release().await;
+    }
+
+    /// Applies invalidations published by any instance to L1 and acknowledges
+    /// them; hears acknowledgements of this instance's writes. While the
+    /// subscription is down this instance does not trust its caches.
     async fn subscribe(self, stop: CancellationToken) {
         let Some(l2) = self.inner.l2.clone() else { return };
         let channel = keys::channel(&self.inner.config.prefix);
+        let acks = keys::ack_channel(&self.inner.config.prefix, &self.inner.peers.id);
         let metrics = self.inner.metrics.clone();
         let mut backoff = Duration::from_millis(50);
         while !stop.is_cancelled() {
             let connected = tokio::time::timeout(Duration::from_secs(2), l2.client().get_async_pubsub()).await;
             if let Ok(Ok(mut pubsub)) = connected
-                && pubsub.subscribe(&channel).await.is_ok()
+                && pubsub.subscribe(&[&channel, &acks]).await.is_ok()
             {
-                // Messages may have been missed while unsubscribed.
-                if let Some(l1) = &self.inner.l1 {
-                    l1.clear();
-                }
+                // Messages may have been missed while unsubscribed: a new
+                // epoch at the next clean heartbeat.
+                self.inner.peers.distrust();
                 self.inner.channel_up.store(true, Ordering::Release);
                 metrics.invalidation_channel_up.set(1);
                 backoff = Duration::from_millis(50);
                 let mut messages = pubsub.on_message();
+                // Stopping, this instance leaves the members at once but
+                // keeps acknowledging a little longer: writers whose list
+                // still names it need not wait for it in vain.
+                let linger = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(peers::FRESH * 2).await;
+                };
+                tokio::pin!(linger);
                 loop {
                     tokio::select! {
-                        () = stop.cancelled() => break,
+                        () = &mut linger => break,
                         message = messages.next() => match message {
                             Some(message) => {
-                                metrics.invalidations_received.inc();
                                 let payload: String = message.get_payload().unwrap_or_default();
-                                self.apply_invalidation(&payload).await;
+                                if message.get_channel_name() == acks {
+                                    self.hear_ack(&payload);
+                                } else {
+                                    metrics.invalidations_received.inc();
+                                    self.apply_invalidation(&l2, &payload).await;
+                                }
                             }
                             None => break,
                         },
@@ -587,7 +745,9 @@ impl ProfileCache {
                 }
             }
             self.inner.channel_up.store(false, Ordering::Release);
+            self.inner.peers.distrust();
             metrics.invalidation_channel_up.set(0);
+            metrics.trusted.set(0);
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(backoff) => {}
@@ -596,16 +756,47 @@ impl ProfileCache {
         }
     }
 
-    async fn apply_invalidation(&self, payload: &str) {
-        let Some(l1) = &self.inner.l1 else { return };
+    fn hear_ack(&self, payload: &str) {
+        if let Some((seq, from)) = payload.split_once('\t')
+            && let Ok(seq) = seq.parse()
+        {
+            self.inner.peers.acked(seq, from);
+        }
+    }
+
+    async fn apply_invalidation(&self, l2: &Arc<L2>, payload: &str) {
+        let inner = &self.inner;
+        let epoch = inner.peers.epoch();
+        let mut writer = None;
         for line in payload.lines() {
             match Invalidation::decode(line) {
+                Some(Invalidation::Writer(instance, seq)) => writer = Some((instance, seq)),
                 Some(Invalidation::Profile(tenant, id, version)) => {
-                    l1.tombstone(L1Key::Profile(tenant, id), version).await
+                    let key = (tenant, id);
+                    inner.flights.forget(&key);
+                    if let Some(l1) = &inner.l1 {
+                        l1.tombstone(L1Key::Profile(key.0, key.1), version, epoch).await;
+                    }
                 }
-                Some(Invalidation::Lookup(tenant, digest)) => l1.fence(L1Key::Lookup(tenant, digest)).await,
+                Some(Invalidation::Lookup(tenant, digest)) => {
+                    if let Some(l1) = &inner.l1 {
+                        l1.fence(L1Key::Lookup(tenant, digest), epoch).await;
+                    }
+                }
                 None => tracing::warn!(line, "unreadable invalidation message"),
             }
+        }
+        if let Some((writer, seq)) = writer
+            && writer != inner.peers.id
+            && inner.peers.is_member()
+        {
+            // Off the subscriber's path: the next message need not wait for Redis.
+            let (l2, channel, payload) = (
+                Arc::clone(l2),
+                keys::ack_channel(&inner.config.prefix, &writer),
+                format!("{seq}\t{}", inner.peers.id),
+            );
+            tokio::spawn(async move { l2.acknowledge(&channel, payload).await });
         }
     }
 }

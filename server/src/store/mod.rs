@@ -11,6 +11,7 @@ pub mod events;
 pub mod identities;
 pub mod loader;
 pub mod outbox;
+pub mod peers;
 pub mod profiles;
 pub mod requests;
 pub mod settings;
@@ -98,6 +99,7 @@ impl Store {
                 })
             });
         let db = Database::connect(options).await?;
+        cache.coordinate(Arc::new(peers::DatabasePeers::new(db.clone())));
         Ok(Self { db, max_connections, cache, written: Arc::new(Notify::new()) })
     }
 

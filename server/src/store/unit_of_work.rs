@@ -77,8 +77,8 @@ impl UnitOfWork {
             if wrote_events && committed.is_ok() {
                 written.notify_one();
             }
-            cache.changed(&changes).await;
-            committed
+            let invalidated = cache.changed(&changes).await;
+            committed.and(invalidated)
         });
         tail.await.map_err(|e| DomainError::Internal(format!("commit task: {e}")))?
     }
