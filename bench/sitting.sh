@@ -69,3 +69,8 @@ serve --database-max-connections 8
 run "c360 get-profile uniform over 1M, cold caches, no Redis c=64" --scenario get-profile --concurrency 64
 stop
 printf 'pgbench c=64 (last): '; pgbench_pk 64
+
+# Cold reads by the protocol of docs/performance.md ("Cold reads"): three
+# alternated pairs of pgbench and c360 on fresh caches, the median ratio.
+echo "== cold reads: alternated pairs (bench/cold.sh)"
+bench/cold.sh

@@ -393,3 +393,39 @@ async fn cancelled_cold_reads_leave_no_load_behind() {
     assert!(cut > 100, "most reads are cut off mid-flight: {cut}");
     eventually!(app.metric("c360_cache_loads_in_flight").await == 0.0);
 }
+
+/// Found in review: a hold counted as covering (already seen by everyone)
+/// could be released by another instance while the new write relied on it,
+/// and a hold was dated before its commit made it visible. A hold is now
+/// committed first, dated after, and covers only with another hold dated
+/// long enough ago still standing; an undated hold is never released.
+async fn holds_are_dated_after_their_commit_and_cover_only_beside_an_old_one(app: TestApp) {
+    use c360_server::{cache::peers::Coordination, store::peers::DatabasePeers};
+    let db = app.db.connect().await;
+    let peers = DatabasePeers::new(db.clone());
+    let patience = Duration::from_millis(300);
+    assert!(!peers.hold(&[], patience).await.expect("hold"), "nothing older stands");
+    let census = peers.poll(None, Duration::from_secs(2)).await.expect("poll");
+    assert_eq!(census.holds, 1, "a hold is visible as soon as it is left");
+    assert!(!peers.hold(&[], patience).await.expect("hold"), "the first is not old enough yet");
+    tokio::time::sleep(patience + Duration::from_millis(50)).await;
+    assert!(peers.hold(&["P\tkey\t3".to_owned()], patience).await.expect("hold"), "an old one still stands");
+    // Paid holds go once old enough; owed ones stay until paid.
+    peers.release(patience, Duration::from_secs(60)).await.expect("release");
+    let owed = peers.owed().await.expect("owed");
+    assert_eq!(owed.len(), 1);
+    assert_eq!(owed[0].writes, ["P\tkey\t3"]);
+    assert_eq!(peers.poll(None, Duration::from_secs(2)).await.expect("poll").holds, 1);
+    peers.paid(&[owed[0].id]).await.expect("paid");
+    tokio::time::sleep(patience + Duration::from_millis(50)).await;
+    peers.release(patience, Duration::from_secs(60)).await.expect("release");
+    assert_eq!(peers.poll(None, Duration::from_secs(2)).await.expect("poll").holds, 0);
+    // A member's gap is measured by the database's clock.
+    let first = peers.poll(Some("i1"), Duration::from_secs(2)).await.expect("poll");
+    assert_eq!(first.gap_ms, None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = peers.poll(Some("i1"), Duration::from_secs(2)).await.expect("poll");
+    assert!(second.gap_ms.is_some_and(|gap| (90..2_000).contains(&gap)), "{:?}", second.gap_ms);
+    assert!(second.members.iter().any(|m| m == "i1"));
+}
+on_both!(holds_are_dated_after_their_commit, holds_are_dated_after_their_commit_and_cover_only_beside_an_old_one);

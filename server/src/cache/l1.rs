@@ -159,15 +159,16 @@ impl L1 {
     }
 
     /// Stores a loaded profile (or `None`: no such profile) read in `epoch`,
-    /// unless the entry of that epoch already stands for a newer version.
+    /// unless the entry is of a later epoch or stands for a newer version —
+    /// of any epoch: versions only grow, so an older one is stale wherever
+    /// it was read.
     pub async fn fill_profile(&self, key: L1Key, value: L1Value, epoch: u64) {
         let version = value.version();
         self.cache
             .entry(key)
             .and_compute_with(|current| async move {
                 match current {
-                    Some(entry) if entry.value().epoch > epoch => Op::Nop,
-                    Some(entry) if entry.value().epoch == epoch && entry.value().value.version() > version => Op::Nop,
+                    Some(entry) if entry.value().epoch > epoch || entry.value().value.version() > version => Op::Nop,
                     _ => Op::Put(Entry { epoch, value }),
                 }
             })
@@ -175,8 +176,7 @@ impl L1 {
     }
 
     /// Marks a profile changed at `version`, unless the entry is already at
-    /// least that new. Whatever epoch it is in, a tombstone stands in the
-    /// latest: it only ever costs a reload.
+    /// least that new. Its version refuses older fills in any epoch.
     pub async fn tombstone(&self, key: L1Key, version: i64, epoch: u64) {
         self.cache
             .entry(key)
@@ -217,5 +217,48 @@ impl L1 {
     /// Entries and their weighed size (approximate until pending work runs).
     pub fn usage(&self) -> (u64, u64) {
         (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::profile::{Profile, ProfileData};
+
+    fn profile(version: i64) -> L1Value {
+        let now = chrono::Utc::now();
+        let profile = Profile {
+            id: ProfileId::generate(),
+            tenant: TenantId::parse("acme").expect("tenant"),
+            data: ProfileData::default(),
+            lineage: Default::default(),
+            version,
+            created_at: now,
+            updated_at: now,
+        };
+        L1Value::Profile(Arc::new(profile), 100)
+    }
+
+    /// Found in review: a fill of a later epoch replaced an earlier epoch's
+    /// tombstone whatever its version, so a read that got an older copy from
+    /// Redis just after an epoch began could cache it over the write's
+    /// tombstone.
+    #[tokio::test]
+    async fn epochs_hide_old_entries_but_never_let_an_older_version_in() {
+        let l1 = L1::new(1 << 20, Duration::from_secs(60), Duration::from_secs(10), Duration::from_secs(60));
+        let key = L1Key::Profile(TenantId::parse("acme").expect("tenant"), ProfileId::generate());
+        l1.fill_profile(key.clone(), profile(4), 1).await;
+        assert!(matches!(l1.get(&key, 1).await, Some(L1Value::Profile(..))));
+        assert!(l1.get(&key, 2).await.is_none(), "an earlier epoch's entry is not served");
+        l1.tombstone(key.clone(), 5, 1).await;
+        l1.fill_profile(key.clone(), profile(4), 2).await;
+        assert!(l1.get(&key, 2).await.is_none(), "version 4 stays out after the tombstone of 5");
+        l1.fill_profile(key.clone(), profile(5), 2).await;
+        assert!(matches!(l1.get(&key, 2).await, Some(L1Value::Profile(p, _)) if p.version == 5));
+        l1.fill_profile(key.clone(), profile(6), 1).await;
+        assert!(
+            matches!(l1.get(&key, 2).await, Some(L1Value::Profile(p, _)) if p.version == 5),
+            "a late fill of an earlier epoch changes nothing"
+        );
     }
 }

@@ -17,8 +17,15 @@ use super::{
 use crate::{batch::Batcher, metrics::CacheMetrics};
 
 /// Sets a profile slot unless the stored one stands for a newer version (or,
-/// for a tombstone — ARGV[4] = 1 — an equally new one).
+/// for a tombstone — ARGV[4] = 1 — an equally new one). A fill carries a
+/// deadline (ARGV[5], Unix ms; 0 for none) checked against Redis's clock: a
+/// fill that reached a frozen Redis and runs long after it was sent, when
+/// the tombstone that would refuse it may have expired, does nothing.
 const PROFILE_CAS: &str = r"
+if ARGV[5] ~= '0' then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then return 0 end
+end
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local v = tonumber(string.match(cur, '^%a(%d+):'))
@@ -29,12 +36,27 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
-/// Sets an identifier slot; "nobody" (N) never replaces a fence (F).
+/// Sets an identifier slot; "nobody" (N) never replaces a fence (F). A fill
+/// carries a deadline (ARGV[3], Unix ms; 0 for none), as in `PROFILE_CAS`.
 const LOOKUP_SET: &str = r"
+if ARGV[3] ~= '0' then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3]) then return 0 end
+end
 if ARGV[1] == 'N' and redis.call('GET', KEYS[1]) == 'F' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
+
+/// How long after it is sent a fill may still land: far inside the shortest
+/// tombstone lifetime (60 s), allowing for clocks apart by tens of seconds.
+const FILL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The Unix time in ms by which a fill sent now must have run.
+fn fill_deadline() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from((now + FILL_DEADLINE).as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Adds to a windowed counter, setting its expiry when it is created.
 const COUNT: &str = r"
@@ -67,7 +89,7 @@ enum Shared {
     /// Read a profile slot.
     Get(String, oneshot::Sender<Option<Vec<u8>>>),
     /// Compare-and-set a profile slot read from the database.
-    Fill { key: String, version: i64, bytes: Vec<u8>, ttl_ms: u64, done: oneshot::Sender<()> },
+    Fill { key: String, version: i64, bytes: Vec<u8>, ttl_ms: u64, deadline_ms: u64, done: oneshot::Sender<()> },
 }
 
 /// A write to Redis that a changed profile owes.
@@ -180,10 +202,18 @@ impl L2 {
                 Shared::Get(key, _) => {
                     pipe.get(key);
                 }
-                Shared::Fill { key, version, bytes, ttl_ms, .. } => {
+                Shared::Fill { key, version, bytes, ttl_ms, deadline_ms, .. } => {
                     // EVAL, not EVALSHA: a pipeline cannot load a script that
                     // a restarted Redis forgot. Redis caches the compiled body.
-                    pipe.cmd("EVAL").arg(PROFILE_CAS).arg(1).arg(key).arg(version).arg(bytes).arg(ttl_ms).arg(0);
+                    pipe.cmd("EVAL")
+                        .arg(PROFILE_CAS)
+                        .arg(1)
+                        .arg(key)
+                        .arg(version)
+                        .arg(bytes)
+                        .arg(ttl_ms)
+                        .arg(0)
+                        .arg(deadline_ms);
                 }
             }
         }
@@ -277,10 +307,24 @@ impl L2 {
                 // EVAL, not EVALSHA: see `run_shared`.
                 Pending::Profile(key, version) => {
                     let slot = ProfileSlot::Tombstone(*version).encode();
-                    pipe.cmd("EVAL").arg(PROFILE_CAS).arg(1).arg(key).arg(version).arg(slot).arg(fence_ms).arg(1);
+                    pipe.cmd("EVAL")
+                        .arg(PROFILE_CAS)
+                        .arg(1)
+                        .arg(key)
+                        .arg(version)
+                        .arg(slot)
+                        .arg(fence_ms)
+                        .arg(1)
+                        .arg(0);
                 }
                 Pending::Lookup(key) => {
-                    pipe.cmd("EVAL").arg(LOOKUP_SET).arg(1).arg(key).arg(LookupSlot::Fence.encode()).arg(fence_ms);
+                    pipe.cmd("EVAL")
+                        .arg(LOOKUP_SET)
+                        .arg(1)
+                        .arg(key)
+                        .arg(LookupSlot::Fence.encode())
+                        .arg(fence_ms)
+                        .arg(0);
                 }
                 Pending::Publish(message) => {
                     pipe.publish(&self.channel, message);
@@ -355,7 +399,8 @@ impl L2 {
         let fills = slots.into_iter().map(|(key, slot, ttl)| async move {
             let (done, filled) = oneshot::channel();
             let (version, bytes, ttl_ms) = (slot.version(), slot.encode(), ttl.as_millis() as u64);
-            if self.shared.submit(Shared::Fill { key, version, bytes, ttl_ms, done }).await.is_ok() {
+            let deadline_ms = fill_deadline();
+            if self.shared.submit(Shared::Fill { key, version, bytes, ttl_ms, deadline_ms, done }).await.is_ok() {
                 let _ = filled.await;
             }
         });
@@ -398,10 +443,10 @@ impl L2 {
     /// Stores an identifier slot read from the database.
     pub async fn fill_lookup(&self, key: &str, slot: LookupSlot, ttl: Duration) {
         let script = &self.lookup_set;
-        let ttl_ms = ttl.as_millis() as u64;
-        self.call(
-            |mut c| async move { script.key(key).arg(slot.encode()).arg(ttl_ms).invoke_async::<i64>(&mut c).await },
-        )
+        let (ttl_ms, deadline_ms) = (ttl.as_millis() as u64, fill_deadline());
+        self.call(|mut c| async move {
+            script.key(key).arg(slot.encode()).arg(ttl_ms).arg(deadline_ms).invoke_async::<i64>(&mut c).await
+        })
         .await;
     }
 }

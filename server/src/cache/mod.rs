@@ -124,7 +124,8 @@ struct Inner {
     peers: Arc<Peers>,
     /// Stops the background tasks.
     stop: CancellationToken,
-    flights: SingleFlight<(TenantId, ProfileId), FlightResult>,
+    /// Loads in flight, per epoch: a reader never joins a load of an earlier one.
+    flights: SingleFlight<(TenantId, ProfileId, u64), FlightResult>,
     /// Redis fills under way off the readers' paths (a bound: see `fill`).
     fills: Arc<tokio::sync::Semaphore>,
     metrics: CacheMetrics,
@@ -134,9 +135,10 @@ struct Inner {
 /// miss fills instead) rather than queued without bound behind a slow Redis.
 const MAX_FILLS: usize = 1024;
 
-/// Longest a fill may wait for Redis: far inside the shortest tombstone
-/// lifetime (60 s), so a fill still waiting when a write's tombstone expires
-/// cannot land and store an older version.
+/// Longest a fill is waited for: a fill that reached Redis carries its own
+/// deadline (`l2::FILL_DEADLINE`, checked by Redis's clock), so one that runs
+/// late — a frozen Redis resumed — cannot outlive the tombstone that would
+/// refuse it.
 const FILL_PATIENCE: Duration = Duration::from_secs(5);
 
 impl ProfileCache {
@@ -262,7 +264,7 @@ impl ProfileCache {
         if let Some(hit) = self.l1_profile(tenant, id, epoch).await {
             return Ok(hit);
         }
-        let flight = (tenant.clone(), id);
+        let flight = (tenant.clone(), id, epoch);
         self.inner
             .flights
             .run(&flight, || async move {
@@ -470,19 +472,7 @@ impl ProfileCache {
             return Ok(());
         }
         let inner = &self.inner;
-        let epoch = inner.peers.epoch();
-        for change in changes {
-            inner.flights.forget(&(change.tenant.clone(), change.id));
-        }
-        // L1 is tombstoned even while not trusted: it is trusted again later.
-        if let Some(l1) = &inner.l1 {
-            for CacheChange { tenant, id, version, identifiers } in changes {
-                l1.tombstone(L1Key::Profile(tenant.clone(), *id), *version, epoch).await;
-                for key in identifiers {
-                    l1.fence(L1Key::Lookup(tenant.clone(), inner.config.hasher.digest(tenant, key)), epoch).await;
-                }
-            }
-        }
+        self.drop_local(changes).await;
         let Some(l2) = &inner.l2 else { return Ok(()) };
         let prefix = &inner.config.prefix;
         let expected = inner.peers.expect();
@@ -500,7 +490,11 @@ impl ProfileCache {
         }
         writes.push(Pending::Publish(message));
         let delivered = l2.invalidate(&writes).await;
-        if delivered {
+        // Again: a read on this instance between the first drop and Redis's
+        // tombstone may have cached, or be loading, what Redis still held.
+        self.drop_local(changes).await;
+        // With its own channel down this instance hears no acknowledgement.
+        if delivered && inner.channel_up.load(Ordering::Acquire) {
             // Asked after the message went out: an instance missing from a
             // list this fresh joined after it and trusts only later (JOIN).
             if let Some(members) = inner.peers.members().await
@@ -521,6 +515,25 @@ impl ProfileCache {
                     .to_owned(),
             )
         })
+    }
+
+    /// Tombstones this instance's L1 copies of `changes` and detaches its
+    /// loads of them in flight. L1 is tombstoned even while not trusted: it
+    /// is trusted again later.
+    async fn drop_local(&self, changes: &[CacheChange]) {
+        let inner = &self.inner;
+        let epoch = inner.peers.epoch();
+        for change in changes {
+            inner.flights.forget(&(change.tenant.clone(), change.id, epoch));
+        }
+        if let Some(l1) = &inner.l1 {
+            for CacheChange { tenant, id, version, identifiers } in changes {
+                l1.tombstone(L1Key::Profile(tenant.clone(), *id), *version, epoch).await;
+                for key in identifiers {
+                    l1.fence(L1Key::Lookup(tenant.clone(), inner.config.hasher.digest(tenant, key)), epoch).await;
+                }
+            }
+        }
     }
 
     /// L1's answer: `Some(Some)` a profile, `Some(None)` known absent, `None` a miss.
@@ -636,7 +649,6 @@ impl ProfileCache {
         let inner = &self.inner;
         let Some(coordination) = inner.peers.coordination().cloned() else { return };
         let Some(l2) = inner.l2.clone() else { return };
-        let instance = inner.peers.is_member().then(|| inner.peers.id.clone());
         let mut ticks = tokio::time::interval(peers::POLL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for beat in 1u64.. {
@@ -648,8 +660,12 @@ impl ProfileCache {
                 // About once a minute: rows of instances long gone.
                 inner.peers.release().await;
             }
+            // A member only while it can hear writes: one that cannot would
+            // make every write wait for its acknowledgement in vain.
+            let channel_up = inner.channel_up.load(Ordering::Acquire);
+            let instance = (inner.peers.is_member() && channel_up).then_some(inner.peers.id.as_str());
             let sent = Instant::now();
-            let census = match coordination.poll(instance.as_deref(), peers::MEMBER_WINDOW).await {
+            let census = match coordination.poll(instance, peers::MEMBER_WINDOW).await {
                 Ok(census) => census,
                 Err(e) => {
                     tracing::debug!(error = %e, "cache heartbeat failed; the caches are served until its trust lapses");
@@ -657,14 +673,14 @@ impl ProfileCache {
                 }
             };
             inner.metrics.pending_invalidations.set(census.holds);
-            let clean = census.holds == 0 && inner.channel_up.load(Ordering::Acquire);
-            if inner.peers.beat(sent, &census, clean) {
+            let clean = census.holds == 0 && channel_up && inner.channel_up.load(Ordering::Acquire);
+            inner.peers.beat(sent, &census, clean, || {
                 // A new epoch: nothing cached or loading before it is used.
                 if let Some(l1) = &inner.l1 {
                     l1.clear();
                 }
                 inner.flights.forget_all();
-            }
+            });
             inner.metrics.trusted.set(i64::from(self.trust().is_some()));
             if census.holds > 0 {
                 self.pay(&coordination, &l2, &census).await;
@@ -772,10 +788,9 @@ impl ProfileCache {
             match Invalidation::decode(line) {
                 Some(Invalidation::Writer(instance, seq)) => writer = Some((instance, seq)),
                 Some(Invalidation::Profile(tenant, id, version)) => {
-                    let key = (tenant, id);
-                    inner.flights.forget(&key);
+                    inner.flights.forget(&(tenant.clone(), id, epoch));
                     if let Some(l1) = &inner.l1 {
-                        l1.tombstone(L1Key::Profile(key.0, key.1), version, epoch).await;
+                        l1.tombstone(L1Key::Profile(tenant, id), version, epoch).await;
                     }
                 }
                 Some(Invalidation::Lookup(tenant, digest)) => {

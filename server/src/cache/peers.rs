@@ -69,6 +69,9 @@ pub struct Census {
     pub members: Vec<String>,
     /// Holds standing.
     pub holds: i64,
+    /// Milliseconds since this instance's previous heartbeat, by the
+    /// database's clock (`None`: it had none).
+    pub gap_ms: Option<i64>,
 }
 
 /// A hold whose Redis writes are still owed.
@@ -107,8 +110,9 @@ pub struct Peers {
     base: Instant,
     /// Nanoseconds since `base` until which the caches may be served.
     trusted_until: AtomicU64,
-    /// Whether the caches were trusted at the last heartbeat (a gap starts a new epoch).
-    was_trusted: AtomicBool,
+    /// Set by anything that ends trust early (a hold, a lost channel): the
+    /// next trust starts a new epoch.
+    stale: AtomicBool,
     epoch: AtomicU64,
     seq: AtomicU64,
     state: std::sync::Mutex<State>,
@@ -176,7 +180,7 @@ impl Peers {
             coordination: OnceLock::new(),
             base: Instant::now(),
             trusted_until: AtomicU64::new(0),
-            was_trusted: AtomicBool::new(false),
+            stale: AtomicBool::new(true),
             epoch: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             state: std::sync::Mutex::new(State::default()),
@@ -205,8 +209,11 @@ impl Peers {
 
     /// The current epoch when the caches may be served now; `None` otherwise.
     pub fn trusted(&self) -> Option<u64> {
+        // The deadline first: a new epoch is counted before its deadline is
+        // stored, so a deadline seen here brings its epoch with it.
+        let until = self.trusted_until.load(Ordering::Acquire);
         let epoch = self.epoch.load(Ordering::Acquire);
-        (self.nanos(Instant::now()) < self.trusted_until.load(Ordering::Acquire)).then_some(epoch)
+        (self.nanos(Instant::now()) < until).then_some(epoch)
     }
 
     /// The current epoch (whether trusted or not): what fills are tagged with.
@@ -217,25 +224,29 @@ impl Peers {
     /// Stops trusting the caches until the next clean heartbeat, which starts
     /// a new epoch.
     pub fn distrust(&self) {
+        self.stale.store(true, Ordering::Release);
         self.trusted_until.store(0, Ordering::Release);
-        self.was_trusted.store(false, Ordering::Release);
     }
 
     /// Records a heartbeat's outcome: `sent` when it was sent, `clean` whether
-    /// it found no hold (and the channel is up). Answers whether a new epoch
-    /// began (the caller then drops what it cached and its loads in flight).
-    pub fn beat(&self, sent: Instant, census: &Census, clean: bool) -> bool {
+    /// it found no hold (and the channel is up). When trust resumes after any
+    /// gap, a new epoch begins: `new_epoch` runs (dropping what was cached
+    /// and loading before) before any reader can trust the caches again.
+    pub fn beat(&self, sent: Instant, census: &Census, clean: bool, new_epoch: impl FnOnce()) {
         let now = Instant::now();
         let joined = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let others = census.members.iter().filter(|m| **m != self.id).cloned().collect();
             state.members = Some((others, sent));
             if !self.member {
-                return false;
+                return;
             }
-            let continuous = state.last_beat.is_some_and(|last| sent.saturating_duration_since(last) < CONTINUITY);
-            if !continuous {
-                // Writers may not know this instance yet: not before JOIN.
+            // Continuous by both clocks: writers drop a member by the
+            // database's, this instance measures its trust by its own.
+            let local = state.last_beat.is_some_and(|last| sent.saturating_duration_since(last) < CONTINUITY);
+            let remote = census.gap_ms.is_some_and(|gap| u128::try_from(gap).is_ok_and(|g| g < CONTINUITY.as_millis()));
+            if !(local && remote) {
+                // Writers may not list this instance yet: not before JOIN.
                 state.member_since = Some(now);
                 self.distrust();
             }
@@ -244,15 +255,21 @@ impl Peers {
         };
         if !(clean && joined) {
             self.distrust();
-            return false;
+            return;
         }
-        let lapsed = !self.was_trusted.load(Ordering::Acquire) || self.trusted().is_none();
+        let lapsed = self.stale.swap(false, Ordering::AcqRel) || self.trusted().is_none();
         if lapsed {
+            // Readers are not trusting now (the deadline passed or was
+            // cleared): the new epoch and the drop happen before they can.
+            self.trusted_until.store(0, Ordering::Release);
             self.epoch.fetch_add(1, Ordering::AcqRel);
+            new_epoch();
         }
         self.trusted_until.store(self.nanos(sent + TRUST), Ordering::Release);
-        self.was_trusted.store(true, Ordering::Release);
-        lapsed
+        if self.stale.load(Ordering::Acquire) {
+            // Distrusted meanwhile (a lost channel): that wins.
+            self.trusted_until.store(0, Ordering::Release);
+        }
     }
 
     /// The other members, from a list at most [`FRESH`] old; asks the
@@ -335,26 +352,44 @@ mod tests {
     use super::*;
 
     fn census(members: &[&str]) -> Census {
-        Census { members: members.iter().map(|m| (*m).to_owned()).collect(), holds: 0 }
+        Census { members: members.iter().map(|m| (*m).to_owned()).collect(), holds: 0, gap_ms: Some(200) }
+    }
+
+    /// A beat; whether it started a new epoch.
+    fn beat(peers: &Peers, census: &Census, clean: bool) -> bool {
+        let mut began = false;
+        peers.beat(Instant::now(), census, clean, || began = true);
+        began
     }
 
     #[test]
     fn trust_comes_only_after_joining_and_each_gap_starts_a_new_epoch() {
         let peers = Peers::new(true);
-        let first = Instant::now();
-        assert!(!peers.beat(first, &census(&[&peers.id]), true), "a new member waits JOIN");
+        let first = Census { gap_ms: None, ..census(&[&peers.id]) };
+        assert!(!beat(&peers, &first, true), "a new member waits JOIN");
         assert_eq!(peers.trusted(), None);
         // JOIN later, still continuous: trusted, in a new epoch.
         std::thread::sleep(JOIN);
-        assert!(peers.beat(Instant::now(), &census(&[&peers.id]), true));
+        assert!(beat(&peers, &census(&[&peers.id]), true));
         let epoch = peers.trusted().expect("trusted");
-        assert!(!peers.beat(Instant::now(), &census(&[]), true), "same epoch while trusted");
+        assert!(!beat(&peers, &census(&[]), true), "same epoch while trusted");
         assert_eq!(peers.trusted(), Some(epoch));
         // A hold: no trust; the next clean beat starts a new epoch.
-        assert!(!peers.beat(Instant::now(), &census(&[]), false));
+        assert!(!beat(&peers, &census(&[]), false));
         assert_eq!(peers.trusted(), None);
-        assert!(peers.beat(Instant::now(), &census(&[]), true));
+        assert!(beat(&peers, &census(&[]), true));
         assert_eq!(peers.trusted(), Some(epoch + 1));
+        // A lost channel does the same.
+        peers.distrust();
+        assert_eq!(peers.trusted(), None);
+        assert!(beat(&peers, &census(&[]), true));
+        assert_eq!(peers.trusted(), Some(epoch + 2));
+        // Dropped from the writers' lists by the database's clock: it joins
+        // again, and waits JOIN again.
+        let gap = Census { gap_ms: Some(1_600), ..census(&[]) };
+        assert!(!beat(&peers, &gap, true));
+        assert_eq!(peers.trusted(), None);
+        assert!(!beat(&peers, &census(&[]), true), "still within JOIN");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures::{FutureExt, future::BoxFuture};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
 use super::{db_error, sql::Sql};
 use crate::{
@@ -38,6 +38,9 @@ impl DatabasePeers {
     }
 }
 
+/// `created_ms` of a hold not yet dated: never old enough to release or to cover.
+const UNDATED: i64 = i64::MAX / 4;
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -46,7 +49,16 @@ impl Coordination for DatabasePeers {
     fn poll<'a>(&'a self, instance: Option<&'a str>, window: Duration) -> BoxFuture<'a, Result<Census, DomainError>> {
         async move {
             let now = self.now_ms();
+            let mut census = Census::default();
             if let Some(instance) = instance {
+                // The gap since this instance's last heartbeat, by the clock
+                // writers judge membership with.
+                let mut sql = self.sql();
+                sql.push(&format!("SELECT {now} - seen_ms AS gap FROM cache_instances WHERE id = "))
+                    .bind(instance.to_owned());
+                if let Some(row) = self.db.query_one_raw(sql.statement()).await.map_err(db_error)? {
+                    census.gap_ms = Some(row.try_get("", "gap").map_err(db_error)?);
+                }
                 let mut sql = self.sql();
                 sql.push("INSERT INTO cache_instances (id, seen_ms) VALUES (")
                     .bind(instance.to_owned())
@@ -54,18 +66,14 @@ impl Coordination for DatabasePeers {
                 self.db.execute_raw(sql.statement()).await.map_err(db_error)?;
             }
             let mut sql = self.sql();
-            sql.push(&format!(
-                "SELECT id, (SELECT COUNT(*) FROM cache_holds) AS holds FROM cache_instances WHERE seen_ms > {now} - "
-            ))
-            .bind(millis(window))
-            .push(" UNION ALL SELECT NULL, (SELECT COUNT(*) FROM cache_holds)");
-            let rows = self.db.query_all_raw(sql.statement()).await.map_err(db_error)?;
-            let mut census = Census::default();
-            for row in rows {
+            sql.push("SELECT COUNT(*) AS holds FROM cache_holds");
+            if let Some(row) = self.db.query_one_raw(sql.statement()).await.map_err(db_error)? {
                 census.holds = row.try_get("", "holds").map_err(db_error)?;
-                if let Some(id) = row.try_get::<Option<String>>("", "id").map_err(db_error)? {
-                    census.members.push(id);
-                }
+            }
+            let mut sql = self.sql();
+            sql.push(&format!("SELECT id FROM cache_instances WHERE seen_ms > {now} - ")).bind(millis(window));
+            for row in self.db.query_all_raw(sql.statement()).await.map_err(db_error)? {
+                census.members.push(row.try_get("", "id").map_err(db_error)?);
             }
             Ok(census)
         }
@@ -75,22 +83,40 @@ impl Coordination for DatabasePeers {
     fn hold<'a>(&'a self, writes: &'a [String], covered: Duration) -> BoxFuture<'a, Result<bool, DomainError>> {
         async move {
             let now = self.now_ms();
-            let tx = self.db.begin().await.map_err(db_error)?;
+            // Committed first, on its own: from here on every heartbeat sees
+            // a hold, whatever happens to older ones. Dated only once
+            // committed (until then far in the future, so nothing releases
+            // it or counts it as old), so its age never runs ahead of its
+            // visibility.
             let mut sql = self.sql();
-            sql.push(&format!("SELECT COUNT(*) AS n FROM cache_holds WHERE created_ms <= {now} - "))
-                .bind(millis(covered));
-            let standing: i64 = match tx.query_one_raw(sql.statement()).await.map_err(db_error)? {
-                Some(row) => row.try_get("", "n").map_err(db_error)?,
-                None => 0,
-            };
-            let mut sql = self.sql();
-            sql.push(&format!("INSERT INTO cache_holds (created_ms, writes, applied) VALUES ({now}, "))
+            sql.push("INSERT INTO cache_holds (created_ms, writes, applied) VALUES (")
+                .bind(UNDATED)
+                .push(", ")
                 .bind(writes.join("\n"))
                 .push(", ")
                 .bind(writes.is_empty())
-                .push(")");
-            tx.execute_raw(sql.statement()).await.map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
+                .push(") RETURNING id");
+            let row = self
+                .db
+                .query_one_raw(sql.statement())
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| DomainError::Internal("INSERT … RETURNING answered no row".to_owned()))?;
+            let id: i64 = row.try_get("", "id").map_err(db_error)?;
+            let mut sql = self.sql();
+            sql.push(&format!("UPDATE cache_holds SET created_ms = {now} WHERE id = ")).bind(id);
+            self.db.execute_raw(sql.statement()).await.map_err(db_error)?;
+            // Another hold dated at least `covered` ago still stands: every
+            // heartbeat since then has seen it or this one.
+            let mut sql = self.sql();
+            sql.push(&format!("SELECT COUNT(*) AS n FROM cache_holds WHERE created_ms <= {now} - "))
+                .bind(millis(covered))
+                .push(" AND id <> ")
+                .bind(id);
+            let standing: i64 = match self.db.query_one_raw(sql.statement()).await.map_err(db_error)? {
+                Some(row) => row.try_get("", "n").map_err(db_error)?,
+                None => 0,
+            };
             Ok(standing > 0)
         }
         .boxed()
