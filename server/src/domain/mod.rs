@@ -8,6 +8,7 @@
 //! - [`profile`] — the profile, its fields, validation, completeness, lineage.
 //! - [`events`] — domain events and their envelope.
 //! - [`interaction`] — customer interactions (the API's events).
+//! - [`merge`] — survivorship: the golden record of a merge and why.
 //! - [`page`] — opaque page tokens.
 //! - [`privacy`] — field classes and the masked forms of values.
 //! - [`view`] — role-shaped views of records, as callers receive them.
@@ -20,6 +21,7 @@ pub mod events;
 pub mod identifiers;
 pub mod ids;
 pub mod interaction;
+pub mod merge;
 pub mod page;
 pub mod privacy;
 pub mod profile;
