@@ -135,6 +135,11 @@ struct Inner {
 /// miss fills instead) rather than queued without bound behind a slow Redis.
 const MAX_FILLS: usize = 1024;
 
+/// How often the invalidation subscription is pinged.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// How long a ping's answer may take before the subscription counts as dead.
+const PING_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Longest a fill is waited for: a fill that reached Redis carries its own
 /// deadline (`l2::FILL_DEADLINE`, checked by Redis's clock), so one that runs
 /// late — a frozen Redis resumed — cannot outlive the tombstone that would
@@ -733,7 +738,20 @@ impl ProfileCache {
                 self.inner.channel_up.store(true, Ordering::Release);
                 metrics.invalidation_channel_up.set(1);
                 backoff = Duration::from_millis(50);
-                let mut messages = pubsub.on_message();
+                let (mut sink, mut messages) = pubsub.split();
+                // A subscription can die without its socket saying so: an
+                // unanswered ping ends it, and with it this instance's trust
+                // and membership until it subscribes again.
+                let pinger = async move {
+                    loop {
+                        tokio::time::sleep(PING_EVERY).await;
+                        if !matches!(tokio::time::timeout(PING_PATIENCE, sink.ping::<redis::Value>()).await, Ok(Ok(_)))
+                        {
+                            return;
+                        }
+                    }
+                };
+                tokio::pin!(pinger);
                 // Stopping, this instance leaves the members at once but
                 // keeps acknowledging a little longer: writers whose list
                 // still names it need not wait for it in vain.
@@ -745,6 +763,10 @@ impl ProfileCache {
                 loop {
                     tokio::select! {
                         () = &mut linger => break,
+                        () = &mut pinger => {
+                            tracing::warn!("the invalidation channel did not answer a ping; subscribing again");
+                            break;
+                        }
                         message = messages.next() => match message {
                             Some(message) => {
                                 let payload: String = message.get_payload().unwrap_or_default();
