@@ -11,7 +11,7 @@ use tonic::{Code, Request};
 
 use crate::{create, person, set_segment};
 
-async fn events(app: &TestApp, filter: pb::ListAuditEventsRequest) -> Vec<pb::AuditEvent> {
+pub(crate) async fn events(app: &TestApp, filter: pb::ListAuditEventsRequest) -> Vec<pb::AuditEvent> {
     let mut privacy = app.privacy(TENANT, &[Role::Admin]);
     let mut all = Vec::new();
     let mut request = pb::ListAuditEventsRequest { page_size: 100, ..filter };

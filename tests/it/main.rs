@@ -43,6 +43,7 @@ mod changes;
 mod consents;
 mod embedded;
 mod endpoints;
+mod export;
 mod identities;
 mod inputs;
 mod leaks;

@@ -2,6 +2,7 @@
 
 pub mod audit;
 mod bench;
+pub mod export;
 pub mod outbox;
 pub mod seed;
 
@@ -45,6 +46,8 @@ enum Command {
     Token(TokenArgs),
     /// Fill a tenant with realistic demo data, near-duplicates included, straight into the database.
     Seed(seed::SeedArgs),
+    /// Write a tenant's golden records, with their external ids, as CSV or JSON Lines.
+    Export(export::ExportArgs),
     /// Load a running server over gRPC and report throughput and latency percentiles.
     Bench(Box<bench::BenchArgs>),
     /// Events the broker refused for good: list them, retry or skip one.
@@ -146,6 +149,7 @@ impl Cli {
                 Ok(())
             }
             Command::Seed(args) => seed::run(args).await,
+            Command::Export(args) => export::run(args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::Token(args) => {
                 let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;

@@ -25,7 +25,7 @@ use serde_json::Map;
 
 use super::{
     DomainError, ProfileId,
-    profile::{Lineage, Profile, ProfileData, ProfileField, ProfileKind, ProfileStatus},
+    profile::{Lineage, Profile, ProfileData, ProfileField, ProfileStatus},
 };
 
 /// Why profiles were merged.
@@ -129,9 +129,9 @@ pub fn survive(
         return Err(DomainError::FailedPrecondition(format!(
             "profile {} is a {} and profile {} a {}: only profiles of one kind merge",
             target.id,
-            kind_name(target.data.kind),
+            target.data.kind.as_str(),
             other.id,
-            kind_name(other.data.kind)
+            other.data.kind.as_str()
         )));
     }
     for (field, chosen) in overrides {
@@ -252,13 +252,6 @@ const SINGLE: [ProfileField; 6] = [
     ProfileField::PrimaryContactId,
 ];
 
-fn kind_name(kind: ProfileKind) -> &'static str {
-    match kind {
-        ProfileKind::Person => "PERSON",
-        ProfileKind::Organization => "ORGANIZATION",
-    }
-}
-
 /// Lower is livelier.
 fn liveliness(status: ProfileStatus) -> u8 {
     match status {
@@ -355,7 +348,7 @@ mod tests {
     use super::*;
     use crate::domain::{
         TenantId,
-        profile::{Email, ExternalId, Phone},
+        profile::{Email, ExternalId, Phone, ProfileKind},
     };
 
     fn at(minutes: i64) -> DateTime<Utc> {

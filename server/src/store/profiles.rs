@@ -191,6 +191,21 @@ pub enum ProfileFilter {
     NamePrefix(String),
 }
 
+/// How many profiles of `tenant` have one of `statuses`.
+pub async fn count(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    statuses: &[ProfileStatus],
+) -> Result<u64, DomainError> {
+    use sea_orm::PaginatorTrait;
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_str()))
+        .filter(Column::Status.is_in(statuses.iter().map(|s| s.as_str())))
+        .count(conn)
+        .await
+        .map_err(db_error)
+}
+
 /// One page in id order: up to `limit` rows after `after`, plus whether more follow.
 pub async fn page(
     conn: &impl ConnectionTrait,
