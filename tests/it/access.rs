@@ -482,3 +482,27 @@ async fn without_redis_each_instance_counts_reads_itself() {
     reader.get_profile(pb::GetProfileRequest { id: a.clone() }).await.expect("1");
     assert_capped(reader.get_profile(pb::GetProfileRequest { id: a }).await.expect_err("2"));
 }
+
+#[tokio::test]
+async fn the_source_priority_is_a_tenant_setting_of_normalized_names() {
+    let app = TestApp::spawn().await;
+    let mut admin = app.tenants(TENANT, &[Role::Admin]);
+    let set = |sources: &[&str]| pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings {
+            source_priority: sources.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask { paths: vec!["source_priority".into()] }),
+        etag: String::new(),
+    };
+    let stored = admin.update_tenant_settings(set(&[" Salesforce ", "pos", "shopify"])).await.expect("update");
+    assert_eq!(stored.into_inner().source_priority, ["salesforce", "pos", "shopify"], "normalized, in order");
+    let read = admin.get_tenant_settings(pb::GetTenantSettingsRequest {}).await.expect("get").into_inner();
+    assert_eq!(read.source_priority, ["salesforce", "pos", "shopify"]);
+    let twice = admin.update_tenant_settings(set(&["pos", "POS"])).await.expect_err("listed twice");
+    assert_eq!(violated_fields(&twice), ["source_priority[1]"]);
+    let bad = admin.update_tenant_settings(set(&["sales force"])).await.expect_err("not a source name");
+    assert_eq!(violated_fields(&bad), ["source_priority[0]"]);
+    let steward = app.tenants(TENANT, &[Role::Steward]).update_tenant_settings(set(&["pos"])).await;
+    assert_eq!(steward.expect_err("admins only").code(), Code::PermissionDenied);
+}

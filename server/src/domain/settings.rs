@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     error::{DomainError, Violations},
+    identifiers::normalize_source,
     privacy::FieldClass,
     profile::limits,
 };
 
 /// Most keys in one list of attribute keys.
 pub const MAX_KEYS: usize = 200;
+
+/// Most sources in the source priority list.
+pub const MAX_SOURCES: usize = 100;
 
 /// A tenant's settings as stored (JSON): unknown fields of a newer release
 /// are kept out by `deny_unknown_fields` only at the API; stored documents
@@ -30,6 +34,9 @@ pub struct TenantSettings {
     pub financial_attribute_keys: BTreeSet<String>,
     /// Most distinct profiles one subject may read per hour; 0: no cap.
     pub profile_reads_per_hour: u32,
+    /// Source systems, most trusted first (normalized names): merges keep
+    /// the value of the most trusted source of each field.
+    pub source_priority: Vec<String>,
 }
 
 impl TenantSettings {
@@ -58,6 +65,19 @@ impl TenantSettings {
                 if key.trim().is_empty() || key.chars().count() > limits::ATTRIBUTE_KEY {
                     v.add(format!("{field}[{i}]"), format!("needs 1 to {} characters", limits::ATTRIBUTE_KEY));
                 }
+            }
+        }
+        if self.source_priority.len() > MAX_SOURCES {
+            v.add("source_priority", format!("at most {MAX_SOURCES} sources"));
+        }
+        for (i, source) in self.source_priority.iter().enumerate() {
+            match normalize_source(source) {
+                Ok(normal) if normal == *source => {}
+                Ok(_) => v.add(format!("source_priority[{i}]"), "not in normal form (lower-case, trimmed)"),
+                Err(why) => v.add(format!("source_priority[{i}]"), why),
+            }
+            if self.source_priority[..i].contains(source) {
+                v.add(format!("source_priority[{i}]"), "listed twice");
             }
         }
         for key in self.personal_attribute_keys.intersection(&self.financial_attribute_keys) {
@@ -110,5 +130,15 @@ mod tests {
         assert_eq!(apart.attribute_class("ltv"), FieldClass::Financial);
         assert_eq!(apart.attribute_class("ssn"), FieldClass::PersonalAttribute);
         assert_eq!(apart.attribute_class("tier"), FieldClass::Attribute);
+    }
+
+    #[test]
+    fn source_priority_lists_normal_names_once() {
+        let ok = TenantSettings { source_priority: vec!["salesforce".into(), "pos".into()], ..Default::default() };
+        assert!(ok.validate().is_ok());
+        for bad in [vec!["pos".to_owned(), "pos".to_owned()], vec!["Sales Force".to_owned()], vec![" pos".to_owned()]] {
+            let settings = TenantSettings { source_priority: bad.clone(), ..Default::default() };
+            assert!(settings.validate().is_err(), "{bad:?}");
+        }
     }
 }

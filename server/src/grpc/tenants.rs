@@ -43,6 +43,7 @@ impl TenantService for TenantApi {
                 personal_attribute_keys: settings.personal_attribute_keys.into_iter().collect(),
                 financial_attribute_keys: settings.financial_attribute_keys.into_iter().collect(),
                 profile_reads_per_hour: settings.profile_reads_per_hour,
+                source_priority: settings.source_priority,
             },
             mask: update_mask.map(|m| m.paths).unwrap_or_default(),
             etag,
@@ -60,5 +61,6 @@ fn settings_to_pb(stored: VersionedSettings) -> pb::TenantSettings {
         etag,
         update_time: stored.updated_at.map(timestamp),
         updated_by: stored.updated_by.unwrap_or_default(),
+        source_priority: stored.settings.source_priority,
     }
 }

@@ -11,6 +11,7 @@ use crate::{
     auth::{Caller, Permission},
     domain::{
         DomainError, TenantId,
+        identifiers::normalize_source,
         profile::{now, parse_etag},
         settings::{TenantSettings, VersionedSettings},
     },
@@ -22,7 +23,8 @@ use crate::{
 pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
 /// Settings paths an update mask may name.
-const PATHS: [&str; 3] = ["personal_attribute_keys", "financial_attribute_keys", "profile_reads_per_hour"];
+const PATHS: [&str; 4] =
+    ["personal_attribute_keys", "financial_attribute_keys", "profile_reads_per_hour", "source_priority"];
 
 /// Tenant settings over a store.
 #[derive(Clone)]
@@ -69,7 +71,7 @@ impl Tenants {
 
     /// Changes the caller's tenant's settings under optimistic concurrency (admins).
     #[instrument(skip_all, fields(tenant = %caller.tenant()))]
-    pub async fn update(&self, caller: &Caller, update: SettingsUpdate) -> Result<VersionedSettings, DomainError> {
+    pub async fn update(&self, caller: &Caller, mut update: SettingsUpdate) -> Result<VersionedSettings, DomainError> {
         caller.require(Permission::ManageTenant)?;
         // "0": the defaults, before the first change.
         let expected = if update.etag.trim_matches('"') == "0" { Some(0) } else { parse_etag(&update.etag)? };
@@ -78,6 +80,13 @@ impl Tenants {
                 let shown: String = path.chars().take(64).collect();
                 let why = format!("unknown path '{shown}'; known: {}", PATHS.join(", "));
                 return Err(DomainError::invalid(format!("update_mask.paths[{i}]"), why));
+            }
+        }
+        // Source names are taken as lineage takes them ("Salesforce" is
+        // "salesforce"); what cannot be a source name is refused by validate.
+        for source in &mut update.settings.source_priority {
+            if let Ok(normal) = normalize_source(source) {
+                *source = normal;
             }
         }
         update.settings.validate()?;
@@ -99,6 +108,9 @@ impl Tenants {
         }
         if names(PATHS[2]) {
             settings.profile_reads_per_hour = update.settings.profile_reads_per_hour;
+        }
+        if names(PATHS[3]) {
+            settings.source_priority = update.settings.source_priority;
         }
         if settings == current.settings {
             return Ok(current);
