@@ -7,16 +7,16 @@
 
 use std::{
     fs::File,
-    io::{BufWriter, IsTerminal, Write},
+    io::{BufWriter, Write},
     path::PathBuf,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::progress::Progress;
 use crate::{
     auth::Caller,
     cache::ProfileCache,
@@ -131,7 +131,7 @@ pub async fn export(
     out: Box<dyn Write + '_>,
 ) -> anyhow::Result<u64> {
     let total = store::profiles::count(store.db(), tenant, statuses).await?;
-    let progress = Progress::new(total);
+    let mut progress = Progress::new("profiles", total);
     let mut sink = match format {
         Format::Csv => {
             let mut writer = csv::Writer::from_writer(out);
@@ -161,7 +161,7 @@ pub async fn export(
             audit_page(store, &caller, &chosen).await?;
         }
         exported += chosen.len() as u64;
-        progress.set(exported);
+        progress.add(chosen.len() as u64);
         if !more {
             break;
         }
@@ -170,7 +170,6 @@ pub async fn export(
         Sink::Csv(writer) => writer.flush()?,
         Sink::Jsonl(out) => out.flush()?,
     }
-    progress.finish(exported);
     Ok(exported)
 }
 
@@ -191,48 +190,6 @@ async fn audit_page(store: &Store, caller: &Caller, profiles: &[&Profile]) -> an
     }
     work.commit().await?;
     Ok(())
-}
-
-/// A progress bar on a terminal; a log line every 10% otherwise.
-struct Progress {
-    bar: Option<ProgressBar>,
-    total: u64,
-    logged: std::cell::Cell<u64>,
-}
-
-impl Progress {
-    fn new(total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} profiles ({per_sec}, ETA {eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        Self { bar, total, logged: std::cell::Cell::new(0) }
-    }
-
-    fn set(&self, done: u64) {
-        match &self.bar {
-            Some(bar) => bar.set_position(done),
-            None => {
-                let tenth = (done * 10).checked_div(self.total).unwrap_or(10);
-                if tenth > self.logged.get() {
-                    self.logged.set(tenth);
-                    tracing::info!(done, total = self.total, "exporting");
-                }
-            }
-        }
-    }
-
-    fn finish(&self, done: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(done);
-            bar.finish_and_clear();
-        }
-    }
 }
 
 /// A profile as one JSON line: the stored record, field names as in the API.

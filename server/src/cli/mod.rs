@@ -4,6 +4,7 @@ pub mod audit;
 mod bench;
 pub mod export;
 pub mod outbox;
+mod progress;
 pub mod seed;
 
 use std::{io::Write, time::Duration};

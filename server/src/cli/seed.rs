@@ -19,6 +19,7 @@ use std::{
 use clap::Args;
 use futures::{StreamExt, TryStreamExt, stream};
 
+use super::progress::Progress;
 use crate::{
     auth::Caller,
     cache::CacheChange,
@@ -221,7 +222,7 @@ pub async fn load(
     Ok(Report { profiles: total, duplicates, events, profiles_elapsed, events_elapsed })
 }
 
-/// Writes `batches` with `write`, `parallel` at a time, logging progress
+/// Writes `batches` with `write`, `parallel` at a time, showing progress
 /// towards `total` rows; returns the rows written.
 async fn write_all<B, F, Fut>(
     what: &'static str,
@@ -244,31 +245,7 @@ where
             futures::future::ready(Ok(()))
         })
         .await?;
-    Ok(progress.done)
-}
-
-/// Logs every tenth of a long load.
-struct Progress {
-    what: &'static str,
-    total: u64,
-    done: u64,
-    next_report: u64,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(what: &'static str, total: u64) -> Self {
-        Self { what, total, done: 0, next_report: total / 10, started: Instant::now() }
-    }
-
-    fn add(&mut self, count: u64) {
-        self.done += count;
-        if self.done >= self.next_report && self.done < self.total {
-            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-            tracing::info!("{} of {} {} ({rate:.0}/s)", self.done, self.total, self.what);
-            self.next_report += self.total / 10;
-        }
-    }
+    Ok(progress.done())
 }
 
 async fn write_profiles(
