@@ -56,6 +56,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last change.
     pub updated_at: DateTimeUtc,
+    /// For a MERGED profile: the profile it was merged into.
+    pub merged_into: Option<Uuid>,
 }
 
 /// No relations are declared: joins are written where the queries are.

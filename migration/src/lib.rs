@@ -17,6 +17,7 @@ mod m20261126_000009_audit;
 mod m20261127_000010_deployment;
 mod m20261202_000011_profile_requests;
 mod m20261202_000012_cache_peers;
+mod m20261202_000013_merged_into;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000010_deployment::Migration),
             Box::new(m20261202_000011_profile_requests::Migration),
             Box::new(m20261202_000012_cache_peers::Migration),
+            Box::new(m20261202_000013_merged_into::Migration),
         ]
     }
 }

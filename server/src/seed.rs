@@ -431,6 +431,7 @@ impl Generator {
             version: 1,
             created_at: created,
             updated_at: created,
+            merged_into: None,
         }
     }
 

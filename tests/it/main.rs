@@ -48,6 +48,7 @@ mod identities;
 mod inputs;
 mod leaks;
 mod limits;
+mod merges;
 mod outbox;
 mod profiles;
 mod relay;

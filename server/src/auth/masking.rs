@@ -229,6 +229,8 @@ impl Shape {
             created_at: profile.created_at,
             updated_at: profile.updated_at,
             disclosure: out,
+            merged_into: profile.merged_into,
+            redirected_from: None,
         }
     }
 

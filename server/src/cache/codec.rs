@@ -54,6 +54,8 @@ struct CachedProfile {
     created_at_micros: i64,
     #[prost(int64, tag = "18")]
     updated_at_micros: i64,
+    #[prost(bytes = "vec", optional, tag = "19")]
+    merged_into: Option<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -149,6 +151,7 @@ pub fn encode(profile: &Profile) -> Vec<u8> {
         version: profile.version,
         created_at_micros: profile.created_at.timestamp_micros(),
         updated_at_micros: profile.updated_at.timestamp_micros(),
+        merged_into: profile.merged_into.map(|id| id.as_uuid().as_bytes().to_vec()),
     }
     .encode_to_vec()
 }
@@ -207,6 +210,7 @@ pub fn decode(bytes: &[u8], tenant: &TenantId) -> Result<Profile, String> {
         version: c.version,
         created_at: time(c.created_at_micros)?,
         updated_at: time(c.updated_at_micros)?,
+        merged_into: c.merged_into.as_deref().map(id).transpose()?,
     })
 }
 
@@ -248,6 +252,7 @@ mod tests {
             version: 7,
             created_at: now,
             updated_at: now,
+            merged_into: Some(ProfileId::generate()),
         };
         let tenant = profile.tenant.clone();
         assert_eq!(decode(&encode(&profile), &tenant).expect("decodes"), profile);

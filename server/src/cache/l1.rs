@@ -235,6 +235,7 @@ mod tests {
             version,
             created_at: now,
             updated_at: now,
+            merged_into: None,
         };
         L1Value::Profile(Arc::new(profile), 100)
     }

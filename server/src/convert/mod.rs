@@ -59,6 +59,8 @@ impl From<ProfileView> for pb::Profile {
             etag,
             masked_fields: view.disclosure.masked,
             hidden_fields: view.disclosure.hidden,
+            merged_into: view.merged_into.map(|id| id.to_string()).unwrap_or_default(),
+            redirected_from: view.redirected_from.map(|id| id.to_string()).unwrap_or_default(),
         }
     }
 }

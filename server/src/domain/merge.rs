@@ -367,6 +367,7 @@ mod tests {
             version: 1,
             created_at: at(0),
             updated_at: at(minute),
+            merged_into: None,
         };
         for field in ProfileField::ALL {
             profile

@@ -330,6 +330,8 @@ pub struct Profile {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// For a MERGED profile: the profile it resolves to.
+    pub merged_into: Option<ProfileId>,
 }
 
 impl AsRef<Profile> for Profile {

@@ -79,6 +79,10 @@ pub struct ProfileView {
     pub updated_at: DateTime<Utc>,
     /// What was masked, hidden and revealed.
     pub disclosure: Disclosure,
+    /// For a MERGED profile: the profile it was merged into.
+    pub merged_into: Option<ProfileId>,
+    /// The merged id the caller asked for, when it resolved to this profile.
+    pub redirected_from: Option<ProfileId>,
 }
 
 impl ProfileView {

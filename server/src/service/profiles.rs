@@ -47,6 +47,10 @@ pub struct RequestKey {
 
 /// Most ids in one BatchGetProfiles.
 pub const MAX_BATCH_IDS: usize = 1000;
+
+/// Most merges one id is followed through (merges keep chains one hop long;
+/// this only guards against a corrupt loop).
+const MAX_REDIRECTS: usize = 8;
 /// Longest name prefix searched.
 const MAX_SEARCH_PREFIX: usize = 200;
 
@@ -198,6 +202,7 @@ impl Profiles {
             version: 1,
             created_at: now,
             updated_at: now,
+            merged_into: None,
         };
         tracing::Span::current().record("profile_id", tracing::field::display(profile.id));
         record_lineage(&mut profile.lineage, &profile.data.set_fields(), &source, now);
@@ -229,7 +234,32 @@ impl Profiles {
         caller.require(Permission::ReadProfiles)?;
         let id = parse_id("id", id)?;
         let profile = self.cached(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
-        self.shown_one(caller, "profile.read", &profile).await
+        let (profile, redirected_from) = self.follow_merges(caller.tenant(), profile).await?;
+        let mut view = self.shown_one(caller, "profile.read", &profile).await?;
+        view.redirected_from = redirected_from;
+        Ok(view)
+    }
+
+    /// The profile `profile` resolves to: itself, or for a MERGED one the
+    /// profile it was merged into (through chains); and the id asked for
+    /// when that differs. The stable-id step of every read by id.
+    async fn follow_merges(
+        &self,
+        tenant: &TenantId,
+        profile: Arc<Profile>,
+    ) -> Result<(Arc<Profile>, Option<ProfileId>), DomainError> {
+        let asked = profile.id;
+        let mut current = profile;
+        for _ in 0..MAX_REDIRECTS {
+            let (ProfileStatus::Merged, Some(target)) = (current.data.status, current.merged_into) else {
+                let redirected = (current.id != asked).then_some(asked);
+                return Ok((current, redirected));
+            };
+            current = self.cached(tenant, target).await?.ok_or_else(|| {
+                DomainError::Internal(format!("profile {asked} resolves to profile {target}, which is missing"))
+            })?;
+        }
+        Err(DomainError::Internal(format!("profile {asked} resolves through more than {MAX_REDIRECTS} merges")))
     }
 
     /// One profile through the cache.
@@ -264,14 +294,23 @@ impl Profiles {
             .profiles(tenant, &parsed, |misses| async move { store::profiles::find_many(db, tenant, &misses).await })
             .await?;
         let mut profiles = Vec::with_capacity(found.len());
+        let mut redirects = Vec::with_capacity(found.len());
         let mut missing = Vec::new();
         for id in parsed {
             match found.remove(&id) {
-                Some(profile) => profiles.push(profile),
+                Some(profile) => {
+                    let (profile, redirected_from) = self.follow_merges(tenant, profile).await?;
+                    profiles.push(profile);
+                    redirects.push(redirected_from);
+                }
                 None => missing.push(id.to_string()),
             }
         }
-        Ok((self.shown(caller, "profile.read", &profiles, false).await?, missing))
+        let mut views = self.shown(caller, "profile.read", &profiles, false).await?;
+        for (view, redirected_from) in views.iter_mut().zip(redirects) {
+            view.redirected_from = redirected_from;
+        }
+        Ok((views, missing))
     }
 
     /// Applies a field-mask update under optimistic concurrency.
@@ -316,7 +355,8 @@ impl Profiles {
             drop(work);
             return self.replayed(caller, request_id, &request.request, "update").await;
         }
-        let current = self.load_for_write(&work, caller, id, expected).await?;
+        let (current, redirected_from) = self.load_for_write(&work, caller, id, expected).await?;
+        let id = current.id;
         let mut data = current.data.clone();
         for field in &mask {
             copy_field(&mut data, &updates, *field);
@@ -332,7 +372,9 @@ impl Profiles {
             } else {
                 drop(work);
             }
-            return self.shown_one(caller, "profile.read", &current).await;
+            let mut view = self.shown_one(caller, "profile.read", &current).await?;
+            view.redirected_from = redirected_from;
+            return Ok(view);
         }
         let mut violations = Violations::default();
         data.check_consistency(&self.policy, &mut violations);
@@ -349,7 +391,9 @@ impl Profiles {
         let event = events::profile_updated(&next, &changed, caller.subject());
         let audit = Audit::write(caller, "profile.update", "profile", vec![id.to_string()]);
         self.commit_write(work, &current, &next, event, identifiers, audit).await?;
-        self.viewer.one(caller, &next).await
+        let mut view = self.viewer.one(caller, &next).await?;
+        view.redirected_from = redirected_from;
+        Ok(view)
     }
 
     /// Soft-deletes a profile: INACTIVE, identifiers released. Idempotent.
@@ -359,13 +403,14 @@ impl Profiles {
         let id = parse_id("id", id)?;
         let expected = parse_etag(etag)?;
         let work = self.store.begin().await?;
-        let current = store::profiles::find(work.conn(), caller.tenant(), id, true)
-            .await?
-            .ok_or_else(|| DomainError::profile_not_found(id))?;
+        let (current, redirected_from) = self.find_for_write(&work, caller, id).await?;
+        let id = current.id;
         check_etag(&current, expected)?;
         if current.data.status == ProfileStatus::Inactive {
             drop(work);
-            return self.shown_one(caller, "profile.read", &current).await;
+            let mut view = self.shown_one(caller, "profile.read", &current).await?;
+            view.redirected_from = redirected_from;
+            return Ok(view);
         }
         if !current.data.status.is_live() {
             return Err(DomainError::FailedPrecondition(format!(
@@ -384,7 +429,9 @@ impl Profiles {
         let released: Vec<_> = current.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
         let audit = Audit::write(caller, "profile.delete", "profile", vec![id.to_string()]);
         self.commit_write(work, &current, &next, event, released, audit).await?;
-        self.viewer.one(caller, &next).await
+        let mut view = self.viewer.one(caller, &next).await?;
+        view.redirected_from = redirected_from;
+        Ok(view)
     }
 
     /// Lists profiles in creation order.
@@ -561,18 +608,40 @@ impl Profiles {
         caller: &Caller,
         id: ProfileId,
         expected: Option<i64>,
-    ) -> Result<Profile, DomainError> {
-        let current = store::profiles::find(work.conn(), caller.tenant(), id, true)
-            .await?
-            .ok_or_else(|| DomainError::profile_not_found(id))?;
+    ) -> Result<(Profile, Option<ProfileId>), DomainError> {
+        let (current, redirected_from) = self.find_for_write(work, caller, id).await?;
         check_etag(&current, expected)?;
         if !current.data.status.is_live() {
             return Err(DomainError::FailedPrecondition(format!(
-                "profile {id} is {} and cannot be updated",
+                "profile {} is {} and cannot be updated",
+                current.id,
                 current.data.status.as_str()
             )));
         }
-        Ok(current)
+        Ok((current, redirected_from))
+    }
+
+    /// The profile `id` resolves to, locked for this unit of work: for a
+    /// merged id the profile it was merged into (a write given an old id
+    /// applies to the target, with the target's etag); and the id asked for
+    /// when that differs.
+    async fn find_for_write(
+        &self,
+        work: &UnitOfWork,
+        caller: &Caller,
+        id: ProfileId,
+    ) -> Result<(Profile, Option<ProfileId>), DomainError> {
+        let mut current = id;
+        for _ in 0..MAX_REDIRECTS {
+            let profile = store::profiles::find(work.conn(), caller.tenant(), current, true)
+                .await?
+                .ok_or_else(|| DomainError::profile_not_found(id))?;
+            match (profile.data.status, profile.merged_into) {
+                (ProfileStatus::Merged, Some(target)) => current = target,
+                _ => return Ok((profile, (current != id).then_some(id))),
+            }
+        }
+        Err(DomainError::Internal(format!("profile {id} resolves through more than {MAX_REDIRECTS} merges")))
     }
 
     /// Moves identity-index rows from `current`'s identifiers to `next`'s;

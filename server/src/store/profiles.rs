@@ -52,6 +52,7 @@ struct ProfileRow {
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    merged_into: Option<Uuid>,
 }
 
 /// Inserts a new profile.
@@ -216,9 +217,13 @@ pub async fn page(
 ) -> Result<(Vec<Profile>, bool), DomainError> {
     let mut select = Entity::find().filter(Column::TenantId.eq(tenant.as_str()));
     match filter {
-        ProfileFilter::All { show_deleted: true } => {}
+        // MERGED profiles are never listed: their ids resolve to the target.
+        ProfileFilter::All { show_deleted: true } => {
+            select = select.filter(Column::Status.ne(ProfileStatus::Merged.as_str()));
+        }
         ProfileFilter::All { show_deleted: false } => {
-            select = select.filter(Column::Status.ne(ProfileStatus::Inactive.as_str()));
+            select =
+                select.filter(Column::Status.is_in([ProfileStatus::Prospect.as_str(), ProfileStatus::Active.as_str()]));
         }
         ProfileFilter::NamePrefix(prefix) => {
             // The folded keys hold only [a-z0-9 ], so the prefix has no LIKE wildcards.
@@ -281,6 +286,7 @@ fn to_active(profile: &Profile) -> Result<ActiveModel, DomainError> {
         version: Set(profile.version),
         created_at: Set(profile.created_at),
         updated_at: Set(profile.updated_at),
+        merged_into: Set(profile.merged_into.map(|id| id.as_uuid())),
     })
 }
 
@@ -314,5 +320,6 @@ fn from_row(row: ProfileRow) -> Result<Profile, DomainError> {
         version: row.version,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        merged_into: row.merged_into.map(ProfileId::from),
     })
 }
