@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "c360/v1/events.proto",
         "c360/v1/tenant.proto",
         "c360/v1/privacy.proto",
+        "c360/v1/identity.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

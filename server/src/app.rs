@@ -8,8 +8,8 @@ use c360_proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
         consent_service_server::ConsentServiceServer, event_service_server::EventServiceServer,
-        privacy_service_server::PrivacyServiceServer, profile_service_server::ProfileServiceServer,
-        tenant_service_server::TenantServiceServer,
+        identity_service_server::IdentityServiceServer, privacy_service_server::PrivacyServiceServer,
+        profile_service_server::ProfileServiceServer, tenant_service_server::TenantServiceServer,
     },
 };
 use tokio::{
@@ -30,6 +30,7 @@ use crate::{
         consents::ConsentApi,
         deadline::DeadlineLayer,
         events::EventApi,
+        identity::IdentityApi,
         limits::{AdmissionLayer, Rate, RateLimits, WatchSlots},
         privacy::PrivacyApi,
         profiles::ProfileApi,
@@ -419,6 +420,7 @@ impl App {
                 $health.$method::<EventServiceServer<EventApi>>().await;
                 $health.$method::<TenantServiceServer<TenantApi>>().await;
                 $health.$method::<PrivacyServiceServer<PrivacyApi>>().await;
+                $health.$method::<IdentityServiceServer<IdentityApi>>().await;
             };
         }
         each_service!(health.set_serving);
@@ -437,6 +439,7 @@ impl App {
                     .max_encoding_message_size(MAX_RESPONSE_BYTES)
             };
         }
+        let identity_service = limited!(IdentityServiceServer::new(IdentityApi::new(profiles.clone())));
         let profile_service = limited!(ProfileServiceServer::new(ProfileApi::new(profiles)));
         let consent_service = limited!(ConsentServiceServer::new(ConsentApi::new(consents)));
         let slots = WatchSlots::new(config.server.max_watch_streams, metrics.limits.clone());
@@ -474,6 +477,7 @@ impl App {
             .add_service(InterceptedService::new(consent_service, authenticate.clone()))
             .add_service(InterceptedService::new(event_service, authenticate.clone()))
             .add_service(InterceptedService::new(tenant_service, authenticate.clone()))
+            .add_service(InterceptedService::new(identity_service, authenticate.clone()))
             .add_service(InterceptedService::new(privacy_service, authenticate))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
         let router = http::router(store.clone(), cache, metrics);

@@ -160,15 +160,23 @@ async fn every_emitted_event_round_trips_through_its_avro_schema() {
         .await
         .expect("consent for the purpose");
     client.delete_profile(pb::DeleteProfileRequest { id: org.id.clone(), etag: String::new() }).await.expect("delete");
+    let twin = client.create_profile(create(person("Ada", "King", "ada.king@example.com"))).await.expect("create");
+    let merge = pb::MergeProfilesRequest {
+        target_id: ada.id.clone(),
+        source_ids: vec![twin.into_inner().id],
+        reason: pb::MergeReason::Duplicate as i32,
+        ..Default::default()
+    };
+    app.identity(TENANT, &[Role::Steward]).merge_profiles(merge).await.expect("merge");
 
     let envelopes = outbox(&app.db.connect().await).await;
     let types: std::collections::BTreeSet<&str> =
         envelopes.iter().map(|e| e["eventType"].as_str().expect("eventType")).collect();
-    // Merges, unmerges and erasure are emitted by later capabilities; their
-    // schemas are checked to parse above.
+    // Unmerges and erasure are emitted by later capabilities; their schemas
+    // are checked to parse above.
     assert_eq!(
         types.into_iter().collect::<Vec<_>>(),
-        ["ConsentUpdatedEvent", "CustomerProfileCreatedEvent", "CustomerProfileUpdatedEvent"]
+        ["ConsentUpdatedEvent", "CustomerMergedEvent", "CustomerProfileCreatedEvent", "CustomerProfileUpdatedEvent"]
     );
     for envelope in &envelopes {
         let event_type = envelope["eventType"].as_str().expect("eventType");

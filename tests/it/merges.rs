@@ -78,3 +78,196 @@ async fn merged_ids_resolve_to_their_target_on_every_read_and_write(app: TestApp
     assert!(listed.contains(&b.id));
 }
 on_both!(merged_ids_resolve, merged_ids_resolve_to_their_target_on_every_read_and_write);
+
+/// A MergeProfilesRequest of `sources` into `target` for a duplicate.
+fn merge(target: &str, sources: &[&str]) -> pb::MergeProfilesRequest {
+    pb::MergeProfilesRequest {
+        target_id: target.into(),
+        source_ids: sources.iter().map(|s| s.to_string()).collect(),
+        reason: pb::MergeReason::Duplicate as i32,
+        ..Default::default()
+    }
+}
+
+fn with_source(mut request: pb::CreateProfileRequest, source: &str) -> pb::CreateProfileRequest {
+    request.source = source.into();
+    request
+}
+
+async fn three_profiles_merge_into_one_golden_record(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut admin = app.tenants(TENANT, &[Role::Admin]);
+    let priority = pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings { source_priority: vec!["salesforce".into()], ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["source_priority".into()] }),
+        etag: String::new(),
+    };
+    admin.update_tenant_settings(priority).await.expect("source priority");
+
+    let mut client = app.agent();
+    let mut target = person("Ann", "Lee", "ann@example.com");
+    target.phones = vec![pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: true }];
+    let target = client.create_profile(with_source(create(target), "pos")).await.expect("create").into_inner();
+    let mut crm = person("Anne", "Lee", "anne.lee@work.example");
+    crm.external_ids = vec![pb::ExternalId { source: "salesforce".into(), id: "003A".into() }];
+    let crm = client.create_profile(with_source(create(crm), "salesforce")).await.expect("create").into_inner();
+    let mut web = person("A.", "", "ann.web@example.com");
+    web.segment = "VIP".into();
+    let web = client.create_profile(with_source(create(web), "shopify")).await.expect("create").into_inner();
+
+    // Consent: the web profile's later grant wins over the target's denial.
+    let mut consents = app.consents(TENANT, &[Role::Agent]);
+    let at = |minutes: i64| {
+        let t = chrono::Utc::now() - chrono::Duration::minutes(minutes);
+        prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+    };
+    for (profile, status, minutes) in
+        [(&target.id, pb::ConsentStatus::Denied, 30), (&web.id, pb::ConsentStatus::Granted, 5)]
+    {
+        let decision = pb::SetConsentRequest {
+            profile_id: profile.clone(),
+            purpose: pb::ConsentPurpose::EmailMarketing as i32,
+            status: status as i32,
+            source: "test".into(),
+            capture_time: Some(at(minutes)),
+            ..Default::default()
+        };
+        consents.set_consent(decision).await.expect("consent");
+    }
+
+    // Agents do not merge; stewards do. A preview writes nothing.
+    let mut agent = app.identity(TENANT, &[Role::Agent]);
+    let refused = agent.merge_profiles(merge(&target.id, &[&crm.id, &web.id])).await.expect_err("agents cannot merge");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let preview = pb::PreviewMergeRequest {
+        target_id: target.id.clone(),
+        source_ids: vec![crm.id.clone(), web.id.clone()],
+        ..Default::default()
+    };
+    let preview = steward.preview_merge(preview).await.expect("preview").into_inner();
+    assert_eq!(preview.profile.as_ref().expect("profile").given_name, "Anne");
+    let unchanged = client.get_profile(pb::GetProfileRequest { id: crm.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((unchanged.id.as_str(), unchanged.redirected_from.as_str()), (crm.id.as_str(), ""), "nothing written");
+
+    // Bad requests change nothing.
+    let own = steward.merge_profiles(merge(&target.id, &[&target.id])).await.expect_err("into itself");
+    assert_eq!(own.code(), tonic::Code::InvalidArgument);
+    let mut stale = merge(&target.id, &[&crm.id]);
+    stale.etags = [(crm.id.clone(), "7".to_owned())].into();
+    assert_eq!(steward.merge_profiles(stale).await.expect_err("stale").code(), tonic::Code::Aborted);
+    let org = client.create_profile(create(crate::organization("Acme", "SMB"))).await.expect("org").into_inner();
+    let kinds = steward.merge_profiles(merge(&target.id, &[&org.id])).await.expect_err("a person and an organization");
+    assert_eq!(kinds.code(), tonic::Code::FailedPrecondition);
+
+    let mut request = merge(&target.id, &[&crm.id, &web.id]);
+    request.etags = [(target.id.clone(), target.etag.clone())].into();
+    let merged = steward.merge_profiles(request).await.expect("merge").into_inner();
+    assert!(!merged.merge_id.is_empty());
+    let golden = merged.profile.expect("profile");
+    assert_eq!(golden.id, target.id);
+    assert_eq!(golden.given_name, "Anne", "salesforce is the most trusted source");
+    assert_eq!(golden.segment, "VIP", "the only value");
+    let mut emails: Vec<&str> = golden.emails.iter().map(|e| e.address.as_str()).collect();
+    emails.sort_unstable();
+    assert_eq!(emails, ["ann.web@example.com", "ann@example.com", "anne.lee@work.example"]);
+    assert_eq!(golden.emails.iter().filter(|e| e.primary).count(), 1);
+    assert_eq!(golden.external_ids.len(), 1);
+    assert_eq!(golden.lineage["given_name"].source, "salesforce");
+    let rule = |field: &str| merged.decisions.iter().find(|d| d.field == field).map(|d| d.rule.clone());
+    assert_eq!(rule("given_name").as_deref(), Some("SOURCE_PRIORITY"));
+    assert_eq!(rule("segment").as_deref(), Some("ONLY_VALUE"));
+
+    // The sources' ids resolve to the target; their identifiers find it.
+    let read = client.get_profile(pb::GetProfileRequest { id: web.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((read.id.as_str(), read.redirected_from.as_str()), (target.id.as_str(), web.id.as_str()));
+    let lookup = pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::Email as i32,
+        value: "anne.lee@work.example".into(),
+        source: String::new(),
+    };
+    assert_eq!(client.lookup_profile(lookup).await.expect("lookup").into_inner().id, target.id);
+    let again = steward.merge_profiles(merge(&target.id, &[&crm.id])).await.expect_err("already merged");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+
+    // Consent in force for the target: the latest decision.
+    let state = consents
+        .get_consents(pb::GetConsentsRequest { profile_id: target.id.clone() })
+        .await
+        .expect("consents")
+        .into_inner();
+    let email = state.consents.iter().find(|c| c.purpose == pb::ConsentPurpose::EmailMarketing as i32).expect("email");
+    assert_eq!(email.status, pb::ConsentStatus::Granted as i32, "{state:?}");
+
+    // One CustomerMergedEvent per source; the history names it all.
+    let envelopes = crate::outbox(&app.db.connect().await).await;
+    let mut merged_sources: Vec<&str> = envelopes
+        .iter()
+        .filter(|e| e["eventType"] == "CustomerMergedEvent")
+        .map(|e| {
+            assert_eq!(e["payload"]["targetCustomerId"], target.id.as_str());
+            assert_eq!(e["payload"]["mergeReason"], "DUPLICATE");
+            e["payload"]["sourceCustomerId"].as_str().expect("source")
+        })
+        .collect();
+    merged_sources.sort_unstable();
+    let mut expected = [crm.id.as_str(), web.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(merged_sources, expected);
+    for id in [&target.id, &crm.id] {
+        let history = pb::ListMergeHistoryRequest { profile_id: id.clone() };
+        let history = steward.list_merge_history(history).await.expect("history").into_inner();
+        assert_eq!(history.merges.len(), 1);
+        let merge = &history.merges[0];
+        assert_eq!(
+            (merge.merge_id.as_str(), merge.reason),
+            (merged.merge_id.as_str(), pb::MergeReason::Duplicate as i32)
+        );
+        assert_eq!(merge.actor, "test-user");
+        assert_eq!(merge.source_ids, [crm.id.clone(), web.id.clone()]);
+    }
+
+    // A chain through merges: the target merged on into another.
+    let last = client.create_profile(create(person("Ann", "Final", ""))).await.expect("create").into_inner();
+    steward.merge_profiles(merge(&last.id, &[&target.id])).await.expect("merge the target on");
+    let read = client.get_profile(pb::GetProfileRequest { id: crm.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((read.id.as_str(), read.redirected_from.as_str()), (last.id.as_str(), crm.id.as_str()));
+    let listed = crate::list_all(&mut client, 100).await;
+    assert!(!listed.contains(&target.id) && listed.contains(&last.id));
+}
+on_both!(three_profiles_merge, three_profiles_merge_into_one_golden_record);
+
+#[tokio::test]
+async fn a_merge_reaches_another_instances_cache_before_it_returns() {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let app = TestApp::spawn_with_redis(&[]).await;
+    let sibling = app.sibling(&[]).await;
+    let mut client = app.agent();
+    let target = client.create_profile(create(person("Ann", "Lee", "ann@example.com"))).await.expect("create");
+    let source = client.create_profile(create(person("Anne", "Lee", "anne@example.com"))).await.expect("create");
+    let (target, source) = (target.into_inner(), source.into_inner());
+    let mut reader = sibling.agent();
+    let lookup = pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::Email as i32,
+        value: "anne@example.com".into(),
+        source: String::new(),
+    };
+    for _ in 0..2 {
+        reader.get_profile(pb::GetProfileRequest { id: source.id.clone() }).await.expect("cached by the sibling");
+        reader.get_profile(pb::GetProfileRequest { id: target.id.clone() }).await.expect("cached by the sibling");
+        reader.lookup_profile(lookup.clone()).await.expect("holder cached by the sibling");
+    }
+    let merge = pb::MergeProfilesRequest {
+        target_id: target.id.clone(),
+        source_ids: vec![source.id.clone()],
+        reason: pb::MergeReason::Manual as i32,
+        ..Default::default()
+    };
+    app.identity(TENANT, &[Role::Steward]).merge_profiles(merge).await.expect("merge");
+    let read = reader.get_profile(pb::GetProfileRequest { id: source.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((read.id.as_str(), read.redirected_from.as_str()), (target.id.as_str(), source.id.as_str()));
+    assert_eq!(read.emails.len(), 2, "the target as merged, not as cached");
+    assert_eq!(reader.lookup_profile(lookup).await.expect("lookup").into_inner().id, target.id);
+}

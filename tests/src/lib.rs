@@ -247,6 +247,10 @@ pub type PrivacyClient = PrivacyServiceClient<InterceptedService<Channel, Bearer
 /// A TenantService client with fixed credentials.
 pub type TenantClient = TenantServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// An IdentityService client with a bearer token.
+pub type IdentityClient =
+    c360_proto::v1::identity_service_client::IdentityServiceClient<InterceptedService<Channel, Bearer>>;
+
 /// A running c360 on free ports, with its own database.
 pub struct TestApp {
     /// Bound gRPC address.
@@ -447,6 +451,14 @@ impl TestApp {
     /// A TenantService client for `tenant` with `roles`.
     pub fn tenants(&self, tenant: &str, roles: &[Role]) -> TenantClient {
         TenantServiceClient::with_interceptor(self.channel.clone(), Bearer::new(&self.token(tenant, roles)))
+    }
+
+    /// An IdentityService (merges) client for `tenant` with `roles`.
+    pub fn identity(&self, tenant: &str, roles: &[Role]) -> IdentityClient {
+        c360_proto::v1::identity_service_client::IdentityServiceClient::with_interceptor(
+            self.channel.clone(),
+            Bearer::new(&self.token(tenant, roles)),
+        )
     }
 
     /// A ProfileService client for `tenant` with several `roles`.

@@ -90,6 +90,8 @@ pub enum Permission {
     ManageTenant,
     /// Page through the tenant's audit trail.
     ReadAudit,
+    /// Merge profiles, preview merges and read merge history.
+    MergeProfiles,
 }
 
 /// An authenticated caller: who, for which tenant, with which roles. Only

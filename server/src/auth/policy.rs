@@ -26,6 +26,9 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.TenantService/GetTenantSettings", Permission::ManageTenant),
     ("/c360.v1.TenantService/UpdateTenantSettings", Permission::ManageTenant),
     ("/c360.v1.PrivacyService/ListAuditEvents", Permission::ReadAudit),
+    ("/c360.v1.IdentityService/MergeProfiles", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/PreviewMerge", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/ListMergeHistory", Permission::MergeProfiles),
 ];
 
 /// What each role may do: one row per role.
@@ -44,6 +47,7 @@ pub fn permissions(role: Role) -> &'static [Permission] {
             WatchChanges,
             ManageTenant,
             ReadAudit,
+            MergeProfiles,
         ],
         Role::Agent | Role::Service => &[
             ReadProfiles,
@@ -63,6 +67,7 @@ pub fn permissions(role: Role) -> &'static [Permission] {
             ListDeletedProfiles,
             ReadConsents,
             WatchChanges,
+            MergeProfiles,
         ],
         Role::Marketer => &[ReadProfiles, FindByName, ReadConsents, WatchChanges],
         // No tenant administration and no audit reading: those are people's decisions.
@@ -76,6 +81,7 @@ pub fn permissions(role: Role) -> &'static [Permission] {
             ReadConsents,
             WriteConsents,
             WatchChanges,
+            MergeProfiles,
         ],
         Role::Analyst => &[ReadProfiles, ReadConsents, WatchChanges],
     }

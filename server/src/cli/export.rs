@@ -13,8 +13,7 @@ use std::{
 };
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::progress::Progress;
 use crate::{
@@ -24,12 +23,12 @@ use crate::{
     domain::{
         ProfileId, TenantId,
         audit::MAX_RESOURCE_IDS,
-        profile::{Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileStatus},
+        profile::{PostalAddress, Profile, ProfileStatus},
     },
     service::{Audit, chain_all},
     store::{
         self, Store,
-        profiles::{ProfileFilter, page},
+        profiles::{ProfileFilter, ProfileJson, page},
     },
 };
 
@@ -152,7 +151,7 @@ pub async fn export(
             match &mut sink {
                 Sink::Csv(writer) => writer.write_record(csv_row(profile))?,
                 Sink::Jsonl(out) => {
-                    serde_json::to_writer(&mut *out, &Record::of(profile))?;
+                    serde_json::to_writer(&mut *out, &ProfileJson::of(profile))?;
                     out.write_all(b"\n")?;
                 }
             }
@@ -190,57 +189,6 @@ async fn audit_page(store: &Store, caller: &Caller, profiles: &[&Profile]) -> an
     }
     work.commit().await?;
     Ok(())
-}
-
-/// A profile as one JSON line: the stored record, field names as in the API.
-#[derive(Serialize)]
-struct Record<'a> {
-    id: String,
-    kind: &'static str,
-    status: &'static str,
-    given_name: &'a Option<String>,
-    family_name: &'a Option<String>,
-    company_name: &'a Option<String>,
-    segment: &'a Option<String>,
-    birth_date: Option<String>,
-    emails: &'a [Email],
-    phones: &'a [Phone],
-    addresses: &'a [PostalAddress],
-    primary_contact_id: Option<String>,
-    attributes: &'a Map<String, Value>,
-    external_ids: &'a [ExternalId],
-    lineage: &'a std::collections::BTreeMap<String, Lineage>,
-    completeness: f64,
-    created_at: String,
-    updated_at: String,
-    version: i64,
-}
-
-impl<'a> Record<'a> {
-    fn of(profile: &'a Profile) -> Self {
-        let data = &profile.data;
-        Self {
-            id: profile.id.to_string(),
-            kind: data.kind.as_str(),
-            status: data.status.as_str(),
-            given_name: &data.given_name,
-            family_name: &data.family_name,
-            company_name: &data.company_name,
-            segment: &data.segment,
-            birth_date: data.birth_date.map(|d| d.to_string()),
-            emails: &data.emails,
-            phones: &data.phones,
-            addresses: &data.addresses,
-            primary_contact_id: data.primary_contact_id.map(|id| id.to_string()),
-            attributes: &data.attributes,
-            external_ids: &data.external_ids,
-            lineage: &profile.lineage,
-            completeness: data.completeness(),
-            created_at: profile.created_at.to_rfc3339(),
-            updated_at: profile.updated_at.to_rfc3339(),
-            version: profile.version,
-        }
-    }
 }
 
 /// A profile as one CSV row, in [`CSV_COLUMNS`] order: the primary email

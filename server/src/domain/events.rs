@@ -80,6 +80,18 @@ pub struct CustomerProfileUpdated {
     pub updated_by: String,
 }
 
+/// `CustomerMergedEvent`: a source profile was merged into a target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerMerged {
+    /// The profile that survived.
+    pub target_customer_id: String,
+    /// The profile merged into it (its id now resolves to the target).
+    pub source_customer_id: String,
+    /// DUPLICATE, MANUAL or AUTO_MATCH.
+    pub merge_reason: &'static str,
+}
+
 /// A contact point as events name it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContactPointRef {
@@ -130,6 +142,8 @@ pub enum EventPayload {
     ProfileUpdated(CustomerProfileUpdated),
     /// `ConsentUpdatedEvent`.
     ConsentUpdated(ConsentUpdated),
+    /// `CustomerMergedEvent`.
+    ProfileMerged(CustomerMerged),
 }
 
 impl EventPayload {
@@ -139,6 +153,7 @@ impl EventPayload {
             Self::ProfileCreated(_) => "CustomerProfileCreatedEvent",
             Self::ProfileUpdated(_) => "CustomerProfileUpdatedEvent",
             Self::ConsentUpdated(_) => "ConsentUpdatedEvent",
+            Self::ProfileMerged(_) => "CustomerMergedEvent",
         }
     }
 
@@ -148,6 +163,7 @@ impl EventPayload {
             Self::ProfileCreated(_) => PROFILE_CREATED_SUBJECT,
             Self::ProfileUpdated(_) => PROFILE_UPDATED_SUBJECT,
             Self::ConsentUpdated(_) => CONSENT_UPDATED_SUBJECT,
+            Self::ProfileMerged(_) => PROFILE_MERGED_SUBJECT,
         }
     }
 
@@ -156,6 +172,7 @@ impl EventPayload {
             Self::ProfileCreated(body) => serde_json::to_value(body),
             Self::ProfileUpdated(body) => serde_json::to_value(body),
             Self::ConsentUpdated(body) => serde_json::to_value(body),
+            Self::ProfileMerged(body) => serde_json::to_value(body),
         };
         // Plain structs of strings and numbers always encode.
         encoded.unwrap_or(Value::Null)
@@ -240,6 +257,23 @@ pub fn profile_updated(profile: &Profile, changed: &[ProfileField], actor: &str)
         updated_by: actor.to_owned(),
     };
     DomainEvent::new(profile.tenant.clone(), profile.id, profile.updated_at, EventPayload::ProfileUpdated(body))
+}
+
+/// `CustomerMergedEvent`: `source` was merged into `target` of `tenant` at
+/// `at`. Keyed by the target, so it is ordered with the target's own events.
+pub fn profile_merged(
+    tenant: &TenantId,
+    target: ProfileId,
+    source: ProfileId,
+    reason: &'static str,
+    at: DateTime<Utc>,
+) -> DomainEvent {
+    let body = CustomerMerged {
+        target_customer_id: target.to_string(),
+        source_customer_id: source.to_string(),
+        merge_reason: reason,
+    };
+    DomainEvent::new(tenant.clone(), target, at, EventPayload::ProfileMerged(body))
 }
 
 /// `ConsentUpdatedEvent`: `now_in_force` became the current decision of its

@@ -21,10 +21,12 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::Map;
+use uuid::Uuid;
 
 use super::{
-    DomainError, ProfileId,
+    DomainError, ProfileId, TenantId,
     profile::{Lineage, Profile, ProfileData, ProfileField, ProfileStatus},
 };
 
@@ -53,6 +55,30 @@ impl MergeReason {
     pub fn parse(raw: &str) -> Option<Self> {
         [Self::Duplicate, Self::Manual, Self::AutoMatch].into_iter().find(|r| r.as_str() == raw)
     }
+}
+
+/// Most sources one merge takes.
+pub const MAX_SOURCES: usize = 20;
+
+/// A merge as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeRecord {
+    /// Its id (UUID v7).
+    pub id: Uuid,
+    /// Owning tenant.
+    pub tenant: TenantId,
+    /// The profile that survived.
+    pub target: ProfileId,
+    /// The profiles merged into it.
+    pub sources: Vec<ProfileId>,
+    /// Why.
+    pub reason: MergeReason,
+    /// Subject of the caller that merged.
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// How each field of the golden record was decided.
+    pub decisions: Vec<FieldDecision>,
 }
 
 /// The rule that decided a field.
@@ -89,6 +115,22 @@ impl Rule {
             Self::Union => "UNION",
             Self::Liveliest => "LIVELIEST",
         }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Override,
+            Self::OnlyValue,
+            Self::SourcePriority,
+            Self::MostRecent,
+            Self::MostComplete,
+            Self::Order,
+            Self::Union,
+            Self::Liveliest,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == raw)
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`events`] — `c360.v1.EventService`.
 //! - [`tenants`] — `c360.v1.TenantService`.
 //! - [`privacy`] — `c360.v1.PrivacyService`.
+//! - [`identity`] — `c360.v1.IdentityService` (merges).
 
 pub mod auth;
 pub mod consents;
 pub mod deadline;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod limits;
 pub mod privacy;
 pub mod profiles;

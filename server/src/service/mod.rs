@@ -14,6 +14,6 @@ pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, chain_all};
 pub use caps::ReadCaps;
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
-pub use profiles::{Page, Profiles, RequestKey, SearchCriterion, UpdateRequest};
+pub use profiles::{MergeRequest, Merged, Page, Profiles, RequestKey, SearchCriterion, UpdateRequest};
 pub use tenants::{SETTINGS_TTL, SettingsUpdate, Tenants};
 pub use views::Viewer;

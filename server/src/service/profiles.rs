@@ -1,5 +1,9 @@
 //! Profile operations.
 
+mod merges;
+
+pub use merges::{MergeRequest, Merged};
+
 use std::{
     collections::{BTreeSet, HashSet},
     sync::Arc,

@@ -178,6 +178,22 @@ pub async fn in_force_and_requests(
     Ok((in_force, earlier))
 }
 
+/// Removes every decision in force for `profile` (merged away: its
+/// decisions now count for the profile it was merged into). History stays.
+pub async fn clear_in_force(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profile: ProfileId,
+) -> Result<(), DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("DELETE FROM consents WHERE tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND profile_id = ")
+        .bind(profile.as_uuid());
+    conn.execute_raw(sql.statement()).await.map_err(db_error)?;
+    Ok(())
+}
+
 /// Every decision in force for `profile`, by purpose, whole-purpose decisions
 /// before contact points.
 pub async fn all_in_force(

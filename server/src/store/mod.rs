@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod events;
 pub mod identities;
 pub mod loader;
+pub mod merges;
 pub mod outbox;
 pub mod peers;
 pub mod profiles;

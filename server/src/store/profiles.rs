@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, Iterable, QueryFilter,
     QueryOrder, QuerySelect, TryGetableFromJson,
 };
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -190,6 +190,62 @@ pub enum ProfileFilter {
     },
     /// Live profiles whose folded name keys start with this folded prefix.
     NamePrefix(String),
+}
+
+/// A profile as one JSON object: every stored field, named as in the API
+/// (`c360 export --format jsonl`, the profiles a merge record keeps).
+#[derive(Debug, Serialize)]
+pub struct ProfileJson<'a> {
+    id: String,
+    kind: &'static str,
+    status: &'static str,
+    given_name: &'a Option<String>,
+    family_name: &'a Option<String>,
+    company_name: &'a Option<String>,
+    segment: &'a Option<String>,
+    birth_date: Option<String>,
+    emails: &'a [Email],
+    phones: &'a [Phone],
+    addresses: &'a [PostalAddress],
+    primary_contact_id: Option<String>,
+    attributes: &'a Map<String, Value>,
+    external_ids: &'a [ExternalId],
+    lineage: &'a BTreeMap<String, Lineage>,
+    completeness: f64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merged_into: Option<String>,
+}
+
+impl<'a> ProfileJson<'a> {
+    /// `profile` as JSON.
+    pub fn of(profile: &'a Profile) -> Self {
+        let data = &profile.data;
+        Self {
+            id: profile.id.to_string(),
+            kind: data.kind.as_str(),
+            status: data.status.as_str(),
+            given_name: &data.given_name,
+            family_name: &data.family_name,
+            company_name: &data.company_name,
+            segment: &data.segment,
+            birth_date: data.birth_date.map(|d| d.to_string()),
+            emails: &data.emails,
+            phones: &data.phones,
+            addresses: &data.addresses,
+            primary_contact_id: data.primary_contact_id.map(|id| id.to_string()),
+            attributes: &data.attributes,
+            external_ids: &data.external_ids,
+            lineage: &profile.lineage,
+            completeness: data.completeness(),
+            created_at: profile.created_at,
+            updated_at: profile.updated_at,
+            version: profile.version,
+            merged_into: profile.merged_into.map(|id| id.to_string()),
+        }
+    }
 }
 
 /// How many profiles of `tenant` have one of `statuses`.

@@ -1,0 +1,108 @@
+//! `c360.v1.IdentityService`: merges, their previews and history.
+
+use c360_proto::v1::{self as pb, identity_service_server::IdentityService};
+use tonic::{Request, Response, Status};
+
+use super::auth::caller;
+use crate::{
+    convert::timestamp,
+    domain::merge::{FieldDecision, MergeReason, MergeRecord},
+    service::{MergeRequest, Merged, Profiles},
+};
+
+/// The gRPC face of the merge operations of [`Profiles`].
+pub struct IdentityApi {
+    profiles: Profiles,
+}
+
+impl IdentityApi {
+    /// Serves `profiles`' merges.
+    pub fn new(profiles: Profiles) -> Self {
+        Self { profiles }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl IdentityService for IdentityApi {
+    async fn merge_profiles(&self, request: Request<pb::MergeProfilesRequest>) -> Reply<pb::MergeProfilesResponse> {
+        let caller = caller(&request)?;
+        let pb::MergeProfilesRequest { target_id, source_ids, reason, overrides, etags } = request.into_inner();
+        let request = MergeRequest {
+            target: target_id,
+            sources: source_ids,
+            reason: reason_from_pb(reason),
+            overrides: overrides.into_iter().collect(),
+            etags: etags.into_iter().collect(),
+        };
+        let Merged { merge_id, view, decisions } = self.profiles.merge(&caller, request).await?;
+        Ok(Response::new(pb::MergeProfilesResponse {
+            merge_id: merge_id.map(|id| id.to_string()).unwrap_or_default(),
+            profile: Some(view.into()),
+            decisions: decisions.iter().map(decision_to_pb).collect(),
+        }))
+    }
+
+    async fn preview_merge(&self, request: Request<pb::PreviewMergeRequest>) -> Reply<pb::PreviewMergeResponse> {
+        let caller = caller(&request)?;
+        let pb::PreviewMergeRequest { target_id, source_ids, overrides } = request.into_inner();
+        let request = MergeRequest {
+            target: target_id,
+            sources: source_ids,
+            overrides: overrides.into_iter().collect(),
+            ..MergeRequest::default()
+        };
+        let Merged { view, decisions, .. } = self.profiles.preview_merge(&caller, request).await?;
+        Ok(Response::new(pb::PreviewMergeResponse {
+            profile: Some(view.into()),
+            decisions: decisions.iter().map(decision_to_pb).collect(),
+        }))
+    }
+
+    async fn list_merge_history(
+        &self,
+        request: Request<pb::ListMergeHistoryRequest>,
+    ) -> Reply<pb::ListMergeHistoryResponse> {
+        let caller = caller(&request)?;
+        let merges = self.profiles.merge_history(&caller, &request.get_ref().profile_id).await?;
+        Ok(Response::new(pb::ListMergeHistoryResponse { merges: merges.iter().map(merge_to_pb).collect() }))
+    }
+}
+
+fn reason_from_pb(raw: i32) -> Option<MergeReason> {
+    match pb::MergeReason::try_from(raw).ok()? {
+        pb::MergeReason::Duplicate => Some(MergeReason::Duplicate),
+        pb::MergeReason::Manual => Some(MergeReason::Manual),
+        pb::MergeReason::AutoMatch => Some(MergeReason::AutoMatch),
+        pb::MergeReason::Unspecified => None,
+    }
+}
+
+fn reason_to_pb(reason: MergeReason) -> pb::MergeReason {
+    match reason {
+        MergeReason::Duplicate => pb::MergeReason::Duplicate,
+        MergeReason::Manual => pb::MergeReason::Manual,
+        MergeReason::AutoMatch => pb::MergeReason::AutoMatch,
+    }
+}
+
+fn decision_to_pb(decision: &FieldDecision) -> pb::SurvivorshipDecision {
+    pb::SurvivorshipDecision {
+        field: decision.field.clone(),
+        profile_id: decision.from.to_string(),
+        rule: decision.rule.as_str().to_owned(),
+    }
+}
+
+fn merge_to_pb(merge: &MergeRecord) -> pb::Merge {
+    pb::Merge {
+        merge_id: merge.id.to_string(),
+        target_id: merge.target.to_string(),
+        source_ids: merge.sources.iter().map(ToString::to_string).collect(),
+        reason: reason_to_pb(merge.reason) as i32,
+        actor: merge.actor.clone(),
+        merge_time: Some(timestamp(merge.at)),
+        decisions: merge.decisions.iter().map(decision_to_pb).collect(),
+    }
+}
