@@ -271,3 +271,108 @@ async fn a_merge_reaches_another_instances_cache_before_it_returns() {
     assert_eq!(read.emails.len(), 2, "the target as merged, not as cached");
     assert_eq!(reader.lookup_profile(lookup).await.expect("lookup").into_inner().id, target.id);
 }
+
+async fn consent_rpcs_given_a_merged_id_answer_for_the_target(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut client = app.agent();
+    let target = client.create_profile(create(person("Ann", "Lee", "ann@example.com"))).await.expect("create");
+    let source = client.create_profile(create(person("Anne", "Lee", "anne@example.com"))).await.expect("create");
+    let (target, source) = (target.into_inner(), source.into_inner());
+    let mut consents = app.consents(TENANT, &[Role::Agent]);
+    let decide = |profile: &str, purpose: pb::ConsentPurpose, status: pb::ConsentStatus| pb::SetConsentRequest {
+        profile_id: profile.into(),
+        purpose: purpose as i32,
+        status: status as i32,
+        source: "test".into(),
+        ..Default::default()
+    };
+    let sms = decide(&source.id, pb::ConsentPurpose::SmsMarketing, pb::ConsentStatus::Granted);
+    consents.set_consent(sms).await.expect("consent on the source");
+    let merge = pb::MergeProfilesRequest {
+        target_id: target.id.clone(),
+        source_ids: vec![source.id.clone()],
+        reason: pb::MergeReason::Duplicate as i32,
+        ..Default::default()
+    };
+    app.identity(TENANT, &[Role::Steward]).merge_profiles(merge).await.expect("merge");
+
+    // SetConsent on the old id records for the target.
+    let email = decide(&source.id, pb::ConsentPurpose::EmailMarketing, pb::ConsentStatus::Denied);
+    let set = consents.set_consent(email).await.expect("consent on the old id").into_inner();
+    assert_eq!(set.decision.expect("decision").profile_id, target.id);
+    // GetConsents on the old id answers for the target, moved decisions included.
+    let got = consents.get_consents(pb::GetConsentsRequest { profile_id: source.id.clone() }).await.expect("get");
+    let got = got.into_inner();
+    assert_eq!(got.profile_id, target.id);
+    let purposes: Vec<i32> = got.consents.iter().map(|c| c.purpose).collect();
+    assert!(purposes.contains(&(pb::ConsentPurpose::SmsMarketing as i32)), "{got:?}");
+    assert!(purposes.contains(&(pb::ConsentPurpose::EmailMarketing as i32)), "{got:?}");
+    // History on the old id is the target's.
+    let history = pb::ListConsentHistoryRequest { profile_id: source.id.clone(), ..Default::default() };
+    let history = consents.list_consent_history(history).await.expect("history").into_inner();
+    assert!(history.decisions.iter().all(|d| d.profile_id == target.id) && !history.decisions.is_empty());
+    // Checks by the old id decide by the target's decisions.
+    let subject = |id: &str| pb::ConsentSubject { subject: Some(pb::consent_subject::Subject::ProfileId(id.into())) };
+    let check = pb::CheckConsentRequest {
+        subject: Some(subject(&source.id)),
+        purpose: pb::ConsentPurpose::SmsMarketing as i32,
+    };
+    let check = consents.check_consent(check).await.expect("check").into_inner();
+    assert!(check.allowed, "{check:?}");
+    assert_eq!(check.profile_id, target.id);
+    let batch = pb::BatchCheckConsentRequest {
+        purpose: pb::ConsentPurpose::SmsMarketing as i32,
+        subjects: vec![subject(&source.id), subject(&target.id)],
+    };
+    let batch = consents.batch_check_consent(batch).await.expect("batch").into_inner();
+    assert!(batch.results.iter().all(|r| r.allowed && r.profile_id == target.id), "{batch:?}");
+    assert_eq!(batch.results[0].subject, Some(subject(&source.id)), "answered in request order, as asked");
+}
+on_both!(consent_rpcs_follow_merges, consent_rpcs_given_a_merged_id_answer_for_the_target);
+
+async fn two_merges_of_one_profile_at_once_leave_one_merge(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut client = app.agent();
+    let mut ids = Vec::new();
+    for given in ["Ann", "Anne", "Annie"] {
+        ids.push(client.create_profile(create(person(given, "Lee", ""))).await.expect("create").into_inner().id);
+    }
+    let merges = [(ids[0].clone(), ids[2].clone()), (ids[1].clone(), ids[2].clone())].map(|(target, source)| {
+        let mut steward = app.identity(TENANT, &[Role::Steward]);
+        tokio::spawn(async move {
+            let request = pb::MergeProfilesRequest {
+                target_id: target,
+                source_ids: vec![source],
+                reason: pb::MergeReason::Duplicate as i32,
+                ..Default::default()
+            };
+            steward.merge_profiles(request).await
+        })
+    });
+    let mut outcomes = Vec::new();
+    for merge in merges {
+        outcomes.push(merge.await.expect("task"));
+    }
+    let won: Vec<_> = outcomes.iter().filter(|o| o.is_ok()).collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    for lost in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(matches!(lost.code(), tonic::Code::FailedPrecondition | tonic::Code::Aborted), "{lost:?}");
+    }
+    // A create retried after its profile was merged answers with the target.
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut first = create(person("Dee", "Lee", ""));
+    first.request_id = request_id.clone();
+    let created = client.create_profile(first.clone()).await.expect("create").into_inner();
+    let merge = pb::MergeProfilesRequest {
+        target_id: ids[0].clone(),
+        source_ids: vec![created.id.clone()],
+        reason: pb::MergeReason::Manual as i32,
+        ..Default::default()
+    };
+    app.identity(TENANT, &[Role::Steward]).merge_profiles(merge).await.expect("merge the created one");
+    let retried = client.create_profile(first).await.expect("retry").into_inner();
+    assert_eq!((retried.id.as_str(), retried.redirected_from.as_str()), (ids[0].as_str(), created.id.as_str()));
+}
+on_both!(concurrent_merges, two_merges_of_one_profile_at_once_leave_one_merge);

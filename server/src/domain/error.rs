@@ -53,6 +53,19 @@ pub enum DomainError {
         /// The current etag.
         current: String,
     },
+    /// The profile was merged into another: ask that one. FAILED_PRECONDITION
+    /// where it reaches a caller; the service follows it where it can.
+    #[error("profile {id} was merged into profile {into}")]
+    Merged {
+        /// The merged profile.
+        id: ProfileId,
+        /// The profile it resolves to.
+        into: ProfileId,
+    },
+    /// A concurrent change to the same records won (a deadlock or
+    /// serialization failure rolled this one back): retry. ABORTED.
+    #[error("{0}")]
+    Aborted(String),
     /// The operation does not apply to the resource in its current state.
     /// FAILED_PRECONDITION.
     #[error("{0}")]

@@ -792,6 +792,8 @@ pub struct ProfileContacts {
     pub emails: Vec<Email>,
     /// Its phone numbers (E.164).
     pub phones: Vec<Phone>,
+    /// For a MERGED profile: the profile it resolves to.
+    pub merged_into: Option<ProfileId>,
 }
 
 impl ProfileContacts {

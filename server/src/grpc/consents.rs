@@ -40,9 +40,9 @@ impl ConsentService for ConsentApi {
     async fn get_consents(&self, request: Request<pb::GetConsentsRequest>) -> Reply<pb::GetConsentsResponse> {
         let caller = caller(&request)?;
         let profile_id = request.into_inner().profile_id;
-        let states = self.consents.in_force(&caller, &profile_id).await?;
+        let (resolved, states) = self.consents.in_force(&caller, &profile_id).await?;
         let consents = states.iter().map(pb::ConsentState::from).collect();
-        Ok(Response::new(pb::GetConsentsResponse { profile_id, consents }))
+        Ok(Response::new(pb::GetConsentsResponse { profile_id: resolved.to_string(), consents }))
     }
 
     async fn list_consent_history(

@@ -40,6 +40,8 @@ impl From<DomainError> for Status {
                 Status::with_error_details(Code::Aborted, message, details)
             }
             DomainError::FailedPrecondition(_) => Status::failed_precondition(message),
+            DomainError::Aborted(_) => Status::aborted(message),
+            DomainError::Merged { .. } => Status::failed_precondition(message),
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),
             DomainError::PermissionDenied(_) => Status::permission_denied(message),
             DomainError::OutOfRange(_) => Status::out_of_range(message),

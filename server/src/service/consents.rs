@@ -27,7 +27,7 @@ use crate::{
         identifiers::NormalizationPolicy,
         ids::truncate,
         page::PageTokens,
-        profile::{Choice, ProfileContacts},
+        profile::{Choice, ProfileContacts, ProfileStatus},
         view::{DecisionView, Disclosure},
     },
     store::{
@@ -181,22 +181,45 @@ impl Consents {
     pub async fn set(&self, caller: &Caller, input: ConsentInput) -> Result<SetOutcome, DomainError> {
         caller.require(Permission::WriteConsents)?;
         let now = crate::domain::profile::now();
-        let valid = input.validate(&self.policy, now, caller.subject())?;
-        let (reply, answer) = oneshot::channel();
-        let audit = Audit::write(caller, "consent.set", "profile", vec![valid.decision.profile_id.to_string()]);
-        let job =
-            WriteJob { tenant: caller.tenant().clone(), actor: caller.subject().to_owned(), valid, audit, now, reply };
-        self.writer.submit(job).await.map_err(|_| DomainError::Unavailable("consent writer stopped".into()))?;
-        let outcome = answer.await.map_err(|_| DomainError::Internal("consent writer dropped a decision".into()))??;
+        let mut valid = input.validate(&self.policy, now, caller.subject())?;
+        // A merged id records for the profile it resolves to: found by the
+        // writer (no extra query on the common path), then sent once more.
+        let outcome = match self.submit(caller, valid.clone(), now).await {
+            Err(DomainError::Merged { into, .. }) => {
+                valid.profile_id = into;
+                valid.decision.profile_id = into;
+                self.submit(caller, valid, now).await
+            }
+            other => other,
+        }?;
         let shape = Shape::of(caller);
         let DecisionView { decision, disclosure } = shape.decision(outcome.decision);
         Ok(SetOutcome { decision, disclosure, in_force: outcome.in_force.shaped(&shape) })
     }
 
+    /// Hands one decision to the writer and waits for its outcome.
+    async fn submit(
+        &self,
+        caller: &Caller,
+        valid: ValidConsent,
+        now: DateTime<Utc>,
+    ) -> Result<SetOutcome, DomainError> {
+        let (reply, answer) = oneshot::channel();
+        let audit = Audit::write(caller, "consent.set", "profile", vec![valid.decision.profile_id.to_string()]);
+        let job =
+            WriteJob { tenant: caller.tenant().clone(), actor: caller.subject().to_owned(), valid, audit, now, reply };
+        self.writer.submit(job).await.map_err(|_| DomainError::Unavailable("consent writer stopped".into()))?;
+        answer.await.map_err(|_| DomainError::Internal("consent writer dropped a decision".into()))?
+    }
+
     /// The state in force of every purpose (and contact point) with a
     /// decision on record; purposes never decided are absent.
     #[instrument(skip_all, fields(tenant = %caller.tenant(), profile_id = profile_id))]
-    pub async fn in_force(&self, caller: &Caller, profile_id: &str) -> Result<Vec<ConsentState>, DomainError> {
+    pub async fn in_force(
+        &self,
+        caller: &Caller,
+        profile_id: &str,
+    ) -> Result<(ProfileId, Vec<ConsentState>), DomainError> {
         caller.require(Permission::ReadConsents)?;
         let (id, live) = self.existing_profile(caller, "profile_id", profile_id).await?;
         let now = Utc::now();
@@ -206,7 +229,7 @@ impl Consents {
             decisions.into_iter().map(|d| ConsentState::at(d, now, live).shaped(&shape)).collect();
         let revealed = states.iter().flat_map(|s| s.disclosure.revealed.iter().copied()).collect();
         self.audit.read(caller, "consent.read", [id], &revealed, false).await;
-        Ok(states)
+        Ok((id, states))
     }
 
     /// The history of one profile, newest recorded first, optionally of one purpose.
@@ -373,9 +396,19 @@ impl Consents {
         field: &str,
         raw: &str,
     ) -> Result<(ProfileId, bool), DomainError> {
-        let id = ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))?;
-        let found = store::profiles::contacts(self.store.db(), caller.tenant(), &[id], false).await?;
-        found.first().map(|p| (p.id, p.status.is_live())).ok_or_else(|| DomainError::profile_not_found(id))
+        let asked = ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))?;
+        let mut id = asked;
+        // A merged id answers for the profile it resolves to (chains are
+        // one hop long; a second hop is followed all the same).
+        for _ in 0..3 {
+            let found = store::profiles::contacts(self.store.db(), caller.tenant(), &[id], false).await?;
+            let profile = found.first().ok_or_else(|| DomainError::profile_not_found(asked))?;
+            match (profile.status, profile.merged_into) {
+                (ProfileStatus::Merged, Some(into)) => id = into,
+                _ => return Ok((profile.id, profile.status.is_live())),
+            }
+        }
+        Err(DomainError::Internal(format!("profile {asked} resolves through too many merges")))
     }
 }
 
@@ -549,6 +582,9 @@ fn decide_write(
             in_force: ConsentState::at(state, job.now, live),
         };
         return Ok(Decided::Retry(outcome));
+    }
+    if let (ProfileStatus::Merged, Some(into)) = (profile.status, profile.merged_into) {
+        return Err(DomainError::Merged { id: profile.id, into });
     }
     if !live {
         return Err(DomainError::FailedPrecondition(format!(

@@ -637,9 +637,17 @@ impl Profiles {
     ) -> Result<(Profile, Option<ProfileId>), DomainError> {
         let mut current = id;
         for _ in 0..MAX_REDIRECTS {
-            let profile = store::profiles::find(work.conn(), caller.tenant(), current, true)
-                .await?
-                .ok_or_else(|| DomainError::profile_not_found(id))?;
+            // Merged rows are followed without a lock (a merge repointing
+            // them holds theirs), only the profile written is locked, and
+            // re-read under its lock in case it was merged meanwhile.
+            let found = store::profiles::find(work.conn(), caller.tenant(), current, false).await?;
+            let profile = found.ok_or_else(|| DomainError::profile_not_found(id))?;
+            if let (ProfileStatus::Merged, Some(target)) = (profile.data.status, profile.merged_into) {
+                current = target;
+                continue;
+            }
+            let locked = store::profiles::find(work.conn(), caller.tenant(), current, true).await?;
+            let profile = locked.ok_or_else(|| DomainError::profile_not_found(id))?;
             match (profile.data.status, profile.merged_into) {
                 (ProfileStatus::Merged, Some(target)) => current = target,
                 _ => return Ok((profile, (current != id).then_some(id))),
@@ -687,11 +695,16 @@ impl Profiles {
         let profile = store::profiles::find(self.store.db(), caller.tenant(), first.profile_id, false)
             .await?
             .ok_or_else(|| DomainError::profile_not_found(first.profile_id))?;
+        // Merged since: the profile it resolves to, like any read by id.
+        let (profile, redirected_from) = self.follow_merges(caller.tenant(), Arc::new(profile)).await?;
         // Audited like a read, but not counted against the read cap: the
         // caller is confirming a write, and "retries are safe" must hold for
         // a caller at its cap too.
         let views = self.shown_as(caller, "profile.read", std::slice::from_ref(&profile), false, false).await?;
-        Ok(views.into_iter().next())
+        Ok(views.into_iter().next().map(|mut view| {
+            view.redirected_from = redirected_from;
+            view
+        }))
     }
 
     /// Records `request_id` (if any) in `work` before anything is written;

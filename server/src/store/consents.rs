@@ -304,19 +304,21 @@ pub async fn check(
         let postgres = conn.get_database_backend() == DbBackend::Postgres;
         let (open, close) = if postgres {
             (
-                "LEFT JOIN LATERAL (SELECT * FROM consents c WHERE c.tenant_id = p.tenant_id \
-                 AND c.profile_id = p.id AND c.purpose = ",
+                "LEFT JOIN LATERAL (SELECT * FROM consents c WHERE c.tenant_id = q.tenant_id \
+                 AND c.profile_id = q.id AND c.purpose = ",
                 " AND c.contact_type = '' LIMIT 1) c ON true",
             )
         } else {
             (
-                "LEFT JOIN consents c ON c.tenant_id = p.tenant_id AND c.profile_id = p.id AND c.purpose = ",
+                "LEFT JOIN consents c ON c.tenant_id = q.tenant_id AND c.profile_id = q.id AND c.purpose = ",
                 " AND c.contact_type = ''",
             )
         };
+        // A merged id (`p`) answers for the profile it resolves to (`q`).
         sql.push(&format!(
-            "SELECT p.id AS profile_id, p.status AS profile_status, '' AS id_type, '' AS id_value, {IN_FORCE_COLUMNS} \
-             FROM profiles p {open}"
+            "SELECT p.id AS asked_id, q.id AS profile_id, q.status AS profile_status, '' AS id_type, '' AS id_value, \
+             {IN_FORCE_COLUMNS} FROM profiles p JOIN profiles q ON q.tenant_id = p.tenant_id \
+             AND q.id = COALESCE(p.merged_into, p.id) {open}"
         ))
         .bind(purpose.as_str())
         .push(close)
@@ -330,7 +332,8 @@ pub async fn check(
             sql.push(" UNION ALL ");
         }
         sql.push(&format!(
-            "SELECT p.id AS profile_id, p.status AS profile_status, i.id_type AS id_type, i.value AS id_value, \
+            "SELECT p.id AS asked_id, p.id AS profile_id, p.status AS profile_status, i.id_type AS id_type, \
+             i.value AS id_value, \
              {IN_FORCE_COLUMNS} FROM identities i JOIN profiles p ON p.tenant_id = i.tenant_id AND p.id = i.profile_id \
              LEFT JOIN consents c ON c.tenant_id = i.tenant_id AND c.profile_id = i.profile_id AND c.purpose = "
         ))
@@ -371,7 +374,10 @@ pub async fn check(
                 Some(kind) => {
                     CheckSubject::Contact(ContactPoint { kind, value: row.try_get("", "id_value").map_err(db_error)? })
                 }
-                None => CheckSubject::Profile(ProfileId::from(profile_id)),
+                None => {
+                    let asked: Uuid = row.try_get("", "asked_id").map_err(db_error)?;
+                    CheckSubject::Profile(ProfileId::from(asked))
+                }
             };
             Ok(CheckRow {
                 subject,

@@ -163,13 +163,29 @@ pub(crate) fn supports_row_locks(conn: &impl ConnectionTrait) -> bool {
     conn.get_database_backend() == DatabaseBackend::Postgres
 }
 
-/// Maps a database error: unreachable → UNAVAILABLE, anything else → INTERNAL.
-/// The cause is logged here and not sent to the caller.
+/// Whether PostgreSQL rolled the transaction back for a concurrent one
+/// (deadlock, serialization failure).
+fn rolled_back_by_a_concurrent_one(err: &DbErr) -> bool {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
+        return false;
+    };
+    e.as_database_error().and_then(|db| db.code()).is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Maps a database error: unreachable → UNAVAILABLE, rolled back for a
+/// concurrent transaction → ABORTED, anything else → INTERNAL. The cause is
+/// logged here and not sent to the caller.
 pub fn db_error(err: DbErr) -> DomainError {
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
             tracing::warn!(error = %err, "database unavailable");
             DomainError::Unavailable("database".into())
+        }
+        // PostgreSQL's deadlock and serialization failures: the transaction
+        // was rolled back and is worth retrying.
+        ref other if rolled_back_by_a_concurrent_one(other) => {
+            tracing::warn!(error = %other, "transaction aborted by a concurrent one");
+            DomainError::Aborted("a concurrent change to the same records won; retry".into())
         }
         other => {
             tracing::error!(error = %other, "database error");

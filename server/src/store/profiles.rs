@@ -127,6 +127,7 @@ struct ContactsRow {
     status: String,
     emails: Typed<Vec<Email>>,
     phones: Typed<Vec<Phone>>,
+    merged_into: Option<Uuid>,
 }
 
 /// Reads the status and contact points of the profiles of `tenant` among
@@ -145,7 +146,7 @@ pub async fn contacts(
     }
     let mut select = Entity::find()
         .select_only()
-        .columns([Column::Id, Column::Status, Column::Emails, Column::Phones])
+        .columns([Column::Id, Column::Status, Column::Emails, Column::Phones, Column::MergedInto])
         .filter(Column::TenantId.eq(tenant.as_str()))
         .filter(Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
         .order_by_asc(Column::Id);
@@ -157,7 +158,13 @@ pub async fn contacts(
         .map(|row| {
             let status = ProfileStatus::parse(&row.status)
                 .ok_or_else(|| DomainError::Internal(format!("stored status '{}'", row.status)))?;
-            Ok(ProfileContacts { id: ProfileId::from(row.id), status, emails: row.emails.0, phones: row.phones.0 })
+            Ok(ProfileContacts {
+                id: ProfileId::from(row.id),
+                status,
+                emails: row.emails.0,
+                phones: row.phones.0,
+                merged_into: row.merged_into.map(ProfileId::from),
+            })
         })
         .collect()
 }

@@ -13,7 +13,7 @@ use crate::{
     cache::CacheChange,
     domain::{
         DomainError, ProfileId,
-        consent::supersedes,
+        consent::{same_state, supersedes},
         error::Violations,
         events,
         merge::{FieldDecision, MAX_SOURCES, MergeReason, MergeRecord, survive},
@@ -145,11 +145,12 @@ impl Profiles {
         // Consents: per purpose and contact point, the latest decision by
         // captured time (ties to the more restrictive) is in force for the
         // target. History stays where it was recorded.
-        let mut in_force: BTreeMap<_, _> = store::consents::all_in_force(work.conn(), caller.tenant(), target.id)
+        let target_in_force: BTreeMap<_, _> = store::consents::all_in_force(work.conn(), caller.tenant(), target.id)
             .await?
             .into_iter()
             .map(|d| ((d.purpose, d.contact_point.clone()), d))
             .collect();
+        let mut in_force = target_in_force.clone();
         let mut winners = Vec::new();
         for source in &sources {
             for mut decision in store::consents::all_in_force(work.conn(), caller.tenant(), source.id).await? {
@@ -166,6 +167,14 @@ impl Profiles {
         winners.dedup();
         let winners: Vec<_> = winners.iter().filter_map(|key| in_force.get(key)).collect();
         store::consents::put_in_force(work.conn(), caller.tenant(), &winners).await?;
+        for decision in &winners {
+            let key = (decision.purpose, decision.contact_point.clone());
+            let previous = target_in_force.get(&key);
+            if previous.is_none_or(|previous| !same_state(previous, decision)) {
+                let previous = previous.map(|d| d.status);
+                work.record(events::consent_updated(caller.tenant(), decision, previous, caller.subject()));
+            }
+        }
 
         // The sources: MERGED, resolving to the target (and whatever was
         // merged into them, too).
