@@ -637,19 +637,19 @@ impl Profiles {
     ) -> Result<(Profile, Option<ProfileId>), DomainError> {
         let mut current = id;
         for _ in 0..MAX_REDIRECTS {
-            // Merged rows are followed without a lock (a merge repointing
-            // them holds theirs), only the profile written is locked, and
-            // re-read under its lock in case it was merged meanwhile.
+            // Only the profile written is locked, in one query on the common
+            // path; merged rows are followed without a lock (a merge
+            // repointing them holds theirs).
+            if let Some(profile) =
+                store::profiles::find_unmerged_for_update(work.conn(), caller.tenant(), current).await?
+            {
+                return Ok((profile, (current != id).then_some(id)));
+            }
             let found = store::profiles::find(work.conn(), caller.tenant(), current, false).await?;
             let profile = found.ok_or_else(|| DomainError::profile_not_found(id))?;
-            if let (ProfileStatus::Merged, Some(target)) = (profile.data.status, profile.merged_into) {
-                current = target;
-                continue;
-            }
-            let locked = store::profiles::find(work.conn(), caller.tenant(), current, true).await?;
-            let profile = locked.ok_or_else(|| DomainError::profile_not_found(id))?;
             match (profile.data.status, profile.merged_into) {
                 (ProfileStatus::Merged, Some(target)) => current = target,
+                // Merged without a target (not written by c360): as it is.
                 _ => return Ok((profile, (current != id).then_some(id))),
             }
         }

@@ -86,6 +86,23 @@ pub async fn find(
     select.into_model::<ProfileRow>().one(conn).await.map_err(db_error)?.map(from_row).transpose()
 }
 
+/// Reads and locks one profile of `tenant` unless it is MERGED (a merged
+/// row is neither returned nor locked: a merge repointing it holds its lock).
+/// On PostgreSQL a row merged while this waited for its lock is re-checked
+/// after that merge commits, and so not returned.
+pub async fn find_unmerged_for_update(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: ProfileId,
+) -> Result<Option<Profile>, DomainError> {
+    let mut select = Entity::find_by_id((tenant.as_str().to_owned(), id.as_uuid()))
+        .filter(Column::Status.ne(ProfileStatus::Merged.as_str()));
+    if supports_row_locks(conn) {
+        select = select.lock_exclusive();
+    }
+    select.into_model::<ProfileRow>().one(conn).await.map_err(db_error)?.map(from_row).transpose()
+}
+
 /// Whether `tenant` holds any profile, live or not.
 pub async fn tenant_has_profiles(conn: &impl ConnectionTrait, tenant: &TenantId) -> Result<bool, DomainError> {
     let any = Entity::find()
