@@ -51,7 +51,7 @@ use self::{
     keys::{IdentifierHasher, Invalidation, LookupSlot, ProfileSlot},
     l1::{L1, L1Key, L1Value, jitter, weigh},
     l2::{L2, Pending},
-    peers::{Census, Coordination, Peers},
+    peers::{Coordination, Peers},
 };
 use crate::{
     domain::{DomainError, ProfileId, TenantId, identifiers::IdentifierKey, profile::Profile},
@@ -688,7 +688,7 @@ impl ProfileCache {
             });
             inner.metrics.trusted.set(i64::from(self.trust().is_some()));
             if census.holds > 0 {
-                self.pay(&coordination, &l2, &census).await;
+                self.pay(&coordination, &l2).await;
             }
         }
         inner.metrics.trusted.set(0);
@@ -697,8 +697,7 @@ impl ProfileCache {
 
     /// Writes what holds owe to Redis (when it answers) and releases holds
     /// paid and old enough.
-    async fn pay(&self, coordination: &Arc<dyn Coordination>, l2: &L2, census: &Census) {
-        debug_assert!(census.holds > 0);
+    async fn pay(&self, coordination: &Arc<dyn Coordination>, l2: &L2) {
         match coordination.owed().await {
             Ok(owed) => {
                 let mut paid = Vec::with_capacity(owed.len());
