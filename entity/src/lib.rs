@@ -8,6 +8,7 @@ pub mod consent;
 pub mod consent_decision;
 pub mod event;
 pub mod identity;
+pub mod import_row;
 pub mod outbox;
 pub mod outbox_lane;
 pub mod outbox_parked;

@@ -258,7 +258,7 @@ impl App {
                 .with_max_lifetime(config.auth.jwt_max_lifetime),
         );
         let loader = store.profile_loader(metrics.profile_queries.clone());
-        let policy = config.server.normalization()?;
+        let policy = config.server.normalization.policy()?;
         let audit_config = AuditConfig {
             flush_interval: config.audit.audit_flush_interval,
             buffer: config.audit.audit_buffer,

@@ -256,6 +256,15 @@ pub struct ServerArgs {
     /// How long SIGTERM waits for in-flight requests before closing anyway.
     #[arg(long, env = "C360_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// How identifiers are normalized.
+    #[command(flatten)]
+    pub normalization: NormalizationArgs,
+}
+
+/// How identifiers are normalized: the servers and the bulk loads (`c360
+/// import`) of one deployment must agree, or one person gets two keys.
+#[derive(Debug, Clone, Args)]
+pub struct NormalizationArgs {
     /// Region (ISO 3166-1 alpha-2) assumed for phone numbers written without a country code.
     #[arg(long, env = "C360_DEFAULT_REGION", default_value = "US")]
     pub default_region: String,
@@ -264,9 +273,9 @@ pub struct ServerArgs {
     pub email_keep_plus_tags: bool,
 }
 
-impl ServerArgs {
+impl NormalizationArgs {
     /// The identifier normalization rules configured.
-    pub fn normalization(&self) -> anyhow::Result<NormalizationPolicy> {
+    pub fn policy(&self) -> anyhow::Result<NormalizationPolicy> {
         let default_region = self
             .default_region
             .to_ascii_uppercase()

@@ -9,6 +9,7 @@
 //! - [`convert`] — proto ↔ domain conversions; [`metrics`] — Prometheus counters.
 //! - [`store`] — SeaORM queries; [`grpc`]: thin tonic handlers; [`http`]: health endpoints.
 //! - [`batch`] — opportunistic batching of concurrent store calls.
+//! - [`import`] — legacy CSV files into profiles, through the same unit of work as every write.
 //! - [`tls`] — TLS of the listeners and clients, and the refusal of plaintext over a network.
 //! - [`files`] — private files and directories (the data directory, secrets, the embedded database).
 //! - [`app`] — startup that tests can drive; [`config`]: flags and `C360_*` variables; [`cli`]: the binary's commands.
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod files;
 pub mod grpc;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod outbox;
 pub mod seed;

@@ -45,6 +45,7 @@ mod embedded;
 mod endpoints;
 mod export;
 mod identities;
+mod import;
 mod inputs;
 mod leaks;
 mod limits;

@@ -22,10 +22,9 @@ use crate::{
     config::{DataDirArgs, DatabaseArgs},
     domain::{
         ProfileId, TenantId,
-        audit::MAX_RESOURCE_IDS,
         profile::{PostalAddress, Profile, ProfileStatus},
     },
-    service::{Audit, chain_all},
+    service::{audit_bulk, chain_all},
     store::{
         self, Store,
         profiles::{ProfileFilter, ProfileJson, page},
@@ -66,7 +65,7 @@ pub struct ExportArgs {
 }
 
 /// The CSV columns, in order (README.md).
-pub const CSV_COLUMNS: [&str; 24] = [
+pub const CSV_COLUMNS: [&str; 25] = [
     "id",
     "kind",
     "status",
@@ -85,6 +84,7 @@ pub const CSV_COLUMNS: [&str; 24] = [
     "region",
     "postcode",
     "country",
+    "addresses",
     "external_ids",
     "primary_contact_id",
     "attributes",
@@ -178,23 +178,19 @@ enum Sink<'a> {
     Jsonl(Box<dyn Write + 'a>),
 }
 
-/// One audit record per page, as the system principal, counting its rows.
+/// The page's audit records, as the system principal, counting its rows.
 async fn audit_page(store: &Store, caller: &Caller, profiles: &[&Profile]) -> anyhow::Result<()> {
     let ids: Vec<String> = profiles.iter().map(|p| p.id.to_string()).collect();
     let mut work = store.begin().await?;
-    for (i, chunk) in ids.chunks(MAX_RESOURCE_IDS).enumerate() {
-        let mut record = Audit::write(caller, "profile.export", "profile", chunk.to_vec());
-        record.count = if i == 0 { ids.len() as i64 } else { 0 };
-        work.audit(record);
-    }
+    audit_bulk(&mut work, caller, "profile.export", ids, profiles.len());
     work.commit().await?;
     Ok(())
 }
 
 /// A profile as one CSV row, in [`CSV_COLUMNS`] order: the primary email
 /// and phone (or the first) in their own columns and every one in the
-/// plural column, the first address in parts, external ids as
-/// `source:id; …`.
+/// plural column, the first address in parts (and every address as JSON
+/// when there are several), external ids as `source:id; …`.
 fn csv_row(profile: &Profile) -> Vec<String> {
     let data = &profile.data;
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
@@ -222,6 +218,11 @@ fn csv_row(profile: &Profile) -> Vec<String> {
         part(|a| a.region.clone()),
         part(|a| a.postal_code.clone()),
         part(|a| a.country_code.clone()),
+        if data.addresses.len() > 1 {
+            serde_json::to_string(&data.addresses).unwrap_or_default()
+        } else {
+            String::new()
+        },
         data.external_ids.iter().map(|x| format!("{}:{}", x.source, x.id)).collect::<Vec<_>>().join("; "),
         data.primary_contact_id.map(|id| id.to_string()).unwrap_or_default(),
         if data.attributes.is_empty() { String::new() } else { Value::Object(data.attributes.clone()).to_string() },

@@ -1,8 +1,9 @@
-//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `bench`, `outbox`, `audit`.
+//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `export`, `import`, `bench`, `outbox`, `audit`.
 
 pub mod audit;
 mod bench;
 pub mod export;
+pub mod import;
 pub mod outbox;
 mod progress;
 pub mod seed;
@@ -49,6 +50,8 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Write a tenant's golden records, with their external ids, as CSV or JSON Lines.
     Export(export::ExportArgs),
+    /// Load customer records from a legacy system's CSV export (docs/import.md).
+    Import(Box<import::ImportArgs>),
     /// Load a running server over gRPC and report throughput and latency percentiles.
     Bench(Box<bench::BenchArgs>),
     /// Events the broker refused for good: list them, retry or skip one.
@@ -151,6 +154,7 @@ impl Cli {
             }
             Command::Seed(args) => seed::run(args).await,
             Command::Export(args) => export::run(args).await,
+            Command::Import(args) => import::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::Token(args) => {
                 let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;

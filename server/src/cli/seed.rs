@@ -29,7 +29,7 @@ use crate::{
         Generated, Generator, SeedOptions,
         events::{EventGenerator, EventTarget},
     },
-    service::{Audit, chain_all},
+    service::{audit_bulk, chain_all},
     store::{self, Store},
 };
 
@@ -274,7 +274,7 @@ async fn write_profiles(
         work.invalidate(change);
     }
     let ids: Vec<String> = profiles.iter().map(|p| p.id.to_string()).collect();
-    audit_batch(&mut work, tenant, "profile.create", ids, profiles.len());
+    audit_bulk(&mut work, &Caller::system(tenant.clone(), "seed"), "profile.create", ids, profiles.len());
     work.commit().await?;
     Ok(profiles.len() as u64)
 }
@@ -286,20 +286,9 @@ async fn write_events(store: &Store, batch: Vec<Interaction>) -> Result<u64, Dom
         let mut customers: Vec<String> = batch.iter().map(|e| e.profile_id.to_string()).collect();
         customers.sort();
         customers.dedup();
-        audit_batch(&mut work, &first.tenant, "interaction.create", customers, batch.len());
+        let seed = Caller::system(first.tenant.clone(), "seed");
+        audit_bulk(&mut work, &seed, "interaction.create", customers, batch.len());
     }
     work.commit().await?;
     Ok(batch.len() as u64)
-}
-
-/// Audits one batch of `rows` about the profiles `ids` as the system
-/// principal acting for `c360 seed`: one record per 1,000 profiles, the
-/// first counting the rows.
-fn audit_batch(work: &mut store::UnitOfWork, tenant: &TenantId, action: &str, ids: Vec<String>, rows: usize) {
-    let seed = Caller::system(tenant.clone(), "seed");
-    for (i, chunk) in ids.chunks(crate::domain::audit::MAX_RESOURCE_IDS).enumerate() {
-        let mut record = Audit::write(&seed, action, "profile", chunk.to_vec());
-        record.count = if i == 0 { rows as i64 } else { 0 };
-        work.audit(record);
-    }
 }

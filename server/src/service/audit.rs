@@ -32,7 +32,7 @@ use crate::{
         profile::now,
     },
     store::{
-        self, Store,
+        self, Store, UnitOfWork,
         audit::{AuditFilter, chain, prune, tenants, tenants_with_unchained},
     },
 };
@@ -92,6 +92,17 @@ pub struct AuditPage {
 
 fn role_names(roles: &[Role]) -> Vec<String> {
     roles.iter().map(|r| r.as_str().to_owned()).collect()
+}
+
+/// Audits a bulk write by `caller` (a CLI command) of `rows` rows about
+/// the profiles `ids`: one record per [`MAX_RESOURCE_IDS`] profiles, the
+/// first counting the rows; nothing when `ids` is empty.
+pub fn audit_bulk(work: &mut UnitOfWork, caller: &Caller, action: &str, ids: Vec<String>, rows: usize) {
+    for (i, chunk) in ids.chunks(MAX_RESOURCE_IDS).enumerate() {
+        let mut record = Audit::write(caller, action, "profile", chunk.to_vec());
+        record.count = if i == 0 { rows as i64 } else { 0 };
+        work.audit(record);
+    }
 }
 
 impl Audit {

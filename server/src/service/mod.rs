@@ -10,7 +10,7 @@ mod profiles;
 mod tenants;
 mod views;
 
-pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, chain_all};
+pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, audit_bulk, chain_all};
 pub use caps::ReadCaps;
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};

@@ -7,7 +7,9 @@ use sea_orm::{
     sea_query::OnConflict,
 };
 
-use super::{db_error, rows_per_statement};
+use sea_orm::prelude::Uuid;
+
+use super::{MAX_BIND_PARAMS, db_error, rows_per_statement, sql::Sql};
 use crate::domain::{
     DomainError, ProfileId, TenantId,
     identifiers::{IdentifierKey, IdentifierType},
@@ -139,4 +141,123 @@ fn any_key(keys: &[IdentifierKey]) -> Condition {
                 .add(Column::Value.eq(key.value.as_str())),
         )
     })
+}
+
+/// The holders of `values` among identifiers of one type and namespace, in
+/// one indexed query per few thousand values (bulk loads).
+pub async fn holders_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id_type: IdentifierType,
+    namespace: &str,
+    values: &[&str],
+) -> Result<Vec<(String, ProfileId)>, DomainError> {
+    let mut found = Vec::new();
+    for chunk in values.chunks(MAX_BIND_PARAMS - 3) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push("SELECT value, profile_id FROM identities WHERE tenant_id = ")
+            .bind(tenant.as_str())
+            .push(" AND id_type = ")
+            .bind(id_type.as_str())
+            .push(" AND namespace = ")
+            .bind(namespace)
+            .push(" AND ")
+            .in_list("value", chunk.iter().map(|v| (*v).to_owned()));
+        for row in conn.query_all_raw(sql.statement()).await.map_err(db_error)? {
+            let value: String = row.try_get("", "value").map_err(db_error)?;
+            let profile: Uuid = row.try_get("", "profile_id").map_err(db_error)?;
+            found.push((value, ProfileId::from(profile)));
+        }
+    }
+    Ok(found)
+}
+
+/// An identifier a bulk claim could not take: another profile holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The identifier.
+    pub key: IdentifierKey,
+    /// The profile that asked for it.
+    pub wanted_by: ProfileId,
+    /// The profile holding it.
+    pub holder: ProfileId,
+}
+
+/// Claims each identifier for its profile where it is free, and returns the
+/// ones held already (by another profile, or by an earlier row of `rows`
+/// itself: the first asking wins). Unlike [`claim`], a taken identifier does
+/// not fail the transaction: bulk loads keep the row without it.
+///
+/// Rows are inserted in key order, as [`claim`] does, so that concurrent bulk
+/// claims of overlapping keys wait for each other instead of deadlocking.
+pub async fn claim_free(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    rows: &[(IdentifierKey, ProfileId)],
+) -> Result<Vec<Refused>, DomainError> {
+    let mut first: std::collections::BTreeMap<&IdentifierKey, ProfileId> = std::collections::BTreeMap::new();
+    let mut refused = Vec::new();
+    for (key, profile) in rows {
+        match first.get(key) {
+            Some(holder) if holder != profile => {
+                refused.push(Refused { key: key.clone(), wanted_by: *profile, holder: *holder })
+            }
+            Some(_) => {}
+            None => {
+                first.insert(key, *profile);
+            }
+        }
+    }
+    let sorted: Vec<(&IdentifierKey, ProfileId)> = first.into_iter().collect();
+    let now = Utc::now();
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in sorted.chunks(rows_per_statement(Column::iter().count())) {
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push("INSERT INTO identities (tenant_id, id_type, namespace, value, profile_id, created_at) VALUES ");
+        for (i, (key, profile)) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(tenant.as_str())
+                .push(", ")
+                .bind(key.id_type.as_str())
+                .push(", ")
+                .bind(key.namespace.as_str())
+                .push(", ")
+                .bind(key.value.as_str())
+                .push(", ")
+                .bind(profile.as_uuid())
+                .push(", ")
+                .bind(now)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING RETURNING id_type, namespace, value");
+        for row in conn.query_all_raw(sql.statement()).await.map_err(db_error)? {
+            let id_type: String = row.try_get("", "id_type").map_err(db_error)?;
+            let namespace: String = row.try_get("", "namespace").map_err(db_error)?;
+            let value: String = row.try_get("", "value").map_err(db_error)?;
+            inserted.insert((id_type, namespace, value));
+        }
+    }
+    let taken: Vec<(&IdentifierKey, ProfileId)> = sorted
+        .into_iter()
+        .filter(|(key, _)| {
+            !inserted.contains(&(key.id_type.as_str().to_owned(), key.namespace.clone(), key.value.clone()))
+        })
+        .collect();
+    if !taken.is_empty() {
+        let keys: Vec<IdentifierKey> = taken.iter().map(|(key, _)| (*key).clone()).collect();
+        let holders: std::collections::HashMap<IdentifierKey, ProfileId> =
+            holders(conn, tenant, &keys).await?.into_iter().collect();
+        for (key, wanted_by) in taken {
+            // Released again since the insert (a concurrent delete): refused
+            // all the same, the caller's rows were built without it.
+            let holder = holders.get(key).copied().unwrap_or(wanted_by);
+            if holder != wanted_by {
+                refused.push(Refused { key: key.clone(), wanted_by, holder });
+            }
+        }
+    }
+    Ok(refused)
 }

@@ -9,6 +9,7 @@ pub mod consents;
 pub mod deployment;
 pub mod events;
 pub mod identities;
+pub mod imports;
 pub mod loader;
 pub mod merges;
 pub mod outbox;

@@ -1,0 +1,110 @@
+//! Queries on `import_rows`: what each source's imports loaded, by row key.
+
+use std::collections::HashMap;
+
+use c360_entity::import_row::{ActiveModel, Column, Entity};
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Iterable, QueryFilter, QuerySelect, prelude::Uuid,
+    sea_query::OnConflict,
+};
+
+use super::{MAX_BIND_PARAMS, db_error, rows_per_statement};
+use crate::domain::{DomainError, ProfileId, TenantId};
+
+/// What an earlier import loaded for one row key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The profile the row went to (it may since have been merged).
+    pub profile_id: ProfileId,
+    /// The row's fingerprint then.
+    pub fingerprint: String,
+}
+
+/// The rows among `keys` that earlier imports of `source` loaded.
+pub async fn loaded(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    source: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, Loaded>, DomainError> {
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(MAX_BIND_PARAMS - 2) {
+        let rows = Entity::find()
+            .select_only()
+            .columns([Column::RowKey, Column::ProfileId, Column::Fingerprint])
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Column::Source.eq(source))
+            .filter(Column::RowKey.is_in(chunk.iter().copied()))
+            .into_tuple::<(String, Uuid, String)>()
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        for (key, profile, fingerprint) in rows {
+            found.insert(key, Loaded { profile_id: ProfileId::from(profile), fingerprint });
+        }
+    }
+    Ok(found)
+}
+
+/// Records (or replaces) what this import loaded for each row key.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    source: &str,
+    rows: &[(&str, ProfileId, &str)],
+) -> Result<(), DomainError> {
+    let now = Utc::now();
+    for chunk in rows.chunks(rows_per_statement(Column::iter().count())) {
+        let models = chunk.iter().map(|(key, profile, fingerprint)| ActiveModel {
+            tenant_id: Set(tenant.as_str().to_owned()),
+            source: Set(source.to_owned()),
+            row_key: Set((*key).to_owned()),
+            profile_id: Set(profile.as_uuid()),
+            fingerprint: Set((*fingerprint).to_owned()),
+            imported_at: Set(now),
+        });
+        let on_conflict = OnConflict::columns([Column::TenantId, Column::Source, Column::RowKey])
+            .update_columns([Column::ProfileId, Column::Fingerprint, Column::ImportedAt])
+            .to_owned();
+        Entity::insert_many(models).on_conflict(on_conflict).exec_without_returning(conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Every row key earlier imports of `source` loaded, with its profile.
+pub async fn keys(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    source: &str,
+) -> Result<Vec<(String, ProfileId)>, DomainError> {
+    let rows = Entity::find()
+        .select_only()
+        .columns([Column::RowKey, Column::ProfileId])
+        .filter(Column::TenantId.eq(tenant.as_str()))
+        .filter(Column::Source.eq(source))
+        .into_tuple::<(String, Uuid)>()
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(|(key, profile)| (key, ProfileId::from(profile))).collect())
+}
+
+/// Forgets row keys of `source` (their profiles were deactivated).
+pub async fn forget(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    source: &str,
+    keys: &[&str],
+) -> Result<(), DomainError> {
+    for chunk in keys.chunks(MAX_BIND_PARAMS - 2) {
+        Entity::delete_many()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Column::Source.eq(source))
+            .filter(Column::RowKey.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
