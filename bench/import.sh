@@ -9,6 +9,7 @@
 # Needs: a release build (cargo build --release -p c360-server --bins),
 # PostgreSQL on 127.0.0.1, psql. Loopback only.
 set -euo pipefail
+export C360_LOG=${C360_LOG:-warn}
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}/release
 c360=$target/c360

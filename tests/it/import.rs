@@ -363,3 +363,100 @@ async fn an_import_with_redis_invalidates_a_running_instances_cache() {
     let found = admin.lookup_profile(lookup_email("ada@example.com")).await.expect("the cached 'nobody' is gone");
     assert_eq!(found.into_inner().given_name, "Ada");
 }
+
+/// Imports `bytes` through the library (no files), returning the summary.
+async fn import_summary(app: &TestApp, bytes: &'static [u8], delete_missing: bool) -> c360_server::import::Summary {
+    use c360_server::{
+        cache::ProfileCache,
+        domain::{TenantId, identifiers::NormalizationPolicy},
+        import::{ImportOptions, MappingFile},
+        store::{SqliteDurability, Store},
+    };
+    let store = Store::connect(&app.db.url, 3, SqliteDurability::Full, ProfileCache::none()).await.expect("connect");
+    let options = ImportOptions {
+        tenant: TenantId::parse(TENANT).expect("tenant"),
+        source: "legacy".into(),
+        mapping: MappingFile::default(),
+        delete_missing,
+        batch_size: 2,
+        parallel: 2,
+        policy: NormalizationPolicy::default(),
+    };
+    let summary = c360_server::import::import(&store, &options, bytes, |_| {}).await.expect("import");
+    store.close().await.expect("close");
+    let rejected = summary.rejected.len() as u64;
+    assert_eq!(summary.read, summary.created + summary.updated + summary.unchanged + rejected, "{summary:?}");
+    summary
+}
+
+async fn a_partly_loaded_row_is_tried_again_and_deletes_are_careful(app: TestApp) {
+    let mut admin = app.admin();
+    let holder = admin.create_profile(create(person("Tess", "Holder", "held@example.com"))).await.expect("create");
+    let holder = holder.into_inner();
+    let file: &[u8] = b"id,name,email\n1,Ada Lovelace,held@example.com\n2,Grace Hopper,grace@example.com\n";
+    let first = import_summary(&app, file, false).await;
+    assert_eq!((first.read, first.created), (2, 2));
+    assert!(matches!(first.noted[0].issue, c360_server::import::Issue::IdentifierHeld { .. }));
+
+    // The holder lets go of the address: the same file now gives it to row 1.
+    admin
+        .delete_profile(pb::DeleteProfileRequest { id: holder.id.clone(), etag: String::new() })
+        .await
+        .expect("delete");
+    let second = import_summary(&app, file, false).await;
+    assert_eq!((second.updated, second.unchanged), (1, 1), "{second:?}");
+    let ada = admin.lookup_profile(lookup_external("1")).await.expect("1").into_inner();
+    assert_eq!(ada.emails[0].address, "held@example.com");
+
+    // A row whose profile was deleted since comes back as a new profile.
+    let grace = admin.lookup_profile(lookup_external("2")).await.expect("2").into_inner();
+    admin.delete_profile(pb::DeleteProfileRequest { id: grace.id.clone(), etag: String::new() }).await.expect("delete");
+    let third = import_summary(&app, file, false).await;
+    assert_eq!((third.created, third.unchanged), (1, 1), "{third:?}");
+    let again = admin.lookup_profile(lookup_external("2")).await.expect("2 again").into_inner();
+    assert_ne!(again.id, grace.id);
+
+    // --delete-missing touches nothing when a row was rejected (it may be a
+    // row whose key could not be read) or the file is empty.
+    let bad: &[u8] = b"id,name,email\n1,Ada Lovelace,held@example.com\n2,Grace Hopper,not-an-email\n";
+    let careful = import_summary(&app, bad, true).await;
+    assert_eq!(careful.rejected.len(), 1);
+    let only_header = import_summary(&app, b"id,name,email\n", true).await;
+    assert_eq!(only_header.missing(), (2, 0), "{only_header:?}");
+    assert!(only_header.delete_missing_skipped.is_some());
+    let live = admin.lookup_profile(lookup_external("2")).await.expect("still live").into_inner();
+    assert_eq!(live.status, pb::ProfileStatus::Active as i32);
+    let audit = app.db.connect().await;
+    let runs = crate::count(&audit, "audit_events WHERE action = 'profile.import'").await;
+    assert_eq!(runs, 5, "every run is audited, even one that changed nothing");
+}
+on_both!(partial_rows, a_partly_loaded_row_is_tried_again_and_deletes_are_careful);
+
+async fn keyless_files_and_organizations_with_contacts(app: TestApp) {
+    let mut admin = app.admin();
+    let file: &[u8] = b"first name,last name,email,phone,company,primary contact\n\
+Ada,Lovelace,ada@example.com,,,\n\
+Bo,Diddley,,+1 415 555 0100,,\n\
+,,,,Acme Ltd,email:ada@example.com\n\
+,,,,Globex,email:nobody@example.com\n";
+    let first = import_summary(&app, file, false).await;
+    assert_eq!((first.created, first.rejected.len()), (4, 0), "{first:?}");
+    let ada = admin.lookup_profile(lookup_external("email:ada@example.com")).await.expect("email key").into_inner();
+    admin.lookup_profile(lookup_external("phone:+14155550100")).await.expect("phone key");
+    let request = pb::SearchProfilesRequest {
+        criterion: Some(pb::search_profiles_request::Criterion::NamePrefix("Acme".into())),
+        ..Default::default()
+    };
+    let acme = admin.search_profiles(request).await.expect("search").into_inner().profiles.into_iter().next();
+    let acme = acme.expect("the organization");
+    assert_eq!(acme.kind, pb::ProfileKind::Organization as i32);
+    assert_eq!(acme.primary_contact_id, ada.id, "linked to the row it names");
+    let issues: Vec<_> = first.noted.iter().map(|n| &n.issue).collect();
+    assert!(
+        matches!(issues[..], [c360_server::import::Issue::ContactNotFound { .. }]),
+        "Globex names a row that does not exist: {issues:?}"
+    );
+    let again = import_summary(&app, file, false).await;
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 4), "{again:?}");
+}
+on_both!(keyless_files, keyless_files_and_organizations_with_contacts);

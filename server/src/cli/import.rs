@@ -134,8 +134,13 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     if wrote_report {
         println!("report: {}", report.display());
     }
-    if missing > deactivated && !args.delete_missing {
+    if let Some(reason) = &summary.delete_missing_skipped {
+        println!("--delete-missing deactivated nothing: {reason}");
+    } else if missing > deactivated && !args.delete_missing {
         println!("rows missing from the file stay as they are; --delete-missing marks their profiles INACTIVE");
+    }
+    if let Some(failure) = summary.failed {
+        anyhow::bail!("the import stopped: {failure} (the batches written before it stay written; run it again)");
     }
     Ok(())
 }

@@ -441,14 +441,21 @@ impl Plan {
             .collect()
     }
 
+    /// The key of a row from its key columns (`None` without them, or when empty).
+    pub fn key_of(&self, cells: &[&str]) -> Option<String> {
+        if self.key.is_empty() {
+            return None;
+        }
+        let parts: Vec<&str> = self.key.iter().map(|&at| cells.get(at).map_or("", |c| c.trim())).collect();
+        normalize_external_id(&parts.join("|")).ok()
+    }
+
     /// Turns one row into a profile, or says why it cannot be loaded.
     pub fn prepare(&self, line: u64, cells: &[&str], policy: &NormalizationPolicy) -> Result<Prepared, Rejected> {
         let reject = |key: Option<String>, reason: String| Rejected { line, key, reason };
-        if cells.len() > self.headers.len() && cells[self.headers.len()..].iter().any(|c| !c.trim().is_empty()) {
-            let reason = format!("{} fields, the header has {}", cells.len(), self.headers.len());
-            return Err(reject(None, reason));
-        }
         let cell = |at: usize| cells.get(at).map_or("", |c| c.trim());
+        // The key first: a row refused for anything else is still in the
+        // file, and must not count as missing from it.
         let key = if self.key.is_empty() {
             None
         } else {
@@ -460,6 +467,9 @@ impl Plan {
             Some(normalize_external_id(&parts.join("|")).map_err(|e| reject(None, format!("the key {e}")))?)
         };
         let fail = |reason: String| reject(key.clone(), reason);
+        if cells.len() > self.headers.len() && cells[self.headers.len()..].iter().any(|c| !c.trim().is_empty()) {
+            return Err(fail(format!("{} fields, the header has {}", cells.len(), self.headers.len())));
+        }
 
         let mut input = ProfileInput::default();
         let mut address = PostalAddress::default();
@@ -570,16 +580,6 @@ impl Plan {
                 input.family_name = family;
             }
         }
-        set_primary(&mut input, primary_email, primary_phone, policy);
-        dedupe_contacts(&mut input, policy);
-        let kind = kind.or(self.kind).unwrap_or(
-            if !input.company_name.is_empty() && input.given_name.is_empty() && input.family_name.is_empty() {
-                ProfileKind::Organization
-            } else {
-                ProfileKind::Person
-            },
-        );
-        input.kind = Choice::Set(kind);
         // A national number is read in the row's own country when it has one.
         let country_policy;
         let policy = match input.addresses.first().map(|a| a.country_code.as_str()) {
@@ -592,6 +592,16 @@ impl Plan {
             },
             None => policy,
         };
+        set_primary(&mut input, primary_email, primary_phone, policy);
+        dedupe_contacts(&mut input, policy);
+        let kind = kind.or(self.kind).unwrap_or(
+            if !input.company_name.is_empty() && input.given_name.is_empty() && input.family_name.is_empty() {
+                ProfileKind::Organization
+            } else {
+                ProfileKind::Person
+            },
+        );
+        input.kind = Choice::Set(kind);
         let mut violations = Violations::default();
         let mut data = input.apply_to(&ProfileData::default(), &ProfileField::ALL, policy, true, &mut violations);
         let key = match key {
@@ -600,6 +610,12 @@ impl Plan {
         };
         let fail = |reason: String| reject(Some(key.clone()), reason);
         let own = ExternalId { source: self.source.clone(), id: key.clone() };
+        if let Some(other) = data.external_ids.iter().find(|x| x.source == self.source && x.id != key) {
+            return Err(fail(format!(
+                "external id {}:{} names this import's source: only the row's key is an id of '{}'",
+                other.source, other.id, self.source
+            )));
+        }
         if !data.external_ids.contains(&own) {
             data.external_ids.insert(0, own);
         }
@@ -623,18 +639,26 @@ impl Plan {
 /// The key of a row without a key column: its primary email's identity
 /// key, else its primary phone, else a hash of its cells (docs/import.md).
 fn derived_key(data: &ProfileData, policy: &NormalizationPolicy, cells: &[&str]) -> String {
-    if let Some(email) = data.emails.iter().find(|e| e.primary).or(data.emails.first()) {
-        return format!("email:{}", policy.email_key(&email.address));
+    let hashed = |parts: &mut dyn Iterator<Item = &str>| {
+        let mut hash = Sha256::new();
+        for part in parts {
+            hash.update(part.as_bytes());
+            hash.update([0x1f]);
+        }
+        hex::encode(&hash.finalize()[..8])
+    };
+    let key = if let Some(email) = data.emails.iter().find(|e| e.primary).or(data.emails.first()) {
+        format!("email:{}", policy.email_key(&email.address))
+    } else if let Some(phone) = data.phones.iter().find(|p| p.primary).or(data.phones.first()) {
+        format!("phone:{}", phone.number)
+    } else {
+        format!("row:{}", hashed(&mut cells.iter().map(|c| c.trim())))
+    };
+    // Within an external id's length: a very long address is known by its hash.
+    match normalize_external_id(&key) {
+        Ok(key) => key,
+        Err(_) => format!("hash:{}", hashed(&mut std::iter::once(key.as_str()))),
     }
-    if let Some(phone) = data.phones.iter().find(|p| p.primary).or(data.phones.first()) {
-        return format!("phone:{}", phone.number);
-    }
-    let mut hash = Sha256::new();
-    for cell in cells {
-        hash.update(cell.trim().as_bytes());
-        hash.update([0x1f]);
-    }
-    format!("row:{}", hex::encode(&hash.finalize()[..8]))
 }
 
 /// A validation error as one line of the error file.

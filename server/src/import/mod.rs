@@ -62,6 +62,11 @@ pub struct Summary {
     pub headers: Vec<String>,
     /// Seconds the rows took (the missing-row pass not counted).
     pub seconds: f64,
+    /// Why the import stopped before the end, if it did (the batches
+    /// written before stay written).
+    pub failed: Option<String>,
+    /// Why `--delete-missing` deactivated nothing, if it was asked.
+    pub delete_missing_skipped: Option<String>,
 }
 
 impl Summary {
@@ -104,8 +109,8 @@ pub async fn import(
     let (read, rejected) = (&mut summary.read, &mut summary.rejected);
     let batches = std::iter::from_fn(|| {
         let mut batch = Vec::with_capacity(batch_size);
-        while batch.len() < batch_size {
-            let (line, cells) = match records.next_record() {
+        while batch.len() < batch_size && failure.is_none() {
+            let (line, cells, not_text) = match records.next_record() {
                 Ok(Some(record)) => record,
                 Ok(None) => break,
                 Err(e) => {
@@ -114,14 +119,15 @@ pub async fn import(
                 }
             };
             *read += 1;
-            let cells = match cells {
-                Ok(cells) => cells,
-                Err(reason) => {
-                    rejected.push((Rejected { line, key: None, reason: format!("the row {reason}") }, Vec::new()));
-                    continue;
-                }
-            };
             let borrowed: Vec<&str> = cells.iter().map(String::as_str).collect();
+            if let Some(reason) = not_text {
+                let key = plan.key_of(&borrowed);
+                if let Some(key) = &key {
+                    seen.entry(key.clone()).or_insert(line);
+                }
+                rejected.push((Rejected { line, key, reason: format!("the row {reason}") }, cells));
+                continue;
+            }
             match plan.prepare(line, &borrowed, &options.policy) {
                 Ok(row) => match seen.get(&row.key) {
                     Some(first) => {
@@ -146,10 +152,16 @@ pub async fn import(
     });
     let mut loaded = Vec::new();
     let mut done = 0u64;
-    stream::iter(batches)
+    let written = stream::iter(batches)
         .map(|batch| {
+            // A task per batch: its queries are built and its answers read
+            // on another core than the one reading and checking the file.
             let loader = loader.clone();
-            async move { loader.load(&batch).await.map(|outcome| (batch.len() as u64, outcome)) }
+            let task =
+                tokio::spawn(async move { loader.load(&batch).await.map(|outcome| (batch.len() as u64, outcome)) });
+            async move {
+                task.await.unwrap_or_else(|e| Err(crate::domain::DomainError::Internal(format!("import task: {e}"))))
+            }
         })
         .buffer_unordered(options.parallel.max(1))
         .map_err(|e| anyhow::anyhow!("loading a batch failed: {e}"))
@@ -159,10 +171,7 @@ pub async fn import(
             loaded.push(outcome);
             futures::future::ready(Ok(()))
         })
-        .await?;
-    if let Some(error) = failure {
-        return Err(error.context("reading the file"));
-    }
+        .await;
     let mut contacts = Vec::new();
     for outcome in loaded {
         summary.created += outcome.created;
@@ -171,11 +180,32 @@ pub async fn import(
         summary.noted.extend(outcome.noted);
         contacts.extend(outcome.contacts);
     }
+    // What was written stays written (each batch committed whole): the
+    // caller still gets the rejected rows and the report of what was loaded.
+    if let Err(error) = written.and(failure.map_or(Ok(()), |e| Err(e.context("reading the file")))) {
+        summary.failed = Some(format!("{error:#}"));
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+    if let Err(error) = store.analyze_after_bulk_load().await {
+        tracing::warn!(%error, "could not refresh the planner's statistics after the import");
+    }
     summary.noted.extend(loader.link_contacts(&contacts).await?);
     summary.seconds = started.elapsed().as_secs_f64();
 
     let earlier = store::imports::keys(store.db(), &options.tenant, &options.source).await?;
     let missing: Vec<(String, _)> = earlier.into_iter().filter(|(key, _)| !seen.contains_key(key)).collect();
-    summary.noted.extend(loader.missing(&missing, options.delete_missing).await?);
+    // Deactivating is for a file known whole: a rejected row may be one
+    // whose key could not be read, an empty file one truncated by accident.
+    let deactivate = options.delete_missing && summary.rejected.is_empty() && summary.read > 0;
+    if options.delete_missing && !deactivate && !missing.is_empty() {
+        summary.delete_missing_skipped = Some(if summary.read == 0 {
+            "the file holds no rows".to_owned()
+        } else {
+            format!("{} rows were rejected: fix them and import again", summary.rejected.len())
+        });
+    }
+    summary.noted.extend(loader.missing(&missing, deactivate).await?);
+    loader.audit_run(&summary).await?;
     Ok(summary)
 }

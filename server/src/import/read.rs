@@ -5,9 +5,9 @@ use std::io::{self, BufRead, BufReader, Read};
 
 use super::mapping::Encoding;
 
-/// A record of the file: the line it starts on and its cells, or why its
-/// bytes are not text.
-pub type Record = (u64, Result<Vec<String>, String>);
+/// A record of the file: the line it starts on, its cells (bytes that are
+/// not text replaced), and why its bytes are not text, if they are not.
+pub type Record = (u64, Vec<String>, Option<String>);
 
 /// The records of a CSV file after its header.
 pub struct Records {
@@ -63,24 +63,29 @@ impl Records {
         &self.headers
     }
 
-    /// The next record; `None` at the end. A line the CSV reader cannot
-    /// read at all (an unterminated quote at the end of the file) is an error.
+    /// The next record; `None` at the end; an error when the file cannot be read.
     pub fn next_record(&mut self) -> anyhow::Result<Option<Record>> {
         if !self.reader.read_byte_record(&mut self.record)? {
             return Ok(None);
         }
         let line = self.record.position().map_or(0, csv::Position::line);
+        let mut text = true;
         let cells = self
             .record
             .iter()
-            .map(|cell| String::from_utf8(cell.to_vec()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(without_cr)
-            .map_err(|_| match self.encoding {
-                Encoding::Utf8 => not_utf8(),
-                Encoding::Latin1 => "is not text".to_owned(),
-            });
-        Ok(Some((line, cells)))
+            .map(|cell| match std::str::from_utf8(cell) {
+                Ok(cell) => cell.to_owned(),
+                Err(_) => {
+                    text = false;
+                    String::from_utf8_lossy(cell).into_owned()
+                }
+            })
+            .collect();
+        let error = (!text).then(|| match self.encoding {
+            Encoding::Utf8 => not_utf8(),
+            Encoding::Latin1 => "is not text".to_owned(),
+        });
+        Ok(Some((line, without_cr(cells), error)))
     }
 }
 
@@ -175,24 +180,25 @@ mod tests {
     fn a_bom_is_skipped_and_the_delimiter_sniffed() {
         let (headers, rows) = read_all(b"\xEF\xBB\xBFid;name\n1;\"M\xC3\xBCller; Hans\"\n", Encoding::Utf8);
         assert_eq!(headers, ["id", "name"]);
-        assert_eq!(rows[0].1.as_ref().expect("text"), &["1", "Müller; Hans"]);
+        assert_eq!(rows[0].1, ["1", "Müller; Hans"]);
     }
 
     #[test]
     fn latin1_is_read_as_such_and_utf8_errors_name_the_flag() {
         let (_, rows) = read_all(b"id\tname\n1\tM\xFCller\n", Encoding::Latin1);
-        assert_eq!(rows[0].1.as_ref().expect("text"), &["1", "Müller"]);
+        assert_eq!((rows[0].1.as_slice(), rows[0].2.as_deref()), (&["1".to_owned(), "Müller".to_owned()][..], None));
         let (_, rows) = read_all(b"id,name\n1,M\xFCller\n", Encoding::Utf8);
-        assert!(rows[0].1.as_ref().expect_err("not UTF-8").contains("--encoding latin-1"));
+        assert!(rows[0].2.as_deref().expect("not UTF-8").contains("--encoding latin-1"));
+        assert_eq!(rows[0].1, ["1", "M\u{FFFD}ller"], "the cells, for the error file");
     }
 
     #[test]
     fn quoted_newlines_keep_the_line_a_record_starts_on() {
-        let lines = |bytes| read_all(bytes, Encoding::Utf8).1.iter().map(|(line, _)| *line).collect::<Vec<_>>();
+        let lines = |bytes| read_all(bytes, Encoding::Utf8).1.iter().map(|(line, _, _)| *line).collect::<Vec<_>>();
         assert_eq!(lines(b"id,note\n1,\"two\nlines\"\n2,plain\n"), [2, 4]);
         assert_eq!(lines(b"id,note\r\n1,\"two\r\nlines\"\r\n2,plain\r\n"), [2, 4], "Windows line ends");
         let (headers, rows) = read_all(b"id,note\r\n1,\"two\r\nlines\"\r\n", Encoding::Utf8);
-        assert_eq!((headers[1].as_str(), rows[0].1.as_ref().expect("text")[1].as_str()), ("note", "two\r\nlines"));
+        assert_eq!((headers[1].as_str(), rows[0].1[1].as_str()), ("note", "two\r\nlines"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Loading prepared rows: one unit of work per batch, as every write —
 //! identity claims, outbox events, audit records and cache invalidation.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use super::mapping::Prepared;
 use crate::{
@@ -12,7 +15,7 @@ use crate::{
         identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy},
         profile::{self, Profile, ProfileData, ProfileField, ProfileKind, ProfileStatus, limits, record_lineage},
     },
-    service::audit_bulk,
+    service::{Audit, audit_bulk},
     store::{self, Store, UnitOfWork},
 };
 
@@ -89,28 +92,22 @@ pub struct Loader {
     source: String,
     policy: NormalizationPolicy,
     caller: Caller,
+    /// The people this run loaded, by row key: an organization naming one
+    /// as its primary contact gets it as it is written.
+    people: Arc<Mutex<HashMap<String, ProfileId>>>,
 }
 
 impl Loader {
     /// A loader of `source`'s rows into `tenant`.
     pub fn new(store: Store, tenant: TenantId, source: String, policy: NormalizationPolicy) -> Self {
         let caller = Caller::system(tenant.clone(), "import");
-        Self { store, tenant, source, policy, caller }
+        Self { store, tenant, source, policy, caller, people: Arc::default() }
     }
 
     /// Loads one batch (keys unique within it), trying again when a
     /// concurrent write got in the way.
     pub async fn load(&self, rows: &[Prepared]) -> Result<Loaded, DomainError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.load_once(rows).await {
-                Err(DomainError::Aborted(_) | DomainError::StaleEtag { .. }) if attempt < ATTEMPTS => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
-                }
-                outcome => return outcome,
-            }
-        }
+        retry(|| self.load_once(rows)).await
     }
 
     async fn load_once(&self, rows: &[Prepared]) -> Result<Loaded, DomainError> {
@@ -119,10 +116,20 @@ impl Loader {
         let conn = work.conn();
         let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
         let before = store::imports::loaded(conn, &self.tenant, &self.source, &keys).await?;
+        // The live profile each row feeds: the holder of its external id of
+        // this source (merges and deletes keep that index current).
+        let holders: HashMap<String, ProfileId> =
+            store::identities::holders_of(conn, &self.tenant, IdentifierType::ExternalId, &self.source, &keys)
+                .await?
+                .into_iter()
+                .collect();
+        // Unchanged: loaded whole before, exactly so, into a profile that is
+        // still live (a deleted one's row creates a profile again).
         let pending: Vec<&Prepared> = rows
             .iter()
             .filter(|row| {
-                let same = before.get(&row.key).is_some_and(|b| b.fingerprint == row.fingerprint);
+                let same = before.get(&row.key).is_some_and(|b| b.fingerprint == row.fingerprint)
+                    && holders.contains_key(&row.key);
                 done.unchanged += u64::from(same);
                 !same
             })
@@ -131,14 +138,6 @@ impl Loader {
             return Ok(done);
         }
 
-        // The live profile each row feeds: the holder of its external id of
-        // this source (merges and deletes keep that index current).
-        let pending_keys: Vec<&str> = pending.iter().map(|r| r.key.as_str()).collect();
-        let holders: HashMap<String, ProfileId> =
-            store::identities::holders_of(conn, &self.tenant, IdentifierType::ExternalId, &self.source, &pending_keys)
-                .await?
-                .into_iter()
-                .collect();
         let mut held: Vec<ProfileId> = holders.values().copied().collect();
         held.sort();
         held.dedup();
@@ -179,6 +178,8 @@ impl Loader {
             }
         }
 
+        done.contacts = self.link_known_contacts(&fed, &mut fresh, &mut current, now);
+
         // Every identifier claimed in one statement, in key order; one held
         // by another profile is left out of the row and reported.
         let mut wanted: Vec<(IdentifierKey, ProfileId)> = Vec::new();
@@ -192,7 +193,12 @@ impl Loader {
             wanted.extend(new.filter(|k| !old.contains(k)).map(|k| (k, *id)));
         }
         let refused = store::identities::claim_free(conn, &self.tenant, &wanted).await?;
-        let row_of: HashMap<ProfileId, &Prepared> = fed.iter().map(|(row, id)| (*id, *row)).collect();
+        let mut row_of: HashMap<ProfileId, &Prepared> = HashMap::with_capacity(fed.len());
+        for (row, id) in &fed {
+            row_of.entry(*id).or_insert(row);
+        }
+        let fresh_at: HashMap<ProfileId, usize> = fresh.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+        let mut partial: HashSet<ProfileId> = HashSet::new();
         for refusal in &refused {
             let row = row_of.get(&refusal.wanted_by).copied();
             if refusal.key.id_type == IdentifierType::ExternalId
@@ -204,12 +210,13 @@ impl Loader {
             }
             let data = match current.get_mut(&refusal.wanted_by) {
                 Some(profile) => &mut profile.data,
-                None => match fresh.iter_mut().find(|p| p.id == refusal.wanted_by) {
-                    Some(profile) => &mut profile.data,
+                None => match fresh_at.get(&refusal.wanted_by) {
+                    Some(&at) => &mut fresh[at].data,
                     None => continue,
                 },
             };
             strip(data, &refusal.key, &self.policy);
+            partial.insert(refusal.wanted_by);
             if let Some(row) = row {
                 let issue = Issue::IdentifierHeld { identifier: refusal.key.clone(), holder: refusal.holder };
                 done.noted.push(self.noted(row, refusal.wanted_by, issue));
@@ -217,17 +224,20 @@ impl Loader {
         }
         let refused_keys: HashSet<(&IdentifierKey, ProfileId)> =
             refused.iter().map(|r| (&r.key, r.wanted_by)).collect();
-        let claimed = |id: ProfileId| -> Vec<IdentifierKey> {
-            wanted
-                .iter()
-                .filter(|(k, p)| *p == id && !refused_keys.contains(&(k, id)))
-                .map(|(k, _)| k.clone())
-                .collect()
-        };
+        let mut claimed: HashMap<ProfileId, Vec<IdentifierKey>> = HashMap::new();
+        for (key, id) in &wanted {
+            if !refused_keys.contains(&(key, *id)) {
+                claimed.entry(*id).or_default().push(key.clone());
+            }
+        }
+        let mut claimed = |id: ProfileId| claimed.remove(&id).unwrap_or_default();
 
         store::profiles::insert_many(conn, &fresh).await?;
         let mut changed_ids = HashSet::new();
         let mut writes = Vec::new();
+        // In id order: two batches feeding the same profiles lock them alike.
+        let mut current: Vec<(ProfileId, Profile)> = current.into_iter().collect();
+        current.sort_by_key(|(id, _)| *id);
         for (id, mut next) in current {
             let original = &originals[&id];
             let changed = original.data.diff(&next.data);
@@ -244,15 +254,17 @@ impl Loader {
             writes.push((next, changed));
         }
         let conn = work.conn();
-        let record: Vec<(&str, ProfileId, &str)> =
-            fed.iter().map(|(row, id)| (row.key.as_str(), *id, row.fingerprint.as_str())).collect();
+        // A row loaded only in part (an identifier held elsewhere, a full
+        // list) is not remembered as loaded: the next import tries it again.
+        for noted in &done.noted {
+            partial.insert(noted.profile);
+        }
+        let record: Vec<(&str, ProfileId, &str)> = fed
+            .iter()
+            .map(|(row, id)| (row.key.as_str(), *id, if partial.contains(id) { "" } else { row.fingerprint.as_str() }))
+            .collect();
         store::imports::record(conn, &self.tenant, &self.source, &record).await?;
 
-        for (row, id) in &fed {
-            if let Some(contact) = &row.primary_contact {
-                done.contacts.push((*id, contact.clone(), row.line, row.key.clone()));
-            }
-        }
         let fresh_ids: HashSet<ProfileId> = fresh.iter().map(|p| p.id).collect();
         for (_, id) in &fed {
             if fresh_ids.contains(id) {
@@ -276,8 +288,53 @@ impl Loader {
         let (created_count, updated_count) = (created.len(), updated.len());
         audit_bulk(&mut work, &self.caller, "profile.create", created, created_count);
         audit_bulk(&mut work, &self.caller, "profile.update", updated, updated_count);
+        let people: Vec<(String, ProfileId)> = fed
+            .iter()
+            .filter(|(row, _)| row.data.kind == ProfileKind::Person)
+            .map(|(row, id)| (row.key.clone(), *id))
+            .collect();
         work.commit().await?;
+        self.people.lock().map_err(|_| DomainError::Internal("import people poisoned".into()))?.extend(people);
         Ok(done)
+    }
+
+    /// Sets the primary contact of each organization in `fed` whose contact
+    /// is a person this run loaded already (or loads in this batch); returns
+    /// the links left for [`Self::link_contacts`], once every row is in.
+    fn link_known_contacts(
+        &self,
+        fed: &[(&Prepared, ProfileId)],
+        fresh: &mut [Profile],
+        current: &mut HashMap<ProfileId, Profile>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(ProfileId, String, u64, String)> {
+        let batch: HashMap<&str, ProfileId> = fed
+            .iter()
+            .filter(|(row, _)| row.data.kind == ProfileKind::Person)
+            .map(|(row, id)| (row.key.as_str(), *id))
+            .collect();
+        let known = self.people.lock().ok();
+        let mut later = Vec::new();
+        for (row, id) in fed {
+            let Some(contact) = &row.primary_contact else { continue };
+            let found = batch
+                .get(contact.as_str())
+                .copied()
+                .or_else(|| known.as_ref().and_then(|people| people.get(contact).copied()));
+            let is_organization = row.data.kind == ProfileKind::Organization;
+            match found.filter(|contact_id| is_organization && contact_id != id) {
+                Some(contact_id) => {
+                    if let Some(profile) = current.get_mut(id) {
+                        profile.data.primary_contact_id = Some(contact_id);
+                    } else if let Some(profile) = fresh.iter_mut().find(|p| p.id == *id) {
+                        profile.data.primary_contact_id = Some(contact_id);
+                        record_lineage(&mut profile.lineage, &[ProfileField::PrimaryContactId], &self.source, now);
+                    }
+                }
+                None => later.push((*id, contact.clone(), row.line, row.key.clone())),
+            }
+        }
+        later
     }
 
     fn noted(&self, row: &Prepared, profile: ProfileId, issue: Issue) -> Noted {
@@ -294,6 +351,14 @@ impl Loader {
     pub async fn link_contacts(&self, links: &[(ProfileId, String, u64, String)]) -> Result<Vec<Noted>, DomainError> {
         let mut noted = Vec::new();
         for chunk in links.chunks(500) {
+            noted.extend(retry(|| self.link_chunk(chunk)).await?);
+        }
+        Ok(noted)
+    }
+
+    async fn link_chunk(&self, chunk: &[(ProfileId, String, u64, String)]) -> Result<Vec<Noted>, DomainError> {
+        let mut noted = Vec::new();
+        {
             let work = self.store.begin().await?;
             let conn = work.conn();
             let keys: Vec<&str> = chunk.iter().map(|(_, contact, _, _)| contact.as_str()).collect();
@@ -339,6 +404,9 @@ impl Loader {
                 }
                 written.push(next);
             }
+            // Tried again by the next import, once the contact is there.
+            let unlinked: Vec<&str> = noted.iter().map(|n| n.key.as_str()).collect();
+            store::imports::forget_fingerprints(work.conn(), &self.tenant, &self.source, &unlinked).await?;
             self.commit_updates(work, written, &[ProfileField::PrimaryContactId], Vec::new()).await?;
         }
         Ok(noted)
@@ -351,6 +419,14 @@ impl Loader {
     pub async fn missing(&self, missing: &[(String, ProfileId)], deactivate: bool) -> Result<Vec<Noted>, DomainError> {
         let mut noted = Vec::new();
         for chunk in missing.chunks(500) {
+            noted.extend(retry(|| self.missing_chunk(chunk, deactivate)).await?);
+        }
+        Ok(noted)
+    }
+
+    async fn missing_chunk(&self, chunk: &[(String, ProfileId)], deactivate: bool) -> Result<Vec<Noted>, DomainError> {
+        let mut noted = Vec::new();
+        {
             let work = self.store.begin().await?;
             let conn = work.conn();
             let keys: Vec<&str> = chunk.iter().map(|(key, _)| key.as_str()).collect();
@@ -369,8 +445,11 @@ impl Loader {
                 let profile = holders.get(key).and_then(|id| profiles.get(id));
                 let kept_because = match profile {
                     None => Some("its profile is no longer live".to_owned()),
-                    Some(p) if p.data.external_ids.len() > 1 => {
-                        Some("its profile also holds other external ids (merged or given since)".to_owned())
+                    Some(p) if p.data.external_ids.iter().any(|x| x.source == self.source && x.id != *key) => {
+                        Some(format!("its profile also holds another row of '{}' (merged since)", self.source))
+                    }
+                    Some(p) if p.id != *loaded_into || merged_into_it(conn, &self.tenant, p.id).await? => {
+                        Some("its profile holds other records merged into it".to_owned())
                     }
                     Some(_) => None,
                 };
@@ -402,6 +481,16 @@ impl Loader {
         Ok(noted)
     }
 
+    /// Audits the run as a whole (`profile.import`, counting the rows read),
+    /// so that an import that changed nothing is on record too.
+    pub async fn audit_run(&self, summary: &super::Summary) -> Result<(), DomainError> {
+        let mut work = self.store.begin().await?;
+        let mut record = Audit::write(&self.caller, "profile.import", "import", vec![self.source.clone()]);
+        record.count = summary.read as i64;
+        work.audit(record);
+        work.commit().await
+    }
+
     /// Commits `written` profiles, each changed in `changed`, with their
     /// events, audit and invalidation (`released` identifiers too).
     async fn commit_updates(
@@ -420,6 +509,34 @@ impl Loader {
         audit_bulk(&mut work, &self.caller, action, written.iter().map(|p| p.id.to_string()).collect(), written.len());
         work.commit().await
     }
+}
+
+/// Runs `attempt` again (a few times, briefly apart) when a concurrent
+/// write got in its way.
+async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, DomainError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DomainError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(DomainError::Aborted(_) | DomainError::StaleEtag { .. }) if tries < ATTEMPTS => {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries as u64)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether any profile was merged into `id` (and not split off again).
+async fn merged_into_it(
+    conn: &impl sea_orm::ConnectionTrait,
+    tenant: &TenantId,
+    id: ProfileId,
+) -> Result<bool, DomainError> {
+    Ok(store::merges::history(conn, tenant, id).await?.iter().any(|m| m.target == id))
 }
 
 /// Folds an imported row into the profile it feeds: a filled value replaces

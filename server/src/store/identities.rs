@@ -158,14 +158,31 @@ pub async fn holders_of(
             continue;
         }
         let mut sql = Sql::new(conn.get_database_backend());
-        sql.push("SELECT value, profile_id FROM identities WHERE tenant_id = ")
-            .bind(tenant.as_str())
-            .push(" AND id_type = ")
-            .bind(id_type.as_str())
-            .push(" AND namespace = ")
-            .bind(namespace)
-            .push(" AND ")
-            .in_list("value", chunk.iter().map(|v| (*v).to_owned()));
+        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // One primary-key probe per value, whatever the planner's
+            // statistics say: a table filled by this very import has none
+            // until it is analyzed, and `value = ANY(…)` (or a plain join)
+            // then scans the whole namespace per batch. OFFSET 0 keeps the
+            // lateral subquery from being flattened into such a join.
+            sql.push("SELECT i.value, i.profile_id FROM unnest(")
+                .bind_array(chunk.iter().map(|v| (*v).to_owned()))
+                .push("::text[]) AS v(value) CROSS JOIN LATERAL (SELECT value, profile_id FROM identities WHERE tenant_id = ")
+                .bind(tenant.as_str())
+                .push(" AND id_type = ")
+                .bind(id_type.as_str())
+                .push(" AND namespace = ")
+                .bind(namespace)
+                .push(" AND value = v.value OFFSET 0) i");
+        } else {
+            sql.push("SELECT value, profile_id FROM identities WHERE tenant_id = ")
+                .bind(tenant.as_str())
+                .push(" AND id_type = ")
+                .bind(id_type.as_str())
+                .push(" AND namespace = ")
+                .bind(namespace)
+                .push(" AND ")
+                .in_list("value", chunk.iter().map(|v| (*v).to_owned()));
+        }
         for row in conn.query_all_raw(sql.statement()).await.map_err(db_error)? {
             let value: String = row.try_get("", "value").map_err(db_error)?;
             let profile: Uuid = row.try_get("", "profile_id").map_err(db_error)?;
@@ -246,17 +263,27 @@ pub async fn claim_free(
             !inserted.contains(&(key.id_type.as_str().to_owned(), key.namespace.clone(), key.value.clone()))
         })
         .collect();
-    if !taken.is_empty() {
-        let keys: Vec<IdentifierKey> = taken.iter().map(|(key, _)| (*key).clone()).collect();
-        let holders: std::collections::HashMap<IdentifierKey, ProfileId> =
-            holders(conn, tenant, &keys).await?.into_iter().collect();
-        for (key, wanted_by) in taken {
-            // Released again since the insert (a concurrent delete): refused
-            // all the same, the caller's rows were built without it.
-            let holder = holders.get(key).copied().unwrap_or(wanted_by);
-            if holder != wanted_by {
-                refused.push(Refused { key: key.clone(), wanted_by, holder });
+    // The holders of the keys not inserted, one indexed query per type and namespace.
+    let mut groups: std::collections::BTreeMap<(IdentifierType, &str), Vec<&str>> = std::collections::BTreeMap::new();
+    for (key, _) in &taken {
+        groups.entry((key.id_type, key.namespace.as_str())).or_default().push(key.value.as_str());
+    }
+    let mut held: std::collections::HashMap<(IdentifierType, &str, String), ProfileId> =
+        std::collections::HashMap::new();
+    for ((id_type, namespace), values) in groups {
+        for (value, holder) in holders_of(conn, tenant, id_type, namespace, &values).await? {
+            held.insert((id_type, namespace, value), holder);
+        }
+    }
+    for (key, wanted_by) in taken {
+        match held.get(&(key.id_type, key.namespace.as_str(), key.value.clone())) {
+            Some(holder) if *holder != wanted_by => {
+                refused.push(Refused { key: key.clone(), wanted_by, holder: *holder })
             }
+            Some(_) => {}
+            // Released by a concurrent write between the insert and this
+            // read: neither ours nor refused; the caller tries again.
+            None => return Err(DomainError::Aborted(format!("{key} changed holder during the claim"))),
         }
     }
     Ok(refused)

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use c360_entity::import_row::{ActiveModel, Column, Entity};
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Iterable, QueryFilter, QuerySelect, prelude::Uuid,
-    sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Iterable, QueryFilter, QuerySelect,
+    prelude::Uuid, sea_query::OnConflict,
 };
 
-use super::{MAX_BIND_PARAMS, db_error, rows_per_statement};
+use super::{MAX_BIND_PARAMS, db_error, rows_per_statement, sql::Sql};
 use crate::domain::{DomainError, ProfileId, TenantId};
 
 /// What an earlier import loaded for one row key.
@@ -30,17 +30,35 @@ pub async fn loaded(
 ) -> Result<HashMap<String, Loaded>, DomainError> {
     let mut found = HashMap::new();
     for chunk in keys.chunks(MAX_BIND_PARAMS - 2) {
-        let rows = Entity::find()
-            .select_only()
-            .columns([Column::RowKey, Column::ProfileId, Column::Fingerprint])
-            .filter(Column::TenantId.eq(tenant.as_str()))
-            .filter(Column::Source.eq(source))
-            .filter(Column::RowKey.is_in(chunk.iter().copied()))
-            .into_tuple::<(String, Uuid, String)>()
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        for (key, profile, fingerprint) in rows {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut sql = Sql::new(conn.get_database_backend());
+        if conn.get_database_backend() == DbBackend::Postgres {
+            // A primary-key probe per key, statistics or not (see
+            // `identities::holders_of`; OFFSET 0 keeps the probe a probe).
+            sql.push("SELECT r.row_key, r.profile_id, r.fingerprint FROM unnest(")
+                .bind_array(chunk.iter().map(|k| (*k).to_owned()))
+                .push(
+                    "::text[]) AS k(row_key) CROSS JOIN LATERAL (SELECT row_key, profile_id, fingerprint \
+                     FROM import_rows WHERE tenant_id = ",
+                )
+                .bind(tenant.as_str())
+                .push(" AND source = ")
+                .bind(source)
+                .push(" AND row_key = k.row_key OFFSET 0) r");
+        } else {
+            sql.push("SELECT row_key, profile_id, fingerprint FROM import_rows WHERE tenant_id = ")
+                .bind(tenant.as_str())
+                .push(" AND source = ")
+                .bind(source)
+                .push(" AND ")
+                .in_list("row_key", chunk.iter().map(|k| (*k).to_owned()));
+        }
+        for row in conn.query_all_raw(sql.statement()).await.map_err(db_error)? {
+            let key: String = row.try_get("", "row_key").map_err(db_error)?;
+            let profile: Uuid = row.try_get("", "profile_id").map_err(db_error)?;
+            let fingerprint: String = row.try_get("", "fingerprint").map_err(db_error)?;
             found.insert(key, Loaded { profile_id: ProfileId::from(profile), fingerprint });
         }
     }
@@ -99,6 +117,30 @@ pub async fn forget(
 ) -> Result<(), DomainError> {
     for chunk in keys.chunks(MAX_BIND_PARAMS - 2) {
         Entity::delete_many()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Column::Source.eq(source))
+            .filter(Column::RowKey.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Forgets the fingerprints of row keys of `source` (loaded only in part):
+/// the next import loads them again.
+pub async fn forget_fingerprints(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    source: &str,
+    keys: &[&str],
+) -> Result<(), DomainError> {
+    for chunk in keys.chunks(MAX_BIND_PARAMS - 3) {
+        if chunk.is_empty() {
+            continue;
+        }
+        Entity::update_many()
+            .col_expr(Column::Fingerprint, sea_orm::sea_query::Expr::value(""))
             .filter(Column::TenantId.eq(tenant.as_str()))
             .filter(Column::Source.eq(source))
             .filter(Column::RowKey.is_in(chunk.iter().copied()))

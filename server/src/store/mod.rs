@@ -110,6 +110,22 @@ impl Store {
         Migrator::up(&self.db, None).await
     }
 
+    /// Refreshes the planner's statistics of the tables a bulk load grew
+    /// (PostgreSQL's advice after one; autovacuum would get there later, or,
+    /// where it is off, never): the load's own later queries and the
+    /// servers' then plan for the rows that are there. SQLite: nothing.
+    pub async fn analyze_after_bulk_load(&self) -> Result<(), DomainError> {
+        if self.db.get_database_backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        let statement = sea_orm::Statement::from_string(
+            DatabaseBackend::Postgres,
+            "ANALYZE profiles, identities, import_rows, outbox".to_owned(),
+        );
+        self.db.execute_raw(statement).await.map_err(db_error)?;
+        Ok(())
+    }
+
     /// The pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
@@ -164,13 +180,19 @@ pub(crate) fn supports_row_locks(conn: &impl ConnectionTrait) -> bool {
     conn.get_database_backend() == DatabaseBackend::Postgres
 }
 
-/// Whether PostgreSQL rolled the transaction back for a concurrent one
-/// (deadlock, serialization failure).
+/// Whether the transaction lost to a concurrent one: PostgreSQL's deadlock
+/// and serialization failures, and SQLite's busy database (another process
+/// writing the same file, e.g. `c360 import` beside a running server: a
+/// transaction that read first cannot then write past a newer commit).
 fn rolled_back_by_a_concurrent_one(err: &DbErr) -> bool {
     let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
         return false;
     };
-    e.as_database_error().and_then(|db| db.code()).is_some_and(|code| code == "40P01" || code == "40001")
+    // SQLite's codes are the extended result codes: BUSY (5), BUSY_RECOVERY
+    // (261), BUSY_SNAPSHOT (517), BUSY_TIMEOUT (773).
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "5" | "261" | "517" | "773"))
 }
 
 /// Maps a database error: unreachable → UNAVAILABLE, rolled back for a
@@ -182,8 +204,7 @@ pub fn db_error(err: DbErr) -> DomainError {
             tracing::warn!(error = %err, "database unavailable");
             DomainError::Unavailable("database".into())
         }
-        // PostgreSQL's deadlock and serialization failures: the transaction
-        // was rolled back and is worth retrying.
+        // Lost to a concurrent transaction: rolled back, worth retrying.
         ref other if rolled_back_by_a_concurrent_one(other) => {
             tracing::warn!(error = %other, "transaction aborted by a concurrent one");
             DomainError::Aborted("a concurrent change to the same records won; retry".into())
