@@ -40,6 +40,8 @@ pub struct Model {
     pub recorded_by: String,
     /// When c360 recorded it.
     pub recorded_at: DateTimeUtc,
+    /// The merged id the caller named, when recorded for the profile it resolved to.
+    pub addressed_to: Option<Uuid>,
 }
 
 /// No relations are declared: joins are written where the queries are.

@@ -20,6 +20,7 @@ mod m20261202_000012_cache_peers;
 mod m20261202_000013_merged_into;
 mod m20261202_000014_profile_merges;
 mod m20261202_000015_import_rows;
+mod m20261202_000016_unmerge;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_merged_into::Migration),
             Box::new(m20261202_000014_profile_merges::Migration),
             Box::new(m20261202_000015_import_rows::Migration),
+            Box::new(m20261202_000016_unmerge::Migration),
         ]
     }
 }

@@ -167,16 +167,24 @@ async fn every_emitted_event_round_trips_through_its_avro_schema() {
         reason: pb::MergeReason::Duplicate as i32,
         ..Default::default()
     };
-    app.identity(TENANT, &[Role::Steward]).merge_profiles(merge).await.expect("merge");
+    let mut identity = app.identity(TENANT, &[Role::Steward]);
+    let merged = identity.merge_profiles(merge).await.expect("merge").into_inner();
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, reason: String::new() };
+    identity.unmerge_profile(unmerge).await.expect("unmerge");
 
     let envelopes = outbox(&app.db.connect().await).await;
     let types: std::collections::BTreeSet<&str> =
         envelopes.iter().map(|e| e["eventType"].as_str().expect("eventType")).collect();
-    // Unmerges and erasure are emitted by later capabilities; their schemas
-    // are checked to parse above.
+    // Erasure is emitted by a later capability; its schema is checked to parse above.
     assert_eq!(
         types.into_iter().collect::<Vec<_>>(),
-        ["ConsentUpdatedEvent", "CustomerMergedEvent", "CustomerProfileCreatedEvent", "CustomerProfileUpdatedEvent"]
+        [
+            "ConsentUpdatedEvent",
+            "CustomerMergedEvent",
+            "CustomerProfileCreatedEvent",
+            "CustomerProfileUpdatedEvent",
+            "CustomerUnmergedEvent"
+        ]
     );
     for envelope in &envelopes {
         let event_type = envelope["eventType"].as_str().expect("eventType");

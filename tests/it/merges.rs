@@ -160,6 +160,19 @@ async fn three_profiles_merge_into_one_golden_record(app: TestApp) {
     let org = client.create_profile(create(crate::organization("Acme", "SMB"))).await.expect("org").into_inner();
     let kinds = steward.merge_profiles(merge(&target.id, &[&org.id])).await.expect_err("a person and an organization");
     assert_eq!(kinds.code(), tonic::Code::FailedPrecondition);
+    // More sources than the tenant's cap: refused, naming the setting.
+    let cap = |max: u32| pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings { max_merge_sources: max, ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["max_merge_sources".into()] }),
+        etag: String::new(),
+    };
+    admin.update_tenant_settings(cap(1)).await.expect("cap of one");
+    let capped = steward.merge_profiles(merge(&target.id, &[&crm.id, &web.id])).await.expect_err("over the cap");
+    assert!(crate::violated_fields(&capped).contains(&"source_ids".to_owned()), "{capped:?}");
+    assert!(capped.message().contains("max_merge_sources"), "{capped:?}");
+    let too_high = admin.update_tenant_settings(cap(101)).await.expect_err("at most 100");
+    assert_eq!(crate::violated_fields(&too_high), ["max_merge_sources"]);
+    admin.update_tenant_settings(cap(0)).await.expect("back to the default");
 
     let mut request = merge(&target.id, &[&crm.id, &web.id]);
     request.etags = [(target.id.clone(), target.etag.clone())].into();
@@ -376,3 +389,205 @@ async fn two_merges_of_one_profile_at_once_leave_one_merge(app: TestApp) {
     assert_eq!((retried.id.as_str(), retried.redirected_from.as_str()), (ids[0].as_str(), created.id.as_str()));
 }
 on_both!(concurrent_merges, two_merges_of_one_profile_at_once_leave_one_merge);
+
+/// A profile's content as a caller compares it: what a write or an unmerge
+/// must keep, without the bookkeeping every write moves on (and the
+/// completeness, derived from the rest).
+fn content(profile: &pb::Profile) -> pb::Profile {
+    pb::Profile {
+        completeness: 0.0,
+        etag: String::new(),
+        update_time: None,
+        lineage: Default::default(),
+        redirected_from: String::new(),
+        ..profile.clone()
+    }
+}
+
+fn text(value: &str) -> prost_types::Value {
+    prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(value.into())) }
+}
+
+async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut admin = app.admin();
+    let mut identity = app.identity(TENANT, &[Role::Steward]);
+    let mut consents = app.consents(TENANT, &[Role::Admin]);
+    let mut ann = person("Ann", "Lee", "ann@example.com");
+    ann.phones = vec![pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: true }];
+    ann.segment = "retail".into();
+    ann.birth_date = "1980-01-01".into();
+    ann.attributes = Some(prost_types::Struct { fields: [("tier".to_owned(), text("silver"))].into() });
+    let target = admin.create_profile(with_source(create(ann), "crm")).await.expect("create").into_inner();
+    let mut anne = person("Anne", "Lee-Smith", "anne@example.com");
+    anne.addresses = vec![pb::PostalAddress {
+        lines: vec!["1 Main St".into()],
+        locality: "Springfield".into(),
+        country_code: "US".into(),
+        ..Default::default()
+    }];
+    anne.external_ids = vec![pb::ExternalId { source: "pos".into(), id: "77".into() }];
+    anne.attributes = Some(prost_types::Struct {
+        fields: [("tier".to_owned(), text("gold")), ("club".to_owned(), text("yes"))].into(),
+    });
+    let source = admin.create_profile(with_source(create(anne), "pos")).await.expect("create").into_inner();
+    let decide = |profile: &str, purpose: pb::ConsentPurpose, status: pb::ConsentStatus| pb::SetConsentRequest {
+        profile_id: profile.into(),
+        purpose: purpose as i32,
+        status: status as i32,
+        source: "test".into(),
+        ..Default::default()
+    };
+    consents
+        .set_consent(decide(&source.id, pb::ConsentPurpose::SmsMarketing, pb::ConsentStatus::Granted))
+        .await
+        .expect("consent on the source");
+    let target_before = admin.get_profile(pb::GetProfileRequest { id: target.id.clone() }).await.expect("get");
+    let source_before = admin.get_profile(pb::GetProfileRequest { id: source.id.clone() }).await.expect("get");
+    let (target_before, source_before) = (target_before.into_inner(), source_before.into_inner());
+
+    let merged = identity.merge_profiles(merge(&target.id, &[&source.id])).await.expect("merge").into_inner();
+    let golden = merged.profile.expect("golden record");
+    assert_eq!(golden.emails.len(), 2);
+
+    // After the merge: a write through the source's old id, one through the
+    // target's own id, and consent through the old id.
+    let through_old = pb::Profile {
+        phones: [golden.phones.clone(), vec![pb::PhoneNumber { number: "+14155550199".into(), ..Default::default() }]]
+            .concat(),
+        segment: "vip".into(),
+        ..Default::default()
+    };
+    let written = admin
+        .update_profile(crate::update(&source.id, &["phones", "segment"], &golden.etag, through_old))
+        .await
+        .expect("update through the old id")
+        .into_inner();
+    assert_eq!(written.redirected_from, source.id);
+    let own = pb::Profile {
+        emails: [
+            written.emails.clone(),
+            vec![pb::EmailAddress { address: "ann.work@example.com".into(), ..Default::default() }],
+        ]
+        .concat(),
+        ..Default::default()
+    };
+    admin.update_profile(crate::update(&target.id, &["emails"], &written.etag, own)).await.expect("own update");
+    consents
+        .set_consent(decide(&source.id, pb::ConsentPurpose::EmailMarketing, pb::ConsentStatus::Denied))
+        .await
+        .expect("consent through the old id");
+
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id.clone(), reason: "not the same person".into() };
+    let undone = identity.unmerge_profile(unmerge.clone()).await.expect("unmerge").into_inner();
+    assert_eq!(undone.merge_id, merged.merge_id);
+
+    // The source: as it was, plus what arrived through its old id.
+    let source_after = admin.get_profile(pb::GetProfileRequest { id: source.id.clone() }).await.expect("get");
+    let source_after = source_after.into_inner();
+    assert_eq!(source_after.redirected_from, "", "its id is its own again");
+    let mut expected = content(&source_before);
+    expected.phones = vec![pb::PhoneNumber { number: "+14155550199".into(), ..Default::default() }];
+    expected.segment = "vip".into();
+    assert_eq!(content(&source_after), expected, "field by field");
+    assert!(source_after.etag.parse::<i64>().expect("etag") > source_before.etag.parse::<i64>().expect("etag"));
+    assert_eq!(content(&undone.sources[0]), expected);
+
+    // The target: without what the source brought, with its own write.
+    let target_after = admin.get_profile(pb::GetProfileRequest { id: target.id.clone() }).await.expect("get");
+    let mut expected = content(&target_before);
+    expected.emails.push(pb::EmailAddress { address: "ann.work@example.com".into(), ..Default::default() });
+    assert_eq!(content(&target_after.into_inner()), expected, "field by field");
+
+    // Identifiers follow their profile.
+    let lookup = |r#type: pb::IdentifierType, value: &str, source: &str| pb::LookupProfileRequest {
+        r#type: r#type as i32,
+        value: value.into(),
+        source: source.into(),
+    };
+    for (request, holder) in [
+        (lookup(pb::IdentifierType::Email, "anne@example.com", ""), &source.id),
+        (lookup(pb::IdentifierType::Phone, "+14155550199", ""), &source.id),
+        (lookup(pb::IdentifierType::ExternalId, "77", "pos"), &source.id),
+        (lookup(pb::IdentifierType::Email, "ann.work@example.com", ""), &target.id),
+        (lookup(pb::IdentifierType::Phone, "+14155550100", ""), &target.id),
+    ] {
+        let found = admin.lookup_profile(request.clone()).await.expect("lookup").into_inner();
+        assert_eq!(&found.id, holder, "{request:?}");
+    }
+
+    // Consent: the source's own and what arrived through its old id are its
+    // again; the target keeps none of them.
+    let state = |profile: &str| pb::GetConsentsRequest { profile_id: profile.into() };
+    let source_consents = consents.get_consents(state(&source.id)).await.expect("get").into_inner();
+    let mut purposes: Vec<i32> = source_consents.consents.iter().map(|c| c.purpose).collect();
+    purposes.sort();
+    assert_eq!(purposes, [pb::ConsentPurpose::EmailMarketing as i32, pb::ConsentPurpose::SmsMarketing as i32]);
+    let target_consents = consents.get_consents(state(&target.id)).await.expect("get").into_inner();
+    assert!(target_consents.consents.is_empty(), "{target_consents:?}");
+
+    let history = identity
+        .list_merge_history(pb::ListMergeHistoryRequest { profile_id: target.id.clone() })
+        .await
+        .expect("history")
+        .into_inner();
+    assert!(history.merges[0].undo_time.is_some() && !history.merges[0].undone_by.is_empty());
+    let envelopes = crate::outbox(&app.db.connect().await).await;
+    let unmerged: Vec<_> = envelopes.iter().filter(|e| e["eventType"] == "CustomerUnmergedEvent").collect();
+    assert_eq!(unmerged.len(), 1);
+    assert_eq!(unmerged[0]["payload"]["sourceCustomerId"], source.id.as_str());
+    assert_eq!(unmerged[0]["payload"]["unmergeReason"], "not the same person");
+
+    let again = identity.unmerge_profile(unmerge).await.expect_err("undone already");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
+}
+on_both!(exact_unmerge, a_merge_written_through_then_undone_restores_each_profile_exactly);
+
+async fn a_merge_absorbed_by_a_later_one_is_undone_after_it(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut admin = app.admin();
+    let mut identity = app.identity(TENANT, &[Role::Steward]);
+    let new = |given: &'static str, email: &'static str| {
+        let mut admin = admin.clone();
+        async move { admin.create_profile(create(person(given, "Chain", email))).await.expect("create").into_inner() }
+    };
+    let (a, b, c) =
+        (new("Ada", "a@example.com").await, new("Bea", "b@example.com").await, new("Cy", "c@example.com").await);
+    let first = identity.merge_profiles(merge(&b.id, &[&a.id])).await.expect("A into B").into_inner();
+    let second = identity.merge_profiles(merge(&c.id, &[&b.id])).await.expect("B into C").into_inner();
+
+    let refused = identity
+        .unmerge_profile(pb::UnmergeProfileRequest { merge_id: first.merge_id.clone(), ..Default::default() })
+        .await
+        .expect_err("B was merged away since");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains(&second.merge_id), "names the merge to undo first: {refused:?}");
+
+    identity
+        .unmerge_profile(pb::UnmergeProfileRequest { merge_id: second.merge_id.clone(), ..Default::default() })
+        .await
+        .expect("the later merge first");
+    let via_a = admin.get_profile(pb::GetProfileRequest { id: a.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((via_a.id.as_str(), via_a.redirected_from.as_str()), (b.id.as_str(), a.id.as_str()), "A follows B back");
+    let b_now = admin.get_profile(pb::GetProfileRequest { id: b.id.clone() }).await.expect("get").into_inner();
+    assert_eq!(b_now.emails.iter().map(|e| e.address.as_str()).collect::<Vec<_>>(), ["b@example.com", "a@example.com"]);
+
+    identity
+        .unmerge_profile(pb::UnmergeProfileRequest { merge_id: first.merge_id.clone(), ..Default::default() })
+        .await
+        .expect("then the earlier one");
+    let a_now = admin.get_profile(pb::GetProfileRequest { id: a.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((a_now.id.as_str(), a_now.redirected_from.as_str()), (a.id.as_str(), ""));
+    let c_now = admin.get_profile(pb::GetProfileRequest { id: c.id.clone() }).await.expect("get").into_inner();
+    assert_eq!(c_now.emails.len(), 1, "{c_now:?}");
+    let agent = app.identity(TENANT, &[Role::Agent]);
+    let denied = agent
+        .clone()
+        .unmerge_profile(pb::UnmergeProfileRequest { merge_id: first.merge_id.clone(), ..Default::default() })
+        .await
+        .expect_err("agents do not unmerge");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+}
+on_both!(unmerge_chains, a_merge_absorbed_by_a_later_one_is_undone_after_it);

@@ -29,6 +29,7 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.IdentityService/MergeProfiles", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/PreviewMerge", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/ListMergeHistory", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/UnmergeProfile", Permission::MergeProfiles),
 ];
 
 /// What each role may do: one row per role.

@@ -264,6 +264,9 @@ pub struct ConsentDecision {
     pub recorded_by: String,
     /// When c360 recorded it.
     pub recorded_at: DateTime<Utc>,
+    /// The merged id the caller named, when it was recorded for the profile
+    /// that id resolved to: an unmerge gives it back to that profile.
+    pub addressed_to: Option<ProfileId>,
 }
 
 impl ConsentDecision {
@@ -505,6 +508,7 @@ impl ConsentInput {
             request_id,
             recorded_by: actor.to_owned(),
             recorded_at: now.trunc_subsecs(6),
+            addressed_to: None,
         };
         Ok(ValidConsent { profile_id, decision, capture_time_sent })
     }
@@ -565,6 +569,7 @@ mod tests {
             request_id: None,
             recorded_by: "test".into(),
             recorded_at: at(59),
+            addressed_to: None,
         }
     }
 

@@ -92,6 +92,18 @@ pub struct CustomerMerged {
     pub merge_reason: &'static str,
 }
 
+/// `CustomerUnmergedEvent`: a merge was undone; the source is live again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerUnmerged {
+    /// The profile the source had been merged into.
+    pub target_customer_id: String,
+    /// The profile split off again (its id resolves to itself once more).
+    pub source_customer_id: String,
+    /// Why, as the caller said (MANUAL when it said nothing).
+    pub unmerge_reason: String,
+}
+
 /// A contact point as events name it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContactPointRef {
@@ -144,6 +156,8 @@ pub enum EventPayload {
     ConsentUpdated(ConsentUpdated),
     /// `CustomerMergedEvent`.
     ProfileMerged(CustomerMerged),
+    /// `CustomerUnmergedEvent`.
+    ProfileUnmerged(CustomerUnmerged),
 }
 
 impl EventPayload {
@@ -154,6 +168,7 @@ impl EventPayload {
             Self::ProfileUpdated(_) => "CustomerProfileUpdatedEvent",
             Self::ConsentUpdated(_) => "ConsentUpdatedEvent",
             Self::ProfileMerged(_) => "CustomerMergedEvent",
+            Self::ProfileUnmerged(_) => "CustomerUnmergedEvent",
         }
     }
 
@@ -164,6 +179,7 @@ impl EventPayload {
             Self::ProfileUpdated(_) => PROFILE_UPDATED_SUBJECT,
             Self::ConsentUpdated(_) => CONSENT_UPDATED_SUBJECT,
             Self::ProfileMerged(_) => PROFILE_MERGED_SUBJECT,
+            Self::ProfileUnmerged(_) => PROFILE_UNMERGED_SUBJECT,
         }
     }
 
@@ -173,6 +189,7 @@ impl EventPayload {
             Self::ProfileUpdated(body) => serde_json::to_value(body),
             Self::ConsentUpdated(body) => serde_json::to_value(body),
             Self::ProfileMerged(body) => serde_json::to_value(body),
+            Self::ProfileUnmerged(body) => serde_json::to_value(body),
         };
         // Plain structs of strings and numbers always encode.
         encoded.unwrap_or(Value::Null)
@@ -274,6 +291,23 @@ pub fn profile_merged(
         merge_reason: reason,
     };
     DomainEvent::new(tenant.clone(), target, at, EventPayload::ProfileMerged(body))
+}
+
+/// `CustomerUnmergedEvent`: `source` was split off `target` again at `at`.
+/// Keyed by the target, like the merge it undoes.
+pub fn profile_unmerged(
+    tenant: &TenantId,
+    target: ProfileId,
+    source: ProfileId,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> DomainEvent {
+    let body = CustomerUnmerged {
+        target_customer_id: target.to_string(),
+        source_customer_id: source.to_string(),
+        unmerge_reason: reason.to_owned(),
+    };
+    DomainEvent::new(tenant.clone(), target, at, EventPayload::ProfileUnmerged(body))
 }
 
 /// `ConsentUpdatedEvent`: `now_in_force` became the current decision of its

@@ -57,8 +57,11 @@ impl MergeReason {
     }
 }
 
-/// Most sources one merge takes.
+/// Most sources one merge takes unless the tenant says otherwise
+/// (`max_merge_sources`).
 pub const MAX_SOURCES: usize = 20;
+/// The most a tenant may set `max_merge_sources` to.
+pub const MAX_SOURCES_LIMIT: u32 = 100;
 
 /// A merge as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +82,8 @@ pub struct MergeRecord {
     pub at: DateTime<Utc>,
     /// How each field of the golden record was decided.
     pub decisions: Vec<FieldDecision>,
+    /// When the merge was undone, and by whom; `None` while it stands.
+    pub undone: Option<(DateTime<Utc>, String)>,
 }
 
 /// The rule that decided a field.
@@ -306,7 +311,7 @@ fn liveliness(status: ProfileStatus) -> u8 {
 
 /// Two addresses at one place: same lines, locality and postal code, whatever
 /// their labels.
-fn same_place(a: &super::profile::PostalAddress, b: &super::profile::PostalAddress) -> bool {
+pub(crate) fn same_place(a: &super::profile::PostalAddress, b: &super::profile::PostalAddress) -> bool {
     let fold = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     a.lines.iter().map(|l| fold(l)).eq(b.lines.iter().map(|l| fold(l)))
         && fold(&a.locality) == fold(&b.locality)

@@ -9,6 +9,7 @@
 //! - [`events`] — domain events and their envelope.
 //! - [`interaction`] — customer interactions (the API's events).
 //! - [`merge`] — survivorship: the golden record of a merge and why.
+//! - [`unmerge`] — what a merge's profiles become when it is undone.
 //! - [`page`] — opaque page tokens.
 //! - [`privacy`] — field classes and the masked forms of values.
 //! - [`view`] — role-shaped views of records, as callers receive them.
@@ -26,6 +27,7 @@ pub mod page;
 pub mod privacy;
 pub mod profile;
 pub mod settings;
+pub mod unmerge;
 pub mod view;
 
 pub use error::{DomainError, FieldViolation};

@@ -643,6 +643,25 @@ impl ProfileInput {
 }
 
 impl ProfileData {
+    /// Sets `field` to `from`'s value.
+    pub fn copy_field(&mut self, from: &ProfileData, field: ProfileField) {
+        match field {
+            ProfileField::Kind => self.kind = from.kind,
+            ProfileField::Status => self.status = from.status,
+            ProfileField::GivenName => self.given_name.clone_from(&from.given_name),
+            ProfileField::FamilyName => self.family_name.clone_from(&from.family_name),
+            ProfileField::CompanyName => self.company_name.clone_from(&from.company_name),
+            ProfileField::Segment => self.segment.clone_from(&from.segment),
+            ProfileField::Emails => self.emails.clone_from(&from.emails),
+            ProfileField::Phones => self.phones.clone_from(&from.phones),
+            ProfileField::Addresses => self.addresses.clone_from(&from.addresses),
+            ProfileField::BirthDate => self.birth_date = from.birth_date,
+            ProfileField::PrimaryContactId => self.primary_contact_id = from.primary_contact_id,
+            ProfileField::Attributes => self.attributes.clone_from(&from.attributes),
+            ProfileField::ExternalIds => self.external_ids.clone_from(&from.external_ids),
+        }
+    }
+
     /// Checks the rules that involve several fields, on the profile as it
     /// would be stored.
     pub fn check_consistency(&self, policy: &NormalizationPolicy, violations: &mut Violations) {

@@ -37,9 +37,20 @@ pub struct TenantSettings {
     /// Source systems, most trusted first (normalized names): merges keep
     /// the value of the most trusted source of each field.
     pub source_priority: Vec<String>,
+    /// Most sources one merge may join into its target; 0: the default
+    /// (`merge::MAX_SOURCES`).
+    pub max_merge_sources: u32,
 }
 
 impl TenantSettings {
+    /// Most sources one merge may take in this tenant.
+    pub fn merge_source_cap(&self) -> usize {
+        match self.max_merge_sources {
+            0 => super::merge::MAX_SOURCES,
+            cap => cap as usize,
+        }
+    }
+
     /// The class of attribute `key`.
     pub fn attribute_class(&self, key: &str) -> FieldClass {
         if self.financial_attribute_keys.contains(key) {
@@ -66,6 +77,9 @@ impl TenantSettings {
                     v.add(format!("{field}[{i}]"), format!("needs 1 to {} characters", limits::ATTRIBUTE_KEY));
                 }
             }
+        }
+        if self.max_merge_sources > super::merge::MAX_SOURCES_LIMIT {
+            v.add("max_merge_sources", format!("at most {} (0: the default)", super::merge::MAX_SOURCES_LIMIT));
         }
         if self.source_priority.len() > MAX_SOURCES {
             v.add("source_priority", format!("at most {MAX_SOURCES} sources"));

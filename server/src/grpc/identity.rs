@@ -1,4 +1,4 @@
-//! `c360.v1.IdentityService`: merges, their previews and history.
+//! `c360.v1.IdentityService`: merges, their previews, history and unmerges.
 
 use c360_proto::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Request, Response, Status};
@@ -7,7 +7,7 @@ use super::auth::caller;
 use crate::{
     convert::timestamp,
     domain::merge::{FieldDecision, MergeReason, MergeRecord},
-    service::{MergeRequest, Merged, Profiles},
+    service::{MergeRequest, Merged, Profiles, Unmerged},
 };
 
 /// The gRPC face of the merge operations of [`Profiles`].
@@ -68,6 +68,17 @@ impl IdentityService for IdentityApi {
         let merges = self.profiles.merge_history(&caller, &request.get_ref().profile_id).await?;
         Ok(Response::new(pb::ListMergeHistoryResponse { merges: merges.iter().map(merge_to_pb).collect() }))
     }
+
+    async fn unmerge_profile(&self, request: Request<pb::UnmergeProfileRequest>) -> Reply<pb::UnmergeProfileResponse> {
+        let caller = caller(&request)?;
+        let pb::UnmergeProfileRequest { merge_id, reason } = request.get_ref();
+        let Unmerged { merge_id, target, sources } = self.profiles.unmerge(&caller, merge_id, reason).await?;
+        Ok(Response::new(pb::UnmergeProfileResponse {
+            merge_id: merge_id.to_string(),
+            target: Some(target.into()),
+            sources: sources.into_iter().map(Into::into).collect(),
+        }))
+    }
 }
 
 fn reason_from_pb(raw: i32) -> Option<MergeReason> {
@@ -104,5 +115,7 @@ fn merge_to_pb(merge: &MergeRecord) -> pb::Merge {
         actor: merge.actor.clone(),
         merge_time: Some(timestamp(merge.at)),
         decisions: merge.decisions.iter().map(decision_to_pb).collect(),
+        undo_time: merge.undone.as_ref().map(|(at, _)| timestamp(*at)),
+        undone_by: merge.undone.as_ref().map(|(_, by)| by.clone()).unwrap_or_default(),
     }
 }

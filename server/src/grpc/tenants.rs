@@ -44,6 +44,7 @@ impl TenantService for TenantApi {
                 financial_attribute_keys: settings.financial_attribute_keys.into_iter().collect(),
                 profile_reads_per_hour: settings.profile_reads_per_hour,
                 source_priority: settings.source_priority,
+                max_merge_sources: settings.max_merge_sources,
             },
             mask: update_mask.map(|m| m.paths).unwrap_or_default(),
             etag,
@@ -62,5 +63,6 @@ fn settings_to_pb(stored: VersionedSettings) -> pb::TenantSettings {
         update_time: stored.updated_at.map(timestamp),
         updated_by: stored.updated_by.unwrap_or_default(),
         source_priority: stored.settings.source_priority,
+        max_merge_sources: stored.settings.max_merge_sources,
     }
 }

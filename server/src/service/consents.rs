@@ -185,9 +185,10 @@ impl Consents {
         // A merged id records for the profile it resolves to: found by the
         // writer (no extra query on the common path), then sent once more.
         let outcome = match self.submit(caller, valid.clone(), now).await {
-            Err(DomainError::Merged { into, .. }) => {
+            Err(DomainError::Merged { id, into }) => {
                 valid.profile_id = into;
                 valid.decision.profile_id = into;
+                valid.decision.addressed_to = Some(id);
                 self.submit(caller, valid, now).await
             }
             other => other,
@@ -397,18 +398,13 @@ impl Consents {
         raw: &str,
     ) -> Result<(ProfileId, bool), DomainError> {
         let asked = ProfileId::parse(raw).map_err(|e| DomainError::invalid(field, e))?;
-        let mut id = asked;
-        // A merged id answers for the profile it resolves to (chains are
-        // one hop long; a second hop is followed all the same).
-        for _ in 0..3 {
-            let found = store::profiles::contacts(self.store.db(), caller.tenant(), &[id], false).await?;
-            let profile = found.first().ok_or_else(|| DomainError::profile_not_found(asked))?;
-            match (profile.status, profile.merged_into) {
-                (ProfileStatus::Merged, Some(into)) => id = into,
-                _ => return Ok((profile.id, profile.status.is_live())),
-            }
-        }
-        Err(DomainError::Internal(format!("profile {asked} resolves through too many merges")))
+        // A merged id answers for the profile it resolves to.
+        let load = |id: ProfileId| async move {
+            Ok(store::profiles::contacts(self.store.db(), caller.tenant(), &[id], false).await?.pop())
+        };
+        let first = load(asked).await?.ok_or_else(|| DomainError::profile_not_found(asked))?;
+        let (profile, _) = super::identity::canonical(asked, first, load).await?;
+        Ok((profile.id, profile.status.is_live()))
     }
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod caps;
 mod consents;
 mod events;
+pub mod identity;
 mod profiles;
 mod tenants;
 mod views;
@@ -14,6 +15,6 @@ pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, audit_bulk, chain_all}
 pub use caps::ReadCaps;
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
-pub use profiles::{MergeRequest, Merged, Page, Profiles, RequestKey, SearchCriterion, UpdateRequest};
+pub use profiles::{MergeRequest, Merged, Page, Profiles, RequestKey, SearchCriterion, Unmerged, UpdateRequest};
 pub use tenants::{SETTINGS_TTL, SettingsUpdate, Tenants};
 pub use views::Viewer;

@@ -1,8 +1,10 @@
 //! Profile operations.
 
 mod merges;
+mod unmerge;
 
 pub use merges::{MergeRequest, Merged};
+pub use unmerge::Unmerged;
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -11,7 +13,7 @@ use std::{
 
 use tracing::instrument;
 
-use super::{Audit, ReadCaps, Tenants, Viewer};
+use super::{Audit, ReadCaps, Tenants, Viewer, identity};
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     cache::{CacheChange, ProfileCache},
@@ -52,9 +54,6 @@ pub struct RequestKey {
 /// Most ids in one BatchGetProfiles.
 pub const MAX_BATCH_IDS: usize = 1000;
 
-/// Most merges one id is followed through (merges keep chains one hop long;
-/// this only guards against a corrupt loop).
-const MAX_REDIRECTS: usize = 8;
 /// Longest name prefix searched.
 const MAX_SEARCH_PREFIX: usize = 200;
 
@@ -244,26 +243,14 @@ impl Profiles {
         Ok(view)
     }
 
-    /// The profile `profile` resolves to: itself, or for a MERGED one the
-    /// profile it was merged into (through chains); and the id asked for
-    /// when that differs. The stable-id step of every read by id.
+    /// The profile `profile` resolves to, through the cache (see
+    /// [`identity::canonical`]): the stable-id step of every read by id.
     async fn follow_merges(
         &self,
         tenant: &TenantId,
         profile: Arc<Profile>,
     ) -> Result<(Arc<Profile>, Option<ProfileId>), DomainError> {
-        let asked = profile.id;
-        let mut current = profile;
-        for _ in 0..MAX_REDIRECTS {
-            let (ProfileStatus::Merged, Some(target)) = (current.data.status, current.merged_into) else {
-                let redirected = (current.id != asked).then_some(asked);
-                return Ok((current, redirected));
-            };
-            current = self.cached(tenant, target).await?.ok_or_else(|| {
-                DomainError::Internal(format!("profile {asked} resolves to profile {target}, which is missing"))
-            })?;
-        }
-        Err(DomainError::Internal(format!("profile {asked} resolves through more than {MAX_REDIRECTS} merges")))
+        identity::canonical(profile.id, profile, |id| self.cached(tenant, id)).await
     }
 
     /// One profile through the cache.
@@ -363,7 +350,7 @@ impl Profiles {
         let id = current.id;
         let mut data = current.data.clone();
         for field in &mask {
-            copy_field(&mut data, &updates, *field);
+            data.copy_field(&updates, *field);
         }
         keep_unwritable_attributes(&shape, &settings.settings, &current.data, &mut data);
         let changed = current.data.diff(&data);
@@ -392,6 +379,10 @@ impl Profiles {
         next.updated_at = now;
         record_lineage(&mut next.lineage, &changed, &source, now);
         let identifiers = self.reindex(&work, caller, &current, &next).await?;
+        if let Some(old) = redirected_from {
+            // What arrived for a merged profile: an unmerge gives it back.
+            store::merges::record_redirect(work.conn(), old, &current, &next).await?;
+        }
         let event = events::profile_updated(&next, &changed, caller.subject());
         let audit = Audit::write(caller, "profile.update", "profile", vec![id.to_string()]);
         self.commit_write(work, &current, &next, event, identifiers, audit).await?;
@@ -429,6 +420,9 @@ impl Profiles {
         next.updated_at = now;
         record_lineage(&mut next.lineage, &[ProfileField::Status], "api", now);
         store::identities::release(work.conn(), caller.tenant(), id, None).await?;
+        if let Some(old) = redirected_from {
+            store::merges::record_redirect(work.conn(), old, &current, &next).await?;
+        }
         let event = events::profile_updated(&next, &[ProfileField::Status], caller.subject());
         let released: Vec<_> = current.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
         let audit = Audit::write(caller, "profile.delete", "profile", vec![id.to_string()]);
@@ -635,25 +629,17 @@ impl Profiles {
         caller: &Caller,
         id: ProfileId,
     ) -> Result<(Profile, Option<ProfileId>), DomainError> {
-        let mut current = id;
-        for _ in 0..MAX_REDIRECTS {
-            // Only the profile written is locked, in one query on the common
-            // path; merged rows are followed without a lock (a merge
-            // repointing them holds theirs).
-            if let Some(profile) =
-                store::profiles::find_unmerged_for_update(work.conn(), caller.tenant(), current).await?
-            {
-                return Ok((profile, (current != id).then_some(id)));
+        // Only the profile written is locked, in one query on the common
+        // path; merged rows are followed without a lock (a merge repointing
+        // them holds theirs).
+        let load = |id: ProfileId| async move {
+            match store::profiles::find_unmerged_for_update(work.conn(), caller.tenant(), id).await? {
+                Some(profile) => Ok(Some(profile)),
+                None => store::profiles::find(work.conn(), caller.tenant(), id, false).await,
             }
-            let found = store::profiles::find(work.conn(), caller.tenant(), current, false).await?;
-            let profile = found.ok_or_else(|| DomainError::profile_not_found(id))?;
-            match (profile.data.status, profile.merged_into) {
-                (ProfileStatus::Merged, Some(target)) => current = target,
-                // Merged without a target (not written by c360): as it is.
-                _ => return Ok((profile, (current != id).then_some(id))),
-            }
-        }
-        Err(DomainError::Internal(format!("profile {id} resolves through more than {MAX_REDIRECTS} merges")))
+        };
+        let first = load(id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
+        identity::canonical(id, first, load).await
     }
 
     /// Moves identity-index rows from `current`'s identifiers to `next`'s;
@@ -840,22 +826,4 @@ fn lineage_source(raw: &str, violations: &mut Violations) -> String {
         return "api".to_owned();
     }
     violations.check("source", normalize_source(raw)).unwrap_or_default()
-}
-
-fn copy_field(into: &mut ProfileData, from: &ProfileData, field: ProfileField) {
-    match field {
-        ProfileField::Kind => into.kind = from.kind,
-        ProfileField::Status => into.status = from.status,
-        ProfileField::GivenName => into.given_name.clone_from(&from.given_name),
-        ProfileField::FamilyName => into.family_name.clone_from(&from.family_name),
-        ProfileField::CompanyName => into.company_name.clone_from(&from.company_name),
-        ProfileField::Segment => into.segment.clone_from(&from.segment),
-        ProfileField::Emails => into.emails.clone_from(&from.emails),
-        ProfileField::Phones => into.phones.clone_from(&from.phones),
-        ProfileField::Addresses => into.addresses.clone_from(&from.addresses),
-        ProfileField::BirthDate => into.birth_date = from.birth_date,
-        ProfileField::PrimaryContactId => into.primary_contact_id = from.primary_contact_id,
-        ProfileField::Attributes => into.attributes.clone_from(&from.attributes),
-        ProfileField::ExternalIds => into.external_ids.clone_from(&from.external_ids),
-    }
 }

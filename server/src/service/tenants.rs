@@ -23,8 +23,13 @@ use crate::{
 pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
 /// Settings paths an update mask may name.
-const PATHS: [&str; 4] =
-    ["personal_attribute_keys", "financial_attribute_keys", "profile_reads_per_hour", "source_priority"];
+const PATHS: [&str; 5] = [
+    "personal_attribute_keys",
+    "financial_attribute_keys",
+    "profile_reads_per_hour",
+    "source_priority",
+    "max_merge_sources",
+];
 
 /// Tenant settings over a store.
 #[derive(Clone)]
@@ -111,6 +116,9 @@ impl Tenants {
         }
         if names(PATHS[3]) {
             settings.source_priority = update.settings.source_priority;
+        }
+        if names(PATHS[4]) {
+            settings.max_merge_sources = update.settings.max_merge_sources;
         }
         if settings == current.settings {
             return Ok(current);

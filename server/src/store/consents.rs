@@ -61,6 +61,7 @@ pub async fn insert_decisions(
             request_id: Set(decision.request_id.clone()),
             recorded_by: Set(decision.recorded_by.clone()),
             recorded_at: Set(decision.recorded_at),
+            addressed_to: Set(decision.addressed_to.map(|id| id.as_uuid())),
         }
     });
     match consent_decision::Entity::insert_many(rows).exec_without_returning(conn).await {
@@ -430,5 +431,52 @@ fn decode_decision(row: &QueryResult) -> Result<Option<ConsentDecision>, DomainE
         request_id: row.try_get("", "d_request_id").map_err(db_error)?,
         recorded_by: text("d_recorded_by")?,
         recorded_at: row.try_get("", "d_recorded_at").map_err(db_error)?,
+        // Written, and used by unmerges in SQL only: reads leave it out (the
+        // copies in force have no such column).
+        addressed_to: None,
     }))
+}
+
+/// Every decision in the history of `profiles`, in the order recorded.
+pub async fn decisions_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profiles: &[ProfileId],
+) -> Result<Vec<ConsentDecision>, DomainError> {
+    if profiles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!("SELECT {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "))
+        .bind(tenant.as_str())
+        .push(" AND ")
+        .in_list("d.profile_id", profiles.iter().map(|id| id.as_uuid()))
+        .push(" ORDER BY d.id");
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    rows.iter().map(decode_decision).filter_map(Result::transpose).collect()
+}
+
+/// Gives the decisions recorded for `from` through one of the merged ids
+/// `addressed` to `to` (an unmerge: they arrived for that profile).
+pub async fn give_back(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    from: ProfileId,
+    addressed: &[ProfileId],
+    to: ProfileId,
+) -> Result<(), DomainError> {
+    if addressed.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("UPDATE consent_decisions SET profile_id = ")
+        .bind(to.as_uuid())
+        .push(" WHERE tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND profile_id = ")
+        .bind(from.as_uuid())
+        .push(" AND ")
+        .in_list("addressed_to", addressed.iter().map(|id| id.as_uuid()));
+    conn.execute_raw(sql.statement()).await.map_err(db_error)?;
+    Ok(())
 }

@@ -216,6 +216,64 @@ pub enum ProfileFilter {
     NamePrefix(String),
 }
 
+/// A [`ProfileJson`] read back (a merge's snapshots).
+#[derive(Debug, Deserialize)]
+struct StoredJson {
+    id: String,
+    kind: String,
+    status: String,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    company_name: Option<String>,
+    segment: Option<String>,
+    birth_date: Option<String>,
+    emails: Vec<Email>,
+    phones: Vec<Phone>,
+    addresses: Vec<PostalAddress>,
+    primary_contact_id: Option<String>,
+    attributes: Map<String, Value>,
+    external_ids: Vec<ExternalId>,
+    lineage: BTreeMap<String, Lineage>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+    merged_into: Option<String>,
+}
+
+/// Decodes a profile written by [`ProfileJson`].
+pub fn from_json(tenant: &TenantId, value: Value) -> Result<Profile, DomainError> {
+    let corrupt = |what: &str| DomainError::Internal(format!("stored profile JSON: {what}"));
+    let stored: StoredJson = serde_json::from_value(value).map_err(|e| corrupt(&e.to_string()))?;
+    let id = |raw: &str| ProfileId::parse(raw).map_err(|_| corrupt("id"));
+    Ok(Profile {
+        id: id(&stored.id)?,
+        tenant: tenant.clone(),
+        data: ProfileData {
+            kind: ProfileKind::parse(&stored.kind).ok_or_else(|| corrupt("kind"))?,
+            status: ProfileStatus::parse(&stored.status).ok_or_else(|| corrupt("status"))?,
+            given_name: stored.given_name,
+            family_name: stored.family_name,
+            company_name: stored.company_name,
+            segment: stored.segment,
+            emails: stored.emails,
+            phones: stored.phones,
+            addresses: stored.addresses,
+            birth_date: stored
+                .birth_date
+                .map(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| corrupt("birth_date")))
+                .transpose()?,
+            primary_contact_id: stored.primary_contact_id.as_deref().map(id).transpose()?,
+            attributes: stored.attributes,
+            external_ids: stored.external_ids,
+        },
+        lineage: stored.lineage,
+        version: stored.version,
+        created_at: stored.created_at,
+        updated_at: stored.updated_at,
+        merged_into: stored.merged_into.as_deref().map(id).transpose()?,
+    })
+}
+
 /// A profile as one JSON object: every stored field, named as in the API
 /// (`c360 export --format jsonl`, the profiles a merge record keeps).
 #[derive(Debug, Serialize)]

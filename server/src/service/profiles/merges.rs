@@ -16,7 +16,7 @@ use crate::{
         consent::{same_state, supersedes},
         error::Violations,
         events,
-        merge::{FieldDecision, MAX_SOURCES, MergeReason, MergeRecord, survive},
+        merge::{FieldDecision, MergeReason, MergeRecord, survive},
         profile::{self, Profile, ProfileField, ProfileStatus, parse_etag, record_lineage},
         view::ProfileView,
     },
@@ -96,8 +96,8 @@ impl Profiles {
         request: MergeRequest,
         reason: Option<MergeReason>,
     ) -> Result<Merged, DomainError> {
-        let plan = check(&request)?;
         let settings = self.tenants.of(caller.tenant()).await?;
+        let plan = check(&request, settings.settings.merge_source_cap())?;
         let mut work = self.store.begin().await?;
         // Locked in id order: two merges sharing a profile wait for each
         // other instead of deadlocking; the second then finds it MERGED.
@@ -207,6 +207,7 @@ impl Profiles {
             actor: caller.subject().to_owned(),
             at: now,
             decisions: golden.decisions.clone(),
+            undone: None,
         };
         let before: Vec<&Profile> = std::iter::once(target).chain(sources.iter().copied()).collect();
         store::merges::insert(work.conn(), &record, &before).await?;
@@ -229,14 +230,18 @@ impl Profiles {
 }
 
 /// Parses and checks a request's ids, overrides and etags.
-fn check(request: &MergeRequest) -> Result<Plan, DomainError> {
+fn check(request: &MergeRequest, cap: usize) -> Result<Plan, DomainError> {
     let mut v = Violations::default();
     let target = v.check("target_id", ProfileId::parse(&request.target));
     if request.sources.is_empty() {
         v.add("source_ids", "name at least one profile to merge into the target");
     }
-    if request.sources.len() > MAX_SOURCES {
-        v.add("source_ids", format!("at most {MAX_SOURCES} profiles per merge, got {}", request.sources.len()));
+    if request.sources.len() > cap {
+        let why = format!(
+            "at most {cap} profiles per merge in this tenant (max_merge_sources), got {}",
+            request.sources.len()
+        );
+        v.add("source_ids", why);
     }
     let mut sources = Vec::with_capacity(request.sources.len());
     for (i, raw) in request.sources.iter().enumerate() {

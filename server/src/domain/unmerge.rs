@@ -1,0 +1,343 @@
+//! Exact unmerge: what a merge's target and sources become when the merge is
+//! undone (docs/merges.md). Pure functions over the profiles as they were
+//! before the merge, the target as it is now, and the writes addressed to a
+//! source's old id since.
+//!
+//! - Each source comes back as it was before the merge, with every write
+//!   addressed to its old id since replayed onto it.
+//! - The target loses exactly what the sources brought: the contact points
+//!   and external ids they held and it did not, the values the survivorship
+//!   took from them (unless written since), the liveliest status a source
+//!   lent it, and what writes through the sources' old ids put on it. It
+//!   keeps everything else, including writes addressed to its own id.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{
+    ProfileId,
+    identifiers::NormalizationPolicy,
+    merge::{MergeRecord, Rule, same_place},
+    profile::{Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileField},
+};
+
+/// One write addressed to a merged source's old id: the target before and after it.
+#[derive(Debug, Clone)]
+pub struct Redirected {
+    /// The old id the write named.
+    pub source: ProfileId,
+    /// The profile written, before the write.
+    pub before: Profile,
+    /// After it.
+    pub after: Profile,
+}
+
+/// The values a merge's profiles take when it is undone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undone {
+    /// The target's values and lineage.
+    pub target: (ProfileData, BTreeMap<String, Lineage>),
+    /// Each source's, in the merge's order.
+    pub sources: Vec<(ProfileId, ProfileData, BTreeMap<String, Lineage>)>,
+}
+
+/// Undoes `merge` given its profiles as they were before it (`before`: the
+/// target and every source), the target now, and the writes addressed to
+/// the sources' old ids since, oldest first.
+pub fn undo(
+    merge: &MergeRecord,
+    before: &[Profile],
+    target_now: &Profile,
+    redirected: &[Redirected],
+    policy: &NormalizationPolicy,
+) -> Option<Undone> {
+    let snapshot = |id: ProfileId| before.iter().find(|p| p.id == id);
+    let target_before = snapshot(merge.target)?;
+    let mut target = target_now.data.clone();
+    let mut target_lineage = target_now.lineage.clone();
+    let mut sources: Vec<(ProfileId, ProfileData, BTreeMap<String, Lineage>)> = Vec::new();
+    for id in &merge.sources {
+        let source = snapshot(*id)?;
+        sources.push((*id, source.data.clone(), source.lineage.clone()));
+    }
+
+    // Writes through a source's old id, first: onto the source, and off the
+    // target back to the value before them (which may be one the merge took
+    // from a source, given back below).
+    for write in redirected {
+        let Some((_, source, lineage)) = sources.iter_mut().find(|(id, _, _)| *id == write.source) else { continue };
+        let (was, now) = (&write.before.data, &write.after.data);
+        for field in was.diff(now) {
+            match field {
+                ProfileField::Emails => {
+                    for added in now.emails.iter().filter(|e| !holds_email(was, e, policy)) {
+                        if !holds_email(source, added, policy) {
+                            source.emails.push(added.clone());
+                        }
+                        target.emails.retain(|e| policy.email_key(&e.address) != policy.email_key(&added.address));
+                    }
+                    for removed in was.emails.iter().filter(|e| !holds_email(now, e, policy)) {
+                        source.emails.retain(|e| policy.email_key(&e.address) != policy.email_key(&removed.address));
+                        if holds_email(&target_before.data, removed, policy) && !holds_email(&target, removed, policy) {
+                            target.emails.push(Email { primary: false, ..removed.clone() });
+                        }
+                    }
+                }
+                ProfileField::Phones => {
+                    for added in now.phones.iter().filter(|p| !was.phones.iter().any(|w| w.number == p.number)) {
+                        if !source.phones.iter().any(|s| s.number == added.number) {
+                            source.phones.push(added.clone());
+                        }
+                        target.phones.retain(|p| p.number != added.number);
+                    }
+                    for removed in was.phones.iter().filter(|p| !now.phones.iter().any(|n| n.number == p.number)) {
+                        source.phones.retain(|p| p.number != removed.number);
+                        let owned = target_before.data.phones.iter().any(|p| p.number == removed.number);
+                        if owned && !target.phones.iter().any(|p| p.number == removed.number) {
+                            target.phones.push(Phone { primary: false, ..removed.clone() });
+                        }
+                    }
+                }
+                ProfileField::Addresses => {
+                    for added in now.addresses.iter().filter(|a| !was.addresses.iter().any(|w| same_place(w, a))) {
+                        if !source.addresses.iter().any(|s| same_place(s, added)) {
+                            source.addresses.push(added.clone());
+                        }
+                        target.addresses.retain(|a| !same_place(a, added));
+                    }
+                    for removed in was.addresses.iter().filter(|a| !now.addresses.iter().any(|n| same_place(n, a))) {
+                        source.addresses.retain(|a| !same_place(a, removed));
+                        let owned = target_before.data.addresses.iter().any(|a| same_place(a, removed));
+                        if owned && !target.addresses.iter().any(|a| same_place(a, removed)) {
+                            target.addresses.push(PostalAddress::clone(removed));
+                        }
+                    }
+                }
+                ProfileField::ExternalIds => {
+                    for added in now.external_ids.iter().filter(|x| !was.external_ids.contains(x)) {
+                        if !source.external_ids.contains(added) {
+                            source.external_ids.push(added.clone());
+                        }
+                        target.external_ids.retain(|x| x != added);
+                    }
+                    for removed in was.external_ids.iter().filter(|x| !now.external_ids.contains(x)) {
+                        source.external_ids.retain(|x| x != removed);
+                        if target_before.data.external_ids.contains(removed) && !target.external_ids.contains(removed) {
+                            target.external_ids.push(ExternalId::clone(removed));
+                        }
+                    }
+                }
+                ProfileField::Attributes => {
+                    let mut keys: Vec<&String> = was.attributes.keys().chain(now.attributes.keys()).collect();
+                    keys.sort();
+                    keys.dedup();
+                    for key in keys.into_iter().filter(|k| was.attributes.get(*k) != now.attributes.get(*k)) {
+                        set_attribute(source, key, now.attributes.get(key));
+                        if target.attributes.get(key) == now.attributes.get(key) {
+                            set_attribute(&mut target, key, was.attributes.get(key));
+                        }
+                    }
+                }
+                ProfileField::Status => {
+                    source.status = now.status;
+                    if target.status == now.status {
+                        target.status = was.status;
+                    }
+                }
+                ProfileField::Kind => {}
+                single_valued => {
+                    source.copy_field(now, single_valued);
+                    if single(&target, single_valued) == single(now, single_valued) {
+                        target.copy_field(was, single_valued);
+                    }
+                }
+            }
+            if let Some(entry) = write.after.lineage.get(field.path()) {
+                lineage.insert(field.path().to_owned(), entry.clone());
+            }
+        }
+    }
+
+    // What the sources brought, by value: out of the target again unless it
+    // held it before.
+    for (id, _, _) in &sources {
+        let brought = &snapshot(*id)?.data;
+        let had = &target_before.data;
+        target.emails.retain(|e| !holds_email(brought, e, policy) || holds_email(had, e, policy));
+        target.phones.retain(|p| {
+            !brought.phones.iter().any(|b| b.number == p.number) || had.phones.iter().any(|h| h.number == p.number)
+        });
+        target.addresses.retain(|a| {
+            !brought.addresses.iter().any(|b| same_place(a, b)) || had.addresses.iter().any(|h| same_place(a, h))
+        });
+        target.external_ids.retain(|x| !brought.external_ids.contains(x) || had.external_ids.contains(x));
+    }
+
+    // Values the survivorship took from a source: back to the target's own,
+    // unless written since (the target no longer holds the merged value).
+    for decision in &merge.decisions {
+        if decision.from == merge.target || decision.rule == Rule::Union {
+            continue;
+        }
+        let Some(won) = snapshot(decision.from) else { continue };
+        let field = decision.field.as_str();
+        if let Some(key) = field.strip_prefix("attributes.") {
+            if target.attributes.get(key) == won.data.attributes.get(key) {
+                set_attribute(&mut target, key, target_before.data.attributes.get(key));
+            }
+            continue;
+        }
+        if field == "status" {
+            if target.status == won.data.status {
+                target.status = target_before.data.status;
+                restore_lineage(&mut target_lineage, &target_before.lineage, "status");
+            }
+            continue;
+        }
+        let Some(field) = ProfileField::parse_path(field) else { continue };
+        if single(&target, field) == single(&won.data, field) {
+            target.copy_field(&target_before.data, field);
+            restore_lineage(&mut target_lineage, &target_before.lineage, field.path());
+        }
+    }
+
+    // A primary the target lost with a source's copy: the one it had before.
+    if !target.emails.iter().any(|e| e.primary)
+        && let Some(primary) = target_before.data.emails.iter().find(|e| e.primary)
+        && let Some(kept) = target.emails.iter_mut().find(|e| e.address == primary.address)
+    {
+        kept.primary = true;
+    }
+    if !target.phones.iter().any(|p| p.primary)
+        && let Some(primary) = target_before.data.phones.iter().find(|p| p.primary)
+        && let Some(kept) = target.phones.iter_mut().find(|p| p.number == primary.number)
+    {
+        kept.primary = true;
+    }
+    Some(Undone { target: (target, target_lineage), sources })
+}
+
+fn holds_email(data: &ProfileData, email: &Email, policy: &NormalizationPolicy) -> bool {
+    let key = policy.email_key(&email.address);
+    data.emails.iter().any(|e| policy.email_key(&e.address) == key)
+}
+
+fn set_attribute(data: &mut ProfileData, key: &str, value: Option<&Value>) {
+    match value {
+        Some(value) => {
+            data.attributes.insert(key.to_owned(), value.clone());
+        }
+        None => {
+            data.attributes.remove(key);
+        }
+    }
+}
+
+fn restore_lineage(lineage: &mut BTreeMap<String, Lineage>, before: &BTreeMap<String, Lineage>, path: &str) {
+    match before.get(path) {
+        Some(entry) => {
+            lineage.insert(path.to_owned(), entry.clone());
+        }
+        None => {
+            lineage.remove(path);
+        }
+    }
+}
+
+/// A single-valued field's value, comparable across profiles.
+fn single(data: &ProfileData, field: ProfileField) -> Option<String> {
+    match field {
+        ProfileField::GivenName => data.given_name.clone(),
+        ProfileField::FamilyName => data.family_name.clone(),
+        ProfileField::CompanyName => data.company_name.clone(),
+        ProfileField::Segment => data.segment.clone(),
+        ProfileField::BirthDate => data.birth_date.map(|d| d.to_string()),
+        ProfileField::PrimaryContactId => data.primary_contact_id.map(|id| id.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        TenantId,
+        merge::{FieldDecision, MergeReason},
+        profile::ProfileStatus,
+    };
+
+    fn profile(given: &str, status: ProfileStatus, email: &str) -> Profile {
+        let now = chrono::Utc::now();
+        Profile {
+            id: ProfileId::generate(),
+            tenant: TenantId::parse("acme").expect("tenant"),
+            data: ProfileData {
+                given_name: Some(given.into()),
+                status,
+                emails: vec![Email { address: email.into(), label: String::new(), primary: true }],
+                ..ProfileData::default()
+            },
+            lineage: BTreeMap::new(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            merged_into: None,
+        }
+    }
+
+    fn merged(target: &Profile, source: &Profile, decisions: Vec<FieldDecision>) -> MergeRecord {
+        MergeRecord {
+            id: uuid::Uuid::now_v7(),
+            tenant: target.tenant.clone(),
+            target: target.id,
+            sources: vec![source.id],
+            reason: MergeReason::Duplicate,
+            actor: "steward".into(),
+            at: chrono::Utc::now(),
+            decisions,
+            undone: None,
+        }
+    }
+
+    /// Each row: what the target holds now → what it holds once undone.
+    #[test]
+    fn the_target_gives_back_only_what_the_source_brought() {
+        let policy = NormalizationPolicy::default();
+        let target = profile("Ann", ProfileStatus::Prospect, "ann@example.com");
+        let source = profile("Anne", ProfileStatus::Active, "anne@example.com");
+        let decide = |field: &str, from: &Profile, rule| FieldDecision { field: field.into(), from: from.id, rule };
+        let merge = merged(
+            &target,
+            &source,
+            vec![decide("given_name", &source, Rule::MostRecent), decide("status", &source, Rule::Liveliest)],
+        );
+        let mut golden = target.clone();
+        golden.data.given_name = Some("Anne".into());
+        golden.data.status = ProfileStatus::Active;
+        golden.data.emails.push(Email { primary: false, ..source.data.emails[0].clone() });
+        golden.data.emails[0].primary = true;
+        let before = [target.clone(), source.clone()];
+
+        // Untouched since the merge: the target's own values come back.
+        let undone = undo(&merge, &before, &golden, &[], &policy).expect("undone");
+        assert_eq!(undone.target.0.given_name.as_deref(), Some("Ann"));
+        assert_eq!(undone.target.0.status, ProfileStatus::Prospect, "the status the source lent");
+        assert_eq!(undone.target.0.emails, target.data.emails);
+        assert_eq!(undone.sources[0].1, source.data, "the source exactly as it was");
+
+        // Written on the target since: kept.
+        let mut written = golden.clone();
+        written.data.given_name = Some("Annie".into());
+        let undone = undo(&merge, &before, &written, &[], &policy).expect("undone");
+        assert_eq!(undone.target.0.given_name.as_deref(), Some("Annie"));
+
+        // Written through the source's old id: the source's, off the target.
+        let mut after = golden.clone();
+        after.data.given_name = Some("Anna".into());
+        let redirected = Redirected { source: source.id, before: golden.clone(), after: after.clone() };
+        let undone = undo(&merge, &before, &after, &[redirected], &policy).expect("undone");
+        assert_eq!(undone.sources[0].1.given_name.as_deref(), Some("Anna"));
+        assert_eq!(undone.target.0.given_name.as_deref(), Some("Ann"));
+    }
+}

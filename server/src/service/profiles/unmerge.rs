@@ -1,0 +1,242 @@
+//! Exact unmerge (docs/merges.md): a merge undone in one unit of work. The
+//! values come from `domain::unmerge`; this module locks, checks, moves
+//! identifiers, consents and merged ids back, and publishes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::Profiles;
+use crate::{
+    auth::{Caller, Permission},
+    cache::CacheChange,
+    domain::{
+        DomainError, ProfileId,
+        consent::{ConsentDecision, same_state, supersedes},
+        error::Violations,
+        events,
+        identifiers::IdentifierKey,
+        profile::{self, Profile, ProfileStatus},
+        unmerge::{Redirected, undo},
+        view::ProfileView,
+    },
+    service::Audit,
+    store::{self, UnitOfWork},
+};
+
+/// Longest reason an unmerge may give.
+const MAX_REASON: usize = 200;
+
+/// What an unmerge did.
+#[derive(Debug, Clone)]
+pub struct Unmerged {
+    /// The merge undone.
+    pub merge_id: Uuid,
+    /// The target, as the caller may see it.
+    pub target: ProfileView,
+    /// Each source, live again, as the caller may see it.
+    pub sources: Vec<ProfileView>,
+}
+
+impl Profiles {
+    /// Undoes merge `merge_id` (stewards and admins): each source comes back
+    /// as it was plus what arrived for it since, the target loses exactly
+    /// what the sources brought. A merge whose target was merged away since
+    /// is refused, naming the merge to undo first.
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), merge_id))]
+    pub async fn unmerge(&self, caller: &Caller, merge_id: &str, reason: &str) -> Result<Unmerged, DomainError> {
+        caller.require(Permission::MergeProfiles)?;
+        let id = Uuid::parse_str(merge_id.trim()).map_err(|_| DomainError::invalid("merge_id", "not a merge id"))?;
+        let reason = match reason.trim() {
+            "" => "MANUAL",
+            text if text.chars().count() > MAX_REASON => {
+                return Err(DomainError::invalid("reason", format!("at most {MAX_REASON} characters")));
+            }
+            text => text,
+        };
+        let tenant = caller.tenant();
+        let mut work = self.store.begin().await?;
+        let not_found = || DomainError::NotFound { resource: "merge", id: id.to_string() };
+        let stored = store::merges::find(work.conn(), tenant, id, true).await?.ok_or_else(not_found)?;
+        let merge = &stored.record;
+        if let Some((at, by)) = &merge.undone {
+            return Err(DomainError::FailedPrecondition(format!("merge {id} was undone already ({at} by {by})")));
+        }
+
+        // Locked in id order, as merges lock theirs.
+        let mut ids: Vec<ProfileId> = std::iter::once(merge.target).chain(merge.sources.iter().copied()).collect();
+        ids.sort_unstable();
+        let mut current: HashMap<ProfileId, Profile> = HashMap::with_capacity(ids.len());
+        for member in ids {
+            let found = store::profiles::find(work.conn(), tenant, member, true).await?;
+            current.insert(member, found.ok_or_else(|| DomainError::profile_not_found(member))?);
+        }
+        let target_now = &current[&merge.target];
+        if target_now.data.status == ProfileStatus::Merged {
+            let later = store::merges::absorbing(work.conn(), tenant, merge.target).await?;
+            let (later_id, into) = later.map(|m| (m.id.to_string(), m.target.to_string())).unwrap_or_default();
+            return Err(DomainError::FailedPrecondition(format!(
+                "profile {} was merged into profile {into} since, by merge {later_id}: unmerge that merge first",
+                merge.target
+            )));
+        }
+        for source in &merge.sources {
+            let now = &current[source];
+            if now.data.status != ProfileStatus::Merged || now.merged_into != Some(merge.target) {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "profile {source} is no longer merged into profile {}",
+                    merge.target
+                )));
+            }
+        }
+
+        // Profiles merged into a source before this merge point at the
+        // target now; they follow their source back.
+        let mut cluster: HashMap<ProfileId, ProfileId> = merge.sources.iter().map(|s| (*s, *s)).collect();
+        let mut repoint: BTreeMap<ProfileId, Vec<ProfileId>> = BTreeMap::new();
+        for member in store::merges::merged_into(work.conn(), tenant, merge.target).await? {
+            if merge.sources.contains(&member) {
+                continue;
+            }
+            if let Some(earlier) = store::merges::absorbing(work.conn(), tenant, member).await?
+                && merge.sources.contains(&earlier.target)
+            {
+                cluster.insert(member, earlier.target);
+                repoint.entry(earlier.target).or_default().push(member);
+            }
+        }
+        let addressed: Vec<ProfileId> = cluster.keys().copied().collect();
+        let redirected: Vec<Redirected> =
+            store::merges::redirects(work.conn(), tenant, merge.target, &addressed, merge.at)
+                .await?
+                .into_iter()
+                .map(|(to, before, after)| Redirected { source: cluster[&to], before, after })
+                .collect();
+        let undone = undo(merge, &stored.before, target_now, &redirected, &self.policy)
+            .ok_or_else(|| DomainError::Internal(format!("merge {id} lacks the snapshot of a profile")))?;
+
+        let now = profile::now();
+        let mut target = target_now.clone();
+        (target.data, target.lineage) = undone.target;
+        target.version += 1;
+        target.updated_at = now;
+        let mut sources = Vec::with_capacity(undone.sources.len());
+        for (source, data, lineage) in undone.sources {
+            let mut next = current[&source].clone();
+            next.data = data;
+            next.lineage = lineage;
+            next.merged_into = None;
+            next.version += 1;
+            next.updated_at = now;
+            sources.push(next);
+        }
+        let mut violations = Violations::default();
+        for profile in std::iter::once(&target).chain(&sources) {
+            profile.data.check_consistency(&self.policy, &mut violations);
+        }
+        violations.into_result(())?;
+
+        // Identifiers: the target lets go of what it loses first, then each
+        // source claims its own again (a third profile that took one since
+        // makes the unmerge fail with ALREADY_EXISTS, nothing changed).
+        let target_moved = self.reindex(&work, caller, target_now, &target).await?;
+        let mut changes = vec![CacheChange {
+            tenant: tenant.clone(),
+            id: target.id,
+            version: target.version,
+            identifiers: target_moved,
+        }];
+        for source in &sources {
+            let keys = if source.data.status.is_live() { source.data.identity_keys(&self.policy) } else { Vec::new() };
+            store::identities::claim(work.conn(), tenant, source.id, &keys).await?;
+            let identifiers: Vec<IdentifierKey> = keys.into_iter().map(|(key, _)| key).collect();
+            changes.push(CacheChange { tenant: tenant.clone(), id: source.id, version: source.version, identifiers });
+        }
+        for profile in std::iter::once(&target).chain(&sources) {
+            let before = current[&profile.id].version;
+            if !store::profiles::update(work.conn(), profile, before).await? {
+                return Err(DomainError::Aborted(format!("profile {} changed during the unmerge", profile.id)));
+            }
+        }
+        for (source, members) in &repoint {
+            store::merges::point(work.conn(), tenant, members, *source).await?;
+            for member in members {
+                let version =
+                    store::profiles::find(work.conn(), tenant, *member, false).await?.map_or(0, |p| p.version);
+                changes.push(CacheChange { tenant: tenant.clone(), id: *member, version, identifiers: Vec::new() });
+            }
+        }
+
+        // Consent: decisions recorded through a source's old ids go back to
+        // it; then each profile's state in force is derived again from the
+        // histories of the profiles that resolve to it.
+        for source in &merge.sources {
+            let own: Vec<ProfileId> = cluster.iter().filter(|(_, s)| *s == source).map(|(id, _)| *id).collect();
+            store::consents::give_back(work.conn(), tenant, merge.target, &own, *source).await?;
+        }
+        for profile in std::iter::once(merge.target).chain(merge.sources.iter().copied()) {
+            self.derive_consents(&mut work, caller, profile).await?;
+        }
+
+        for source in &sources {
+            work.record(events::profile_unmerged(tenant, merge.target, source.id, reason, now));
+            let changed = current[&source.id].data.diff(&source.data);
+            work.record(events::profile_updated(source, &changed, caller.subject()));
+        }
+        let changed = target_now.data.diff(&target.data);
+        if !changed.is_empty() {
+            work.record(events::profile_updated(&target, &changed, caller.subject()));
+        }
+        store::merges::mark_undone(work.conn(), tenant, id, caller.subject(), now).await?;
+        let members = std::iter::once(&target).chain(&sources).map(|p| p.id.to_string()).collect();
+        work.audit(Audit::write(caller, "profile.unmerge", "profile", members));
+        for change in changes {
+            work.invalidate(change);
+        }
+        work.commit().await?;
+        let target_view = self.viewer.one(caller, &target).await?;
+        let mut source_views = Vec::with_capacity(sources.len());
+        for source in &sources {
+            source_views.push(self.viewer.one(caller, source).await?);
+        }
+        Ok(Unmerged { merge_id: id, target: target_view, sources: source_views })
+    }
+
+    /// Derives `profile`'s consent in force again from the histories of it
+    /// and of every profile merged into it (per purpose and contact point,
+    /// the latest decision by captured time, ties to the more restrictive),
+    /// publishing `ConsentUpdatedEvent` where the state changed.
+    async fn derive_consents(
+        &self,
+        work: &mut UnitOfWork,
+        caller: &Caller,
+        profile: ProfileId,
+    ) -> Result<(), DomainError> {
+        let tenant = caller.tenant();
+        let mut members = store::merges::merged_into(work.conn(), tenant, profile).await?;
+        members.push(profile);
+        let mut in_force: BTreeMap<_, ConsentDecision> = BTreeMap::new();
+        for decision in store::consents::decisions_of(work.conn(), tenant, &members).await? {
+            let key = (decision.purpose, decision.contact_point.clone());
+            if in_force.get(&key).is_none_or(|current| supersedes(&decision, current)) {
+                in_force.insert(key, ConsentDecision { profile_id: profile, ..decision });
+            }
+        }
+        let previous: BTreeMap<_, ConsentDecision> = store::consents::all_in_force(work.conn(), tenant, profile)
+            .await?
+            .into_iter()
+            .map(|d| ((d.purpose, d.contact_point.clone()), d))
+            .collect();
+        store::consents::clear_in_force(work.conn(), tenant, profile).await?;
+        let winners: Vec<&ConsentDecision> = in_force.values().collect();
+        store::consents::put_in_force(work.conn(), tenant, &winners).await?;
+        for (key, decision) in &in_force {
+            let before = previous.get(key);
+            if before.is_none_or(|before| before.id != decision.id && !same_state(before, decision)) {
+                work.record(events::consent_updated(tenant, decision, before.map(|d| d.status), caller.subject()));
+            }
+        }
+        Ok(())
+    }
+}
