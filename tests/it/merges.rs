@@ -591,3 +591,35 @@ async fn a_merge_absorbed_by_a_later_one_is_undone_after_it(app: TestApp) {
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
 }
 on_both!(unmerge_chains, a_merge_absorbed_by_a_later_one_is_undone_after_it);
+
+async fn a_delete_through_the_old_id_stays_with_the_source_when_undone(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut admin = app.admin();
+    let mut identity = app.identity(TENANT, &[Role::Steward]);
+    let target = admin.create_profile(create(person("Ann", "Lee", "ann@example.com"))).await.expect("create");
+    let source = admin.create_profile(create(person("Anne", "Lee", "anne@example.com"))).await.expect("create");
+    let (target, source) = (target.into_inner(), source.into_inner());
+    let merged = identity.merge_profiles(merge(&target.id, &[&source.id])).await.expect("merge").into_inner();
+    let deleted = pb::DeleteProfileRequest { id: source.id.clone(), etag: String::new() };
+    let deleted = admin.delete_profile(deleted).await.expect("delete through the old id").into_inner();
+    assert_eq!((deleted.id.as_str(), deleted.status), (target.id.as_str(), pb::ProfileStatus::Inactive as i32));
+
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, reason: String::new() };
+    identity.unmerge_profile(unmerge).await.expect("unmerge");
+    let get = |id: &str| pb::GetProfileRequest { id: id.into() };
+    let source_now = admin.get_profile(get(&source.id)).await.expect("get").into_inner();
+    assert_eq!(source_now.status, pb::ProfileStatus::Inactive as i32, "the delete was addressed to the source");
+    let target_now = admin.get_profile(get(&target.id)).await.expect("get").into_inner();
+    assert_eq!(target_now.status, pb::ProfileStatus::Active as i32, "the target lives again");
+    let lookup = |value: &str| pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::Email as i32,
+        value: value.into(),
+        source: String::new(),
+    };
+    let found = admin.lookup_profile(lookup("ann@example.com")).await.expect("its identifiers are indexed again");
+    assert_eq!(found.into_inner().id, target.id);
+    let gone = admin.lookup_profile(lookup("anne@example.com")).await.expect_err("a deleted profile holds none");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+}
+on_both!(unmerge_after_delete, a_delete_through_the_old_id_stays_with_the_source_when_undone);

@@ -62,101 +62,16 @@ pub fn undo(
         sources.push((*id, source.data.clone(), source.lineage.clone()));
     }
 
-    // Writes through a source's old id, first: onto the source, and off the
-    // target back to the value before them (which may be one the merge took
-    // from a source, given back below).
+    // Writes through a source's old id, first: onto the source oldest first;
+    // off the target newest first, each back to the value before it (which
+    // may be one the merge took from a source, given back below).
     for write in redirected {
-        let Some((_, source, lineage)) = sources.iter_mut().find(|(id, _, _)| *id == write.source) else { continue };
-        let (was, now) = (&write.before.data, &write.after.data);
-        for field in was.diff(now) {
-            match field {
-                ProfileField::Emails => {
-                    for added in now.emails.iter().filter(|e| !holds_email(was, e, policy)) {
-                        if !holds_email(source, added, policy) {
-                            source.emails.push(added.clone());
-                        }
-                        target.emails.retain(|e| policy.email_key(&e.address) != policy.email_key(&added.address));
-                    }
-                    for removed in was.emails.iter().filter(|e| !holds_email(now, e, policy)) {
-                        source.emails.retain(|e| policy.email_key(&e.address) != policy.email_key(&removed.address));
-                        if holds_email(&target_before.data, removed, policy) && !holds_email(&target, removed, policy) {
-                            target.emails.push(Email { primary: false, ..removed.clone() });
-                        }
-                    }
-                }
-                ProfileField::Phones => {
-                    for added in now.phones.iter().filter(|p| !was.phones.iter().any(|w| w.number == p.number)) {
-                        if !source.phones.iter().any(|s| s.number == added.number) {
-                            source.phones.push(added.clone());
-                        }
-                        target.phones.retain(|p| p.number != added.number);
-                    }
-                    for removed in was.phones.iter().filter(|p| !now.phones.iter().any(|n| n.number == p.number)) {
-                        source.phones.retain(|p| p.number != removed.number);
-                        let owned = target_before.data.phones.iter().any(|p| p.number == removed.number);
-                        if owned && !target.phones.iter().any(|p| p.number == removed.number) {
-                            target.phones.push(Phone { primary: false, ..removed.clone() });
-                        }
-                    }
-                }
-                ProfileField::Addresses => {
-                    for added in now.addresses.iter().filter(|a| !was.addresses.iter().any(|w| same_place(w, a))) {
-                        if !source.addresses.iter().any(|s| same_place(s, added)) {
-                            source.addresses.push(added.clone());
-                        }
-                        target.addresses.retain(|a| !same_place(a, added));
-                    }
-                    for removed in was.addresses.iter().filter(|a| !now.addresses.iter().any(|n| same_place(n, a))) {
-                        source.addresses.retain(|a| !same_place(a, removed));
-                        let owned = target_before.data.addresses.iter().any(|a| same_place(a, removed));
-                        if owned && !target.addresses.iter().any(|a| same_place(a, removed)) {
-                            target.addresses.push(PostalAddress::clone(removed));
-                        }
-                    }
-                }
-                ProfileField::ExternalIds => {
-                    for added in now.external_ids.iter().filter(|x| !was.external_ids.contains(x)) {
-                        if !source.external_ids.contains(added) {
-                            source.external_ids.push(added.clone());
-                        }
-                        target.external_ids.retain(|x| x != added);
-                    }
-                    for removed in was.external_ids.iter().filter(|x| !now.external_ids.contains(x)) {
-                        source.external_ids.retain(|x| x != removed);
-                        if target_before.data.external_ids.contains(removed) && !target.external_ids.contains(removed) {
-                            target.external_ids.push(ExternalId::clone(removed));
-                        }
-                    }
-                }
-                ProfileField::Attributes => {
-                    let mut keys: Vec<&String> = was.attributes.keys().chain(now.attributes.keys()).collect();
-                    keys.sort();
-                    keys.dedup();
-                    for key in keys.into_iter().filter(|k| was.attributes.get(*k) != now.attributes.get(*k)) {
-                        set_attribute(source, key, now.attributes.get(key));
-                        if target.attributes.get(key) == now.attributes.get(key) {
-                            set_attribute(&mut target, key, was.attributes.get(key));
-                        }
-                    }
-                }
-                ProfileField::Status => {
-                    source.status = now.status;
-                    if target.status == now.status {
-                        target.status = was.status;
-                    }
-                }
-                ProfileField::Kind => {}
-                single_valued => {
-                    source.copy_field(now, single_valued);
-                    if single(&target, single_valued) == single(now, single_valued) {
-                        target.copy_field(was, single_valued);
-                    }
-                }
-            }
-            if let Some(entry) = write.after.lineage.get(field.path()) {
-                lineage.insert(field.path().to_owned(), entry.clone());
-            }
+        if let Some((_, source, lineage)) = sources.iter_mut().find(|(id, _, _)| *id == write.source) {
+            replay(source, lineage, write, policy);
         }
+    }
+    for write in redirected.iter().rev() {
+        unwind(&mut target, &target_before.data, write, policy);
     }
 
     // What the sources brought, by value: out of the target again unless it
@@ -216,6 +131,154 @@ pub fn undo(
         kept.primary = true;
     }
     Some(Undone { target: (target, target_lineage), sources })
+}
+
+/// A write through a source's old id, onto the source: its values set, its
+/// contact points and external ids added or removed (an added one primary
+/// only if the source has none), its lineage.
+fn replay(
+    source: &mut ProfileData,
+    lineage: &mut BTreeMap<String, Lineage>,
+    write: &Redirected,
+    policy: &NormalizationPolicy,
+) {
+    let (was, now) = (&write.before.data, &write.after.data);
+    for field in was.diff(now) {
+        match field {
+            ProfileField::Emails => {
+                for added in now.emails.iter().filter(|e| !holds_email(was, e, policy)) {
+                    if !holds_email(source, added, policy) {
+                        let primary = added.primary && !source.emails.iter().any(|e| e.primary);
+                        source.emails.push(Email { primary, ..added.clone() });
+                    }
+                }
+                for removed in was.emails.iter().filter(|e| !holds_email(now, e, policy)) {
+                    source.emails.retain(|e| policy.email_key(&e.address) != policy.email_key(&removed.address));
+                }
+            }
+            ProfileField::Phones => {
+                for added in now.phones.iter().filter(|p| !was.phones.iter().any(|w| w.number == p.number)) {
+                    if !source.phones.iter().any(|s| s.number == added.number) {
+                        let primary = added.primary && !source.phones.iter().any(|p| p.primary);
+                        source.phones.push(Phone { primary, ..added.clone() });
+                    }
+                }
+                for removed in was.phones.iter().filter(|p| !now.phones.iter().any(|n| n.number == p.number)) {
+                    source.phones.retain(|p| p.number != removed.number);
+                }
+            }
+            ProfileField::Addresses => {
+                for added in now.addresses.iter().filter(|a| !was.addresses.iter().any(|w| same_place(w, a))) {
+                    if !source.addresses.iter().any(|s| same_place(s, added)) {
+                        source.addresses.push(added.clone());
+                    }
+                }
+                for removed in was.addresses.iter().filter(|a| !now.addresses.iter().any(|n| same_place(n, a))) {
+                    source.addresses.retain(|a| !same_place(a, removed));
+                }
+            }
+            ProfileField::ExternalIds => {
+                for added in now.external_ids.iter().filter(|x| !was.external_ids.contains(x)) {
+                    if !source.external_ids.contains(added) {
+                        source.external_ids.push(added.clone());
+                    }
+                }
+                for removed in was.external_ids.iter().filter(|x| !now.external_ids.contains(x)) {
+                    source.external_ids.retain(|x| x != removed);
+                }
+            }
+            ProfileField::Attributes => {
+                for key in changed_keys(was, now) {
+                    set_attribute(source, key, now.attributes.get(key));
+                }
+            }
+            ProfileField::Kind => {}
+            other => source.copy_field(now, other),
+        }
+        if let Some(entry) = write.after.lineage.get(field.path()) {
+            lineage.insert(field.path().to_owned(), entry.clone());
+        }
+    }
+}
+
+/// A write through a source's old id, off the target: what it added
+/// removed, what it removed of the target's own put back, each value it set
+/// (and still held) back to the one before it.
+fn unwind(target: &mut ProfileData, owned: &ProfileData, write: &Redirected, policy: &NormalizationPolicy) {
+    let (was, now) = (&write.before.data, &write.after.data);
+    for field in was.diff(now) {
+        match field {
+            ProfileField::Emails => {
+                for added in now.emails.iter().filter(|e| !holds_email(was, e, policy)) {
+                    target.emails.retain(|e| policy.email_key(&e.address) != policy.email_key(&added.address));
+                }
+                for removed in was.emails.iter().filter(|e| !holds_email(now, e, policy)) {
+                    if holds_email(owned, removed, policy) && !holds_email(target, removed, policy) {
+                        target.emails.push(Email { primary: false, ..removed.clone() });
+                    }
+                }
+            }
+            ProfileField::Phones => {
+                for added in now.phones.iter().filter(|p| !was.phones.iter().any(|w| w.number == p.number)) {
+                    target.phones.retain(|p| p.number != added.number);
+                }
+                for removed in was.phones.iter().filter(|p| !now.phones.iter().any(|n| n.number == p.number)) {
+                    let mine = owned.phones.iter().any(|p| p.number == removed.number);
+                    if mine && !target.phones.iter().any(|p| p.number == removed.number) {
+                        target.phones.push(Phone { primary: false, ..removed.clone() });
+                    }
+                }
+            }
+            ProfileField::Addresses => {
+                for added in now.addresses.iter().filter(|a| !was.addresses.iter().any(|w| same_place(w, a))) {
+                    target.addresses.retain(|a| !same_place(a, added));
+                }
+                for removed in was.addresses.iter().filter(|a| !now.addresses.iter().any(|n| same_place(n, a))) {
+                    let mine = owned.addresses.iter().any(|a| same_place(a, removed));
+                    if mine && !target.addresses.iter().any(|a| same_place(a, removed)) {
+                        target.addresses.push(PostalAddress::clone(removed));
+                    }
+                }
+            }
+            ProfileField::ExternalIds => {
+                for added in now.external_ids.iter().filter(|x| !was.external_ids.contains(x)) {
+                    target.external_ids.retain(|x| x != added);
+                }
+                for removed in was.external_ids.iter().filter(|x| !now.external_ids.contains(x)) {
+                    if owned.external_ids.contains(removed) && !target.external_ids.contains(removed) {
+                        target.external_ids.push(ExternalId::clone(removed));
+                    }
+                }
+            }
+            ProfileField::Attributes => {
+                for key in changed_keys(was, now) {
+                    if target.attributes.get(key) == now.attributes.get(key) {
+                        set_attribute(target, key, was.attributes.get(key));
+                    }
+                }
+            }
+            ProfileField::Status => {
+                if target.status == now.status {
+                    target.status = was.status;
+                }
+            }
+            ProfileField::Kind => {}
+            single_valued => {
+                if single(target, single_valued) == single(now, single_valued) {
+                    target.copy_field(was, single_valued);
+                }
+            }
+        }
+    }
+}
+
+/// The attribute keys whose value `now` changed from `was`.
+fn changed_keys<'a>(was: &'a ProfileData, now: &'a ProfileData) -> Vec<&'a String> {
+    let mut keys: Vec<&String> = was.attributes.keys().chain(now.attributes.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.retain(|k| was.attributes.get(*k) != now.attributes.get(*k));
+    keys
 }
 
 fn holds_email(data: &ProfileData, email: &Email, policy: &NormalizationPolicy) -> bool {
@@ -336,8 +399,24 @@ mod tests {
         let mut after = golden.clone();
         after.data.given_name = Some("Anna".into());
         let redirected = Redirected { source: source.id, before: golden.clone(), after: after.clone() };
-        let undone = undo(&merge, &before, &after, &[redirected], &policy).expect("undone");
+        let undone = undo(&merge, &before, &after, std::slice::from_ref(&redirected), &policy).expect("undone");
         assert_eq!(undone.sources[0].1.given_name.as_deref(), Some("Anna"));
         assert_eq!(undone.target.0.given_name.as_deref(), Some("Ann"));
+
+        // Twice through the old id: the source keeps the last, the target
+        // unwinds both; a primary email added there is not the source's
+        // second primary.
+        let mut last = after.clone();
+        last.data.given_name = Some("Annie".into());
+        last.data.emails.push(Email { address: "annie@example.com".into(), label: String::new(), primary: true });
+        for email in last.data.emails.iter_mut().take(2) {
+            email.primary = false;
+        }
+        let second = Redirected { source: source.id, before: after.clone(), after: last.clone() };
+        let undone = undo(&merge, &before, &last, &[redirected, second], &policy).expect("undone");
+        assert_eq!(undone.sources[0].1.given_name.as_deref(), Some("Annie"));
+        assert_eq!(undone.target.0.given_name.as_deref(), Some("Ann"));
+        assert_eq!(undone.sources[0].1.emails.iter().filter(|e| e.primary).count(), 1);
+        assert_eq!(undone.target.0.emails, target.data.emails);
     }
 }

@@ -536,7 +536,7 @@ async fn merged_into_it(
     tenant: &TenantId,
     id: ProfileId,
 ) -> Result<bool, DomainError> {
-    Ok(store::merges::history(conn, tenant, id).await?.iter().any(|m| m.target == id))
+    Ok(store::merges::history(conn, tenant, id).await?.iter().any(|m| m.target == id && m.undone.is_none()))
 }
 
 /// Folds an imported row into the profile it feeds: a filled value replaces

@@ -639,7 +639,18 @@ impl Profiles {
             }
         };
         let first = load(id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
-        identity::canonical(id, first, load).await
+        let (profile, redirected_from) = identity::canonical(id, first, load).await?;
+        // The merged id was read unlocked: an unmerge that committed while
+        // this waited for the target's lock gave it back its own profile.
+        if redirected_from.is_some() {
+            let reread = |id: ProfileId| store::profiles::find(work.conn(), caller.tenant(), id, false);
+            let first = reread(id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
+            let (now, _) = identity::canonical(id, first, reread).await?;
+            if now.id != profile.id {
+                return Err(DomainError::Aborted(format!("profile {id} was split off again meanwhile; retry")));
+            }
+        }
+        Ok((profile, redirected_from))
     }
 
     /// Moves identity-index rows from `current`'s identifiers to `next`'s;

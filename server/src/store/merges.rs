@@ -79,16 +79,19 @@ pub async fn repoint(
     sources: &[ProfileId],
     target: ProfileId,
 ) -> Result<(), DomainError> {
-    set_merged_into(conn, tenant, "merged_into", sources, target).await
+    set_merged_into(conn, tenant, "merged_into", sources, target, false).await
 }
 
-/// Sets `merged_into` to `target` on the profiles whose `column` is one of `ids`.
+/// Sets `merged_into` to `target` on the profiles whose `column` is one of
+/// `ids`; with `bump`, moves their versions on (cached copies keep the
+/// highest version: one that resolves elsewhere now must be dropped).
 async fn set_merged_into(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     column: &str,
     ids: &[ProfileId],
     target: ProfileId,
+    bump: bool,
 ) -> Result<(), DomainError> {
     if ids.is_empty() {
         return Ok(());
@@ -96,6 +99,7 @@ async fn set_merged_into(
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("UPDATE profiles SET merged_into = ")
         .bind(target.as_uuid())
+        .push(if bump { ", version = version + 1" } else { "" })
         .push(" WHERE tenant_id = ")
         .bind(tenant.as_str())
         .push(" AND ")
@@ -178,8 +182,12 @@ pub async fn mark_undone(
         .push(" WHERE tenant_id = ")
         .bind(tenant.as_str())
         .push(" AND id = ")
-        .bind(id);
-    conn.execute_raw(sql.statement()).await.map_err(db_error)?;
+        .bind(id)
+        .push(" AND undone_at IS NULL");
+    let done = conn.execute_raw(sql.statement()).await.map_err(db_error)?;
+    if done.rows_affected() != 1 {
+        return Err(DomainError::Aborted(format!("merge {id} was undone concurrently")));
+    }
     Ok(())
 }
 
@@ -216,7 +224,7 @@ pub async fn point(
     ids: &[ProfileId],
     target: ProfileId,
 ) -> Result<(), DomainError> {
-    set_merged_into(conn, tenant, "id", ids, target).await
+    set_merged_into(conn, tenant, "id", ids, target, true).await
 }
 
 /// Records a write addressed to the merged id `addressed_to`: the profile

@@ -21,7 +21,7 @@ use crate::{
         unmerge::{Redirected, undo},
         view::ProfileView,
     },
-    service::Audit,
+    service::{Audit, identity},
     store::{self, UnitOfWork},
 };
 
@@ -75,11 +75,13 @@ impl Profiles {
         let target_now = &current[&merge.target];
         if target_now.data.status == ProfileStatus::Merged {
             let later = store::merges::absorbing(work.conn(), tenant, merge.target).await?;
-            let (later_id, into) = later.map(|m| (m.id.to_string(), m.target.to_string())).unwrap_or_default();
-            return Err(DomainError::FailedPrecondition(format!(
-                "profile {} was merged into profile {into} since, by merge {later_id}: unmerge that merge first",
-                merge.target
-            )));
+            return Err(DomainError::FailedPrecondition(match later {
+                Some(later) => format!(
+                    "profile {} was merged into profile {} since, by merge {}: unmerge that merge first",
+                    merge.target, later.target, later.id
+                ),
+                None => format!("profile {} is MERGED: unmerge the merge that absorbed it first", merge.target),
+            }));
         }
         for source in &merge.sources {
             let now = &current[source];
@@ -99,11 +101,20 @@ impl Profiles {
             if merge.sources.contains(&member) {
                 continue;
             }
-            if let Some(earlier) = store::merges::absorbing(work.conn(), tenant, member).await?
-                && merge.sources.contains(&earlier.target)
-            {
-                cluster.insert(member, earlier.target);
-                repoint.entry(earlier.target).or_default().push(member);
+            // Up the merges that absorbed it (X into M, then M into a source)
+            // to the first profile it was merged into that this merge took.
+            let mut step = member;
+            for _ in 0..identity::MAX_REDIRECTS {
+                let Some(earlier) = store::merges::absorbing(work.conn(), tenant, step).await? else { break };
+                if earlier.id == merge.id || earlier.target == merge.target {
+                    break;
+                }
+                if merge.sources.contains(&earlier.target) {
+                    cluster.insert(member, earlier.target);
+                    repoint.entry(earlier.target).or_default().push(member);
+                    break;
+                }
+                step = earlier.target;
             }
         }
         let addressed: Vec<ProfileId> = cluster.keys().copied().collect();
@@ -140,7 +151,22 @@ impl Profiles {
         // Identifiers: the target lets go of what it loses first, then each
         // source claims its own again (a third profile that took one since
         // makes the unmerge fail with ALREADY_EXISTS, nothing changed).
-        let target_moved = self.reindex(&work, caller, target_now, &target).await?;
+        // A target deleted through a source's old id comes back live (and
+        // one deleted through its own id stays deleted): its index follows
+        // its status, not only its values.
+        let target_moved = match (target_now.data.status.is_live(), target.data.status.is_live()) {
+            (true, true) => self.reindex(&work, caller, target_now, &target).await?,
+            (false, true) => {
+                let keys = target.data.identity_keys(&self.policy);
+                store::identities::claim(work.conn(), tenant, target.id, &keys).await?;
+                keys.into_iter().map(|(key, _)| key).collect()
+            }
+            (true, false) => {
+                store::identities::release(work.conn(), tenant, target.id, None).await?;
+                target_now.data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect()
+            }
+            (false, false) => Vec::new(),
+        };
         let mut changes = vec![CacheChange {
             tenant: tenant.clone(),
             id: target.id,
