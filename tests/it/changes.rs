@@ -235,3 +235,22 @@ async fn a_subscriber_that_stops_reading_is_dropped_and_others_flow_on() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("resume"), "{status:?}");
 }
+
+async fn a_merged_id_watches_the_profile_it_answers_for(app: TestApp) {
+    let mut watcher = app.events(TENANT, &[Role::Steward]);
+    let mut writer = app.admin();
+    let a = writer.create_profile(create(person("A", "One", "a@example.com"))).await.expect("create").into_inner();
+    let b = writer.create_profile(create(person("B", "One", "b@example.com"))).await.expect("create").into_inner();
+    let merge = pb::MergeProfilesRequest {
+        target_id: b.id.clone(),
+        source_ids: vec![a.id.clone()],
+        reason: pb::MergeReason::Duplicate as i32,
+        ..Default::default()
+    };
+    app.identity(TENANT, &[Role::Steward]).merge_profiles(merge).await.expect("merge");
+    let mut through_old_id = watch(&mut watcher, "", &a.id).await;
+    writer.update_profile(set_segment(&b.id, "X", "")).await.expect("update");
+    let got = next(&mut through_old_id, 1).await;
+    assert_eq!(got[0].aggregate_id, b.id, "the old id watches the profile it resolves to");
+}
+on_both!(merged_ids_watch_their_target, a_merged_id_watches_the_profile_it_answers_for);

@@ -19,7 +19,7 @@ use crate::{
     domain::{DomainError, ProfileId, view::Disclosure},
     outbox::feed::ChangeFeed,
     store::{
-        Store,
+        self, Store,
         outbox::{self, Stamped},
     },
 };
@@ -118,8 +118,18 @@ impl Events {
     /// Starts a subscription: the caller's tenant's events after the
     /// requested position, then live ones, until the caller hangs up, its
     /// token expires, it falls behind or the server stops.
-    pub async fn watch(&self, caller: &Caller, request: WatchRequest) -> Result<Subscription, DomainError> {
+    pub async fn watch(&self, caller: &Caller, mut request: WatchRequest) -> Result<Subscription, DomainError> {
         caller.require(Permission::WatchChanges)?;
+        // A merged id watches the profile it answers for, as every RPC given
+        // one does (an id no profile has watches nothing, as before).
+        if let Some(asked) = request.profile {
+            let db = self.store.db();
+            let load = |id: ProfileId| store::profiles::find(db, caller.tenant(), id, false);
+            if let Some(found) = load(asked).await? {
+                let (profile, _) = super::identity::canonical(asked, found, load).await?;
+                request.profile = Some(profile.id);
+            }
+        }
         // Subscribe first: everything after the feed's head arrives live,
         // and history covers the rest.
         let (mut live, _) = self.feed.subscribe();
