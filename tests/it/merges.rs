@@ -79,6 +79,17 @@ async fn merged_ids_resolve_to_their_target_on_every_read_and_write(app: TestApp
 }
 on_both!(merged_ids_resolve, merged_ids_resolve_to_their_target_on_every_read_and_write);
 
+/// A SetConsent of `status` for `purpose` on `profile`, captured now.
+fn decide(profile: &str, purpose: pb::ConsentPurpose, status: pb::ConsentStatus) -> pb::SetConsentRequest {
+    pb::SetConsentRequest {
+        profile_id: profile.into(),
+        purpose: purpose as i32,
+        status: status as i32,
+        source: "test".into(),
+        ..Default::default()
+    }
+}
+
 /// A MergeProfilesRequest of `sources` into `target` for a duplicate.
 fn merge(target: &str, sources: &[&str]) -> pb::MergeProfilesRequest {
     pb::MergeProfilesRequest {
@@ -293,13 +304,6 @@ async fn consent_rpcs_given_a_merged_id_answer_for_the_target(app: TestApp) {
     let source = client.create_profile(create(person("Anne", "Lee", "anne@example.com"))).await.expect("create");
     let (target, source) = (target.into_inner(), source.into_inner());
     let mut consents = app.consents(TENANT, &[Role::Agent]);
-    let decide = |profile: &str, purpose: pb::ConsentPurpose, status: pb::ConsentStatus| pb::SetConsentRequest {
-        profile_id: profile.into(),
-        purpose: purpose as i32,
-        status: status as i32,
-        source: "test".into(),
-        ..Default::default()
-    };
     let sms = decide(&source.id, pb::ConsentPurpose::SmsMarketing, pb::ConsentStatus::Granted);
     consents.set_consent(sms).await.expect("consent on the source");
     let merge = pb::MergeProfilesRequest {
@@ -432,13 +436,6 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
         fields: [("tier".to_owned(), text("gold")), ("club".to_owned(), text("yes"))].into(),
     });
     let source = admin.create_profile(with_source(create(anne), "pos")).await.expect("create").into_inner();
-    let decide = |profile: &str, purpose: pb::ConsentPurpose, status: pb::ConsentStatus| pb::SetConsentRequest {
-        profile_id: profile.into(),
-        purpose: purpose as i32,
-        status: status as i32,
-        source: "test".into(),
-        ..Default::default()
-    };
     consents
         .set_consent(decide(&source.id, pb::ConsentPurpose::SmsMarketing, pb::ConsentStatus::Granted))
         .await

@@ -6,6 +6,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use sea_orm::ConnectionTrait;
+
 use super::mapping::Prepared;
 use crate::{
     auth::Caller,
@@ -80,8 +82,21 @@ pub struct Loaded {
     pub unchanged: u64,
     /// What the report lists.
     pub noted: Vec<Noted>,
-    /// Organizations whose primary contact is another row: (organization, contact key, line, key).
-    pub contacts: Vec<(ProfileId, String, u64, String)>,
+    /// Organizations whose primary contact is a row not loaded yet.
+    pub contacts: Vec<ContactLink>,
+}
+
+/// An organization's row naming its primary contact by that person's row key.
+#[derive(Debug, Clone)]
+pub struct ContactLink {
+    /// The organization's profile.
+    pub organization: ProfileId,
+    /// The contact's row key.
+    pub contact: String,
+    /// The line the organization's row starts on.
+    pub line: u64,
+    /// The organization's row key.
+    pub key: String,
 }
 
 /// Writes prepared rows of one source into one tenant, as `system:import`.
@@ -118,11 +133,7 @@ impl Loader {
         let before = store::imports::loaded(conn, &self.tenant, &self.source, &keys).await?;
         // The live profile each row feeds: the holder of its external id of
         // this source (merges and deletes keep that index current).
-        let holders: HashMap<String, ProfileId> =
-            store::identities::holders_of(conn, &self.tenant, IdentifierType::ExternalId, &self.source, &keys)
-                .await?
-                .into_iter()
-                .collect();
+        let holders = self.holders(conn, &keys).await?;
         // Unchanged: loaded whole before, exactly so, into a profile that is
         // still live (a deleted one's row creates a profile again).
         let pending: Vec<&Prepared> = rows
@@ -138,11 +149,7 @@ impl Loader {
             return Ok(done);
         }
 
-        let mut held: Vec<ProfileId> = holders.values().copied().collect();
-        held.sort();
-        held.dedup();
-        let originals: HashMap<ProfileId, Profile> =
-            store::profiles::find_many(conn, &self.tenant, &held).await?.into_iter().map(|p| (p.id, p)).collect();
+        let originals = self.profiles(conn, holders.values().copied()).await?;
         let now = profile::now();
         let mut current: HashMap<ProfileId, Profile> = HashMap::new();
         let mut fresh: Vec<Profile> = Vec::new();
@@ -307,7 +314,7 @@ impl Loader {
         fresh: &mut [Profile],
         current: &mut HashMap<ProfileId, Profile>,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Vec<(ProfileId, String, u64, String)> {
+    ) -> Vec<ContactLink> {
         let batch: HashMap<&str, ProfileId> = fed
             .iter()
             .filter(|(row, _)| row.data.kind == ProfileKind::Person)
@@ -331,7 +338,12 @@ impl Loader {
                         record_lineage(&mut profile.lineage, &[ProfileField::PrimaryContactId], &self.source, now);
                     }
                 }
-                None => later.push((*id, contact.clone(), row.line, row.key.clone())),
+                None => later.push(ContactLink {
+                    organization: *id,
+                    contact: contact.clone(),
+                    line: row.line,
+                    key: row.key.clone(),
+                }),
             }
         }
         later
@@ -345,10 +357,34 @@ impl Loader {
         CacheChange { tenant: self.tenant.clone(), id: profile.id, version: profile.version, identifiers }
     }
 
+    /// The live profile holding each row key's external id of this source.
+    async fn holders(
+        &self,
+        conn: &impl ConnectionTrait,
+        keys: &[&str],
+    ) -> Result<HashMap<String, ProfileId>, DomainError> {
+        let found =
+            store::identities::holders_of(conn, &self.tenant, IdentifierType::ExternalId, &self.source, keys).await?;
+        Ok(found.into_iter().collect())
+    }
+
+    /// The profiles among `ids`, by id.
+    async fn profiles(
+        &self,
+        conn: &impl ConnectionTrait,
+        ids: impl Iterator<Item = ProfileId>,
+    ) -> Result<HashMap<ProfileId, Profile>, DomainError> {
+        let mut ids: Vec<ProfileId> = ids.collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found = store::profiles::find_many(conn, &self.tenant, &ids).await?;
+        Ok(found.into_iter().map(|p| (p.id, p)).collect())
+    }
+
     /// Sets each organization's primary contact to the profile of the row
     /// key it names, once every row is loaded (a contact may come later in
     /// the file than its organization).
-    pub async fn link_contacts(&self, links: &[(ProfileId, String, u64, String)]) -> Result<Vec<Noted>, DomainError> {
+    pub async fn link_contacts(&self, links: &[ContactLink]) -> Result<Vec<Noted>, DomainError> {
         let mut noted = Vec::new();
         for chunk in links.chunks(500) {
             noted.extend(retry(|| self.link_chunk(chunk)).await?);
@@ -356,59 +392,50 @@ impl Loader {
         Ok(noted)
     }
 
-    async fn link_chunk(&self, chunk: &[(ProfileId, String, u64, String)]) -> Result<Vec<Noted>, DomainError> {
+    async fn link_chunk(&self, chunk: &[ContactLink]) -> Result<Vec<Noted>, DomainError> {
         let mut noted = Vec::new();
-        {
-            let work = self.store.begin().await?;
-            let conn = work.conn();
-            let keys: Vec<&str> = chunk.iter().map(|(_, contact, _, _)| contact.as_str()).collect();
-            let holders: HashMap<String, ProfileId> =
-                store::identities::holders_of(conn, &self.tenant, IdentifierType::ExternalId, &self.source, &keys)
-                    .await?
-                    .into_iter()
-                    .collect();
-            let mut ids: Vec<ProfileId> = chunk.iter().map(|(org, ..)| *org).chain(holders.values().copied()).collect();
-            ids.sort();
-            ids.dedup();
-            let profiles: HashMap<ProfileId, Profile> =
-                store::profiles::find_many(conn, &self.tenant, &ids).await?.into_iter().map(|p| (p.id, p)).collect();
-            let mut written = Vec::new();
-            for (org, contact_key, line, key) in chunk {
-                let note = |issue| Noted { line: *line, key: key.clone(), profile: *org, issue };
-                let Some(contact) = holders.get(contact_key).and_then(|id| profiles.get(id)) else {
-                    noted.push(note(Issue::ContactNotFound { contact: contact_key.clone() }));
-                    continue;
-                };
-                let Some(current) = profiles.get(org).filter(|p| p.data.status.is_live()) else { continue };
-                let refusal = if current.data.kind != ProfileKind::Organization {
-                    Some("only an organization has a primary contact".to_owned())
-                } else if contact.data.kind != ProfileKind::Person || !contact.data.status.is_live() {
-                    Some(format!("row '{contact_key}' is not a live person"))
-                } else {
-                    None
-                };
-                if let Some(reason) = refusal {
-                    noted.push(note(Issue::ContactRefused { reason }));
-                    continue;
-                }
-                if current.data.primary_contact_id == Some(contact.id) {
-                    continue;
-                }
-                let mut next = current.clone();
-                next.data.primary_contact_id = Some(contact.id);
-                next.version += 1;
-                next.updated_at = profile::now();
-                record_lineage(&mut next.lineage, &[ProfileField::PrimaryContactId], &self.source, next.updated_at);
-                if !store::profiles::update(conn, &next, current.version).await? {
-                    return Err(DomainError::Aborted(format!("profile {org} changed under the import")));
-                }
-                written.push(next);
+        let work = self.store.begin().await?;
+        let conn = work.conn();
+        let keys: Vec<&str> = chunk.iter().map(|link| link.contact.as_str()).collect();
+        let holders = self.holders(conn, &keys).await?;
+        let ids = chunk.iter().map(|link| link.organization).chain(holders.values().copied());
+        let profiles = self.profiles(conn, ids).await?;
+        let mut written = Vec::new();
+        for ContactLink { organization: org, contact: contact_key, line, key } in chunk {
+            let note = |issue| Noted { line: *line, key: key.clone(), profile: *org, issue };
+            let Some(contact) = holders.get(contact_key).and_then(|id| profiles.get(id)) else {
+                noted.push(note(Issue::ContactNotFound { contact: contact_key.clone() }));
+                continue;
+            };
+            let Some(current) = profiles.get(org).filter(|p| p.data.status.is_live()) else { continue };
+            let refusal = if current.data.kind != ProfileKind::Organization {
+                Some("only an organization has a primary contact".to_owned())
+            } else if contact.data.kind != ProfileKind::Person || !contact.data.status.is_live() {
+                Some(format!("row '{contact_key}' is not a live person"))
+            } else {
+                None
+            };
+            if let Some(reason) = refusal {
+                noted.push(note(Issue::ContactRefused { reason }));
+                continue;
             }
-            // Tried again by the next import, once the contact is there.
-            let unlinked: Vec<&str> = noted.iter().map(|n| n.key.as_str()).collect();
-            store::imports::forget_fingerprints(work.conn(), &self.tenant, &self.source, &unlinked).await?;
-            self.commit_updates(work, written, &[ProfileField::PrimaryContactId], Vec::new()).await?;
+            if current.data.primary_contact_id == Some(contact.id) {
+                continue;
+            }
+            let mut next = current.clone();
+            next.data.primary_contact_id = Some(contact.id);
+            next.version += 1;
+            next.updated_at = profile::now();
+            record_lineage(&mut next.lineage, &[ProfileField::PrimaryContactId], &self.source, next.updated_at);
+            if !store::profiles::update(conn, &next, current.version).await? {
+                return Err(DomainError::Aborted(format!("profile {org} changed under the import")));
+            }
+            written.push(next);
         }
+        // Tried again by the next import, once the contact is there.
+        let unlinked: Vec<&str> = noted.iter().map(|n| n.key.as_str()).collect();
+        store::imports::forget_fingerprints(conn, &self.tenant, &self.source, &unlinked).await?;
+        self.commit_updates(work, written, &[ProfileField::PrimaryContactId], Vec::new()).await?;
         Ok(noted)
     }
 
@@ -426,58 +453,50 @@ impl Loader {
 
     async fn missing_chunk(&self, chunk: &[(String, ProfileId)], deactivate: bool) -> Result<Vec<Noted>, DomainError> {
         let mut noted = Vec::new();
-        {
-            let work = self.store.begin().await?;
-            let conn = work.conn();
-            let keys: Vec<&str> = chunk.iter().map(|(key, _)| key.as_str()).collect();
-            let holders: HashMap<String, ProfileId> =
-                store::identities::holders_of(conn, &self.tenant, IdentifierType::ExternalId, &self.source, &keys)
-                    .await?
-                    .into_iter()
-                    .collect();
-            let ids: Vec<ProfileId> = holders.values().copied().collect();
-            let profiles: HashMap<ProfileId, Profile> =
-                store::profiles::find_many(conn, &self.tenant, &ids).await?.into_iter().map(|p| (p.id, p)).collect();
-            let mut written = Vec::new();
-            let mut released = Vec::new();
-            let mut forgotten = Vec::new();
-            for (key, loaded_into) in chunk {
-                let profile = holders.get(key).and_then(|id| profiles.get(id));
-                let kept_because = match profile {
-                    None => Some("its profile is no longer live".to_owned()),
-                    Some(p) if p.data.external_ids.iter().any(|x| x.source == self.source && x.id != *key) => {
-                        Some(format!("its profile also holds another row of '{}' (merged since)", self.source))
-                    }
-                    Some(p) if p.id != *loaded_into || merged_into_it(conn, &self.tenant, p.id).await? => {
-                        Some("its profile holds other records merged into it".to_owned())
-                    }
-                    Some(_) => None,
-                };
-                let deactivated = deactivate && kept_because.is_none();
-                let id = profile.map_or(*loaded_into, |p| p.id);
-                noted.push(Noted {
-                    line: 0,
-                    key: key.clone(),
-                    profile: id,
-                    issue: Issue::Missing { deactivated, kept_because: kept_because.filter(|_| deactivate) },
-                });
-                let Some(current) = profile.filter(|_| deactivated) else { continue };
-                let mut next = current.clone();
-                next.data.status = ProfileStatus::Inactive;
-                next.version += 1;
-                next.updated_at = profile::now();
-                record_lineage(&mut next.lineage, &[ProfileField::Status], &self.source, next.updated_at);
-                store::identities::release(conn, &self.tenant, current.id, None).await?;
-                if !store::profiles::update(conn, &next, current.version).await? {
-                    return Err(DomainError::Aborted(format!("profile {} changed under the import", current.id)));
+        let work = self.store.begin().await?;
+        let conn = work.conn();
+        let keys: Vec<&str> = chunk.iter().map(|(key, _)| key.as_str()).collect();
+        let holders = self.holders(conn, &keys).await?;
+        let profiles = self.profiles(conn, holders.values().copied()).await?;
+        let mut written = Vec::new();
+        let mut released = Vec::new();
+        let mut forgotten = Vec::new();
+        for (key, loaded_into) in chunk {
+            let profile = holders.get(key).and_then(|id| profiles.get(id));
+            let kept_because = match profile {
+                None => Some("its profile is no longer live".to_owned()),
+                Some(p) if p.data.external_ids.iter().any(|x| x.source == self.source && x.id != *key) => {
+                    Some(format!("its profile also holds another row of '{}' (merged since)", self.source))
                 }
-                released.extend(current.data.identity_keys(&self.policy).into_iter().map(|(k, _)| (current.id, k)));
-                forgotten.push(key.as_str());
-                written.push(next);
+                Some(p) if p.id != *loaded_into || merged_into_it(conn, &self.tenant, p.id).await? => {
+                    Some("its profile holds other records merged into it".to_owned())
+                }
+                Some(_) => None,
+            };
+            let deactivated = deactivate && kept_because.is_none();
+            let id = profile.map_or(*loaded_into, |p| p.id);
+            noted.push(Noted {
+                line: 0,
+                key: key.clone(),
+                profile: id,
+                issue: Issue::Missing { deactivated, kept_because: kept_because.filter(|_| deactivate) },
+            });
+            let Some(current) = profile.filter(|_| deactivated) else { continue };
+            let mut next = current.clone();
+            next.data.status = ProfileStatus::Inactive;
+            next.version += 1;
+            next.updated_at = profile::now();
+            record_lineage(&mut next.lineage, &[ProfileField::Status], &self.source, next.updated_at);
+            store::identities::release(conn, &self.tenant, current.id, None).await?;
+            if !store::profiles::update(conn, &next, current.version).await? {
+                return Err(DomainError::Aborted(format!("profile {} changed under the import", current.id)));
             }
-            store::imports::forget(conn, &self.tenant, &self.source, &forgotten).await?;
-            self.commit_updates(work, written, &[ProfileField::Status], released).await?;
+            released.extend(current.data.identity_keys(&self.policy).into_iter().map(|(k, _)| (current.id, k)));
+            forgotten.push(key.as_str());
+            written.push(next);
         }
+        store::imports::forget(conn, &self.tenant, &self.source, &forgotten).await?;
+        self.commit_updates(work, written, &[ProfileField::Status], released).await?;
         Ok(noted)
     }
 
@@ -531,11 +550,7 @@ where
 }
 
 /// Whether any profile was merged into `id` (and not split off again).
-async fn merged_into_it(
-    conn: &impl sea_orm::ConnectionTrait,
-    tenant: &TenantId,
-    id: ProfileId,
-) -> Result<bool, DomainError> {
+async fn merged_into_it(conn: &impl ConnectionTrait, tenant: &TenantId, id: ProfileId) -> Result<bool, DomainError> {
     Ok(store::merges::history(conn, tenant, id).await?.iter().any(|m| m.target == id && m.undone.is_none()))
 }
 

@@ -154,9 +154,6 @@ pub async fn holders_of(
 ) -> Result<Vec<(String, ProfileId)>, DomainError> {
     let mut found = Vec::new();
     for chunk in values.chunks(MAX_BIND_PARAMS - 3) {
-        if chunk.is_empty() {
-            continue;
-        }
         let mut sql = Sql::new(conn.get_database_backend());
         if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
             // One primary-key probe per value, whatever the planner's

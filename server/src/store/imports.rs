@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use c360_entity::import_row::{ActiveModel, Column, Entity};
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Iterable, QueryFilter, QuerySelect,
-    prelude::Uuid, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, Iterable, QueryFilter,
+    QuerySelect, prelude::Uuid, sea_query::OnConflict,
 };
 
 use super::{MAX_BIND_PARAMS, db_error, rows_per_statement, sql::Sql};
@@ -30,9 +30,6 @@ pub async fn loaded(
 ) -> Result<HashMap<String, Loaded>, DomainError> {
     let mut found = HashMap::new();
     for chunk in keys.chunks(MAX_BIND_PARAMS - 2) {
-        if chunk.is_empty() {
-            continue;
-        }
         let mut sql = Sql::new(conn.get_database_backend());
         if conn.get_database_backend() == DbBackend::Postgres {
             // A primary-key probe per key, statistics or not (see
@@ -116,13 +113,7 @@ pub async fn forget(
     keys: &[&str],
 ) -> Result<(), DomainError> {
     for chunk in keys.chunks(MAX_BIND_PARAMS - 2) {
-        Entity::delete_many()
-            .filter(Column::TenantId.eq(tenant.as_str()))
-            .filter(Column::Source.eq(source))
-            .filter(Column::RowKey.is_in(chunk.iter().copied()))
-            .exec(conn)
-            .await
-            .map_err(db_error)?;
+        Entity::delete_many().filter(rows(tenant, source, chunk)).exec(conn).await.map_err(db_error)?;
     }
     Ok(())
 }
@@ -136,17 +127,20 @@ pub async fn forget_fingerprints(
     keys: &[&str],
 ) -> Result<(), DomainError> {
     for chunk in keys.chunks(MAX_BIND_PARAMS - 3) {
-        if chunk.is_empty() {
-            continue;
-        }
         Entity::update_many()
             .col_expr(Column::Fingerprint, sea_orm::sea_query::Expr::value(""))
-            .filter(Column::TenantId.eq(tenant.as_str()))
-            .filter(Column::Source.eq(source))
-            .filter(Column::RowKey.is_in(chunk.iter().copied()))
+            .filter(rows(tenant, source, chunk))
             .exec(conn)
             .await
             .map_err(db_error)?;
     }
     Ok(())
+}
+
+/// The rows of `source` with one of `keys`.
+fn rows(tenant: &TenantId, source: &str, keys: &[&str]) -> Condition {
+    Condition::all()
+        .add(Column::TenantId.eq(tenant.as_str()))
+        .add(Column::Source.eq(source))
+        .add(Column::RowKey.is_in(keys.iter().copied()))
 }

@@ -219,34 +219,33 @@ pub enum ProfileFilter {
 /// A [`ProfileJson`] read back (a merge's snapshots).
 #[derive(Debug, Deserialize)]
 struct StoredJson {
-    id: String,
+    id: Uuid,
     kind: String,
     status: String,
     given_name: Option<String>,
     family_name: Option<String>,
     company_name: Option<String>,
     segment: Option<String>,
-    birth_date: Option<String>,
+    birth_date: Option<NaiveDate>,
     emails: Vec<Email>,
     phones: Vec<Phone>,
     addresses: Vec<PostalAddress>,
-    primary_contact_id: Option<String>,
+    primary_contact_id: Option<Uuid>,
     attributes: Map<String, Value>,
     external_ids: Vec<ExternalId>,
     lineage: BTreeMap<String, Lineage>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
-    merged_into: Option<String>,
+    merged_into: Option<Uuid>,
 }
 
 /// Decodes a profile written by [`ProfileJson`].
 pub fn from_json(tenant: &TenantId, value: Value) -> Result<Profile, DomainError> {
     let corrupt = |what: &str| DomainError::Internal(format!("stored profile JSON: {what}"));
     let stored: StoredJson = serde_json::from_value(value).map_err(|e| corrupt(&e.to_string()))?;
-    let id = |raw: &str| ProfileId::parse(raw).map_err(|_| corrupt("id"));
     Ok(Profile {
-        id: id(&stored.id)?,
+        id: ProfileId::from(stored.id),
         tenant: tenant.clone(),
         data: ProfileData {
             kind: ProfileKind::parse(&stored.kind).ok_or_else(|| corrupt("kind"))?,
@@ -258,11 +257,8 @@ pub fn from_json(tenant: &TenantId, value: Value) -> Result<Profile, DomainError
             emails: stored.emails,
             phones: stored.phones,
             addresses: stored.addresses,
-            birth_date: stored
-                .birth_date
-                .map(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| corrupt("birth_date")))
-                .transpose()?,
-            primary_contact_id: stored.primary_contact_id.as_deref().map(id).transpose()?,
+            birth_date: stored.birth_date,
+            primary_contact_id: stored.primary_contact_id.map(ProfileId::from),
             attributes: stored.attributes,
             external_ids: stored.external_ids,
         },
@@ -270,7 +266,7 @@ pub fn from_json(tenant: &TenantId, value: Value) -> Result<Profile, DomainError
         version: stored.version,
         created_at: stored.created_at,
         updated_at: stored.updated_at,
-        merged_into: stored.merged_into.as_deref().map(id).transpose()?,
+        merged_into: stored.merged_into.map(ProfileId::from),
     })
 }
 
