@@ -329,6 +329,11 @@ async fn consent_rpcs_given_a_merged_id_answer_for_the_target(app: TestApp) {
     let history = pb::ListConsentHistoryRequest { profile_id: source.id.clone(), ..Default::default() };
     let history = consents.list_consent_history(history).await.expect("history").into_inner();
     assert!(history.decisions.iter().all(|d| d.profile_id == target.id) && !history.decisions.is_empty());
+    // ... the source's own decisions included, saying whose they were.
+    let moved: Vec<_> = history.decisions.iter().filter(|d| d.recorded_for == source.id).collect();
+    assert_eq!(moved.len(), 1, "{history:?}");
+    assert_eq!(moved[0].purpose, pb::ConsentPurpose::SmsMarketing as i32);
+    assert!(history.decisions.iter().filter(|d| d.recorded_for.is_empty()).count() == 1, "{history:?}");
     // Checks by the old id decide by the target's decisions.
     let subject = |id: &str| pb::ConsentSubject { subject: Some(pb::consent_subject::Subject::ProfileId(id.into())) };
     let check = pb::CheckConsentRequest {
@@ -475,6 +480,14 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
         .set_consent(decide(&source.id, pb::ConsentPurpose::EmailMarketing, pb::ConsentStatus::Denied))
         .await
         .expect("consent through the old id");
+    // A withdrawal for the source's email, sent to the target's own id.
+    let withdrawal = pb::SetConsentRequest {
+        contact_point: Some(pb::ContactPoint {
+            point: Some(pb::contact_point::Point::Email("anne@example.com".into())),
+        }),
+        ..decide(&target.id, pb::ConsentPurpose::EmailMarketing, pb::ConsentStatus::Revoked)
+    };
+    consents.set_consent(withdrawal).await.expect("consent for the source's email");
 
     let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id.clone(), reason: "not the same person".into() };
     let undone = identity.unmerge_profile(unmerge.clone()).await.expect("unmerge").into_inner();
@@ -514,15 +527,23 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
         assert_eq!(&found.id, holder, "{request:?}");
     }
 
-    // Consent: the source's own and what arrived through its old id are its
-    // again; the target keeps none of them.
+    // Consent: the source's own, what arrived through its old id and what
+    // is about its email are its again; the target keeps none of them.
     let state = |profile: &str| pb::GetConsentsRequest { profile_id: profile.into() };
     let source_consents = consents.get_consents(state(&source.id)).await.expect("get").into_inner();
-    let mut purposes: Vec<i32> = source_consents.consents.iter().map(|c| c.purpose).collect();
+    let mut purposes: Vec<(i32, bool)> =
+        source_consents.consents.iter().map(|c| (c.purpose, c.contact_point.is_some())).collect();
     purposes.sort();
-    assert_eq!(purposes, [pb::ConsentPurpose::EmailMarketing as i32, pb::ConsentPurpose::SmsMarketing as i32]);
+    let (email, sms) = (pb::ConsentPurpose::EmailMarketing as i32, pb::ConsentPurpose::SmsMarketing as i32);
+    assert_eq!(purposes, [(email, false), (email, true), (sms, false)], "{source_consents:?}");
     let target_consents = consents.get_consents(state(&target.id)).await.expect("get").into_inner();
     assert!(target_consents.consents.is_empty(), "{target_consents:?}");
+    let history = |profile: &str| pb::ListConsentHistoryRequest { profile_id: profile.into(), ..Default::default() };
+    let source_history = consents.list_consent_history(history(&source.id)).await.expect("history").into_inner();
+    assert_eq!(source_history.decisions.len(), 3, "{source_history:?}");
+    assert!(source_history.decisions.iter().all(|d| d.profile_id == source.id && d.recorded_for.is_empty()));
+    let target_history = consents.list_consent_history(history(&target.id)).await.expect("history").into_inner();
+    assert!(target_history.decisions.is_empty(), "{target_history:?}");
 
     let history = identity
         .list_merge_history(pb::ListMergeHistoryRequest { profile_id: target.id.clone() })
@@ -620,3 +641,39 @@ async fn a_delete_through_the_old_id_stays_with_the_source_when_undone(app: Test
     assert_eq!(gone.code(), tonic::Code::NotFound);
 }
 on_both!(unmerge_after_delete, a_delete_through_the_old_id_stays_with_the_source_when_undone);
+
+async fn a_primary_contact_merged_away_still_names_its_person(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut admin = app.admin();
+    let mut identity = app.identity(TENANT, &[Role::Steward]);
+    let target = admin.create_profile(create(person("Ann", "Lee", "ann@example.com"))).await.expect("create");
+    let source = admin.create_profile(create(person("Anne", "Lee", "anne@example.com"))).await.expect("create");
+    let (target, source) = (target.into_inner(), source.into_inner());
+    let org = |contact: &str| pb::Profile {
+        kind: pb::ProfileKind::Organization as i32,
+        company_name: "Lee Ltd".into(),
+        primary_contact_id: contact.into(),
+        ..Default::default()
+    };
+    let acme = admin.create_profile(create(org(&source.id))).await.expect("create").into_inner();
+    let merged = identity.merge_profiles(merge(&target.id, &[&source.id])).await.expect("merge").into_inner();
+
+    // The organization keeps the id, which answers with the person it was merged into.
+    let get = |id: &str| pb::GetProfileRequest { id: id.into() };
+    let acme_now = admin.get_profile(get(&acme.id)).await.expect("get").into_inner();
+    assert_eq!(acme_now.primary_contact_id, source.id);
+    let contact = admin.get_profile(get(&acme_now.primary_contact_id)).await.expect("get").into_inner();
+    assert_eq!((contact.id.as_str(), contact.redirected_from.as_str()), (target.id.as_str(), source.id.as_str()));
+    // A merged id is a valid primary contact, on create and on update.
+    admin.create_profile(create(org(&source.id))).await.expect("created with a merged contact");
+    let other = admin.create_profile(create(org(""))).await.expect("create").into_inner();
+    let changed = crate::update(&other.id, &["primary_contact_id"], &other.etag, org(&source.id));
+    admin.update_profile(changed).await.expect("updated to a merged contact");
+    // Once undone, the id names its own person again.
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, reason: String::new() };
+    identity.unmerge_profile(unmerge).await.expect("unmerge");
+    let contact = admin.get_profile(get(&acme_now.primary_contact_id)).await.expect("get").into_inner();
+    assert_eq!((contact.id.as_str(), contact.redirected_from.as_str()), (source.id.as_str(), ""));
+}
+on_both!(primary_contact_merged, a_primary_contact_merged_away_still_names_its_person);

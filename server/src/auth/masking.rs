@@ -331,7 +331,7 @@ impl Shape {
                 }
             }
         }
-        DecisionView { decision, disclosure: out }
+        DecisionView { decision, disclosure: out, recorded_for: None }
     }
 
     /// Shapes a domain event's payload in place (change streams): the

@@ -174,12 +174,16 @@ pub fn consent_decision(d: &ConsentDecision, disclosure: &Disclosure) -> pb::Con
         record_time: Some(timestamp(d.recorded_at)),
         masked_fields: disclosure.masked.clone(),
         hidden_fields: disclosure.hidden.clone(),
+        recorded_for: String::new(),
     }
 }
 
 impl From<&DecisionView> for pb::ConsentDecision {
     fn from(view: &DecisionView) -> Self {
-        consent_decision(&view.decision, &view.disclosure)
+        pb::ConsentDecision {
+            recorded_for: view.recorded_for.map(|id| id.to_string()).unwrap_or_default(),
+            ..consent_decision(&view.decision, &view.disclosure)
+        }
     }
 }
 

@@ -643,6 +643,11 @@ impl ProfileInput {
 }
 
 impl ProfileData {
+    /// Whether the profile holds `point` (emails compared by identity key).
+    pub fn holds(&self, point: &ContactPoint, policy: &NormalizationPolicy) -> bool {
+        holds(&self.emails, &self.phones, point, policy)
+    }
+
     /// Sets `field` to `from`'s value.
     pub fn copy_field(&mut self, from: &ProfileData, field: ProfileField) {
         match field {
@@ -819,10 +824,14 @@ impl ProfileContacts {
     /// Whether the profile holds `point` (emails compared by identity key,
     /// as the identity index does).
     pub fn holds(&self, point: &ContactPoint, policy: &NormalizationPolicy) -> bool {
-        match point.kind {
-            ContactKind::Email => self.emails.iter().any(|e| policy.email_key(&e.address) == point.value),
-            ContactKind::Phone => self.phones.iter().any(|p| p.number == point.value),
-        }
+        holds(&self.emails, &self.phones, point, policy)
+    }
+}
+
+fn holds(emails: &[Email], phones: &[Phone], point: &ContactPoint, policy: &NormalizationPolicy) -> bool {
+    match point.kind {
+        ContactKind::Email => emails.iter().any(|e| policy.email_key(&e.address) == point.value),
+        ContactKind::Phone => phones.iter().any(|p| p.number == point.value),
     }
 }
 

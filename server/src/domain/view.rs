@@ -105,4 +105,7 @@ pub struct DecisionView {
     pub decision: ConsentDecision,
     /// What was masked, hidden and revealed.
     pub disclosure: Disclosure,
+    /// The profile it was recorded for, when that profile was merged since
+    /// into the one whose history shows it (`decision.profile_id`).
+    pub recorded_for: Option<ProfileId>,
 }

@@ -86,7 +86,7 @@ impl ConsentState {
 
     /// The state as `shape` lets a caller see it.
     fn shaped(self, shape: &Shape) -> Self {
-        let DecisionView { decision, disclosure } = shape.decision(self.decision);
+        let DecisionView { decision, disclosure, .. } = shape.decision(self.decision);
         Self { decision, disclosure, ..self }
     }
 }
@@ -150,7 +150,7 @@ impl ConsentCheck {
     fn shaped(self, shape: &Shape) -> Self {
         match self.decision {
             Some(decision) => {
-                let DecisionView { decision, disclosure } = shape.decision(decision);
+                let DecisionView { decision, disclosure, .. } = shape.decision(decision);
                 Self { decision: Some(decision), disclosure, ..self }
             }
             None => self,
@@ -194,7 +194,7 @@ impl Consents {
             other => other,
         }?;
         let shape = Shape::of(caller);
-        let DecisionView { decision, disclosure } = shape.decision(outcome.decision);
+        let DecisionView { decision, disclosure, .. } = shape.decision(outcome.decision);
         Ok(SetOutcome { decision, disclosure, in_force: outcome.in_force.shaped(&shape) })
     }
 
@@ -266,7 +266,15 @@ impl Consents {
             _ => String::new(),
         };
         let shape = Shape::of(caller);
-        let decisions: Vec<DecisionView> = decisions.into_iter().map(|d| shape.decision(d)).collect();
+        let decisions: Vec<DecisionView> = decisions
+            .into_iter()
+            .map(|mut d| {
+                // A merged profile's decisions are its target's history now.
+                let recorded_for = (d.profile_id != id).then_some(d.profile_id);
+                d.profile_id = id;
+                DecisionView { recorded_for, ..shape.decision(d) }
+            })
+            .collect();
         let revealed = decisions.iter().flat_map(|d| d.disclosure.revealed.iter().copied()).collect();
         self.audit.read(caller, "consent.history", [id], &revealed, false).await;
         Ok(HistoryPage { decisions, next_page_token })

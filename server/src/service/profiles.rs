@@ -13,19 +13,19 @@ use std::{
 
 use tracing::instrument;
 
-use super::{Audit, ReadCaps, Tenants, Viewer, identity};
+use super::{
+    Audit, ReadCaps, Tenants, Viewer,
+    identity::{self, Identity},
+};
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     cache::{CacheChange, ProfileCache},
     domain::{
-        DomainError, ProfileId, TenantId,
+        DomainError, ProfileId,
         audit::AuditRecord,
         error::Violations,
         events::{self, DomainEvent},
-        identifiers::{
-            IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_external_id,
-            normalize_source,
-        },
+        identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_source},
         page::{PageRequest, PageTokens},
         profile::{
             self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput, ProfileStatus, parse_etag,
@@ -61,8 +61,7 @@ const MAX_SEARCH_PREFIX: usize = 200;
 #[derive(Clone)]
 pub struct Profiles {
     store: Store,
-    loader: ProfileLoader,
-    cache: ProfileCache,
+    identity: Identity,
     policy: NormalizationPolicy,
     tenants: Tenants,
     viewer: Viewer,
@@ -125,7 +124,8 @@ impl Profiles {
     ) -> Self {
         let viewer = Viewer::new(store.clone(), tenants.clone(), policy.clone());
         let caps = ReadCaps::new(cache.clone());
-        Self { store, loader, cache, policy, tenants, viewer, audit, caps, pages }
+        let identity = Identity::new(store.clone(), loader, cache, policy.clone());
+        Self { store, identity, policy, tenants, viewer, audit, caps, pages }
     }
 
     /// The caller's views of `profiles`, audited as `action` when they
@@ -236,26 +236,12 @@ impl Profiles {
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ProfileView, DomainError> {
         caller.require(Permission::ReadProfiles)?;
         let id = parse_id("id", id)?;
-        let profile = self.cached(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
-        let (profile, redirected_from) = self.follow_merges(caller.tenant(), profile).await?;
+        let profile =
+            self.identity.stored(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
+        let (profile, redirected_from) = self.identity.follow(caller.tenant(), profile).await?;
         let mut view = self.shown_one(caller, "profile.read", &profile).await?;
         view.redirected_from = redirected_from;
         Ok(view)
-    }
-
-    /// The profile `profile` resolves to, through the cache (see
-    /// [`identity::canonical`]): the stable-id step of every read by id.
-    async fn follow_merges(
-        &self,
-        tenant: &TenantId,
-        profile: Arc<Profile>,
-    ) -> Result<(Arc<Profile>, Option<ProfileId>), DomainError> {
-        identity::canonical(profile.id, profile, |id| self.cached(tenant, id)).await
-    }
-
-    /// One profile through the cache.
-    async fn cached(&self, tenant: &TenantId, id: ProfileId) -> Result<Option<Arc<Profile>>, DomainError> {
-        self.cache.profile(tenant, id, || self.loader.load(tenant, id)).await
     }
 
     /// Reads up to [`MAX_BATCH_IDS`] profiles in one query; returns them in
@@ -279,18 +265,15 @@ impl Profiles {
             .filter(|id| seen.insert(*id))
             .collect();
         violations.into_result(())?;
-        let (db, tenant) = (self.store.db(), caller.tenant());
-        let mut found = self
-            .cache
-            .profiles(tenant, &parsed, |misses| async move { store::profiles::find_many(db, tenant, &misses).await })
-            .await?;
+        let tenant = caller.tenant();
+        let mut found = self.identity.stored_many(tenant, &parsed).await?;
         let mut profiles = Vec::with_capacity(found.len());
         let mut redirects = Vec::with_capacity(found.len());
         let mut missing = Vec::new();
         for id in parsed {
             match found.remove(&id) {
                 Some(profile) => {
-                    let (profile, redirected_from) = self.follow_merges(tenant, profile).await?;
+                    let (profile, redirected_from) = self.identity.follow(tenant, profile).await?;
                     profiles.push(profile);
                     redirects.push(redirected_from);
                 }
@@ -477,9 +460,9 @@ impl Profiles {
                 let page = self.pages.request(page_size, page_token, caller.tenant(), format!("name:{prefix}"))?;
                 return self.page(caller, &ProfileFilter::NamePrefix(prefix), &page, "profile.search").await;
             }
-            SearchCriterion::Email(raw) => self.identifier_key(("email", ""), IdentifierType::Email, &raw, "")?,
-            SearchCriterion::Phone(raw) => self.identifier_key(("phone", ""), IdentifierType::Phone, &raw, "")?,
-            SearchCriterion::ExternalId(ext) => self.identifier_key(
+            SearchCriterion::Email(raw) => self.identity.key(("email", ""), IdentifierType::Email, &raw, "")?,
+            SearchCriterion::Phone(raw) => self.identity.key(("phone", ""), IdentifierType::Phone, &raw, "")?,
+            SearchCriterion::ExternalId(ext) => self.identity.key(
                 ("external_id.id", "external_id.source"),
                 IdentifierType::ExternalId,
                 &ext.id,
@@ -488,7 +471,7 @@ impl Profiles {
         };
         // A strong identifier has at most one live holder: one page at most.
         self.pages.request(page_size, page_token, caller.tenant(), String::new())?;
-        let profiles = match self.resolve(caller, &key).await? {
+        let profiles = match self.identity.holder(caller.tenant(), &key).await? {
             Some(profile) => vec![profile],
             None => Vec::new(),
         };
@@ -522,62 +505,14 @@ impl Profiles {
         if id_type != IdentifierType::ExternalId && !source.is_empty() {
             return Err(DomainError::invalid("source", "only an EXTERNAL_ID has a source"));
         }
-        let key = self.identifier_key(("value", "source"), id_type, value, source)?;
+        let key = self.identity.key(("value", "source"), id_type, value, source)?;
         let profile = self
-            .resolve(caller, &key)
+            .identity
+            .holder(caller.tenant(), &key)
             .await?
             // Named by its type, not its value.
             .ok_or_else(|| DomainError::NotFound { resource: "identifier", id: key.id_type.as_str().to_owned() })?;
         self.shown_one(caller, "profile.lookup", &profile).await
-    }
-
-    /// The live profile holding `key`. A cached holder is checked against the
-    /// (versioned, so current) profile: if it no longer holds the identifier,
-    /// the entry is dropped and the database answers.
-    async fn resolve(&self, caller: &Caller, key: &IdentifierKey) -> Result<Option<Arc<Profile>>, DomainError> {
-        let (db, tenant) = (self.store.db(), caller.tenant());
-        let holder = self.cache.holder(tenant, key, || store::identities::holder(db, tenant, key)).await?;
-        let Some(id) = holder else { return Ok(None) };
-        if let Some(profile) = self.cached(tenant, id).await?
-            && self.holds(&profile, key)
-        {
-            return Ok(Some(profile));
-        }
-        self.cache.forget_holder(tenant, key).await;
-        match store::identities::holder(db, tenant, key).await? {
-            Some(id) => self.cached(tenant, id).await,
-            None => Ok(None),
-        }
-    }
-
-    fn holds(&self, profile: &Profile, key: &IdentifierKey) -> bool {
-        profile.data.status.is_live() && profile.data.identity_keys(&self.policy).iter().any(|(k, _)| k == key)
-    }
-
-    /// Normalizes an identifier from a request, naming `value_field` (and, for
-    /// an external id, `source_field`) in any violation.
-    fn identifier_key(
-        &self,
-        (value_field, source_field): (&str, &str),
-        id_type: IdentifierType,
-        value: &str,
-        source: &str,
-    ) -> Result<IdentifierKey, DomainError> {
-        let mut violations = Violations::default();
-        let (namespace, value) = match id_type {
-            IdentifierType::Email => {
-                (Some(String::new()), violations.check(value_field, self.policy.email(value).map(|e| e.key)))
-            }
-            IdentifierType::Phone => (Some(String::new()), violations.check(value_field, self.policy.phone(value))),
-            IdentifierType::ExternalId => (
-                violations.check(source_field, normalize_source(source)),
-                violations.check(value_field, normalize_external_id(value)),
-            ),
-        };
-        match (namespace, value) {
-            (Some(namespace), Some(value)) => Ok(IdentifierKey { id_type, namespace, value }),
-            _ => Err(violations.into_result(()).err().unwrap_or_else(|| DomainError::Internal("identifier".into()))),
-        }
     }
 
     /// A page of `filter`, audited as `action`: every page, masked or not.
@@ -693,7 +628,7 @@ impl Profiles {
             .await?
             .ok_or_else(|| DomainError::profile_not_found(first.profile_id))?;
         // Merged since: the profile it resolves to, like any read by id.
-        let (profile, redirected_from) = self.follow_merges(caller.tenant(), Arc::new(profile)).await?;
+        let (profile, redirected_from) = self.identity.follow(caller.tenant(), Arc::new(profile)).await?;
         // Audited like a read, but not counted against the read cap: the
         // caller is confirming a write, and "retries are safe" must hold for
         // a caller at its cap too.
@@ -760,7 +695,9 @@ impl Profiles {
     }
 
     /// A primary contact must be a live person of the same tenant, not the
-    /// organization itself.
+    /// organization itself. A merged id names the person it resolves to and
+    /// is kept as given: like every merged id it resolves forever, and an
+    /// unmerge gives it back its own person with nothing to repoint.
     async fn check_primary_contact(
         &self,
         work: &UnitOfWork,
@@ -775,10 +712,17 @@ impl Profiles {
         if Some(contact) == this {
             return Err(DomainError::invalid(field, "an organization cannot be its own primary contact"));
         }
-        match store::profiles::find(work.conn(), caller.tenant(), contact, false).await? {
-            Some(p) if p.data.kind == profile::ProfileKind::Person && p.data.status.is_live() => Ok(()),
-            Some(_) => Err(DomainError::invalid(field, format!("profile {contact} is not a live person"))),
-            None => Err(DomainError::invalid(field, format!("no profile {contact}"))),
+        let load = |id| store::profiles::find(work.conn(), caller.tenant(), id, false);
+        let Some(found) = load(contact).await? else {
+            return Err(DomainError::invalid(field, format!("no profile {contact}")));
+        };
+        let (person, _) = identity::canonical(contact, found, load).await?;
+        if Some(person.id) == this {
+            return Err(DomainError::invalid(field, "an organization cannot be its own primary contact"));
+        }
+        match person.data.kind == profile::ProfileKind::Person && person.data.status.is_live() {
+            true => Ok(()),
+            false => Err(DomainError::invalid(field, format!("profile {contact} is not a live person"))),
         }
     }
 }

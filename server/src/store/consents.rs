@@ -218,7 +218,8 @@ pub async fn all_in_force(
 
 /// One page of `profile`'s history, newest recorded first: up to `limit`
 /// decisions recorded before `before`, optionally of one purpose, and whether
-/// more follow.
+/// more follow. The decisions of profiles merged into it are its history too
+/// (each keeps the id that recorded it, so an unmerge can take it back).
 pub async fn history(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -230,8 +231,15 @@ pub async fn history(
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!("SELECT {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "))
         .bind(tenant.as_str())
-        .push(" AND d.profile_id = ")
-        .bind(profile.as_uuid());
+        .push(" AND (d.profile_id = ")
+        .bind(profile.as_uuid())
+        // Chains are one hop long in the database: every profile that resolves
+        // to `profile` names it in `merged_into`.
+        .push(" OR d.profile_id IN (SELECT m.id FROM profiles m WHERE m.tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND m.merged_into = ")
+        .bind(profile.as_uuid())
+        .push("))");
     if let Some(purpose) = purpose {
         sql.push(" AND d.purpose = ").bind(purpose.as_str());
     }
@@ -477,6 +485,28 @@ pub async fn give_back(
         .bind(from.as_uuid())
         .push(" AND ")
         .in_list("addressed_to", addressed.iter().map(|id| id.as_uuid()));
+    conn.execute_raw(sql.statement()).await.map_err(db_error)?;
+    Ok(())
+}
+
+/// Moves the decisions `ids` into the history of `to` (an unmerge: they are
+/// about a contact point `to` holds).
+pub async fn hand_over(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[Uuid],
+    to: ProfileId,
+) -> Result<(), DomainError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("UPDATE consent_decisions SET profile_id = ")
+        .bind(to.as_uuid())
+        .push(" WHERE tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND ")
+        .in_list("id", ids.iter().copied());
     conn.execute_raw(sql.statement()).await.map_err(db_error)?;
     Ok(())
 }

@@ -195,11 +195,32 @@ impl Profiles {
         }
 
         // Consent: decisions recorded through a source's old ids go back to
-        // it; then each profile's state in force is derived again from the
-        // histories of the profiles that resolve to it.
+        // it, and a decision about a contact point recorded since the merge
+        // goes to the profile that holds the point now (a withdrawal for a
+        // source's email sent to the target's id is the source's); then each
+        // profile's state in force is derived again from the histories of
+        // the profiles that resolve to it.
         for source in &merge.sources {
             let own: Vec<ProfileId> = cluster.iter().filter(|(_, s)| *s == source).map(|(id, _)| *id).collect();
             store::consents::give_back(work.conn(), tenant, merge.target, &own, *source).await?;
+        }
+        let parts: Vec<&Profile> = std::iter::once(&target).chain(&sources).collect();
+        let ids: Vec<ProfileId> = parts.iter().map(|p| p.id).collect();
+        let mut moves: BTreeMap<ProfileId, Vec<Uuid>> = BTreeMap::new();
+        for decision in store::consents::decisions_of(work.conn(), tenant, &ids).await? {
+            let Some(point) = decision.contact_point.as_ref().filter(|_| decision.recorded_at >= merge.at) else {
+                continue;
+            };
+            let holds = |p: &&&Profile| p.data.holds(point, &self.policy);
+            if parts.iter().any(|p| p.id == decision.profile_id && holds(&p)) {
+                continue;
+            }
+            if let Some(holder) = parts.iter().find(holds) {
+                moves.entry(holder.id).or_default().push(decision.id);
+            }
+        }
+        for (holder, decisions) in &moves {
+            store::consents::hand_over(work.conn(), tenant, decisions, *holder).await?;
         }
         for profile in std::iter::once(merge.target).chain(merge.sources.iter().copied()) {
             self.derive_consents(&mut work, caller, profile).await?;
