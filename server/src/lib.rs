@@ -21,6 +21,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod dedupe;
 pub mod domain;
 pub mod files;
 pub mod grpc;

@@ -383,3 +383,63 @@ async fn the_banner_prints_a_token_command_that_works_as_the_server_was_started(
     assert!(line.trim_start().starts_with("cargo run -- token --data-dir "), "under cargo run: {line}");
     terminate(server).await;
 }
+
+/// `c360 dedupe` over seeded data: a dry run scores and exports and writes
+/// nothing; the real run merges each cluster it found, and nothing else.
+#[tokio::test]
+async fn dedupe_finds_seeded_duplicates_and_a_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_owned();
+    let (truth, pairs, clusters) = (path("truth.csv"), path("pairs.csv"), path("clusters.csv"));
+    let run = async |args: &[&str]| -> String {
+        let output = c360(args).output().await.expect("c360");
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(&["seed", "--data-dir", data_dir, "--profiles", "1500", "--events", "0", "--seed", "7", "--truth", &truth])
+        .await;
+    let export = async || run(&["export", "--data-dir", data_dir, "--tenant", "demo", "--format", "jsonl"]).await;
+    let before = export().await;
+
+    let dedupe = ["dedupe", "--data-dir", data_dir, "--tenant", "demo"];
+    let exports = ["--export-pairs", &pairs, "--export-clusters", &clusters];
+    let summary = run(&[&dedupe[..], &["--dry-run"], &exports[..]].concat()).await;
+    assert!(summary.contains("dry run: nothing merged"), "{summary}");
+    assert_eq!(export().await, before, "a dry run writes nothing");
+
+    // Every pair exported is at or above the review threshold, decided by
+    // the thresholds, and names two different profiles of the tenant.
+    let ids: std::collections::HashSet<String> = before
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("json")["id"]
+                .to_string()
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect();
+    let mut reader = csv::Reader::from_path(&pairs).expect("pairs");
+    let mut matched = 0;
+    for record in reader.records() {
+        let record = record.expect("row");
+        let probability: f64 = record[4].parse().expect("probability");
+        let decision = if probability >= 0.999 { "MATCH" } else { "REVIEW" };
+        assert!(probability >= 0.9 && &record[5] == decision, "{record:?}");
+        assert!(record[2] != record[3] && ids.contains(&record[2]) && ids.contains(&record[3]), "{record:?}");
+        matched += usize::from(decision == "MATCH");
+    }
+    assert!(matched > 0, "seeded near-duplicates are found");
+    let members = csv::Reader::from_path(&clusters).expect("clusters").records().count();
+    let clusters_found = csv::Reader::from_path(&clusters)
+        .expect("clusters")
+        .records()
+        .map(|r| r.expect("row")[0].to_owned())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+
+    let summary = run(&dedupe).await;
+    assert!(summary.contains(&format!("merged {clusters_found} clusters (0 refused")), "{summary}");
+    let after = export().await;
+    assert_eq!(before.lines().count() - after.lines().count(), members - clusters_found, "{summary}");
+}

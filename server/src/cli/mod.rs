@@ -2,6 +2,7 @@
 
 pub mod audit;
 mod bench;
+pub mod dedupe;
 pub mod export;
 pub mod import;
 pub mod outbox;
@@ -52,6 +53,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Load customer records from a legacy system's CSV export (docs/import.md).
     Import(Box<import::ImportArgs>),
+    /// Find a tenant's duplicate people and merge them (docs/identity-resolution.md).
+    Dedupe(Box<dedupe::DedupeArgs>),
     /// Load a running server over gRPC and report throughput and latency percentiles.
     Bench(Box<bench::BenchArgs>),
     /// Events the broker refused for good: list them, retry or skip one.
@@ -155,6 +158,7 @@ impl Cli {
             Command::Seed(args) => seed::run(args).await,
             Command::Export(args) => export::run(args).await,
             Command::Import(args) => import::run(*args).await,
+            Command::Dedupe(args) => dedupe::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::Token(args) => {
                 let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;

@@ -1,0 +1,480 @@
+//! Field comparisons: how far two records agree on one field, as a level from
+//! the strongest agreement (0) down to disagreement (the last), or no level
+//! at all when either side has no value (a missing value is no evidence).
+
+use serde::{Deserialize, Serialize};
+use strsim::jaro_winkler;
+
+use crate::Record;
+
+/// A field the model compares.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// Given name: exact, nickname, close spelling, initial, sound.
+    GivenName,
+    /// Family name: exact, close spelling, one name within the other, sound.
+    FamilyName,
+    /// Birth date: exact, day and month swapped, one digit off, near.
+    BirthDate,
+    /// Any email address in common, or the same mailbox name, or a typo.
+    Email,
+    /// Any phone number in common, or the same subscriber number, or a typo.
+    Phone,
+    /// Street address tokens.
+    Address,
+    /// Postal code: exact, sector, district.
+    Postcode,
+    /// City.
+    City,
+    /// An attribute the tenant maps for matching (a national id, a loyalty
+    /// number): equal or not.
+    Attribute(String),
+}
+
+/// Jaro-Winkler similarity above which two spellings are one name with a typo.
+const CLOSE: f64 = 0.92;
+/// Jaro-Winkler similarity above which two spellings may be one name.
+const NEAR: f64 = 0.80;
+
+impl Field {
+    /// The fields compared when a tenant configures none.
+    pub fn defaults() -> Vec<Field> {
+        vec![
+            Field::GivenName,
+            Field::FamilyName,
+            Field::BirthDate,
+            Field::Email,
+            Field::Phone,
+            Field::Address,
+            Field::Postcode,
+            Field::City,
+        ]
+    }
+
+    /// The field's name in explanations and settings.
+    pub fn name(&self) -> String {
+        match self {
+            Field::GivenName => "given_name".into(),
+            Field::FamilyName => "family_name".into(),
+            Field::BirthDate => "birth_date".into(),
+            Field::Email => "email".into(),
+            Field::Phone => "phone".into(),
+            Field::Address => "address".into(),
+            Field::Postcode => "postal_code".into(),
+            Field::City => "locality".into(),
+            Field::Attribute(key) => format!("attributes.{key}"),
+        }
+    }
+
+    /// The labels of the levels, strongest agreement first, disagreement last.
+    pub fn levels(&self) -> &'static [&'static str] {
+        match self {
+            Field::GivenName => &["exact", "nickname", "close", "initial", "sounds alike", "near", "different"],
+            Field::FamilyName => &["exact", "close", "one within the other", "sounds alike", "near", "different"],
+            Field::BirthDate => &["exact", "day and month swapped", "one digit off", "same month", "different"],
+            Field::Email => &["same address", "same mailbox", "close", "different"],
+            Field::Phone => &["same number", "same subscriber", "one digit off", "different"],
+            Field::Address => {
+                &["same", "mostly the same", "same number, some words", "same street, other number", "different"]
+            }
+            Field::Postcode => &["exact", "same sector", "same district", "different"],
+            Field::City => &["exact", "close", "different"],
+            Field::Attribute(_) => &["exact", "different"],
+        }
+    }
+
+    /// Whether the exact level's weight depends on how common the value is
+    /// (a shared "Smith" is weaker evidence than a shared "Okonkwo").
+    pub fn term_frequency(&self) -> bool {
+        matches!(self, Field::GivenName | Field::FamilyName | Field::Postcode | Field::City)
+    }
+
+    /// The value whose frequency adjusts the exact level, for one record.
+    pub fn term<'r>(&self, record: &'r Record) -> &'r str {
+        match self {
+            Field::GivenName => &record.given,
+            Field::FamilyName => &record.family,
+            Field::Postcode => &record.postcode,
+            Field::City => &record.city,
+            _ => "",
+        }
+    }
+
+    /// The level at which `a` and `b` agree on this field; `None` when
+    /// either has no value.
+    pub fn level(&self, a: &Record, b: &Record) -> Option<u8> {
+        match self {
+            Field::GivenName => {
+                let b = if swapped(a, b) { name_of(&b.family, &b.family, &b.family_sounds) } else { given(b) };
+                given_level(given(a), b)
+            }
+            Field::FamilyName => {
+                let (b, sounds) =
+                    if swapped(a, b) { (&b.given, &b.given_sounds) } else { (&b.family, &b.family_sounds) };
+                family_level(&a.family, &a.family_sounds, b, sounds)
+            }
+            Field::BirthDate => Some(date_level(a.birth?, b.birth?)),
+            Field::Email => email_level(&a.emails, &b.emails),
+            Field::Phone => phone_level(&a.phones, &b.phones),
+            Field::Address => address_level(&a.address, &b.address),
+            Field::Postcode => postcode_level(&a.postcode, &b.postcode),
+            Field::City => {
+                let (a, b) = (&a.city, &b.city);
+                present(a, b)?;
+                Some(if a == b {
+                    0
+                } else if jaro_winkler(a, b) >= 0.9 {
+                    1
+                } else {
+                    2
+                })
+            }
+            Field::Attribute(key) => {
+                let value = |r: &'_ Record| {
+                    let at = r.attributes.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+                    Some(r.attributes[at].1.clone())
+                };
+                Some(u8::from(value(a)? != value(b)?))
+            }
+        }
+    }
+
+    /// The values compared, as an explanation shows them.
+    pub fn shown(&self, record: &Record) -> String {
+        match self {
+            Field::GivenName => record.given.clone(),
+            Field::FamilyName => record.family.clone(),
+            Field::BirthDate => record.birth.map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")).unwrap_or_default(),
+            Field::Email => record.emails.join(" "),
+            Field::Phone => record.phones.join(" "),
+            Field::Address => record.address.join(" "),
+            Field::Postcode => record.postcode.clone(),
+            Field::City => record.city.clone(),
+            Field::Attribute(key) => {
+                record.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// A name with what it is compared by.
+#[derive(Clone, Copy)]
+struct Name<'r> {
+    folded: &'r str,
+    formal: &'r str,
+    sounds: &'r (String, String),
+}
+
+fn name_of<'r>(folded: &'r str, formal: &'r str, sounds: &'r (String, String)) -> Name<'r> {
+    Name { folded, formal, sounds }
+}
+
+fn given(r: &Record) -> Name<'_> {
+    name_of(&r.given, &r.given_formal, &r.given_sounds)
+}
+
+/// Given and family names written the other way round in one of the records.
+fn swapped(a: &Record, b: &Record) -> bool {
+    a.given != b.given && !a.given.is_empty() && !a.family.is_empty() && a.given == b.family && a.family == b.given
+}
+
+fn present(a: &str, b: &str) -> Option<()> {
+    (!a.is_empty() && !b.is_empty()).then_some(())
+}
+
+fn sounds_alike(a: &(String, String), b: &(String, String)) -> bool {
+    !a.0.is_empty() && (a.0 == b.0 || a.0 == b.1 || (!a.1.is_empty() && (a.1 == b.0 || a.1 == b.1)))
+}
+
+fn given_level(a: Name<'_>, b: Name<'_>) -> Option<u8> {
+    present(a.folded, b.folded)?;
+    let initial = |x: &str, y: &str| x.len() == 1 && y.starts_with(x);
+    Some(if a.folded == b.folded {
+        0
+    } else if a.formal == b.formal {
+        1
+    } else if jaro_winkler(a.folded, b.folded) >= CLOSE {
+        2
+    } else if initial(a.folded, b.folded) || initial(b.folded, a.folded) {
+        3
+    } else if sounds_alike(a.sounds, b.sounds) {
+        4
+    } else if jaro_winkler(a.folded, b.folded) >= NEAR {
+        5
+    } else {
+        6
+    })
+}
+
+fn family_level(a: &str, a_sounds: &(String, String), b: &str, b_sounds: &(String, String)) -> Option<u8> {
+    present(a, b)?;
+    let within = |x: &str, y: &str| x.split(' ').all(|t| y.split(' ').any(|u| u == t));
+    Some(if a == b {
+        0
+    } else if jaro_winkler(a, b) >= CLOSE {
+        1
+    } else if within(a, b) || within(b, a) {
+        2
+    } else if sounds_alike(a_sounds, b_sounds) {
+        3
+    } else if jaro_winkler(a, b) >= NEAR {
+        4
+    } else {
+        5
+    })
+}
+
+fn date_level(a: (u16, u8, u8), b: (u16, u8, u8)) -> u8 {
+    let digits = |(y, m, d): (u16, u8, u8)| {
+        let (y, m, d) = (y as u32, m as u32, d as u32);
+        [y / 1000 % 10, y / 100 % 10, y / 10 % 10, y % 10, m / 10, m % 10, d / 10, d % 10]
+    };
+    if a == b {
+        0
+    } else if a.0 == b.0 && a.1 == b.2 && a.2 == b.1 {
+        1
+    } else if digits(a).iter().zip(digits(b).iter()).filter(|(x, y)| x != y).count() == 1 {
+        2
+    } else if (a.0 == b.0 && a.1 == b.1) || (a.1 == b.1 && a.2 == b.2 && a.0.abs_diff(b.0) <= 10) {
+        3
+    } else {
+        4
+    }
+}
+
+fn email_level(a: &[String], b: &[String]) -> Option<u8> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    fn mailbox(e: &str) -> &str {
+        e.split_once('@').map_or(e, |(local, _)| local)
+    }
+    let pairs = || a.iter().flat_map(|x| b.iter().map(move |y| (x, y)));
+    Some(if pairs().any(|(x, y)| x == y) {
+        0
+    } else if pairs().any(|(x, y)| {
+        let m = mailbox(x);
+        m.len() >= 4 && m == mailbox(y)
+    }) {
+        1
+    } else if pairs().any(|(x, y)| jaro_winkler(x, y) >= 0.9) {
+        2
+    } else {
+        3
+    })
+}
+
+fn phone_level(a: &[String], b: &[String]) -> Option<u8> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    fn tail(p: &str) -> &str {
+        &p[p.len().saturating_sub(8)..]
+    }
+    let one_off = |x: &str, y: &str| {
+        x.len() == y.len() && {
+            let (x, y) = (x.as_bytes(), y.as_bytes());
+            let mut diffs = (0..x.len()).filter(|&i| x[i] != y[i]);
+            match (diffs.next(), diffs.next(), diffs.next()) {
+                (Some(_), None, _) => true,
+                // Two neighbouring digits swapped.
+                (Some(i), Some(j), None) => j == i + 1 && x[i] == y[j] && x[j] == y[i],
+                _ => false,
+            }
+        }
+    };
+    let pairs = || a.iter().flat_map(|x| b.iter().map(move |y| (x, y)));
+    Some(if pairs().any(|(x, y)| x == y) {
+        0
+    } else if pairs().any(|(x, y)| x.len() >= 8 && y.len() >= 8 && tail(x) == tail(y)) {
+        1
+    } else if pairs().any(|(x, y)| one_off(x, y)) {
+        2
+    } else {
+        3
+    })
+}
+
+fn address_level(a: &[String], b: &[String]) -> Option<u8> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    // House numbers and words apart: neighbours on one street share every
+    // word and differ only in the number, which tells them apart.
+    let split = |tokens: &[String]| -> (Vec<String>, Vec<String>) {
+        tokens.iter().cloned().partition(|t| t.bytes().any(|c| c.is_ascii_digit()))
+    };
+    let ((a_numbers, a_words), (b_numbers, b_words)) = (split(a), split(b));
+    let common = |x: &[String], y: &[String]| x.iter().filter(|t| y.contains(t)).count();
+    let words_common = common(&a_words, &b_words);
+    let words_union = a_words.len() + b_words.len() - words_common;
+    let same_numbers = a_numbers == b_numbers;
+    let number_shared = common(&a_numbers, &b_numbers) > 0;
+    let similar_words = words_union == 0 || words_common * 10 >= words_union * 6;
+    Some(if a == b {
+        0
+    } else if same_numbers && similar_words {
+        1
+    } else if number_shared && words_common > 0 {
+        2
+    } else if similar_words && !a_numbers.is_empty() && !b_numbers.is_empty() {
+        3
+    } else {
+        4
+    })
+}
+
+fn postcode_level(a: &str, b: &str) -> Option<u8> {
+    present(a, b)?;
+    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    Some(if a == b {
+        0
+    } else if a.len() >= 5 && b.len() == a.len() && common >= a.len() - 2 {
+        1
+    } else if common >= 3 {
+        2
+    } else {
+        3
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Input;
+
+    fn rec(given: &str, family: &str) -> Record {
+        Record::prepare(&Input { given_name: given.into(), family_name: family.into(), ..Default::default() })
+    }
+
+    fn with(f: impl FnOnce(&mut Input)) -> Record {
+        let mut input = Input::default();
+        f(&mut input);
+        Record::prepare(&input)
+    }
+
+    fn label(field: &Field, a: &Record, b: &Record) -> &'static str {
+        field.level(a, b).map_or("null", |l| field.levels()[l as usize])
+    }
+
+    #[test]
+    fn given_names_compare_by_level() {
+        let cases = [
+            ("Robert", "ROBERT", "exact"),
+            ("Bob", "Robert", "nickname"),
+            ("Sasha", "Alexander", "nickname"),
+            ("Jonathon", "Jonathan", "close"),
+            ("J", "John", "initial"),
+            ("Katelyn", "Caitlin", "sounds alike"),
+            ("Małgorzata", "Malgorzata", "exact"),
+            ("Дмитрий", "Dmitrii", "exact"),
+            ("Anna", "Zoltan", "different"),
+            ("", "Zoltan", "null"),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(label(&Field::GivenName, &rec(a, "x"), &rec(b, "x")), want, "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn family_names_compare_by_level() {
+        let cases = [
+            ("Kowalski", "KOWALSKI", "exact"),
+            ("Kowalski", "Kowalsky", "close"),
+            ("Lee", "Lee-Smith", "one within the other"),
+            ("Smith", "Smyth", "sounds alike"),
+            ("Schmidt", "Shmit", "sounds alike"),
+            ("Müller", "Mueller", "sounds alike"),
+            ("Okonkwo", "Lee", "different"),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(label(&Field::FamilyName, &rec("x", a), &rec("x", b)), want, "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn swapped_names_agree_on_both() {
+        let (a, b) = (rec("Wei", "Zhang"), rec("Zhang", "Wei"));
+        assert_eq!(label(&Field::GivenName, &a, &b), "exact");
+        assert_eq!(label(&Field::FamilyName, &a, &b), "exact");
+    }
+
+    #[test]
+    fn birth_dates_compare_by_level() {
+        let date = |d: &str| with(|i| i.birth_date = d.into());
+        for (a, b, want) in [
+            ("1980-03-04", "1980-03-04", "exact"),
+            ("1980-03-04", "1980-04-03", "day and month swapped"),
+            ("1980-03-04", "1981-03-04", "one digit off"),
+            ("1980-03-04", "1980-03-24", "one digit off"),
+            ("1980-03-04", "1980-03-17", "same month"),
+            ("1980-03-04", "1975-03-04", "same month"),
+            ("1980-03-04", "1962-11-30", "different"),
+            ("1980-03-04", "", "null"),
+        ] {
+            assert_eq!(label(&Field::BirthDate, &date(a), &date(b)), want, "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn contact_points_compare_by_level() {
+        let email = |e: &[&str]| with(|i| i.emails = e.iter().map(|s| s.to_string()).collect());
+        for (a, b, want) in [
+            (&["ann@example.com"][..], &["x@y.org", "ann@example.com"][..], "same address"),
+            (&["ann.lee@example.com"], &["ann.lee@other.org"], "same mailbox"),
+            (&["ann.lee@example.com"], &["ann.le@example.com"], "close"),
+            (&["ann@example.com"], &["zed@other.org"], "different"),
+            (&["ann@example.com"], &[], "null"),
+        ] {
+            assert_eq!(label(&Field::Email, &email(a), &email(b)), want, "{a:?} / {b:?}");
+        }
+        let phone = |p: &str| with(|i| i.phones = vec![p.into()]);
+        for (a, b, want) in [
+            ("+14155550100", "+14155550100", "same number"),
+            ("+14155550100", "+444155550100", "same subscriber"),
+            ("+14155550100", "+14155550109", "one digit off"),
+            ("+14155550100", "+14155550010", "one digit off"),
+            ("+14155550100", "+14155559999", "different"),
+        ] {
+            assert_eq!(label(&Field::Phone, &phone(a), &phone(b)), want, "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn places_compare_by_level() {
+        let addr = |a: &str| with(|i| i.addresses = vec![a.into()]);
+        for (a, b, want) in [
+            ("12 High Street", "12 high st", "same"),
+            ("12 High Street Flat", "12 High St", "mostly the same"),
+            ("12 Old High Street", "12 High Road", "same number, some words"),
+            ("12 High Street Flat 3", "12 High St", "same number, some words"),
+            ("14 High Street", "12 High St", "same street, other number"),
+            ("12 High Street", "7 Mill Lane", "different"),
+        ] {
+            assert_eq!(label(&Field::Address, &addr(a), &addr(b)), want, "{a} / {b}");
+        }
+        let post = |p: &str| with(|i| i.postal_code = p.into());
+        for (a, b, want) in [
+            ("SW1A 1AA", "sw1a1aa", "exact"),
+            ("SW1A 1AA", "SW1A 1BB", "same sector"),
+            ("SW1A 1AA", "SW1 2ZZ", "same district"),
+            ("SW1A 1AA", "M1 1AE", "different"),
+        ] {
+            assert_eq!(label(&Field::Postcode, &post(a), &post(b)), want, "{a} / {b}");
+        }
+        let city = |c: &str| with(|i| i.locality = c.into());
+        assert_eq!(label(&Field::City, &city("Kraków"), &city("KRAKOW")), "exact");
+        assert_eq!(label(&Field::City, &city("Warszawa"), &city("Warszawy")), "close");
+        assert_eq!(label(&Field::City, &city("Warszawa"), &city("Gdansk")), "different");
+    }
+
+    #[test]
+    fn attributes_compare_when_both_have_one() {
+        let attr = |v: &str| with(|i| i.attributes = vec![("national_id".into(), v.into())]);
+        let field = Field::Attribute("national_id".into());
+        assert_eq!(label(&field, &attr("AB 123"), &attr("ab-123")), "exact");
+        assert_eq!(label(&field, &attr("AB 123"), &attr("AB 124")), "different");
+        assert_eq!(label(&field, &attr("AB 123"), &with(|_| ())), "null");
+    }
+}

@@ -1,0 +1,373 @@
+//! The Fellegi–Sunter model: for each field and level, `m` (how often a
+//! matching pair agrees at that level) and `u` (how often a non-matching
+//! pair does). A pair's evidence is the sum of log2(m/u) over its fields plus
+//! the prior odds of a match; a missing value adds nothing. Exact agreement
+//! on a common value weighs less than on a rare one (term frequencies).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Record, compare::Field};
+
+/// The level code of a field either record has no value for.
+pub const NULL: u8 = u8::MAX;
+
+/// Smallest probability a level's `m` or `u` takes, so no single field is
+/// infinite evidence either way.
+const FLOOR: f64 = 1e-6;
+
+/// A tenant's matching model: what is compared, how much each agreement
+/// weighs, and where decisions fall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// Raised each time the weights change; a decision names the version
+    /// that made it.
+    pub version: u32,
+    /// Probability that two records drawn at random are one person (λ).
+    pub prior: f64,
+    /// The comparisons, one per field.
+    pub comparisons: Vec<Comparison>,
+    /// Where a pair's match probability becomes a decision.
+    pub thresholds: Thresholds,
+}
+
+/// One field's levels and their parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The field.
+    pub field: Field,
+    /// Its levels, strongest agreement first.
+    pub levels: Vec<Level>,
+}
+
+/// One level of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    /// What agreement it stands for ("exact", "nickname", …).
+    pub label: String,
+    /// Probability of this level among matching pairs.
+    pub m: f64,
+    /// Probability of this level among non-matching pairs.
+    pub u: f64,
+}
+
+/// Match probabilities at which pairs are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// At or above: the same customer, merged without review.
+    pub auto: f64,
+    /// At or above (and below `auto`): a candidate for a steward to review.
+    pub review: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self { auto: 0.999, review: 0.9 }
+    }
+}
+
+/// What a score leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// At or above the auto threshold.
+    Match,
+    /// Between the review and auto thresholds.
+    Review,
+    /// Below the review threshold.
+    NonMatch,
+}
+
+/// How often each value of the term-frequency fields occurs, counted over
+/// the records being matched.
+#[derive(Debug, Clone, Default)]
+pub struct Frequencies {
+    counts: HashMap<(usize, String), u32>,
+    totals: Vec<u32>,
+}
+
+impl Frequencies {
+    /// Counts the values of `model`'s term-frequency fields in `records`.
+    pub fn count<'r>(model: &Model, records: impl IntoIterator<Item = &'r Record>) -> Self {
+        let mut out = Self { counts: HashMap::new(), totals: vec![0; model.comparisons.len()] };
+        let fields: Vec<(usize, &Field)> = model
+            .comparisons
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.field.term_frequency())
+            .map(|(i, c)| (i, &c.field))
+            .collect();
+        for record in records {
+            for &(i, field) in &fields {
+                let term = field.term(record);
+                if !term.is_empty() {
+                    *out.counts.entry((i, term.to_owned())).or_default() += 1;
+                    out.totals[i] += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Share of the records with a value for comparison `i` that have `term`;
+    /// `None` when nothing was counted for it.
+    pub fn share(&self, i: usize, term: &str) -> Option<f64> {
+        let total = *self.totals.get(i)?;
+        if total == 0 {
+            return None;
+        }
+        let count = self.counts.get(&(i, term.to_owned())).copied().unwrap_or(0).max(1);
+        Some(f64::from(count) / f64::from(total))
+    }
+}
+
+/// Why a pair scored what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// Each field compared.
+    pub fields: Vec<FieldEvidence>,
+    /// log2 of the prior odds of a match.
+    pub prior_weight: f64,
+    /// The prior plus every field's weight.
+    pub total_weight: f64,
+    /// The match probability the total stands for.
+    pub probability: f64,
+    /// The thresholds it was judged against.
+    pub thresholds: Thresholds,
+    /// What that leads to.
+    pub decision: Decision,
+    /// The model version.
+    pub model_version: u32,
+}
+
+/// One field's part in an explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldEvidence {
+    /// The field.
+    pub field: String,
+    /// The first record's value, as compared.
+    pub left: String,
+    /// The second record's value, as compared.
+    pub right: String,
+    /// The level the values agree at; `None`: a value is missing.
+    pub level: Option<String>,
+    /// log2(m/u) of the level, with the term-frequency adjustment.
+    pub weight: f64,
+    /// The part of `weight` that the value's frequency contributed.
+    pub term_frequency_adjustment: f64,
+}
+
+impl Model {
+    /// A model over `fields` with starting parameters (before training):
+    /// agreement likelier among matches, disagreement among non-matches.
+    pub fn new(fields: Vec<Field>) -> Self {
+        let comparisons = fields
+            .into_iter()
+            .map(|field| {
+                let labels = field.levels();
+                let n = labels.len();
+                let m: Vec<f64> =
+                    (0..n).map(|i| if i + 1 == n { 0.05 } else { 0.95 * 0.5f64.powi(i as i32 + 1) }).collect();
+                let u: Vec<f64> = (0..n)
+                    .map(|i| if i + 1 == n { 0.9 } else { 0.1 / (n - 1) as f64 * 0.5f64.powi((n - 2 - i) as i32) })
+                    .collect();
+                let (m_sum, u_sum): (f64, f64) = (m.iter().sum(), u.iter().sum());
+                let levels = labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, label)| Level { label: (*label).to_owned(), m: m[i] / m_sum, u: u[i] / u_sum })
+                    .collect();
+                Comparison { field, levels }
+            })
+            .collect();
+        Self { version: 1, prior: 1e-4, comparisons, thresholds: Thresholds::default() }
+    }
+
+    /// The level of every comparison for `a` and `b` ([`NULL`] where a value
+    /// is missing), written into `out`.
+    pub fn gamma(&self, a: &Record, b: &Record, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend(self.comparisons.iter().map(|c| c.field.level(a, b).unwrap_or(NULL)));
+    }
+
+    /// log2 of the prior odds of a match.
+    pub fn prior_weight(&self) -> f64 {
+        let prior = self.prior.clamp(FLOOR, 1.0 - FLOOR);
+        (prior / (1.0 - prior)).log2()
+    }
+
+    /// Weight of level `level` of comparison `i`, without term frequencies.
+    pub fn level_weight(&self, i: usize, level: u8) -> f64 {
+        if level == NULL {
+            return 0.0;
+        }
+        let l = &self.comparisons[i].levels[level as usize];
+        (l.m.max(FLOOR) / l.u.max(FLOOR)).log2()
+    }
+
+    /// The total weight (log2 odds of a match) of a pair with levels `gamma`,
+    /// the exact agreements adjusted by how common the shared value is.
+    pub fn weight(&self, gamma: &[u8], a: &Record, frequencies: Option<&Frequencies>) -> f64 {
+        let mut total = self.prior_weight();
+        for (i, &level) in gamma.iter().enumerate() {
+            total += self.level_weight(i, level) + self.adjustment(i, level, a, frequencies);
+        }
+        total
+    }
+
+    /// The term-frequency adjustment of comparison `i` at `level` for a
+    /// pair sharing `a`'s value: log2(u / share of the value), so a value
+    /// rarer than the average agreement weighs more, a commoner one less.
+    fn adjustment(&self, i: usize, level: u8, a: &Record, frequencies: Option<&Frequencies>) -> f64 {
+        let comparison = &self.comparisons[i];
+        if level != 0 || !comparison.field.term_frequency() {
+            return 0.0;
+        }
+        match frequencies.and_then(|f| f.share(i, comparison.field.term(a))) {
+            Some(share) => (comparison.levels[0].u.max(FLOOR) / share.max(FLOOR)).log2(),
+            None => 0.0,
+        }
+    }
+
+    /// The match probability of `a` and `b`.
+    pub fn probability(&self, a: &Record, b: &Record, frequencies: Option<&Frequencies>) -> f64 {
+        let mut gamma = Vec::with_capacity(self.comparisons.len());
+        self.gamma(a, b, &mut gamma);
+        probability(self.weight(&gamma, a, frequencies))
+    }
+
+    /// What `probability` leads to under the thresholds.
+    pub fn decide(&self, probability: f64) -> Decision {
+        if probability >= self.thresholds.auto {
+            Decision::Match
+        } else if probability >= self.thresholds.review {
+            Decision::Review
+        } else {
+            Decision::NonMatch
+        }
+    }
+
+    /// The score of `a` and `b` with every field's evidence.
+    pub fn explain(&self, a: &Record, b: &Record, frequencies: Option<&Frequencies>) -> Explanation {
+        let mut gamma = Vec::with_capacity(self.comparisons.len());
+        self.gamma(a, b, &mut gamma);
+        let fields: Vec<FieldEvidence> = self
+            .comparisons
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let level = gamma[i];
+                let adjustment = self.adjustment(i, level, a, frequencies);
+                FieldEvidence {
+                    field: c.field.name(),
+                    left: c.field.shown(a),
+                    right: c.field.shown(b),
+                    level: (level != NULL).then(|| c.levels[level as usize].label.clone()),
+                    weight: self.level_weight(i, level) + adjustment,
+                    term_frequency_adjustment: adjustment,
+                }
+            })
+            .collect();
+        let prior_weight = self.prior_weight();
+        let total_weight = prior_weight + fields.iter().map(|f| f.weight).sum::<f64>();
+        let probability = probability(total_weight);
+        Explanation {
+            fields,
+            prior_weight,
+            total_weight,
+            probability,
+            thresholds: self.thresholds,
+            decision: self.decide(probability),
+            model_version: self.version,
+        }
+    }
+}
+
+/// The probability a total weight (log2 odds) stands for.
+pub fn probability(weight: f64) -> f64 {
+    1.0 / (1.0 + (-weight).exp2())
+}
+
+/// The total weight (log2 odds) a probability stands for.
+pub fn weight_of(probability: f64) -> f64 {
+    let p = probability.clamp(FLOOR, 1.0 - FLOOR);
+    (p / (1.0 - p)).log2()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Input;
+
+    fn person(given: &str, family: &str, email: &str, city: &str) -> Record {
+        Record::prepare(&Input {
+            given_name: given.into(),
+            family_name: family.into(),
+            emails: if email.is_empty() { vec![] } else { vec![email.into()] },
+            locality: city.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn starting_parameters_are_distributions_favouring_agreement() {
+        let model = Model::new(Field::defaults());
+        for c in &model.comparisons {
+            let (m, u): (f64, f64) = (c.levels.iter().map(|l| l.m).sum(), c.levels.iter().map(|l| l.u).sum());
+            assert!((m - 1.0).abs() < 1e-9 && (u - 1.0).abs() < 1e-9, "{c:?}");
+            assert!(model.level_weight(0, 0) > 0.0);
+            assert!(c.levels.last().is_some_and(|l| l.m < l.u), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn more_agreement_scores_higher_and_missing_values_are_no_evidence() {
+        let model = Model::new(Field::defaults());
+        let ann = person("Ann", "Lee", "ann@example.com", "Leeds");
+        let same = person("Ann", "Lee", "ann@example.com", "Leeds");
+        let typo = person("Anne", "Lee", "", "Leeds");
+        let other = person("Zed", "Okonkwo", "zed@example.org", "Lagos");
+        let (p_same, p_typo, p_other) = (
+            model.probability(&ann, &same, None),
+            model.probability(&ann, &typo, None),
+            model.probability(&ann, &other, None),
+        );
+        assert!(p_same > p_typo && p_typo > p_other, "{p_same} {p_typo} {p_other}");
+        let explained = model.explain(&ann, &typo, None);
+        let email = explained.fields.iter().find(|f| f.field == "email").expect("email");
+        assert_eq!((email.level.as_deref(), email.weight), (None, 0.0));
+        assert!((explained.probability - p_typo).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_shared_rare_name_weighs_more_than_a_shared_common_one() {
+        let model = Model::new(vec![Field::FamilyName]);
+        let mut records: Vec<Record> = (0..98).map(|_| person("", "Smith", "", "")).collect();
+        records.push(person("", "Okonkwo", "", ""));
+        records.push(person("", "Okonkwo", "", ""));
+        let frequencies = Frequencies::count(&model, &records);
+        let smiths = model.probability(&records[0], &records[1], Some(&frequencies));
+        let okonkwos = model.probability(&records[98], &records[99], Some(&frequencies));
+        assert!(okonkwos > smiths, "{okonkwos} {smiths}");
+        let explained = model.explain(&records[98], &records[99], Some(&frequencies));
+        assert!(explained.fields[0].term_frequency_adjustment != 0.0);
+    }
+
+    #[test]
+    fn decisions_follow_the_thresholds() {
+        let model = Model::new(Field::defaults());
+        assert_eq!(model.decide(0.9995), Decision::Match);
+        assert_eq!(model.decide(0.95), Decision::Review);
+        assert_eq!(model.decide(0.5), Decision::NonMatch);
+        assert!((probability(weight_of(0.9)) - 0.9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_model_round_trips_through_its_settings_form() {
+        let mut model = Model::new(vec![Field::GivenName, Field::Attribute("national_id".into())]);
+        model.version = 3;
+        let json = serde_json::to_string(&model).expect("encode");
+        assert_eq!(serde_json::from_str::<Model>(&json).expect("decode"), model, "to the last bit");
+    }
+}
