@@ -4,7 +4,11 @@
 // criterion_group! defines an undocumented public function.
 #![allow(missing_docs)]
 
-use c360_matching::{Input, Record, compare::Field, model::Model};
+use c360_matching::{
+    Input, Record,
+    compare::Field,
+    model::{Frequencies, Model},
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn records() -> Vec<Record> {
@@ -30,16 +34,18 @@ fn records() -> Vec<Record> {
 fn compare(c: &mut Criterion) {
     let records = records();
     let model = Model::new(Field::defaults());
-    let pairs: Vec<(usize, usize)> = (0..records.len()).flat_map(|i| (0..records.len()).map(move |j| (i, j))).collect();
+    let frequencies = Frequencies::count(&model, &records);
+    let pairs: Vec<(usize, usize)> =
+        (0..records.len()).flat_map(|i| (0..records.len()).filter(move |&j| j != i).map(move |j| (i, j))).collect();
     let mut group = c.benchmark_group("compare");
     group.throughput(Throughput::Elements(pairs.len() as u64));
-    group.bench_function("gamma+weight, default fields", |b| {
+    group.bench_function("gamma+weight with term frequencies, default fields", |b| {
         let mut gamma = Vec::new();
         b.iter(|| {
             let mut total = 0.0;
             for &(i, j) in &pairs {
                 model.gamma(&records[i], &records[j], &mut gamma);
-                total += model.weight(&gamma, &records[i], None);
+                total += model.weight(&gamma, &records[i], Some(&frequencies));
             }
             std::hint::black_box(total)
         })

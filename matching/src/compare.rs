@@ -117,7 +117,7 @@ impl Field {
             Field::BirthDate => Some(date_level(a.birth?, b.birth?)),
             Field::Email => email_level(&a.emails, &b.emails),
             Field::Phone => phone_level(&a.phones, &b.phones),
-            Field::Address => address_level(&a.address, &b.address),
+            Field::Address => address_level(a, b),
             Field::Postcode => postcode_level(&a.postcode, &b.postcode),
             Field::City => {
                 let (a, b) = (&a.city, &b.city);
@@ -131,11 +131,11 @@ impl Field {
                 })
             }
             Field::Attribute(key) => {
-                let value = |r: &'_ Record| {
+                fn value<'r>(r: &'r Record, key: &str) -> Option<&'r str> {
                     let at = r.attributes.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
-                    Some(r.attributes[at].1.clone())
-                };
-                Some(u8::from(value(a)? != value(b)?))
+                    Some(&r.attributes[at].1)
+                }
+                Some(u8::from(value(a, key)? != value(b, key)?))
             }
         }
     }
@@ -190,17 +190,19 @@ fn sounds_alike(a: &(String, String), b: &(String, String)) -> bool {
 fn given_level(a: Name<'_>, b: Name<'_>) -> Option<u8> {
     present(a.folded, b.folded)?;
     let initial = |x: &str, y: &str| x.len() == 1 && y.starts_with(x);
-    Some(if a.folded == b.folded {
-        0
+    if a.folded == b.folded {
+        return Some(0);
     } else if a.formal == b.formal {
-        1
-    } else if jaro_winkler(a.folded, b.folded) >= CLOSE {
+        return Some(1);
+    }
+    let similarity = jaro_winkler(a.folded, b.folded);
+    Some(if similarity >= CLOSE {
         2
     } else if initial(a.folded, b.folded) || initial(b.folded, a.folded) {
         3
     } else if sounds_alike(a.sounds, b.sounds) {
         4
-    } else if jaro_winkler(a.folded, b.folded) >= NEAR {
+    } else if similarity >= NEAR {
         5
     } else {
         6
@@ -296,27 +298,22 @@ fn phone_level(a: &[String], b: &[String]) -> Option<u8> {
     })
 }
 
-fn address_level(a: &[String], b: &[String]) -> Option<u8> {
-    if a.is_empty() || b.is_empty() {
+fn address_level(a: &Record, b: &Record) -> Option<u8> {
+    if a.address.is_empty() || b.address.is_empty() {
         return None;
     }
-    // House numbers and words apart: neighbours on one street share every
-    // word and differ only in the number, which tells them apart.
-    let split = |tokens: &[String]| -> (Vec<String>, Vec<String>) {
-        tokens.iter().cloned().partition(|t| t.bytes().any(|c| c.is_ascii_digit()))
-    };
-    let ((a_numbers, a_words), (b_numbers, b_words)) = (split(a), split(b));
+    // House numbers and words apart (split once by Record::prepare):
+    // neighbours on one street share every word and differ in the number.
     let common = |x: &[String], y: &[String]| x.iter().filter(|t| y.contains(t)).count();
-    let words_common = common(&a_words, &b_words);
-    let words_union = a_words.len() + b_words.len() - words_common;
-    let same_numbers = a_numbers == b_numbers;
-    let number_shared = common(&a_numbers, &b_numbers) > 0;
+    let words_common = common(&a.address_words, &b.address_words);
+    let words_union = a.address_words.len() + b.address_words.len() - words_common;
     let similar_words = words_union == 0 || words_common * 10 >= words_union * 6;
-    Some(if a == b {
+    let (a_numbers, b_numbers) = (&a.address_numbers, &b.address_numbers);
+    Some(if a.address == b.address {
         0
-    } else if same_numbers && similar_words {
+    } else if a_numbers == b_numbers && similar_words {
         1
-    } else if number_shared && words_common > 0 {
+    } else if common(a_numbers, b_numbers) > 0 && words_common > 0 {
         2
     } else if similar_words && !a_numbers.is_empty() && !b_numbers.is_empty() {
         3

@@ -63,6 +63,10 @@ pub struct Record {
     pub phones: Vec<String>,
     /// Address tokens, folded, abbreviations unified, sorted, unique.
     pub address: Vec<String>,
+    /// The tokens of `address` with a digit (house and flat numbers).
+    pub address_numbers: Vec<String>,
+    /// The other tokens of `address` (street words).
+    pub address_words: Vec<String>,
     /// Postal code, upper-case letters and digits only.
     pub postcode: String,
     /// City, folded.
@@ -88,6 +92,8 @@ impl Record {
             .collect();
         address.sort_unstable();
         address.dedup();
+        let (address_numbers, address_words) =
+            address.iter().cloned().partition(|t: &String| t.bytes().any(|c| c.is_ascii_digit()));
         let mut attributes: Vec<(String, String)> =
             input.attributes.iter().map(|(k, v)| (k.clone(), names::fold(v))).filter(|(_, v)| !v.is_empty()).collect();
         attributes.sort();
@@ -106,6 +112,8 @@ impl Record {
                 .filter(|p| !p.is_empty())
                 .collect(),
             address,
+            address_numbers,
+            address_words,
             postcode: input.postal_code.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_uppercase(),
             city: names::fold(&input.locality),
             attributes,

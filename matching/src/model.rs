@@ -14,8 +14,8 @@ use crate::{Record, compare::Field};
 pub const NULL: u8 = u8::MAX;
 
 /// Smallest probability a level's `m` or `u` takes, so no single field is
-/// infinite evidence either way.
-const FLOOR: f64 = 1e-6;
+/// infinite evidence either way (in training as in scoring).
+pub(crate) const FLOOR: f64 = 1e-6;
 
 /// A tenant's matching model: what is compared, how much each agreement
 /// weighs, and where decisions fall.
@@ -83,14 +83,16 @@ pub enum Decision {
 /// the records being matched.
 #[derive(Debug, Clone, Default)]
 pub struct Frequencies {
-    counts: HashMap<(usize, String), u32>,
+    // Per comparison, looked up by &str: no allocation per scored pair.
+    counts: Vec<HashMap<String, u32>>,
     totals: Vec<u32>,
 }
 
 impl Frequencies {
     /// Counts the values of `model`'s term-frequency fields in `records`.
     pub fn count<'r>(model: &Model, records: impl IntoIterator<Item = &'r Record>) -> Self {
-        let mut out = Self { counts: HashMap::new(), totals: vec![0; model.comparisons.len()] };
+        let k = model.comparisons.len();
+        let mut out = Self { counts: vec![HashMap::new(); k], totals: vec![0; k] };
         let fields: Vec<(usize, &Field)> = model
             .comparisons
             .iter()
@@ -102,7 +104,12 @@ impl Frequencies {
             for &(i, field) in &fields {
                 let term = field.term(record);
                 if !term.is_empty() {
-                    *out.counts.entry((i, term.to_owned())).or_default() += 1;
+                    match out.counts[i].get_mut(term) {
+                        Some(count) => *count += 1,
+                        None => {
+                            out.counts[i].insert(term.to_owned(), 1);
+                        }
+                    }
                     out.totals[i] += 1;
                 }
             }
@@ -117,7 +124,7 @@ impl Frequencies {
         if total == 0 {
             return None;
         }
-        let count = self.counts.get(&(i, term.to_owned())).copied().unwrap_or(0).max(1);
+        let count = self.counts.get(i)?.get(term).copied().unwrap_or(0).max(1);
         Some(f64::from(count) / f64::from(total))
     }
 }

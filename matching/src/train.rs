@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::{
     Record,
-    model::{Model, NULL, probability},
+    model::{FLOOR, Model, NULL, probability},
 };
 
 /// One EM session: the pairs one blocking rule found, and the comparisons
@@ -66,8 +66,10 @@ pub fn estimate_u(model: &mut Model, records: &[Record], max_pairs: usize, seed:
         }
         // A level never seen among random pairs is rare, not impossible:
         // half a pair keeps its weight finite.
-        for (level, count) in comparison.levels.iter_mut().zip(counts) {
-            level.u = count.max(0.5) / total;
+        let floored: Vec<f64> = counts.iter().map(|c| c.max(0.5)).collect();
+        let total: f64 = floored.iter().sum();
+        for (level, count) in comparison.levels.iter_mut().zip(floored) {
+            level.u = count / total;
         }
     }
     drawn
@@ -117,7 +119,12 @@ fn patterns(model: &Model, records: &[Record], pairs: &[(u32, u32)]) -> Vec<(Vec
     let mut gamma = Vec::new();
     for &(a, b) in pairs {
         model.gamma(&records[a as usize], &records[b as usize], &mut gamma);
-        *counts.entry(gamma.clone()).or_default() += 1.0;
+        match counts.get_mut(&gamma) {
+            Some(count) => *count += 1.0,
+            None => {
+                counts.insert(gamma.clone(), 1.0);
+            }
+        }
     }
     let mut out: Vec<(Vec<u8>, f64)> = counts.into_iter().collect();
     // Summation order fixed, so training is repeatable to the last bit.
@@ -143,7 +150,7 @@ fn em(model: &Model, patterns: &[(Vec<u8>, f64)], fixed: &[usize]) -> (usize, f6
             for (i, &level) in gamma.iter().enumerate() {
                 if level != NULL && !fixed.contains(&i) {
                     let l = level as usize;
-                    weight += (m[i][l].max(1e-9) / u[i][l].max(1e-9)).log2();
+                    weight += (m[i][l].max(FLOOR) / u[i][l].max(FLOOR)).log2();
                 }
             }
             let p = probability(weight) * count;

@@ -21,6 +21,7 @@ mod m20261202_000013_merged_into;
 mod m20261202_000014_profile_merges;
 mod m20261202_000015_import_rows;
 mod m20261202_000016_unmerge;
+mod m20261202_000017_matching;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_profile_merges::Migration),
             Box::new(m20261202_000015_import_rows::Migration),
             Box::new(m20261202_000016_unmerge::Migration),
+            Box::new(m20261202_000017_matching::Migration),
         ]
     }
 }

@@ -407,6 +407,8 @@ async fn dedupe_finds_seeded_duplicates_and_a_dry_run_writes_nothing() {
     let summary = run(&[&dedupe[..], &["--dry-run"], &exports[..]].concat()).await;
     assert!(summary.contains("dry run: nothing merged"), "{summary}");
     assert_eq!(export().await, before, "a dry run writes nothing");
+    let show = ["model", "show", "--data-dir", data_dir, "--tenant", "demo"];
+    assert!(run(&show).await.contains("no trained model yet"), "a dry run keeps no model");
 
     // Every pair exported is at or above the review threshold, decided by
     // the thresholds, and names two different profiles of the tenant.
@@ -440,6 +442,9 @@ async fn dedupe_finds_seeded_duplicates_and_a_dry_run_writes_nothing() {
 
     let summary = run(&dedupe).await;
     assert!(summary.contains(&format!("merged {clusters_found} clusters (0 refused")), "{summary}");
+    assert!(summary.contains("model version 1 in force"), "{summary}");
+    let model = run(&show).await;
+    assert!(model.starts_with("model version 1:") && model.contains("given_name"), "{model}");
     let after = export().await;
     assert_eq!(before.lines().count() - after.lines().count(), members - clusters_found, "{summary}");
 }

@@ -126,7 +126,12 @@ pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
     } else {
         let merging = Instant::now();
         let outcome = merge_clusters(&store, cache, &tenant, policy, &found).await;
-        Some((outcome, merging.elapsed()))
+        let took = merging.elapsed();
+        let kept = match outcome {
+            Ok(_) => keep(&store, &tenant, &found).await.map(Some),
+            Err(_) => Ok(None),
+        };
+        Some((outcome, took, kept))
     };
     if let Err(error) = chain_all(&store).await {
         tracing::warn!(%error, "the merges' audit records are not chained yet; a running server chains them");
@@ -135,12 +140,31 @@ pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
     store.close().await?;
     match merged {
         None => println!("dry run: nothing merged"),
-        Some((outcome, took)) => {
+        Some((outcome, took, kept)) => {
             let (merged, failed) = outcome?;
             println!("merged {merged} clusters ({failed} refused, see the log) in {:.1}s", took.as_secs_f64());
+            if let Some((proposed, pending)) = kept? {
+                println!(
+                    "model version {} in force; {proposed} pairs proposed for review ({pending} pending in all)",
+                    found.model.version
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// Stores the model as the tenant's model in force and the pairs left for
+/// a steward in the review queue, in one transaction; how many pairs were
+/// proposed and how many wait in all.
+async fn keep(store: &Store, tenant: &TenantId, found: &Found) -> anyhow::Result<(usize, u64)> {
+    let review = dedupe::for_review(found);
+    let now = chrono::Utc::now();
+    let work = store.begin().await?;
+    store::matching::save_model(work.conn(), tenant, &found.model, "system:dedupe", now).await?;
+    store::matching::propose(work.conn(), tenant, &review, found.model.version, now).await?;
+    work.commit().await?;
+    Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
 }
 
 /// Merges each cluster into its oldest profile (the smallest id: ids are
@@ -175,20 +199,25 @@ async fn merge_clusters(
     let mut progress = Progress::new("clusters merged", found.clusters.len() as u64);
     let (mut merged, mut failed) = (0, 0);
     for cluster in &found.clusters {
-        let mut ids: Vec<ProfileId> = cluster.iter().map(|&i| found.profiles[i as usize].id).collect();
-        ids.sort();
+        let mut members: Vec<&dedupe::Candidate> = cluster.iter().map(|&i| &found.profiles[i as usize]).collect();
+        members.sort_by_key(|m| m.id);
+        let ids: Vec<ProfileId> = members.iter().map(|m| m.id).collect();
         let request = MergeRequest {
             target: ids[0].to_string(),
             sources: ids[1..].iter().map(ToString::to_string).collect(),
             reason: Some(MergeReason::AutoMatch),
+            // As read and scored: a profile changed since is not merged.
+            etags: members.iter().map(|m| (m.id.to_string(), m.version.to_string())).collect(),
             ..Default::default()
         };
         match profiles.merge(&caller, request).await {
             Ok(_) => merged += 1,
-            // A profile changed, was merged or took an identifier meanwhile:
-            // this cluster waits for the next run.
+            // A profile changed, was merged or took an identifier meanwhile,
+            // or the tenant caps merges below the cluster: this cluster
+            // waits for the next run (or a steward).
             Err(
                 error @ (DomainError::Aborted(_)
+                | DomainError::InvalidArgument(_)
                 | DomainError::StaleEtag { .. }
                 | DomainError::FailedPrecondition(_)
                 | DomainError::Merged { .. }

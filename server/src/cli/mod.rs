@@ -5,6 +5,7 @@ mod bench;
 pub mod dedupe;
 pub mod export;
 pub mod import;
+pub mod model;
 pub mod outbox;
 mod progress;
 pub mod seed;
@@ -63,6 +64,9 @@ enum Command {
     /// The audit trail: verify a tenant's hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The matching model: show the one in force for a tenant.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 #[derive(Debug, Args)]
@@ -142,11 +146,12 @@ impl Cli {
         self.run_to(&mut std::io::stdout()).await
     }
 
-    /// Runs the chosen command; reports of `outbox` and `audit` go to `out`.
+    /// Runs the chosen command; reports of `outbox`, `audit` and `model` go to `out`.
     pub async fn run_to(self, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         match self.command {
             Command::Outbox(command) => command.run(out).await,
             Command::Audit(command) => command.run(out).await,
+            Command::Model(command) => command.run(out).await,
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { data, database } => {
                 let store = database.connect(&data.data_dir, 1, ProfileCache::none()).await?;

@@ -11,7 +11,7 @@ use c360_matching::{
     blocking::{Rule, candidates},
     cluster::{Limits, clusters},
     compare::Field,
-    model::{Decision, Frequencies, Model},
+    model::{Decision, Frequencies, Model, Thresholds},
     train::{Session, estimate_m, estimate_u},
 };
 
@@ -57,6 +57,9 @@ pub struct Candidate {
     pub id: ProfileId,
     /// Its external ids (an export names the profile by one).
     pub external_ids: Vec<ExternalId>,
+    /// Its version when read: a merge of it sends it as the etag, so a
+    /// profile changed since is not merged on what it was.
+    pub version: i64,
 }
 
 /// One scored pair.
@@ -108,31 +111,44 @@ pub async fn find(
     let mut profiles = Vec::new();
     let mut inputs = Vec::new();
     let mut after = None;
+    let mut read = 0;
     loop {
         let filter = ProfileFilter::All { show_deleted: false };
         let (page, more) = page(store.db(), tenant, &filter, after, PAGE).await?;
         after = page.last().map(|p| p.id);
         for profile in page.iter().filter(|p| p.data.kind == ProfileKind::Person && p.data.status.is_live()) {
             inputs.push(input(profile, policy));
-            profiles.push(Candidate { id: profile.id, external_ids: profile.data.external_ids.clone() });
+            profiles.push(Candidate {
+                id: profile.id,
+                external_ids: profile.data.external_ids.clone(),
+                version: profile.version,
+            });
         }
-        progress.read(profiles.len() as u64, total);
+        read += page.len() as u64;
+        progress.read(read, total);
         if !more {
             break;
         }
     }
     progress.step("matching");
+    // A tenant's thresholds outlive retraining; the version moves on from
+    // the model in force.
+    let previous = store::matching::current_model(store.db(), tenant).await?;
+    let thresholds = previous.as_ref().map(|m| m.thresholds).unwrap_or_default();
     let options = options.clone();
-    let (model, candidate_pairs, pairs, clusters) = tokio::task::spawn_blocking(move || run(&inputs, &options))
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let (mut model, candidate_pairs, pairs, clusters) =
+        tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds))
+            .await
+            .map_err(|e| DomainError::Internal(e.to_string()))?;
+    model.version = previous.map_or(1, |m| m.version + 1);
     Ok(Found { profiles, model, candidate_pairs, pairs, clusters })
 }
 
 /// The pure part of a run, over prepared inputs.
-pub fn run(inputs: &[Input], options: &Options) -> (Model, usize, Vec<Pair>, Vec<Vec<u32>>) {
+pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds) -> (Model, usize, Vec<Pair>, Vec<Vec<u32>>) {
     let records: Vec<Record> = inputs.iter().map(Record::prepare).collect();
     let mut model = Model::new(Field::defaults());
+    model.thresholds = thresholds;
     let rules = Rule::defaults();
     // Splink draws a million pairs whatever the size; a small tenant needs
     // fewer for the same precision.
@@ -150,8 +166,8 @@ pub fn run(inputs: &[Input], options: &Options) -> (Model, usize, Vec<Pair>, Vec
         .collect();
     estimate_m(&mut model, &records, &sessions);
     drop(sessions);
-    let all = candidates(&rules, &records, options.max_block);
     drop(per_rule);
+    let all = candidates(&rules, &records, options.max_block);
     let frequencies = Frequencies::count(&model, &records);
     let keep_from = options.keep_from.min(model.thresholds.review);
     let mut gamma = Vec::new();
@@ -203,6 +219,28 @@ pub fn name_of(candidate: &Candidate, source: Option<&str>) -> String {
         Some(x) if source.is_none() => format!("{}:{}", x.source, x.id),
         _ => candidate.id.to_string(),
     }
+}
+
+/// The pairs left for a steward: every kept pair at or above the review
+/// threshold whose profiles did not end in one cluster, each profile named
+/// by the profile its cluster merges into (the smallest id), once.
+pub fn for_review(found: &Found) -> Vec<(ProfileId, ProfileId, f64)> {
+    let mut survivor: HashMap<u32, ProfileId> = HashMap::new();
+    for cluster in &found.clusters {
+        let target = cluster.iter().map(|&i| found.profiles[i as usize].id).min();
+        for &i in cluster {
+            survivor.extend(target.map(|t| (i, t)));
+        }
+    }
+    let named = |i: u32| survivor.get(&i).copied().unwrap_or(found.profiles[i as usize].id);
+    let mut seen = std::collections::HashSet::new();
+    found
+        .pairs
+        .iter()
+        .filter(|p| p.probability >= found.model.thresholds.review)
+        .map(|p| (named(p.left), named(p.right), p.probability))
+        .filter(|(a, b, _)| a != b && seen.insert((*a.min(b), *a.max(b))))
+        .collect()
 }
 
 /// The confidence of each cluster: the lowest probability among the pairs

@@ -276,7 +276,12 @@ impl Consents {
             })
             .collect();
         let revealed = decisions.iter().flat_map(|d| d.disclosure.revealed.iter().copied()).collect();
-        self.audit.read(caller, "consent.history", [id], &revealed, false).await;
+        // Every profile whose decisions were shown is named.
+        let mut shown: Vec<ProfileId> = vec![id];
+        shown.extend(decisions.iter().filter_map(|d| d.recorded_for));
+        shown.sort();
+        shown.dedup();
+        self.audit.read(caller, "consent.history", shown, &revealed, false).await;
         Ok(HistoryPage { decisions, next_page_token })
     }
 

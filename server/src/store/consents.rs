@@ -228,18 +228,17 @@ pub async fn history(
     before: Option<Uuid>,
     limit: u64,
 ) -> Result<(Vec<ConsentDecision>, bool), DomainError> {
+    // Chains are one hop long in the database: every profile that resolves
+    // to `profile` names it in `merged_into`. Read first, so the history is
+    // an index scan per profile (a subquery under OR would filter the
+    // tenant's whole history).
+    let mut members = super::merges::merged_into(conn, tenant, profile).await?;
+    members.push(profile);
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!("SELECT {DECISION_COLUMNS} FROM consent_decisions d WHERE d.tenant_id = "))
         .bind(tenant.as_str())
-        .push(" AND (d.profile_id = ")
-        .bind(profile.as_uuid())
-        // Chains are one hop long in the database: every profile that resolves
-        // to `profile` names it in `merged_into`.
-        .push(" OR d.profile_id IN (SELECT m.id FROM profiles m WHERE m.tenant_id = ")
-        .bind(tenant.as_str())
-        .push(" AND m.merged_into = ")
-        .bind(profile.as_uuid())
-        .push("))");
+        .push(" AND ")
+        .in_list("d.profile_id", members.iter().map(|id| id.as_uuid()));
     if let Some(purpose) = purpose {
         sql.push(" AND d.purpose = ").bind(purpose.as_str());
     }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod identities;
 pub mod imports;
 pub mod loader;
+pub mod matching;
 pub mod merges;
 pub mod outbox;
 pub mod peers;
