@@ -267,6 +267,10 @@ pub struct Generated {
     pub profile: Profile,
     /// For a near-duplicate: the original's id and external id.
     pub duplicate_of: Option<(ProfileId, ExternalId)>,
+    /// For a near-duplicate: how its name differs from the original's, then
+    /// the fields it still shares with it ("typo_given;birth_date;address"),
+    /// so accuracy can be reported per kind of evidence.
+    pub evidence: String,
 }
 
 /// Produces records one at a time.
@@ -294,14 +298,14 @@ impl Generator {
         let roll: f64 = self.rng.random();
         if roll < self.options.duplicates && !self.recent.is_empty() {
             let original = self.recent[self.rng.random_range(0..self.recent.len())].clone();
-            let profile = self.near_duplicate(&original);
+            let (profile, evidence) = self.near_duplicate(&original);
             let external = original
                 .data
                 .external_ids
                 .first()
                 .cloned()
                 .unwrap_or(ExternalId { source: String::new(), id: String::new() });
-            return Generated { profile, duplicate_of: Some((original.id, external)) };
+            return Generated { profile, duplicate_of: Some((original.id, external)), evidence };
         }
         let profile = if roll < self.options.duplicates + self.options.organizations && !self.recent.is_empty() {
             self.organization()
@@ -313,13 +317,15 @@ impl Generator {
             self.recent.push_back(person.clone());
             person
         };
-        Generated { profile, duplicate_of: None }
+        Generated { profile, duplicate_of: None, evidence: String::new() }
     }
 
     fn person(&mut self) -> Profile {
-        let culture = CULTURES.choose(&mut self.rng).unwrap_or(&CULTURES[0]);
-        let given = pick(&mut self.rng, culture.given);
-        let family = pick(&mut self.rng, culture.family);
+        let at = self.rng.random_range(0..CULTURES.len());
+        let culture = &CULTURES[at];
+        let (given_pool, family_pool) = &pools()[at];
+        let given = given_pool.draw(&mut self.rng);
+        let family = family_pool.draw(&mut self.rng);
         let source = pick(&mut self.rng, SOURCES);
         let birth = NaiveDate::from_ymd_opt(
             1940 + self.rng.random_range(0..66),
@@ -379,26 +385,38 @@ impl Generator {
     }
 
     /// The same person entered again elsewhere: a typo, a nickname, swapped or
-    /// upper-cased names, another email, fields missing.
-    fn near_duplicate(&mut self, original: &Profile) -> Profile {
+    /// upper-cased names, another email, fields missing; with the evidence it
+    /// carries (see [`Generated::evidence`]).
+    fn near_duplicate(&mut self, original: &Profile) -> (Profile, String) {
         let mut data = original.data.clone();
         let source =
             SOURCES.iter().find(|s| !original.data.external_ids.iter().any(|x| x.source == **s)).unwrap_or(&"pos");
         let given = data.given_name.clone().unwrap_or_default();
         let family = data.family_name.clone().unwrap_or_default();
-        match self.rng.random_range(0..5) {
-            0 => data.given_name = Some(typo(&mut self.rng, &given)),
-            1 => data.family_name = Some(typo(&mut self.rng, &family)),
+        let mut evidence = vec![match self.rng.random_range(0..5) {
+            0 => {
+                data.given_name = Some(typo(&mut self.rng, &given));
+                "typo_given"
+            }
+            1 => {
+                data.family_name = Some(typo(&mut self.rng, &family));
+                "typo_family"
+            }
             2 => {
                 let nickname = NICKNAMES.iter().find(|(full, _)| *full == given).map(|(_, nick)| *nick);
                 data.given_name = Some(nickname.map_or_else(|| typo(&mut self.rng, &given), str::to_owned));
+                if nickname.is_some() { "nickname" } else { "typo_given" }
             }
             3 => {
                 data.given_name = Some(family.clone());
                 data.family_name = Some(given.clone());
+                "swapped"
             }
-            _ => data.family_name = Some(family.to_uppercase()),
-        }
+            _ => {
+                data.family_name = Some(family.to_uppercase());
+                "upper_case"
+            }
+        }];
         data.emails =
             if self.rng.random_bool(0.6) { vec![self.email(&given, &family, "other.example")] } else { Vec::new() };
         data.phones = if self.rng.random_bool(0.3) { self.phone().into_iter().collect() } else { Vec::new() };
@@ -410,7 +428,13 @@ impl Generator {
         }
         data.segment = None;
         data.external_ids = vec![self.external_id(source)];
-        self.profile(data, source)
+        if data.birth_date.is_some() {
+            evidence.push("birth_date");
+        }
+        if !data.addresses.is_empty() {
+            evidence.push("address");
+        }
+        (self.profile(data, source), evidence.join(";"))
     }
 
     fn profile(&mut self, data: ProfileData, source: &str) -> Profile {
@@ -485,6 +509,69 @@ impl Generator {
     }
 }
 
+/// A culture's names as a population has them: its common names first, then
+/// a long tail of rarer ones built from their parts (the head of one and the
+/// tail of another), drawn with Zipf-like frequencies (rank r weighs
+/// 1/(r + 10)): most people share a name with few others, as in a real
+/// population, and a common name plus a city is no longer one person.
+struct Pool {
+    names: Vec<String>,
+    cumulative: Vec<f64>,
+}
+
+/// Most names in one pool.
+const POOL_SIZE: usize = 2_500;
+
+impl Pool {
+    fn new(common: &[&str]) -> Self {
+        let mut names: Vec<String> = common.iter().map(|n| (*n).to_owned()).collect();
+        let cut = |name: &str, share: f64| {
+            let chars: Vec<char> = name.chars().collect();
+            let at = ((chars.len() as f64 * share).round() as usize).clamp(1, chars.len().saturating_sub(1).max(1));
+            (chars[..at].iter().collect::<String>(), chars[at..].iter().collect::<String>())
+        };
+        let shares = [0.25, 0.34, 0.5, 0.67, 0.75];
+        // Whole names too, so short ones combine into two-part names.
+        let mut heads: Vec<String> = common.iter().flat_map(|n| shares.iter().map(|s| cut(n, *s).0)).collect();
+        let mut tails: Vec<String> = common.iter().flat_map(|n| shares.iter().map(|s| cut(n, *s).1)).collect();
+        heads.extend(common.iter().map(|n| (*n).to_owned()));
+        tails.extend(common.iter().map(|n| (*n).to_owned()));
+        let mut seen: std::collections::HashSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
+        'outer: for tail in &tails {
+            for head in &heads {
+                let name = format!("{head}{}", tail.to_lowercase());
+                if name.chars().count() >= 3 && seen.insert(name.to_lowercase()) {
+                    names.push(name);
+                    if names.len() == POOL_SIZE {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        let mut total = 0.0;
+        let cumulative = (0..names.len())
+            .map(|rank| {
+                total += 1.0 / (rank as f64 + 10.0);
+                total
+            })
+            .collect();
+        Self { names, cumulative }
+    }
+
+    fn draw(&self, rng: &mut ChaCha8Rng) -> &str {
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        let x = rng.random::<f64>() * total;
+        let at = self.cumulative.partition_point(|c| *c < x).min(self.names.len().saturating_sub(1));
+        self.names.get(at).map_or("", String::as_str)
+    }
+}
+
+/// The (given, family) name pools of each culture, in [`CULTURES`] order.
+fn pools() -> &'static [(Pool, Pool)] {
+    static POOLS: std::sync::OnceLock<Vec<(Pool, Pool)>> = std::sync::OnceLock::new();
+    POOLS.get_or_init(|| CULTURES.iter().map(|c| (Pool::new(c.given), Pool::new(c.family))).collect())
+}
+
 fn pick<'a>(rng: &mut ChaCha8Rng, options: &[&'a str]) -> &'a str {
     options.choose(rng).copied().unwrap_or_default()
 }
@@ -556,5 +643,34 @@ mod tests {
         assert!((350..650).contains(&duplicates), "{duplicates} duplicates");
         assert!((350..650).contains(&organizations), "{organizations} organizations");
         assert!(phones > 2500, "phones are valid numbers ({phones})");
+    }
+
+    #[test]
+    fn names_have_a_long_tail_with_a_common_head() {
+        for (given, family) in pools() {
+            // Hundreds even where a culture's common names are few and short.
+            assert!(
+                family.names.len() >= 250 && given.names.len() >= 250,
+                "{} {}",
+                given.names.len(),
+                family.names.len()
+            );
+        }
+        let mut generator = generator(3);
+        let mut counts: std::collections::HashMap<(String, String), usize> = Default::default();
+        let mut people = 0;
+        for _ in 0..20_000 {
+            let record = generator.next_record();
+            if record.profile.data.kind == ProfileKind::Person && record.duplicate_of.is_none() {
+                let data = &record.profile.data;
+                *counts
+                    .entry((data.given_name.clone().unwrap_or_default(), data.family_name.clone().unwrap_or_default()))
+                    .or_default() += 1;
+                people += 1;
+            }
+        }
+        // Most full names belong to one person; the commonest to a few dozen.
+        assert!(counts.len() * 10 >= people * 7, "{} distinct names among {people}", counts.len());
+        assert!(counts.values().max().is_some_and(|m| *m < 60), "{:?}", counts.values().max());
     }
 }

@@ -432,6 +432,32 @@ async fn dedupe_finds_seeded_duplicates_and_a_dry_run_writes_nothing() {
         matched += usize::from(decision == "MATCH");
     }
     assert!(matched > 0, "seeded near-duplicates are found");
+
+    // The pairs found at the auto threshold are true duplicates: the seed's
+    // true pairs, closed under their clusters (two duplicates of one person
+    // are a true pair too).
+    let mut parent: std::collections::HashMap<String, String> = Default::default();
+    fn root(parent: &std::collections::HashMap<String, String>, id: &str) -> String {
+        let mut at = id.to_owned();
+        while let Some(up) = parent.get(&at).filter(|up| **up != at) {
+            at = up.clone();
+        }
+        at
+    }
+    for line in std::fs::read_to_string(&truth).expect("truth").lines().skip(1) {
+        let ids: Vec<&str> = line.split(',').take(2).collect();
+        let (a, b) = (root(&parent, ids[0]), root(&parent, ids[1]));
+        parent.insert(a, b);
+    }
+    let (mut found, mut right) = (0, 0);
+    for record in csv::Reader::from_path(&pairs).expect("pairs").records() {
+        let record = record.expect("row");
+        if &record[5] == "MATCH" {
+            found += 1;
+            right += usize::from(root(&parent, &record[2]) == root(&parent, &record[3]));
+        }
+    }
+    assert!(right * 100 >= found * 99, "{right} of {found} pairs found at the auto threshold are true");
     let members = csv::Reader::from_path(&clusters).expect("clusters").records().count();
     let clusters_found = csv::Reader::from_path(&clusters)
         .expect("clusters")

@@ -181,7 +181,7 @@ pub async fn load(
     );
     let mut generator = Generator::new(plan.options.clone(), policy.clone());
     if let Some(file) = truth.as_mut() {
-        writeln!(file, "profile_id_a,profile_id_b,external_id_a,external_id_b")?;
+        writeln!(file, "profile_id_a,profile_id_b,external_id_a,external_id_b,evidence")?;
     }
     let started = Instant::now();
     let (total, batch_size) = (plan.profiles, plan.batch_size.max(1));
@@ -199,7 +199,10 @@ pub async fn load(
                 if let Some(file) = truth.as_mut() {
                     let own = record.profile.data.external_ids.first();
                     let own = own.map(|x| format!("{}:{}", x.source, x.id)).unwrap_or_default();
-                    let line = format!("{original},{},{}:{},{own}", record.profile.id, external.source, external.id);
+                    let line = format!(
+                        "{original},{},{}:{},{own},{}",
+                        record.profile.id, external.source, external.id, record.evidence
+                    );
                     if let Err(e) = writeln!(file, "{line}") {
                         tracing::error!(error = %e, "writing the truth file");
                     }
