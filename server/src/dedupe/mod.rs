@@ -131,10 +131,11 @@ pub async fn find(
         }
     }
     progress.step("matching");
-    // A tenant's thresholds outlive retraining; the version moves on from
-    // the model in force.
+    // The tenant's thresholds (settings); the version moves on from the
+    // model in force.
     let previous = store::matching::current_model(store.db(), tenant).await?;
-    let thresholds = previous.as_ref().map(|m| m.thresholds).unwrap_or_default();
+    let (auto, review) = store::settings::get(store.db(), tenant).await?.settings.match_thresholds();
+    let thresholds = Thresholds { auto, review };
     let options = options.clone();
     let (mut model, candidate_pairs, pairs, clusters) =
         tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds))

@@ -24,7 +24,7 @@ pub const MAX_SOURCES: usize = 100;
 /// A tenant's settings as stored (JSON): unknown fields of a newer release
 /// are kept out by `deny_unknown_fields` only at the API; stored documents
 /// read leniently so a rollback does not fail.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TenantSettings {
     /// Attribute keys that hold personal data: masked or hidden like other
@@ -40,9 +40,29 @@ pub struct TenantSettings {
     /// Most sources one merge may join into its target; 0: the default
     /// (`merge::MAX_SOURCES`).
     pub max_merge_sources: u32,
+    /// Match probability at or above which two profiles merge without
+    /// review; 0: the default (0.999).
+    pub match_auto_threshold: f64,
+    /// Match probability at or above which a pair goes to the stewards'
+    /// review queue; 0: the default (0.9).
+    pub match_review_threshold: f64,
 }
 
+/// The auto threshold when a tenant sets none.
+pub const DEFAULT_AUTO_THRESHOLD: f64 = 0.999;
+/// The review threshold when a tenant sets none.
+pub const DEFAULT_REVIEW_THRESHOLD: f64 = 0.9;
+
 impl TenantSettings {
+    /// The (auto, review) match thresholds in force, defaults filled in.
+    pub fn match_thresholds(&self) -> (f64, f64) {
+        let or = |value: f64, default: f64| if value == 0.0 { default } else { value };
+        (
+            or(self.match_auto_threshold, DEFAULT_AUTO_THRESHOLD),
+            or(self.match_review_threshold, DEFAULT_REVIEW_THRESHOLD),
+        )
+    }
+
     /// Most sources one merge may take in this tenant.
     pub fn merge_source_cap(&self) -> usize {
         match self.max_merge_sources {
@@ -80,6 +100,18 @@ impl TenantSettings {
         }
         if self.max_merge_sources > super::merge::MAX_SOURCES_LIMIT {
             v.add("max_merge_sources", format!("at most {} (0: the default)", super::merge::MAX_SOURCES_LIMIT));
+        }
+        for (field, value) in [
+            ("match_auto_threshold", self.match_auto_threshold),
+            ("match_review_threshold", self.match_review_threshold),
+        ] {
+            if !(value == 0.0 || (value > 0.0 && value < 1.0)) {
+                v.add(field, "a probability above 0 and below 1 (0: the default)");
+            }
+        }
+        let (auto, review) = self.match_thresholds();
+        if review >= auto {
+            v.add("match_review_threshold", format!("must be below the auto threshold ({auto})"));
         }
         if self.source_priority.len() > MAX_SOURCES {
             v.add("source_priority", format!("at most {MAX_SOURCES} sources"));
@@ -144,6 +176,19 @@ mod tests {
         assert_eq!(apart.attribute_class("ltv"), FieldClass::Financial);
         assert_eq!(apart.attribute_class("ssn"), FieldClass::PersonalAttribute);
         assert_eq!(apart.attribute_class("tier"), FieldClass::Attribute);
+    }
+
+    #[test]
+    fn match_thresholds_are_probabilities_with_review_below_auto() {
+        assert_eq!(TenantSettings::default().match_thresholds(), (DEFAULT_AUTO_THRESHOLD, DEFAULT_REVIEW_THRESHOLD));
+        let ok = TenantSettings { match_auto_threshold: 0.99, match_review_threshold: 0.5, ..Default::default() };
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.match_thresholds(), (0.99, 0.5));
+        for (auto, review) in [(1.0, 0.0), (0.0, -0.1), (f64::NAN, 0.0), (0.8, 0.0), (0.5, 0.5), (0.0, 0.9995)] {
+            let bad =
+                TenantSettings { match_auto_threshold: auto, match_review_threshold: review, ..Default::default() };
+            assert!(bad.validate().is_err(), "{auto} {review}");
+        }
     }
 
     #[test]

@@ -45,6 +45,8 @@ impl TenantService for TenantApi {
                 profile_reads_per_hour: settings.profile_reads_per_hour,
                 source_priority: settings.source_priority,
                 max_merge_sources: settings.max_merge_sources,
+                match_auto_threshold: settings.match_auto_threshold,
+                match_review_threshold: settings.match_review_threshold,
             },
             mask: update_mask.map(|m| m.paths).unwrap_or_default(),
             etag,
@@ -64,5 +66,7 @@ fn settings_to_pb(stored: VersionedSettings) -> pb::TenantSettings {
         updated_by: stored.updated_by.unwrap_or_default(),
         source_priority: stored.settings.source_priority,
         max_merge_sources: stored.settings.max_merge_sources,
+        match_auto_threshold: stored.settings.match_auto_threshold,
+        match_review_threshold: stored.settings.match_review_threshold,
     }
 }

@@ -23,12 +23,14 @@ use crate::{
 pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
 /// Settings paths an update mask may name.
-const PATHS: [&str; 5] = [
+const PATHS: [&str; 7] = [
     "personal_attribute_keys",
     "financial_attribute_keys",
     "profile_reads_per_hour",
     "source_priority",
     "max_merge_sources",
+    "match_auto_threshold",
+    "match_review_threshold",
 ];
 
 /// Tenant settings over a store.
@@ -119,6 +121,12 @@ impl Tenants {
         }
         if names(PATHS[4]) {
             settings.max_merge_sources = update.settings.max_merge_sources;
+        }
+        if names(PATHS[5]) {
+            settings.match_auto_threshold = update.settings.match_auto_threshold;
+        }
+        if names(PATHS[6]) {
+            settings.match_review_threshold = update.settings.match_review_threshold;
         }
         if settings == current.settings {
             return Ok(current);
