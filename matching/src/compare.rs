@@ -118,7 +118,16 @@ impl Field {
             Field::Email => email_level(&a.emails, &b.emails),
             Field::Phone => phone_level(&a.phones, &b.phones),
             Field::Address => address_level(a, b),
-            Field::Postcode => postcode_level(&a.postcode, &b.postcode),
+            Field::Postcode => {
+                let level = postcode_level(&a.postcode, &b.postcode)?;
+                // Neighbours share a postal code: with house numbers that
+                // differ, the street address has already said how close
+                // they live, and an equal code adds no more than its district.
+                let elsewhere = !a.address_numbers.is_empty()
+                    && !b.address_numbers.is_empty()
+                    && a.address_numbers != b.address_numbers;
+                Some(if elsewhere && level < 2 { 2 } else { level })
+            }
             Field::City => {
                 let (a, b) = (&a.city, &b.city);
                 present(a, b)?;
@@ -467,6 +476,15 @@ mod tests {
         ] {
             assert_eq!(label(&Field::Postcode, &post(a), &post(b)), want, "{a} / {b}");
         }
+        // Neighbours: one code, other house numbers; the code says no more than its district.
+        let at = |line: &str| {
+            with(|i| {
+                i.addresses = vec![line.into()];
+                i.postal_code = "SW1A 1AA".into();
+            })
+        };
+        assert_eq!(label(&Field::Postcode, &at("12 High St"), &at("14 High St")), "same district");
+        assert_eq!(label(&Field::Postcode, &at("12 High St"), &at("12 High Street")), "exact");
         let city = |c: &str| with(|i| i.locality = c.into());
         assert_eq!(label(&Field::City, &city("Kraków"), &city("KRAKOW")), "exact");
         assert_eq!(label(&Field::City, &city("Warszawa"), &city("Warszawy")), "close");
