@@ -199,8 +199,7 @@ async fn merge_clusters(
     let mut progress = Progress::new("clusters merged", found.clusters.len() as u64);
     let (mut merged, mut failed) = (0, 0);
     for cluster in &found.clusters {
-        let mut members: Vec<&dedupe::Candidate> = cluster.iter().map(|&i| &found.profiles[i as usize]).collect();
-        members.sort_by_key(|m| m.id);
+        let members = dedupe::members(found, cluster);
         let ids: Vec<ProfileId> = members.iter().map(|m| m.id).collect();
         let request = MergeRequest {
             target: ids[0].to_string(),

@@ -222,16 +222,22 @@ pub fn name_of(candidate: &Candidate, source: Option<&str>) -> String {
     }
 }
 
+/// The profiles of `cluster`, the one it merges into first: the oldest (the
+/// smallest id; ids are time-ordered), then the others in id order.
+pub fn members<'f>(found: &'f Found, cluster: &[u32]) -> Vec<&'f Candidate> {
+    let mut members: Vec<&Candidate> = cluster.iter().map(|&i| &found.profiles[i as usize]).collect();
+    members.sort_by_key(|m| m.id);
+    members
+}
+
 /// The pairs left for a steward: every kept pair at or above the review
 /// threshold whose profiles did not end in one cluster, each profile named
 /// by the profile its cluster merges into (the smallest id), once.
 pub fn for_review(found: &Found) -> Vec<(ProfileId, ProfileId, f64)> {
     let mut survivor: HashMap<u32, ProfileId> = HashMap::new();
     for cluster in &found.clusters {
-        let target = cluster.iter().map(|&i| found.profiles[i as usize].id).min();
-        for &i in cluster {
-            survivor.extend(target.map(|t| (i, t)));
-        }
+        let target = members(found, cluster)[0].id;
+        survivor.extend(cluster.iter().map(|&i| (i, target)));
     }
     let named = |i: u32| survivor.get(&i).copied().unwrap_or(found.profiles[i as usize].id);
     let mut seen = std::collections::HashSet::new();

@@ -475,17 +475,13 @@ pub async fn give_back(
     if addressed.is_empty() {
         return Ok(());
     }
-    let mut sql = Sql::new(conn.get_database_backend());
-    sql.push("UPDATE consent_decisions SET profile_id = ")
-        .bind(to.as_uuid())
-        .push(" WHERE tenant_id = ")
-        .bind(tenant.as_str())
-        .push(" AND profile_id = ")
-        .bind(from.as_uuid())
-        .push(" AND ")
-        .in_list("addressed_to", addressed.iter().map(|id| id.as_uuid()));
-    conn.execute_raw(sql.statement()).await.map_err(db_error)?;
-    Ok(())
+    reassign(conn, tenant, to, |sql| {
+        sql.push("profile_id = ")
+            .bind(from.as_uuid())
+            .push(" AND ")
+            .in_list("addressed_to", addressed.iter().map(|id| id.as_uuid()));
+    })
+    .await
 }
 
 /// Moves the decisions `ids` into the history of `to` (an unmerge: they are
@@ -499,13 +495,27 @@ pub async fn hand_over(
     if ids.is_empty() {
         return Ok(());
     }
+    reassign(conn, tenant, to, |sql| {
+        sql.in_list("id", ids.iter().copied());
+    })
+    .await
+}
+
+/// Moves the decisions of `tenant` that `filter` selects into the history
+/// of `to`.
+async fn reassign(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    to: ProfileId,
+    filter: impl FnOnce(&mut Sql),
+) -> Result<(), DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("UPDATE consent_decisions SET profile_id = ")
         .bind(to.as_uuid())
         .push(" WHERE tenant_id = ")
         .bind(tenant.as_str())
-        .push(" AND ")
-        .in_list("id", ids.iter().copied());
+        .push(" AND ");
+    filter(&mut sql);
     conn.execute_raw(sql.statement()).await.map_err(db_error)?;
     Ok(())
 }
