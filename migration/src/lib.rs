@@ -22,6 +22,7 @@ mod m20261202_000014_profile_merges;
 mod m20261202_000015_import_rows;
 mod m20261202_000016_unmerge;
 mod m20261202_000017_matching;
+mod m20261203_000018_jobs;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_import_rows::Migration),
             Box::new(m20261202_000016_unmerge::Migration),
             Box::new(m20261202_000017_matching::Migration),
+            Box::new(m20261203_000018_jobs::Migration),
         ]
     }
 }

@@ -37,9 +37,10 @@ use crate::{
         tenants::TenantApi,
     },
     http,
+    jobs::{Deduplicator, JobConfig, Runner},
     metrics::Metrics,
     outbox::{Relay, RelayConfig, Stamper, feed::ChangeFeed, kafka::KafkaSink},
-    service::{Audit, AuditConfig, AuditJobs, Consents, Events, Profiles, Tenants},
+    service::{Audit, AuditConfig, AuditJobs, Consents, Events, Jobs, Profiles, Tenants},
     store::{self, Store},
     tls::{ServerTls, TlsListener},
 };
@@ -439,7 +440,17 @@ impl App {
                     .max_encoding_message_size(MAX_RESPONSE_BYTES)
             };
         }
-        let identity_service = limited!(IdentityServiceServer::new(IdentityApi::new(profiles.clone())));
+        let queued = Arc::new(tokio::sync::Notify::new());
+        let jobs_service = Jobs::new(store.clone(), Arc::clone(&queued));
+        let deduplicator = Deduplicator::new(
+            store.clone(),
+            profiles.clone(),
+            config.server.normalization.policy()?,
+            Default::default(),
+        );
+        let job_config = JobConfig { poll: config.jobs.job_poll, lease: config.jobs.job_lease };
+        let runner_task = tokio::spawn(Runner::new(deduplicator, job_config, queued).run(jobs.clone()));
+        let identity_service = limited!(IdentityServiceServer::new(IdentityApi::new(profiles.clone(), jobs_service)));
         let profile_service = limited!(ProfileServiceServer::new(ProfileApi::new(profiles)));
         let consent_service = limited!(ConsentServiceServer::new(ConsentApi::new(consents)));
         let slots = WatchSlots::new(config.server.max_watch_streams, metrics.limits.clone());
@@ -525,6 +536,7 @@ impl App {
         let _ = audit_task.await;
         let _ = stamper_task.await;
         let _ = feed_task.await;
+        let _ = runner_task.await;
         // A round in progress may wait for the broker; it is not waited for
         // long (what it sent is sent again by whichever relay comes next).
         if let Some(task) = relay_task {

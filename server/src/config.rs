@@ -448,6 +448,9 @@ pub struct Config {
     /// The audit trail.
     #[command(flatten)]
     pub audit: AuditArgs,
+    /// Background jobs.
+    #[command(flatten)]
+    pub jobs: JobArgs,
 }
 
 impl Config {
@@ -612,6 +615,18 @@ fn key_value(raw: &str) -> Result<(String, String), String> {
         return Err(format!("{key} is a secret: it never goes on a command line (use the *_FILE options)"));
     }
     Ok((key, value))
+}
+
+/// Background jobs (docs/jobs.md): every instance takes queued jobs in turn.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// How often an instance looks for queued jobs (the instance a job is started on takes it at once).
+    #[arg(long, env = "C360_JOB_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub job_poll: Duration,
+    /// How long an instance's hold on a running job lasts unless renewed; another instance takes the
+    /// job over (and runs it again from the start) after that.
+    #[arg(long, env = "C360_JOB_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub job_lease: Duration,
 }
 
 /// The outbox: relay and retention.

@@ -27,6 +27,7 @@ pub mod files;
 pub mod grpc;
 pub mod http;
 pub mod import;
+pub mod jobs;
 pub mod metrics;
 pub mod outbox;
 pub mod seed;

@@ -47,6 +47,7 @@ mod export;
 mod identities;
 mod import;
 mod inputs;
+mod jobs;
 mod leaks;
 mod limits;
 mod merges;

@@ -90,7 +90,8 @@ pub enum Permission {
     ManageTenant,
     /// Page through the tenant's audit trail.
     ReadAudit,
-    /// Merge profiles, preview merges and read merge history.
+    /// Merge profiles, preview merges, read merge history, and run and
+    /// follow bulk deduplication jobs.
     MergeProfiles,
 }
 

@@ -30,6 +30,9 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.IdentityService/PreviewMerge", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/ListMergeHistory", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/UnmergeProfile", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/StartDeduplication", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/GetJob", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/CancelJob", Permission::MergeProfiles),
 ];
 
 /// What each role may do: one row per role.

@@ -4,7 +4,10 @@
 //! principal `system:dedupe`; `--dry-run` finds and scores, and writes
 //! nothing to the database.
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use c360_matching::model::Decision;
 use clap::Args;
@@ -13,11 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
 use crate::{
-    auth::Caller,
     config::{DataDirArgs, DatabaseArgs, NormalizationArgs, RedisArgs},
-    dedupe::{self, Found, Options},
-    domain::{DomainError, ProfileId, TenantId, merge::MergeReason},
-    service::{Audit, AuditConfig, MergeRequest, Profiles, Tenants, chain_all},
+    dedupe::{self, Found, Options, Tracker},
+    domain::{
+        DomainError, TenantId,
+        job::{Job, JobKind, JobOptions, JobProgress, JobState},
+        profile::now,
+    },
+    jobs::{self, Deduplicator, Report},
+    service::{Audit, AuditConfig, Profiles, Tenants, chain_all},
     store::{self, Store},
 };
 
@@ -68,19 +75,49 @@ fn probability(raw: &str) -> Result<f64, String> {
     }
 }
 
-/// Progress on the terminal: a bar while profiles are read, a line per step.
-struct Terminal(Option<Progress>);
+/// How long the command's hold on its job lasts unless renewed.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Progress on the terminal (a bar while profiles are read and while
+/// clusters merge, a line per step), kept for the job's row too.
+struct Terminal {
+    bar: Option<Progress>,
+    tracker: Tracker,
+    started: Instant,
+    /// How long finding took.
+    found_in: Option<Duration>,
+}
 
 impl dedupe::Progress for Terminal {
     fn read(&mut self, done: u64, total: u64) {
-        let bar = self.0.get_or_insert_with(|| Progress::new("profiles read", total));
+        let bar = self.bar.get_or_insert_with(|| Progress::new("profiles read", total));
         let add = done.saturating_sub(bar.done());
         bar.add(add);
+        self.tracker.read(done, total);
     }
 
     fn step(&mut self, name: &str) {
-        self.0 = None;
-        eprintln!("{name}…");
+        self.bar = None;
+        if name != "done" {
+            eprintln!("{name}…");
+        }
+        self.tracker.step(name);
+    }
+
+    fn found(&mut self, found: &Found) {
+        self.found_in = Some(self.started.elapsed());
+        self.tracker.found(found);
+    }
+
+    fn merged(&mut self, merged: u64, refused: u64, total: u64) {
+        let bar = self.bar.get_or_insert_with(|| Progress::new("clusters merged", total));
+        let add = (merged + refused).saturating_sub(bar.done());
+        bar.add(add);
+        self.tracker.merged(merged, refused, total);
+    }
+
+    fn queued(&mut self, pairs: u64) {
+        self.tracker.queued(pairs);
     }
 }
 
@@ -97,20 +134,47 @@ pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
         keep_from: args.export_from.unwrap_or(1.0),
         ..Options::default()
     };
-    let started = Instant::now();
-    let found = dedupe::find(&store, &tenant, &policy, &options, &mut Terminal(None)).await?;
-    let found_in = started.elapsed();
+    let (profiles, audit) = profiles_service(&store, cache, policy.clone()).await?;
+    let deduplicator = Deduplicator::new(store.clone(), profiles, policy, options);
+    // Ctrl-C stops the run between two steps (merges made stay made).
+    let cancel = CancellationToken::new();
+    let interrupt = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping…");
+            interrupt.cancel();
+        }
+    });
+    let mut terminal = Terminal { bar: None, tracker: Tracker::default(), started: Instant::now(), found_in: None };
+    let outcome = if args.dry_run {
+        // A dry run writes nothing, not even a job: it may run beside a job.
+        deduplicator.run(&tenant, true, &mut terminal, &cancel).await
+    } else {
+        as_job(&store, &deduplicator, &tenant, &mut terminal, &cancel).await?
+    };
+    audit.0.cancel();
+    let _ = audit.1.await;
+    if let Err(error) = chain_all(&store).await {
+        tracing::warn!(%error, "the merges' audit records are not chained yet; a running server chains them");
+    }
+    stop_cache.cancel();
+    store.close().await?;
+    let Some(report) = outcome? else {
+        anyhow::bail!("stopped before the end (merges made stay made; each is undone with UnmergeProfile)");
+    };
+    let found = &report.found;
     if args.show_model {
         print!("{}", describe(&found.model));
     }
     if let Some(path) = &args.export_pairs {
-        export_pairs(&found, args.source.as_deref(), path)?;
+        export_pairs(found, args.source.as_deref(), path)?;
     }
     if let Some(path) = &args.export_clusters {
-        export_clusters(&found, args.source.as_deref(), path)?;
+        export_clusters(found, args.source.as_deref(), path)?;
     }
     let review = found.pairs.iter().filter(|p| p.decision == Decision::Review).count();
     let clustered: usize = found.clusters.iter().map(Vec::len).sum();
+    let found_in = terminal.found_in.unwrap_or_default();
     println!(
         "tenant {tenant}: {} people, {} candidate pairs, {} clusters of {clustered} profiles at or above {}, \
          {review} pairs for review (model version {}; found in {:.1}s)",
@@ -121,67 +185,77 @@ pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
         found.model.version,
         found_in.as_secs_f64(),
     );
-    let merged = if args.dry_run {
-        None
-    } else {
-        let merging = Instant::now();
-        let outcome = merge_clusters(&store, cache, &tenant, policy, &found).await;
-        let took = merging.elapsed();
-        let kept = match outcome {
-            Ok(_) => keep(&store, &tenant, &found).await.map(Some),
-            Err(_) => Ok(None),
-        };
-        Some((outcome, took, kept))
-    };
-    if let Err(error) = chain_all(&store).await {
-        tracing::warn!(%error, "the merges' audit records are not chained yet; a running server chains them");
-    }
-    stop_cache.cancel();
-    store.close().await?;
-    match merged {
-        None => println!("dry run: nothing merged"),
-        Some((outcome, took, kept)) => {
-            let (merged, failed) = outcome?;
-            println!("merged {merged} clusters ({failed} refused, see the log) in {:.1}s", took.as_secs_f64());
-            if let Some((proposed, pending)) = kept? {
-                println!(
-                    "model version {} in force; {proposed} pairs proposed for review ({pending} pending in all)",
-                    found.model.version
-                );
-            }
+    match (report.merged, report.queued) {
+        (Some((merged, refused)), Some((proposed, pending))) => {
+            let took = terminal.started.elapsed().saturating_sub(found_in);
+            println!("merged {merged} clusters ({refused} refused, see the log) in {:.1}s", took.as_secs_f64());
+            println!(
+                "model version {} in force; {proposed} pairs proposed for review ({pending} pending in all)",
+                found.model.version
+            );
         }
+        _ => println!("dry run: nothing merged"),
     }
     Ok(())
 }
 
-/// Stores the model as the tenant's model in force and the pairs left for
-/// a steward in the review queue, in one transaction; how many pairs were
-/// proposed and how many wait in all.
-async fn keep(store: &Store, tenant: &TenantId, found: &Found) -> anyhow::Result<(usize, u64)> {
-    let review = dedupe::for_review(found);
-    let now = chrono::Utc::now();
-    let work = store.begin().await?;
-    store::matching::save_model(work.conn(), tenant, &found.model, "system:dedupe", now).await?;
-    store::matching::propose(work.conn(), tenant, &review, found.model.version, now).await?;
-    work.commit().await?;
-    Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
+/// Runs the deduplication as a job of its own, held by this command: a
+/// job started through the API (or another command) for the tenant is not
+/// run at the same time, and `GetJob` shows this one's progress.
+async fn as_job(
+    store: &Store,
+    deduplicator: &Deduplicator,
+    tenant: &TenantId,
+    terminal: &mut Terminal,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Result<Option<Report>, DomainError>> {
+    let owner = format!("command:dedupe:{}", uuid::Uuid::now_v7());
+    let at = now();
+    let job = Job {
+        id: uuid::Uuid::now_v7(),
+        tenant: tenant.clone(),
+        kind: JobKind::Deduplication,
+        state: JobState::Running,
+        options: JobOptions { dry_run: false },
+        requested_by: "system:dedupe".to_owned(),
+        created_at: at,
+        started_at: Some(at),
+        finished_at: None,
+        owner: Some(owner.clone()),
+        cancel_requested: false,
+        progress: JobProgress::default(),
+        error: None,
+    };
+    let lease = chrono::Duration::from_std(LEASE)?;
+    store::jobs::insert(store.db(), &job, Some(at + lease)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("job {} (GetJob shows its progress; CancelJob stops it)", job.id);
+    let tracker = terminal.tracker.clone();
+    let work = deduplicator.run(tenant, false, terminal, cancel);
+    let (outcome, held) = jobs::hold(store, job.id, &owner, LEASE, &tracker, cancel, work).await;
+    if held.lost {
+        anyhow::bail!("another instance took job {} over (this command stalled past its lease)", job.id);
+    }
+    let (state, error) = match &outcome {
+        Ok(Some(_)) => (JobState::Succeeded, None),
+        Ok(None) => (JobState::Cancelled, None),
+        Err(error) => (JobState::Failed, Some(error.to_string())),
+    };
+    store::jobs::finish(store.db(), job.id, &owner, state, &tracker.snapshot(), error.as_deref(), now()).await?;
+    Ok(outcome)
 }
 
-/// Merges each cluster into its oldest profile (the smallest id: ids are
-/// time-ordered) through the service, as `system:dedupe`; how many merged,
-/// how many were refused (a profile changed or merged meanwhile).
-async fn merge_clusters(
+/// The profile service the merges go through, with an audit trail of its
+/// own; stopping the token and awaiting the task writes its last records.
+async fn profiles_service(
     store: &Store,
     cache: crate::cache::ProfileCache,
-    tenant: &TenantId,
     policy: crate::domain::identifiers::NormalizationPolicy,
-    found: &Found,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<(Profiles, (CancellationToken, tokio::task::JoinHandle<()>))> {
     let deployment = store::deployment::get_or_create(store.db()).await?;
     let config = AuditConfig {
-        flush_interval: std::time::Duration::from_millis(200),
+        flush_interval: Duration::from_millis(200),
         buffer: 10_000,
-        retention: std::time::Duration::from_secs(400 * 24 * 3600),
+        retention: Duration::from_secs(400 * 24 * 3600),
     };
     let (audit, jobs) = Audit::new(store.clone(), config, deployment.page_tokens.clone());
     let stop = CancellationToken::new();
@@ -195,43 +269,7 @@ async fn merge_clusters(
         audit,
         deployment.page_tokens,
     );
-    let caller = Caller::system(tenant.clone(), "dedupe");
-    let mut progress = Progress::new("clusters merged", found.clusters.len() as u64);
-    let (mut merged, mut failed) = (0, 0);
-    for cluster in &found.clusters {
-        let members = dedupe::members(found, cluster);
-        let ids: Vec<ProfileId> = members.iter().map(|m| m.id).collect();
-        let request = MergeRequest {
-            target: ids[0].to_string(),
-            sources: ids[1..].iter().map(ToString::to_string).collect(),
-            reason: Some(MergeReason::AutoMatch),
-            // As read and scored: a profile changed since is not merged.
-            etags: members.iter().map(|m| (m.id.to_string(), m.version.to_string())).collect(),
-            ..Default::default()
-        };
-        match profiles.merge(&caller, request).await {
-            Ok(_) => merged += 1,
-            // A profile changed, was merged or took an identifier meanwhile,
-            // or the tenant caps merges below the cluster: this cluster
-            // waits for the next run (or a steward).
-            Err(
-                error @ (DomainError::Aborted(_)
-                | DomainError::InvalidArgument(_)
-                | DomainError::StaleEtag { .. }
-                | DomainError::FailedPrecondition(_)
-                | DomainError::Merged { .. }
-                | DomainError::IdentifierConflict { .. }),
-            ) => {
-                tracing::warn!(%error, "a cluster was not merged");
-                failed += 1;
-            }
-            Err(error) => return Err(error.into()),
-        }
-        progress.add(1);
-    }
-    stop.cancel();
-    let _ = audit_jobs.await;
-    Ok((merged, failed))
+    Ok((profiles, (stop, audit_jobs)))
 }
 
 /// The model as a table: each field's levels with m, u and weight.

@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use tokio_util::sync::CancellationToken;
+
 use c360_matching::{
     Input, Record,
     blocking::{Rule, candidates},
@@ -16,11 +18,15 @@ use c360_matching::{
 };
 
 use crate::{
+    auth::Caller,
     domain::{
         DomainError, ProfileId, TenantId,
         identifiers::NormalizationPolicy,
+        job::JobProgress,
+        merge::MergeReason,
         profile::{ExternalId, Profile, ProfileKind, ProfileStatus},
     },
+    service::{MergeRequest, Profiles},
     store::{
         self, Store,
         profiles::{ProfileFilter, page},
@@ -94,18 +100,71 @@ pub struct Found {
 pub trait Progress: Send {
     /// Profiles read so far of `total`.
     fn read(&mut self, done: u64, total: u64);
-    /// A step begins ("training", "scoring", …).
+    /// A step begins (`matching`, `merging`, `queueing`).
     fn step(&mut self, name: &str);
+    /// What the run found.
+    fn found(&mut self, _found: &Found) {}
+    /// Clusters merged and refused so far, of `total`.
+    fn merged(&mut self, _merged: u64, _refused: u64, _total: u64) {}
+    /// Pairs queued for review.
+    fn queued(&mut self, _pairs: u64) {}
 }
 
-/// Reads, trains, scores and clusters the live people of `tenant`.
+/// A run's progress as a job records it, shared between the run and the
+/// task that writes it to the job's row.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker(std::sync::Arc<std::sync::Mutex<JobProgress>>);
+
+impl Tracker {
+    /// The progress now.
+    pub fn snapshot(&self) -> JobProgress {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobProgress> {
+        // A panic while holding it leaves plain counters: still readable.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Progress for Tracker {
+    fn read(&mut self, done: u64, total: u64) {
+        let mut progress = self.lock();
+        progress.step = "reading".to_owned();
+        (progress.processed, progress.total) = (done, total);
+    }
+
+    fn step(&mut self, name: &str) {
+        self.lock().step = name.to_owned();
+    }
+
+    fn found(&mut self, found: &Found) {
+        let mut progress = self.lock();
+        progress.candidate_pairs = found.candidate_pairs as u64;
+        progress.clusters = found.clusters.len() as u64;
+        progress.model_version = found.model.version;
+    }
+
+    fn merged(&mut self, merged: u64, refused: u64, _total: u64) {
+        let mut progress = self.lock();
+        (progress.merges, progress.merges_refused) = (merged, refused);
+    }
+
+    fn queued(&mut self, pairs: u64) {
+        self.lock().review_pairs = pairs;
+    }
+}
+
+/// Reads, trains, scores and clusters the live people of `tenant`; `None`
+/// when `cancel` stopped it first.
 pub async fn find(
     store: &Store,
     tenant: &TenantId,
     policy: &NormalizationPolicy,
     options: &Options,
     progress: &mut dyn Progress,
-) -> Result<Found, DomainError> {
+    cancel: &CancellationToken,
+) -> Result<Option<Found>, DomainError> {
     let live = [ProfileStatus::Prospect, ProfileStatus::Active];
     let total = store::profiles::count(store.db(), tenant, &live).await?;
     let mut profiles = Vec::new();
@@ -126,6 +185,9 @@ pub async fn find(
         }
         read += page.len() as u64;
         progress.read(read, total);
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
         if !more {
             break;
         }
@@ -137,16 +199,27 @@ pub async fn find(
     let (auto, review) = store::settings::get(store.db(), tenant).await?.settings.match_thresholds();
     let thresholds = Thresholds { auto, review };
     let options = options.clone();
-    let (mut model, candidate_pairs, pairs, clusters) =
-        tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds))
-            .await
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let stop = cancel.clone();
+    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, &stop))
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let Some((mut model, candidate_pairs, pairs, clusters)) = ran else { return Ok(None) };
     model.version = previous.map_or(1, |m| m.version + 1);
-    Ok(Found { profiles, model, candidate_pairs, pairs, clusters })
+    let found = Found { profiles, model, candidate_pairs, pairs, clusters };
+    progress.found(&found);
+    Ok(Some(found))
 }
 
-/// The pure part of a run, over prepared inputs.
-pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds) -> (Model, usize, Vec<Pair>, Vec<Vec<u32>>) {
+/// Pairs scored between two looks at the cancel token.
+const SCORED_PER_LOOK: usize = 1 << 16;
+
+/// What [`run`] returns: the model, how many candidate pairs were compared,
+/// the pairs kept and the clusters.
+pub type Ran = (Model, usize, Vec<Pair>, Vec<Vec<u32>>);
+
+/// The pure part of a run, over prepared inputs; `None` when `cancel`
+/// stopped it first.
+pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: &CancellationToken) -> Option<Ran> {
     let records: Vec<Record> = inputs.iter().map(Record::prepare).collect();
     let mut model = Model::new(Field::defaults());
     model.thresholds = thresholds;
@@ -168,12 +241,18 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds) -> (Mode
     estimate_m(&mut model, &records, &sessions);
     drop(sessions);
     drop(per_rule);
+    if cancel.is_cancelled() {
+        return None;
+    }
     let all = candidates(&rules, &records, options.max_block);
     let frequencies = Frequencies::count(&model, &records);
     let keep_from = options.keep_from.min(model.thresholds.review);
     let mut gamma = Vec::new();
     let mut pairs: Vec<Pair> = Vec::new();
-    for &(left, right) in &all {
+    for (n, &(left, right)) in all.iter().enumerate() {
+        if n % SCORED_PER_LOOK == 0 && cancel.is_cancelled() {
+            return None;
+        }
         let (a, b) = (&records[left as usize], &records[right as usize]);
         model.gamma(a, b, &mut gamma);
         let probability = c360_matching::model::probability(model.weight(&gamma, a, Some(&frequencies)));
@@ -188,7 +267,79 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds) -> (Mode
     let clusters = clusters(records.len(), &scored, limits, |i, j| {
         model.probability(&records[i as usize], &records[j as usize], Some(&frequencies))
     });
-    (model, all.len(), pairs, clusters)
+    Some((model, all.len(), pairs, clusters))
+}
+
+/// Merges each cluster of `found` into its oldest profile through the
+/// service (reason AUTO_MATCH), as `caller`, sending the versions read as
+/// etags: a profile changed, merged or given an identifier since is not
+/// merged on what it was, and its cluster waits for the next run (or a
+/// steward). How many clusters merged and how many were refused; `None`
+/// when `cancel` stopped it (the merges done stay done).
+pub async fn apply(
+    profiles: &Profiles,
+    caller: &Caller,
+    found: &Found,
+    progress: &mut dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Option<(u64, u64)>, DomainError> {
+    progress.step("merging");
+    let total = found.clusters.len() as u64;
+    let (mut merged, mut refused) = (0, 0);
+    for cluster in &found.clusters {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let members = members(found, cluster);
+        let ids: Vec<ProfileId> = members.iter().map(|m| m.id).collect();
+        let request = MergeRequest {
+            target: ids[0].to_string(),
+            sources: ids[1..].iter().map(ToString::to_string).collect(),
+            reason: Some(MergeReason::AutoMatch),
+            etags: members.iter().map(|m| (m.id.to_string(), m.version.to_string())).collect(),
+            ..Default::default()
+        };
+        match profiles.merge(caller, request).await {
+            Ok(_) => merged += 1,
+            // A profile changed, was merged or took an identifier meanwhile,
+            // or the tenant caps merges below the cluster.
+            Err(
+                error @ (DomainError::Aborted(_)
+                | DomainError::InvalidArgument(_)
+                | DomainError::StaleEtag { .. }
+                | DomainError::FailedPrecondition(_)
+                | DomainError::Merged { .. }
+                | DomainError::IdentifierConflict { .. }),
+            ) => {
+                tracing::warn!(%error, "a cluster was not merged");
+                refused += 1;
+            }
+            Err(error) => return Err(error),
+        }
+        progress.merged(merged, refused, total);
+    }
+    Ok(Some((merged, refused)))
+}
+
+/// Stores the model of `found` as `tenant`'s model in force and the pairs
+/// left for a steward in the review queue, in one transaction; how many
+/// pairs were proposed and how many wait in all.
+pub async fn keep(
+    store: &Store,
+    tenant: &TenantId,
+    found: &Found,
+    actor: &str,
+    progress: &mut dyn Progress,
+) -> Result<(usize, u64), DomainError> {
+    progress.step("queueing");
+    let review = for_review(found);
+    let now = chrono::Utc::now();
+    let work = store.begin().await?;
+    store::matching::save_model(work.conn(), tenant, &found.model, actor, now).await?;
+    store::matching::propose(work.conn(), tenant, &review, found.model.version, now).await?;
+    work.commit().await?;
+    progress.queued(review.len() as u64);
+    Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
 }
 
 /// A profile's values as the matcher reads them.

@@ -45,6 +45,10 @@ pub enum DomainError {
         /// The profile that holds it.
         holder: ProfileId,
     },
+    /// The thing asked for exists already (a job of the kind is running).
+    /// ALREADY_EXISTS.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The etag sent is not the current one. ABORTED: re-read and retry.
     #[error("etag {sent} is stale; the current etag is {current}")]
     StaleEtag {

@@ -7,6 +7,7 @@
 //! - [`identifiers`] — normalization of emails, phones and external ids.
 //! - [`profile`] — the profile, its fields, validation, completeness, lineage.
 //! - [`events`] — domain events and their envelope.
+//! - [`job`] — background jobs, their state and progress.
 //! - [`interaction`] — customer interactions (the API's events).
 //! - [`merge`] — survivorship: the golden record of a merge and why.
 //! - [`unmerge`] — what a merge's profiles become when it is undone.
@@ -22,6 +23,7 @@ pub mod events;
 pub mod identifiers;
 pub mod ids;
 pub mod interaction;
+pub mod job;
 pub mod merge;
 pub mod page;
 pub mod privacy;

@@ -40,6 +40,7 @@ impl From<DomainError> for Status {
                 Status::with_error_details(Code::Aborted, message, details)
             }
             DomainError::FailedPrecondition(_) => Status::failed_precondition(message),
+            DomainError::AlreadyExists(_) => Status::already_exists(message),
             DomainError::Aborted(_) => Status::aborted(message),
             DomainError::Merged { .. } => Status::failed_precondition(message),
             DomainError::Unauthenticated(_) => Status::unauthenticated(message),

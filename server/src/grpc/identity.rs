@@ -1,4 +1,5 @@
-//! `c360.v1.IdentityService`: merges, their previews, history and unmerges.
+//! `c360.v1.IdentityService`: merges, their previews, history and unmerges;
+//! bulk deduplication jobs.
 
 use c360_proto::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Request, Response, Status};
@@ -6,19 +7,23 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use crate::{
     convert::timestamp,
-    domain::merge::{FieldDecision, MergeReason, MergeRecord},
-    service::{MergeRequest, Merged, Profiles, Unmerged},
+    domain::{
+        job::{Job, JobProgress, JobState},
+        merge::{FieldDecision, MergeReason, MergeRecord},
+    },
+    service::{Jobs, MergeRequest, Merged, Profiles, Unmerged},
 };
 
-/// The gRPC face of the merge operations of [`Profiles`].
+/// The gRPC face of the merge operations of [`Profiles`] and of [`Jobs`].
 pub struct IdentityApi {
     profiles: Profiles,
+    jobs: Jobs,
 }
 
 impl IdentityApi {
-    /// Serves `profiles`' merges.
-    pub fn new(profiles: Profiles) -> Self {
-        Self { profiles }
+    /// Serves `profiles`' merges and `jobs`.
+    pub fn new(profiles: Profiles, jobs: Jobs) -> Self {
+        Self { profiles, jobs }
     }
 }
 
@@ -78,6 +83,71 @@ impl IdentityService for IdentityApi {
             target: Some(target.into()),
             sources: sources.into_iter().map(Into::into).collect(),
         }))
+    }
+
+    async fn start_deduplication(
+        &self,
+        request: Request<pb::StartDeduplicationRequest>,
+    ) -> Reply<pb::StartDeduplicationResponse> {
+        let caller = caller(&request)?;
+        let job = self.jobs.start_deduplication(&caller, request.get_ref().dry_run).await?;
+        Ok(Response::new(pb::StartDeduplicationResponse { job: Some(job_to_pb(job)) }))
+    }
+
+    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Reply<pb::GetJobResponse> {
+        let caller = caller(&request)?;
+        let job = self.jobs.get(&caller, &request.get_ref().job_id).await?;
+        Ok(Response::new(pb::GetJobResponse { job: Some(job_to_pb(job)) }))
+    }
+
+    async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Reply<pb::CancelJobResponse> {
+        let caller = caller(&request)?;
+        let job = self.jobs.cancel(&caller, &request.get_ref().job_id).await?;
+        Ok(Response::new(pb::CancelJobResponse { job: Some(job_to_pb(job)) }))
+    }
+}
+
+fn job_to_pb(job: Job) -> pb::Job {
+    let state = match job.state {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Running => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    };
+    let JobProgress {
+        step,
+        processed,
+        total,
+        candidate_pairs,
+        clusters,
+        merges,
+        merges_refused,
+        review_pairs,
+        model_version,
+    } = job.progress;
+    pb::Job {
+        job_id: job.id.to_string(),
+        kind: job.kind.as_str().to_owned(),
+        state: state as i32,
+        dry_run: job.options.dry_run,
+        requested_by: job.requested_by,
+        create_time: Some(timestamp(job.created_at)),
+        start_time: job.started_at.map(timestamp),
+        finish_time: job.finished_at.map(timestamp),
+        progress: Some(pb::JobProgress {
+            step,
+            processed,
+            total,
+            candidate_pairs,
+            clusters,
+            merges,
+            merges_refused,
+            review_pairs,
+            model_version,
+        }),
+        error: job.error.unwrap_or_default(),
+        cancel_requested: job.cancel_requested,
     }
 }
 

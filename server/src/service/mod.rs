@@ -7,6 +7,7 @@ mod caps;
 mod consents;
 mod events;
 pub mod identity;
+mod jobs;
 mod profiles;
 mod tenants;
 mod views;
@@ -15,6 +16,7 @@ pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, audit_bulk, chain_all}
 pub use caps::ReadCaps;
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
+pub use jobs::Jobs;
 pub use profiles::{MergeRequest, Merged, Page, Profiles, RequestKey, SearchCriterion, Unmerged, UpdateRequest};
 pub use tenants::{SETTINGS_TTL, SettingsUpdate, Tenants};
 pub use views::Viewer;

@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod events;
 pub mod identities;
 pub mod imports;
+pub mod jobs;
 pub mod loader;
 pub mod matching;
 pub mod merges;
