@@ -19,6 +19,24 @@ pub mod train;
 
 use serde::{Deserialize, Serialize};
 
+/// `f` over `items` split into one contiguous chunk per core, the results in
+/// chunk order: comparing pairs is independent work, and a bulk run spends
+/// most of its time there.
+pub fn per_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // Below this many items a thread costs more than it saves.
+    const SMALL: usize = 4_096;
+    if cores == 1 || items.len() <= SMALL {
+        return vec![f(items)];
+    }
+    let chunk = items.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items.chunks(chunk).map(|part| scope.spawn(move || f(part))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
+}
+
 /// A profile as handed to the matcher: its values as stored, unprepared.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Input {

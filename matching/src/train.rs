@@ -30,6 +30,10 @@ pub struct Report {
     pub sessions: Vec<(usize, f64)>,
 }
 
+/// Most pairs of one session whose patterns are counted: beyond a few
+/// million, more pairs of the same rule move no estimate, and a loose rule
+/// (one birth date among a million people) finds tens of millions.
+const MAX_SESSION_PAIRS: usize = 2_000_000;
 /// Most EM iterations per session.
 const MAX_ITERATIONS: usize = 50;
 /// A session stops once no parameter moves more than this.
@@ -113,17 +117,36 @@ pub fn estimate_m(model: &mut Model, records: &[Record], sessions: &[Session<'_>
     report
 }
 
-/// The distinct level patterns of `pairs`, with how many pairs have each.
+/// The distinct level patterns of `pairs` (an even sample of at most
+/// [`MAX_SESSION_PAIRS`] of them), with how many pairs have each.
 fn patterns(model: &Model, records: &[Record], pairs: &[(u32, u32)]) -> Vec<(Vec<u8>, f64)> {
-    let mut counts: HashMap<Vec<u8>, f64> = HashMap::new();
-    let mut gamma = Vec::new();
-    for &(a, b) in pairs {
-        model.gamma(&records[a as usize], &records[b as usize], &mut gamma);
-        match counts.get_mut(&gamma) {
-            Some(count) => *count += 1.0,
-            None => {
-                counts.insert(gamma.clone(), 1.0);
+    let sample: Vec<(u32, u32)>;
+    let pairs = if pairs.len() > MAX_SESSION_PAIRS {
+        let step = pairs.len().div_ceil(MAX_SESSION_PAIRS);
+        sample = pairs.iter().step_by(step).copied().collect();
+        &sample[..]
+    } else {
+        pairs
+    };
+    let parts = crate::per_core(pairs, |part| {
+        let mut counts: HashMap<Vec<u8>, f64> = HashMap::new();
+        let mut gamma = Vec::new();
+        for &(a, b) in part {
+            model.gamma(&records[a as usize], &records[b as usize], &mut gamma);
+            match counts.get_mut(&gamma) {
+                Some(count) => *count += 1.0,
+                None => {
+                    counts.insert(gamma.clone(), 1.0);
+                }
             }
+        }
+        counts
+    });
+    let mut counts: HashMap<Vec<u8>, f64> = HashMap::new();
+    // Whole counts: their sum is exact in any order.
+    for part in parts {
+        for (gamma, n) in part {
+            *counts.entry(gamma).or_insert(0.0) += n;
         }
     }
     let mut out: Vec<(Vec<u8>, f64)> = counts.into_iter().collect();

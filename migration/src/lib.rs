@@ -23,6 +23,7 @@ mod m20261202_000015_import_rows;
 mod m20261202_000016_unmerge;
 mod m20261202_000017_matching;
 mod m20261203_000018_jobs;
+mod m20261203_000019_held_identifiers;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000016_unmerge::Migration),
             Box::new(m20261202_000017_matching::Migration),
             Box::new(m20261203_000018_jobs::Migration),
+            Box::new(m20261203_000019_held_identifiers::Migration),
         ]
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::{
     ProfileId, TenantId,
-    identifiers::{NormalizationPolicy, fold_for_search},
+    identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search},
     profile::{
         Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileField, ProfileKind,
         ProfileStatus,
@@ -271,6 +271,9 @@ pub struct Generated {
     /// the fields it still shares with it ("typo_given;birth_date;address"),
     /// so accuracy can be reported per kind of evidence.
     pub evidence: String,
+    /// Identifiers the record carried that its original holds: loaded as an
+    /// import loads them, left out of the profile and kept as held.
+    pub held: Vec<IdentifierKey>,
 }
 
 /// Produces records one at a time.
@@ -298,14 +301,14 @@ impl Generator {
         let roll: f64 = self.rng.random();
         if roll < self.options.duplicates && !self.recent.is_empty() {
             let original = self.recent[self.rng.random_range(0..self.recent.len())].clone();
-            let (profile, evidence) = self.near_duplicate(&original);
+            let (profile, evidence, held) = self.near_duplicate(&original);
             let external = original
                 .data
                 .external_ids
                 .first()
                 .cloned()
                 .unwrap_or(ExternalId { source: String::new(), id: String::new() });
-            return Generated { profile, duplicate_of: Some((original.id, external)), evidence };
+            return Generated { profile, duplicate_of: Some((original.id, external)), evidence, held };
         }
         let profile = if roll < self.options.duplicates + self.options.organizations && !self.recent.is_empty() {
             self.organization()
@@ -317,7 +320,7 @@ impl Generator {
             self.recent.push_back(person.clone());
             person
         };
-        Generated { profile, duplicate_of: None, evidence: String::new() }
+        Generated { profile, duplicate_of: None, evidence: String::new(), held: Vec::new() }
     }
 
     fn person(&mut self) -> Profile {
@@ -387,7 +390,7 @@ impl Generator {
     /// The same person entered again elsewhere: a typo, a nickname, swapped or
     /// upper-cased names, another email, fields missing; with the evidence it
     /// carries (see [`Generated::evidence`]).
-    fn near_duplicate(&mut self, original: &Profile) -> (Profile, String) {
+    fn near_duplicate(&mut self, original: &Profile) -> (Profile, String, Vec<IdentifierKey>) {
         let mut data = original.data.clone();
         let source =
             SOURCES.iter().find(|s| !original.data.external_ids.iter().any(|x| x.source == **s)).unwrap_or(&"pos");
@@ -434,7 +437,24 @@ impl Generator {
         if !data.addresses.is_empty() {
             evidence.push("address");
         }
-        (self.profile(data, source), evidence.join(";"))
+        // Entered again with the same email or phone (a till asking for it):
+        // the original holds it, so the record is loaded without it.
+        let mut held = Vec::new();
+        let shared = self.rng.random_range(0..10);
+        if shared < 2 {
+            let email = original.data.emails.first().map(|e| self.policy.email_key(&e.address));
+            held.extend(email.map(|value| IdentifierKey {
+                id_type: IdentifierType::Email,
+                namespace: String::new(),
+                value,
+            }));
+            evidence.push("shared_email");
+        } else if shared < 3 && !original.data.phones.is_empty() {
+            let phone = original.data.phones[0].number.clone();
+            held.push(IdentifierKey { id_type: IdentifierType::Phone, namespace: String::new(), value: phone });
+            evidence.push("shared_phone");
+        }
+        (self.profile(data, source), evidence.join(";"), held)
     }
 
     fn profile(&mut self, data: ProfileData, source: &str) -> Profile {

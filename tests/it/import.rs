@@ -118,6 +118,21 @@ async fn a_messy_file_loads_its_good_rows_and_says_why_of_the_others(app: TestAp
     assert_eq!(report[0], ["line", "key", "profile_id", "issue", "identifier", "holder", "detail"]);
     assert_eq!(report.len(), 2, "{report:?}");
     assert_eq!(report[1][..6], ["9", "C5", &taken.id, "identifier_held", "EMAIL:taken@example.com", &holder.id]);
+    // Kept for identity resolution too: the row said it, another holds it.
+    let tenant = c360_server::domain::TenantId::parse(TENANT).expect("tenant");
+    let store = c360_server::store::Store::connect(
+        &app.db.url,
+        1,
+        c360_server::store::SqliteDurability::Full,
+        c360_server::cache::ProfileCache::none(),
+    )
+    .await
+    .expect("connect");
+    let held = c360_server::store::identities::held(store.db(), &tenant).await.expect("held");
+    store.close().await.expect("close");
+    let taken_id = c360_server::domain::ProfileId::parse(&taken.id).expect("id");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[&taken_id].iter().map(ToString::to_string).collect::<Vec<_>>(), ["EMAIL:taken@example.com"]);
 
     let audit = app.db.connect().await;
     let imports = crate::count(&audit, "audit_events WHERE subject = 'system:import'").await;

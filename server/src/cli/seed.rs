@@ -257,6 +257,16 @@ async fn write_profiles(
     policy: &NormalizationPolicy,
     batch: Vec<Generated>,
 ) -> Result<u64, DomainError> {
+    let mut held = Vec::new();
+    for record in &batch {
+        if let Some((original, _)) = &record.duplicate_of {
+            held.extend(record.held.iter().map(|key| store::identities::Held {
+                profile: record.profile.id,
+                key: key.clone(),
+                holder: *original,
+            }));
+        }
+    }
     let profiles: Vec<_> = batch.into_iter().map(|record| record.profile).collect();
     let mut identities = Vec::new();
     let mut changes = Vec::with_capacity(profiles.len());
@@ -273,6 +283,8 @@ async fn write_profiles(
     let mut work = store.begin().await?;
     store::profiles::insert_many(work.conn(), &profiles).await?;
     store::identities::insert_many(work.conn(), tenant, &identities).await?;
+    let at = profiles.first().map_or_else(chrono::Utc::now, |p| p.created_at);
+    store::identities::record_held(work.conn(), tenant, "seed", &held, at).await?;
     for change in changes {
         work.invalidate(change);
     }

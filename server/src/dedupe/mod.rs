@@ -21,7 +21,7 @@ use crate::{
     auth::Caller,
     domain::{
         DomainError, ProfileId, TenantId,
-        identifiers::NormalizationPolicy,
+        identifiers::{IdentifierType, NormalizationPolicy},
         job::JobProgress,
         merge::MergeReason,
         profile::{ExternalId, Profile, ProfileKind, ProfileStatus},
@@ -167,6 +167,7 @@ pub async fn find(
 ) -> Result<Option<Found>, DomainError> {
     let live = [ProfileStatus::Prospect, ProfileStatus::Active];
     let total = store::profiles::count(store.db(), tenant, &live).await?;
+    let held = store::identities::held(store.db(), tenant).await?;
     let mut profiles = Vec::new();
     let mut inputs = Vec::new();
     let mut after = None;
@@ -176,7 +177,16 @@ pub async fn find(
         let (page, more) = page(store.db(), tenant, &filter, after, PAGE).await?;
         after = page.last().map(|p| p.id);
         for profile in page.iter().filter(|p| p.data.kind == ProfileKind::Person && p.data.status.is_live()) {
-            inputs.push(input(profile, policy));
+            let mut input = input(profile, policy);
+            // What its records said, though another profile held it.
+            for key in held.get(&profile.id).into_iter().flatten() {
+                match key.id_type {
+                    IdentifierType::Email => input.emails.push(key.value.clone()),
+                    IdentifierType::Phone => input.phones.push(key.value.clone()),
+                    IdentifierType::ExternalId => {}
+                }
+            }
+            inputs.push(input);
             profiles.push(Candidate {
                 id: profile.id,
                 external_ids: profile.data.external_ids.clone(),
@@ -192,6 +202,7 @@ pub async fn find(
             break;
         }
     }
+    tracing::info!(profiles = inputs.len(), "profiles read");
     progress.step("matching");
     // The tenant's thresholds (settings); the version moves on from the
     // model in force.
@@ -210,8 +221,8 @@ pub async fn find(
     Ok(Some(found))
 }
 
-/// Pairs scored between two looks at the cancel token.
-const SCORED_PER_LOOK: usize = 1 << 16;
+/// Pairs scored between two looks at the cancel token (split over the cores).
+const SCORED_PER_LOOK: usize = 1 << 20;
 
 /// What [`run`] returns: the model, how many candidate pairs were compared,
 /// the pairs kept and the clusters.
@@ -220,7 +231,12 @@ pub type Ran = (Model, usize, Vec<Pair>, Vec<Vec<u32>>);
 /// The pure part of a run, over prepared inputs; `None` when `cancel`
 /// stopped it first.
 pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: &CancellationToken) -> Option<Ran> {
-    let records: Vec<Record> = inputs.iter().map(Record::prepare).collect();
+    let started = std::time::Instant::now();
+    let records: Vec<Record> =
+        c360_matching::per_core(inputs, |part| part.iter().map(Record::prepare).collect::<Vec<_>>())
+            .into_iter()
+            .flatten()
+            .collect();
     let mut model = Model::new(Field::defaults());
     model.thresholds = thresholds;
     let rules = Rule::defaults();
@@ -244,22 +260,37 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
     if cancel.is_cancelled() {
         return None;
     }
-    let all = candidates(&rules, &records, options.max_block);
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "model estimated");
+    let (all, per_rule) = candidates(&rules, &records, options.max_block);
+    for (rule, found) in per_rule {
+        tracing::info!(?rule, pairs = found, "blocking rule");
+    }
+    tracing::info!(pairs = all.len(), seconds = started.elapsed().as_secs_f64(), "candidate pairs found");
     let frequencies = Frequencies::count(&model, &records);
     let keep_from = options.keep_from.min(model.thresholds.review);
-    let mut gamma = Vec::new();
     let mut pairs: Vec<Pair> = Vec::new();
-    for (n, &(left, right)) in all.iter().enumerate() {
-        if n % SCORED_PER_LOOK == 0 && cancel.is_cancelled() {
+    for batch in all.chunks(SCORED_PER_LOOK) {
+        if cancel.is_cancelled() {
             return None;
         }
-        let (a, b) = (&records[left as usize], &records[right as usize]);
-        model.gamma(a, b, &mut gamma);
-        let probability = c360_matching::model::probability(model.weight(&gamma, a, Some(&frequencies)));
-        if probability >= keep_from {
-            pairs.push(Pair { left, right, probability, decision: model.decide(probability) });
-        }
+        let scored = c360_matching::per_core(batch, |part| {
+            let mut gamma = Vec::new();
+            let mut kept = Vec::new();
+            for &(left, right) in part {
+                let (a, b) = (&records[left as usize], &records[right as usize]);
+                model.gamma(a, b, &mut gamma);
+                let probability = c360_matching::model::probability(model.weight(&gamma, a, Some(&frequencies)));
+                if probability >= keep_from {
+                    kept.push(Pair { left, right, probability, decision: model.decide(probability) });
+                }
+            }
+            kept
+        });
+        pairs.extend(scored.into_iter().flatten());
     }
+    let candidate_pairs = all.len();
+    drop(all);
+    tracing::info!(kept = pairs.len(), seconds = started.elapsed().as_secs_f64(), "candidate pairs scored");
     pairs.sort_by(|x, y| y.probability.total_cmp(&x.probability).then((x.left, x.right).cmp(&(y.left, y.right))));
     let scored: Vec<(u32, u32, f64)> = pairs.iter().map(|p| (p.left, p.right, p.probability)).collect();
     let limits =
@@ -267,7 +298,8 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
     let clusters = clusters(records.len(), &scored, limits, |i, j| {
         model.probability(&records[i as usize], &records[j as usize], Some(&frequencies))
     });
-    Some((model, all.len(), pairs, clusters))
+    tracing::info!(clusters = clusters.len(), seconds = started.elapsed().as_secs_f64(), "clustered");
+    Some((model, candidate_pairs, pairs, clusters))
 }
 
 /// Merges each cluster of `found` into its oldest profile through the

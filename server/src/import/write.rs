@@ -206,6 +206,8 @@ impl Loader {
         }
         let fresh_at: HashMap<ProfileId, usize> = fresh.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
         let mut partial: HashSet<ProfileId> = HashSet::new();
+        // Kept for identity resolution: a shared email is evidence.
+        let mut held = Vec::new();
         for refusal in &refused {
             let row = row_of.get(&refusal.wanted_by).copied();
             if refusal.key.id_type == IdentifierType::ExternalId
@@ -224,6 +226,11 @@ impl Loader {
             };
             strip(data, &refusal.key, &self.policy);
             partial.insert(refusal.wanted_by);
+            held.push(store::identities::Held {
+                profile: refusal.wanted_by,
+                key: refusal.key.clone(),
+                holder: refusal.holder,
+            });
             if let Some(row) = row {
                 let issue = Issue::IdentifierHeld { identifier: refusal.key.clone(), holder: refusal.holder };
                 done.noted.push(self.noted(row, refusal.wanted_by, issue));
@@ -240,6 +247,7 @@ impl Loader {
         let mut claimed = |id: ProfileId| claimed.remove(&id).unwrap_or_default();
 
         store::profiles::insert_many(conn, &fresh).await?;
+        store::identities::record_held(conn, &self.tenant, &self.source, &held, now).await?;
         let mut changed_ids = HashSet::new();
         let mut writes = Vec::new();
         // In id order: two batches feeding the same profiles lock them alike.

@@ -285,3 +285,81 @@ pub async fn claim_free(
     }
     Ok(refused)
 }
+
+/// An identifier a record carried that another profile held (so the record
+/// was loaded without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The profile the record went to.
+    pub profile: ProfileId,
+    /// The identifier it carried.
+    pub key: IdentifierKey,
+    /// The profile that held it.
+    pub holder: ProfileId,
+}
+
+/// Keeps `held` identifiers (each once per profile) as `source` loaded them.
+pub async fn record_held(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    source: &str,
+    held: &[Held],
+    at: chrono::DateTime<Utc>,
+) -> Result<(), DomainError> {
+    for chunk in held.chunks(MAX_BIND_PARAMS / 8) {
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push(
+            "INSERT INTO held_identifiers (tenant_id, profile_id, id_type, namespace, value, holder_id, source, \
+             recorded_at) VALUES ",
+        );
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(tenant.as_str())
+                .push(", ")
+                .bind(row.profile.as_uuid())
+                .push(", ")
+                .bind(row.key.id_type.as_str())
+                .push(", ")
+                .bind(row.key.namespace.as_str())
+                .push(", ")
+                .bind(row.key.value.as_str())
+                .push(", ")
+                .bind(row.holder.as_uuid())
+                .push(", ")
+                .bind(source)
+                .push(", ")
+                .bind(at)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        conn.execute_raw(sql.statement()).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Every identifier `tenant`'s records carried that another profile held,
+/// by the profile the record went to.
+pub async fn held(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<std::collections::HashMap<ProfileId, Vec<IdentifierKey>>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT profile_id, id_type, namespace, value FROM held_identifiers WHERE tenant_id = ")
+        .bind(tenant.as_str());
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    let mut found: std::collections::HashMap<ProfileId, Vec<IdentifierKey>> = std::collections::HashMap::new();
+    for row in rows {
+        let id_type: String = row.try_get("", "id_type").map_err(db_error)?;
+        let Some(id_type) = IdentifierType::parse(&id_type) else { continue };
+        let profile: Uuid = row.try_get("", "profile_id").map_err(db_error)?;
+        found.entry(ProfileId::from(profile)).or_default().push(IdentifierKey {
+            id_type,
+            namespace: row.try_get("", "namespace").map_err(db_error)?,
+            value: row.try_get("", "value").map_err(db_error)?,
+        });
+    }
+    Ok(found)
+}
