@@ -448,7 +448,12 @@ impl App {
             config.server.normalization.policy()?,
             Default::default(),
         );
-        let job_config = JobConfig { poll: config.jobs.job_poll, lease: config.jobs.job_lease };
+        // A lease under a second could not be renewed in time (and a zero
+        // one would stop the renewals altogether).
+        let job_config = JobConfig {
+            poll: config.jobs.job_poll.max(std::time::Duration::from_millis(10)),
+            lease: config.jobs.job_lease.max(std::time::Duration::from_secs(1)),
+        };
         let runner_task = tokio::spawn(Runner::new(deduplicator, job_config, queued).run(jobs.clone()));
         let identity_service = limited!(IdentityServiceServer::new(IdentityApi::new(profiles.clone(), jobs_service)));
         let profile_service = limited!(ProfileServiceServer::new(ProfileApi::new(profiles)));

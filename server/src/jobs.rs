@@ -22,6 +22,7 @@ use crate::{
         job::{Job, JobKind, JobState},
         profile::now,
     },
+    outbox::AbortOnDrop,
     service::Profiles,
     store::{self, Store, jobs::Renewal},
 };
@@ -118,7 +119,9 @@ pub async fn hold<F: Future>(
     work: F,
 ) -> (F::Output, Held) {
     let held = Arc::new(std::sync::Mutex::new(Held::default()));
-    let keeper = tokio::spawn(keep(
+    // Aborted with this future too: a panic in the work must not leave a
+    // job renewed forever by an orphaned task.
+    let keeper = AbortOnDrop(tokio::spawn(keep(
         store.clone(),
         id,
         owner.to_owned(),
@@ -126,10 +129,9 @@ pub async fn hold<F: Future>(
         tracker.clone(),
         cancel.clone(),
         Arc::clone(&held),
-    ));
+    )));
     let output = work.await;
-    keeper.abort();
-    let _ = keeper.await;
+    drop(keeper);
     let held = *held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     (output, held)
 }

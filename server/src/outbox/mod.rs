@@ -5,6 +5,7 @@
 pub mod feed;
 pub mod kafka;
 mod relay;
+pub(crate) use relay::AbortOnDrop;
 pub mod sink;
 mod stamper;
 

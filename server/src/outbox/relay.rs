@@ -535,7 +535,8 @@ async fn gauges(db: DatabaseConnection, metrics: OutboxMetrics, stop: Cancellati
 }
 
 /// Aborts a task when dropped (also when its owner panics).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A task that ends with its owner (a panic or a dropped future included).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
