@@ -45,7 +45,7 @@ fn compare(c: &mut Criterion) {
             let mut total = 0.0;
             for &(i, j) in &pairs {
                 model.gamma(&records[i], &records[j], &mut gamma);
-                total += model.weight(&gamma, &records[i], Some(&frequencies));
+                total += model.weight(&gamma, &records[i], &records[j], Some(&frequencies));
             }
             std::hint::black_box(total)
         })

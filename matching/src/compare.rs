@@ -84,21 +84,48 @@ impl Field {
         }
     }
 
-    /// Whether the exact level's weight depends on how common the value is
-    /// (a shared "Smith" is weaker evidence than a shared "Okonkwo").
+    /// Whether the exact level's weight depends on how common the shared
+    /// value is: a shared "Smith" is weaker evidence than a shared
+    /// "Okonkwo", and a birth date, address, email or phone that many
+    /// records give (1 January 1900, a care home, a shop's switchboard
+    /// number typed for customers who gave none) weaker than one only a
+    /// household shares.
     pub fn term_frequency(&self) -> bool {
-        matches!(self, Field::GivenName | Field::FamilyName | Field::Postcode | Field::City)
+        true
     }
 
-    /// The value whose frequency adjusts the exact level, for one record.
-    pub fn term<'r>(&self, record: &'r Record) -> &'r str {
+    /// The values of this field in `record` whose frequencies are counted
+    /// (hashed: a million records' addresses need not be held twice).
+    pub fn terms(&self, record: &Record) -> Vec<u64> {
         match self {
-            Field::GivenName => &record.given,
-            Field::FamilyName => &record.family,
-            Field::Postcode => &record.postcode,
-            Field::City => &record.city,
-            _ => "",
+            Field::Email => record.emails.iter().map(|e| term(e)).collect(),
+            Field::Phone => record.phones.iter().map(|p| term(p)).collect(),
+            _ => self.single_term(record).into_iter().collect(),
         }
+    }
+
+    /// The value `a` and `b` share at the exact level, whose frequency
+    /// adjusts its weight.
+    pub fn shared_term(&self, a: &Record, b: &Record) -> Option<u64> {
+        match self {
+            Field::Email => a.emails.iter().find(|e| b.emails.contains(e)).map(|e| term(e)),
+            Field::Phone => a.phones.iter().find(|p| b.phones.contains(p)).map(|p| term(p)),
+            _ => self.single_term(a),
+        }
+    }
+
+    fn single_term(&self, record: &Record) -> Option<u64> {
+        let value = match self {
+            Field::GivenName => term(&record.given),
+            Field::FamilyName => term(&record.family),
+            Field::BirthDate => term(&record.birth?),
+            Field::Address => term(&record.address),
+            Field::Postcode => term(&record.postcode),
+            Field::City => term(&record.city),
+            Field::Attribute(key) => term(attribute(record, key)?),
+            Field::Email | Field::Phone => return None,
+        };
+        Some(value)
     }
 
     /// The level at which `a` and `b` agree on this field; `None` when
@@ -139,13 +166,7 @@ impl Field {
                     2
                 })
             }
-            Field::Attribute(key) => {
-                fn value<'r>(r: &'r Record, key: &str) -> Option<&'r str> {
-                    let at = r.attributes.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
-                    Some(&r.attributes[at].1)
-                }
-                Some(u8::from(value(a, key)? != value(b, key)?))
-            }
+            Field::Attribute(key) => Some(u8::from(attribute(a, key)? != attribute(b, key)?)),
         }
     }
 
@@ -165,6 +186,20 @@ impl Field {
             }
         }
     }
+}
+
+/// A record's value of a mapped attribute.
+fn attribute<'r>(record: &'r Record, key: &str) -> Option<&'r str> {
+    let at = record.attributes.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+    Some(&record.attributes[at].1)
+}
+
+/// The key a value's frequency is counted under; an empty value has none.
+fn term<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::hash::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A name with what it is compared by.

@@ -257,16 +257,16 @@ async fn write_profiles(
     policy: &NormalizationPolicy,
     batch: Vec<Generated>,
 ) -> Result<u64, DomainError> {
-    let mut held = Vec::new();
-    for record in &batch {
-        if let Some((original, _)) = &record.duplicate_of {
-            held.extend(record.held.iter().map(|key| store::identities::Held {
+    let held: Vec<_> = batch
+        .iter()
+        .flat_map(|record| {
+            record.held.iter().map(|(key, holder)| store::identities::Held {
                 profile: record.profile.id,
                 key: key.clone(),
-                holder: *original,
-            }));
-        }
-    }
+                holder: *holder,
+            })
+        })
+        .collect();
     let profiles: Vec<_> = batch.into_iter().map(|record| record.profile).collect();
     let mut identities = Vec::new();
     let mut changes = Vec::with_capacity(profiles.len());

@@ -279,7 +279,7 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
             for &(left, right) in part {
                 let (a, b) = (&records[left as usize], &records[right as usize]);
                 model.gamma(a, b, &mut gamma);
-                let probability = c360_matching::model::probability(model.weight(&gamma, a, Some(&frequencies)));
+                let probability = c360_matching::model::probability(model.weight(&gamma, a, b, Some(&frequencies)));
                 if probability >= keep_from {
                     kept.push(Pair { left, right, probability, decision: model.decide(probability) });
                 }
