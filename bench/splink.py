@@ -109,7 +109,10 @@ def load(con: "duckdb.DuckDBPyConnection", path: str) -> int:
         sys.exit(f"{path}: not a `c360 export` CSV, it lacks {', '.join(missing)}")
     raw.create_view("export_raw")
     con.create_function("first_item", first_item, ["VARCHAR"], "VARCHAR")
-    con.execute("""
+    con.create_function("held", held, ["VARCHAR", "VARCHAR"], "VARCHAR", null_handling="special")
+    # Exports before held_identifiers existed lack the column.
+    held_column = "held_identifiers" if "held_identifiers" in raw.columns else "NULL"
+    con.execute(f"""
         CREATE MACRO present(x) AS nullif(trim(x), '');
         CREATE MACRO folded(x) AS nullif(lower(strip_accents(trim(regexp_replace(x, '\\s+', ' ', 'g')))), '');
         CREATE TABLE people AS
@@ -120,10 +123,12 @@ def load(con: "duckdb.DuckDBPyConnection", path: str) -> int:
             -- Term frequencies of the whole name, as in Splink's historical persons example.
             folded(given_name) || ' ' || folded(family_name) AS first_name_surname_concat,
             present(birth_date) AS dob,
-            -- The primary email and phone; the first of the lists when a row has no primary.
-            lower(coalesce(present(email), first_item(present(emails)))) AS email,
-            nullif(regexp_replace(coalesce(present(phone), first_item(present(phones))), '[^0-9+]', '', 'g'), '')
-                AS phone,
+            -- The email and phone a record gave that another profile holds
+            -- (held_identifiers, which c360 dedupe compares too), else the
+            -- primary, else the first of the lists.
+            lower(coalesce(held({held_column}, 'email'), present(email), first_item(present(emails)))) AS email,
+            nullif(regexp_replace(coalesce(held({held_column}, 'phone'), present(phone),
+                                           first_item(present(phones))), '[^0-9+]', '', 'g'), '') AS phone,
             folded(address_line1) AS address,
             folded(city) AS city,
             nullif(upper(trim(regexp_replace(postcode, '\\s+', ' ', 'g'))), '') AS postcode
@@ -131,6 +136,15 @@ def load(con: "duckdb.DuckDBPyConnection", path: str) -> int:
         WHERE upper(trim(kind)) = 'PERSON'
     """)
     return con.execute("SELECT count(*) FROM people").fetchall()[0][0]
+
+
+def held(raw: "str | None", kind: str) -> "str | None":
+    """The first identifier of `kind` in an export's held_identifiers (`EMAIL:…; PHONE:…`)."""
+    for part in (raw or "").split(";"):
+        found, _, value = part.strip().partition(":")
+        if found.strip().lower() == kind and value.strip():
+            return value.strip()
+    return None
 
 
 def first_item(raw: str) -> "str | None":
@@ -176,8 +190,10 @@ def settings() -> SettingsCreator:
                 "first_name", "surname", forename_surname_concat_col_name="first_name_surname_concat"
             ),
             cl.DateOfBirthComparison("dob", input_is_string=True),
-            cl.EmailComparison("email"),
-            cl.ExactMatch("phone"),
+            # Term frequencies on the exact levels: placeholders and shop
+            # switchboards are shared by thousands, as c360 weighs them.
+            cl.EmailComparison("email").configure(term_frequency_adjustments=True),
+            cl.ExactMatch("phone").configure(term_frequency_adjustments=True),
             # Its sector/district/area levels are British postcode shapes;
             # other postcodes get exact match or not.
             cl.PostcodeComparison("postcode"),

@@ -98,8 +98,8 @@ impl Field {
     /// (hashed: a million records' addresses need not be held twice).
     pub fn terms(&self, record: &Record) -> Vec<u64> {
         match self {
-            Field::Email => record.emails.iter().map(|e| term(e)).collect(),
-            Field::Phone => record.phones.iter().map(|p| term(p)).collect(),
+            Field::Email => record.emails.iter().map(term).collect(),
+            Field::Phone => record.phones.iter().map(term).collect(),
             _ => self.single_term(record).into_iter().collect(),
         }
     }
@@ -108,8 +108,8 @@ impl Field {
     /// adjusts its weight.
     pub fn shared_term(&self, a: &Record, b: &Record) -> Option<u64> {
         match self {
-            Field::Email => a.emails.iter().find(|e| b.emails.contains(e)).map(|e| term(e)),
-            Field::Phone => a.phones.iter().find(|p| b.phones.contains(p)).map(|p| term(p)),
+            Field::Email => a.emails.iter().find(|e| b.emails.contains(e)).map(term),
+            Field::Phone => a.phones.iter().find(|p| b.phones.contains(p)).map(term),
             _ => self.single_term(a),
         }
     }

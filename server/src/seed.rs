@@ -905,7 +905,8 @@ mod tests {
                     let (number, street) = line.split_once(' ').expect("number and street");
                     streets.insert(street.to_owned());
                     // A street's numbers share postal codes by the hundred.
-                    let block = format!("{}|{street}|{}", address.locality, number.parse::<u32>().unwrap() / 100);
+                    let block =
+                        format!("{}|{street}|{}", address.locality, number.parse::<u32>().expect("house number") / 100);
                     postcodes.entry(block).or_default().insert(address.postal_code.clone());
                 }
             }

@@ -49,6 +49,31 @@ async fn exports_every_live_golden_record_with_its_external_ids(app: TestApp) {
     let gone = gone.into_inner();
     client.delete_profile(pb::DeleteProfileRequest { id: gone.id.clone(), etag: String::new() }).await.expect("delete");
 
+    // Grace also gave Ada's email, which Ada holds: kept as held, exported.
+    let store = c360_server::store::Store::connect(
+        &app.db.url,
+        1,
+        c360_server::store::SqliteDurability::Full,
+        c360_server::cache::ProfileCache::none(),
+    )
+    .await
+    .expect("connect");
+    let id = |id: &str| c360_server::domain::ProfileId::parse(id).expect("id");
+    let held = c360_server::store::identities::Held {
+        profile: id(&grace.id),
+        key: c360_server::domain::identifiers::IdentifierKey {
+            id_type: c360_server::domain::identifiers::IdentifierType::Email,
+            namespace: String::new(),
+            value: "ada@example.com".into(),
+        },
+        holder: id(&ada.id),
+    };
+    let tenant = c360_server::domain::TenantId::parse(TENANT).expect("tenant");
+    c360_server::store::identities::record_held(store.db(), &tenant, "legacy", &[held], chrono::Utc::now())
+        .await
+        .expect("record held");
+    store.close().await.expect("close");
+
     let text = export(&app, "csv", &[]).await;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().expect("headers").clone();
@@ -65,7 +90,9 @@ async fn exports_every_live_golden_record_with_its_external_ids(app: TestApp) {
     let attributes: serde_json::Value = serde_json::from_str(&column(first, "attributes")).expect("attributes JSON");
     assert_eq!(attributes["note"], "line one\nline, two", "a quoted newline survives");
     assert_eq!(column(first, "version"), ada.etag);
-    assert!(rows.iter().any(|r| column(r, "id") == grace.id));
+    let second = rows.iter().find(|r| column(r, "id") == grace.id).expect("grace exported");
+    assert_eq!(column(second, "held_identifiers"), "EMAIL:ada@example.com");
+    assert_eq!(column(first, "held_identifiers"), "");
 
     let text = export(&app, "jsonl", &["--include-inactive"]).await;
     let records: Vec<serde_json::Value> =
@@ -75,6 +102,9 @@ async fn exports_every_live_golden_record_with_its_external_ids(app: TestApp) {
     assert_eq!(exported["external_ids"][0]["source"], "salesforce");
     assert_eq!(exported["emails"][0]["address"], "ada@example.com");
     assert_eq!(exported["status"], "ACTIVE");
+    assert!(exported.get("held_identifiers").is_none(), "only when there are any");
+    let second = records.iter().find(|r| r["id"] == grace.id.as_str()).expect("grace");
+    assert_eq!(second["held_identifiers"], serde_json::json!(["EMAIL:ada@example.com"]));
     assert!(records.iter().any(|r| r["id"] == gone.id.as_str() && r["status"] == "INACTIVE"));
 
     // Audited as the system principal, one record per page counting its rows.

@@ -22,6 +22,7 @@ use crate::{
     config::{DataDirArgs, DatabaseArgs},
     domain::{
         ProfileId, TenantId,
+        identifiers::IdentifierKey,
         profile::{PostalAddress, Profile, ProfileStatus},
     },
     service::{audit_bulk, chain_all},
@@ -65,7 +66,7 @@ pub struct ExportArgs {
 }
 
 /// The CSV columns, in order (README.md).
-pub const CSV_COLUMNS: [&str; 25] = [
+pub const CSV_COLUMNS: [&str; 26] = [
     "id",
     "kind",
     "status",
@@ -91,6 +92,7 @@ pub const CSV_COLUMNS: [&str; 25] = [
     "created_at",
     "updated_at",
     "version",
+    "held_identifiers",
 ];
 
 /// Runs `c360 export`.
@@ -140,6 +142,10 @@ pub async fn export(
         Format::Jsonl => Sink::Jsonl(out),
     };
     let caller = Caller::system(tenant.clone(), "export");
+    // Identifiers profiles gave that others hold: evidence a matcher
+    // reading the export should see as c360 dedupe does.
+    let held = store::identities::held(store.db(), tenant).await?;
+    let no_held = Vec::new();
     let mut after: Option<ProfileId> = None;
     let mut exported = 0u64;
     loop {
@@ -148,10 +154,12 @@ pub async fn export(
         after = profiles.last().map(|p| p.id);
         let chosen: Vec<&Profile> = profiles.iter().filter(|p| statuses.contains(&p.data.status)).collect();
         for profile in &chosen {
+            let held = held.get(&profile.id).unwrap_or(&no_held);
             match &mut sink {
-                Sink::Csv(writer) => writer.write_record(csv_row(profile))?,
+                Sink::Csv(writer) => writer.write_record(csv_row(profile, held))?,
                 Sink::Jsonl(out) => {
-                    serde_json::to_writer(&mut *out, &ProfileJson::of(profile))?;
+                    let held_identifiers = held.iter().map(ToString::to_string).collect();
+                    serde_json::to_writer(&mut *out, &JsonRow { profile: ProfileJson::of(profile), held_identifiers })?;
                     out.write_all(b"\n")?;
                 }
             }
@@ -172,6 +180,16 @@ pub async fn export(
     Ok(exported)
 }
 
+/// A JSON Lines row: the profile and the identifiers it gave that another
+/// profile holds.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    #[serde(flatten)]
+    profile: ProfileJson<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    held_identifiers: Vec<String>,
+}
+
 /// Where the records go.
 enum Sink<'a> {
     Csv(Box<csv::Writer<Box<dyn Write + 'a>>>),
@@ -190,8 +208,9 @@ async fn audit_page(store: &Store, caller: &Caller, profiles: &[&Profile]) -> an
 /// A profile as one CSV row, in [`CSV_COLUMNS`] order: the primary email
 /// and phone (or the first) in their own columns and every one in the
 /// plural column, the first address in parts (and every address as JSON
-/// when there are several), external ids as `source:id; …`.
-fn csv_row(profile: &Profile) -> Vec<String> {
+/// when there are several), external ids as `source:id; …`, identifiers
+/// the profile gave that another holds as `type:value; …`.
+fn csv_row(profile: &Profile, held: &[IdentifierKey]) -> Vec<String> {
     let data = &profile.data;
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     let primary_email = data.emails.iter().find(|e| e.primary).or(data.emails.first());
@@ -229,5 +248,6 @@ fn csv_row(profile: &Profile) -> Vec<String> {
         profile.created_at.to_rfc3339(),
         profile.updated_at.to_rfc3339(),
         profile.version.to_string(),
+        held.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
     ]
 }
