@@ -18,6 +18,7 @@ use c360_server::{
     store::{self, SqliteDurability, Store},
 };
 use c360_tests::{IdentityClient, TENANT, TestApp};
+use clap::Parser;
 use sea_orm::ConnectionTrait;
 
 use crate::count;
@@ -263,4 +264,36 @@ async fn jobs_are_asked_for_by_their_id_in_the_callers_tenant_only() {
     let denied = agent.start_deduplication(pb::StartDeduplicationRequest::default()).await.expect_err("agent");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
     ended(&mut steward, &started.job_id).await;
+}
+
+/// Runs `c360 dedupe` (merging) in this process against `app`'s database.
+async fn dedupe_command(app: &TestApp) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    let args = ["c360", "dedupe", "--tenant", TENANT, "--database-url", &app.db.url, "--data-dir", data_dir];
+    c360_server::cli::Cli::try_parse_from(args).expect("dedupe arguments").run().await
+}
+
+/// A killed `c360 dedupe` leaves its job RUNNING with nobody renewing it:
+/// the next command takes it over once the lease lapses (no server need be
+/// running), and refuses, naming it, while it is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_runs_a_job_its_stopped_owner_left_and_refuses_a_held_one() {
+    // The server looks for work once an hour: the command, not it, takes the job.
+    let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &["--job-poll", "1h"]).await;
+    let store = seed(&app, 300).await;
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let held = held_elsewhere(&store, chrono::Duration::hours(1)).await;
+    let refused = dedupe_command(&app).await.expect_err("the job is held");
+    assert!(refused.to_string().contains(&held.id.to_string()), "names the job under way: {refused}");
+
+    lapse(&store, &held).await;
+    dedupe_command(&app).await.expect("runs the job left behind");
+    let done = store::jobs::get(store.db(), &tenant, held.id).await.expect("get").expect("job");
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    let progress = &done.progress;
+    assert!(progress.total >= 250 && progress.processed == progress.total, "every profile read: {progress:?}");
+    assert!(done.progress.merges > 0, "{:?}", done.progress);
+    assert!(store::jobs::active(store.db(), &tenant, JobKind::Deduplication).await.expect("active").is_none());
+    store.close().await.expect("close");
 }

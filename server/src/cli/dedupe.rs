@@ -211,6 +211,17 @@ async fn as_job(
 ) -> anyhow::Result<Result<Option<Report>, DomainError>> {
     let owner = format!("command:dedupe:{}", uuid::Uuid::now_v7());
     let at = now();
+    let lease = chrono::Duration::from_std(LEASE)?;
+    // A queued run, or one whose owner stopped without a word (a killed
+    // command, a lost instance): this command runs it, as a server would.
+    let active = store::jobs::active(store.db(), tenant, JobKind::Deduplication).await?;
+    if let Some(active) = active.filter(|job| !job.options.dry_run)
+        && let Some(job) = store::jobs::claim(store.db(), active.id, &owner, at, at + lease).await?
+    {
+        let was = if active.state == JobState::Queued { "queued" } else { "left by a stopped owner" };
+        eprintln!("job {} ({was}; GetJob shows its progress; CancelJob stops it)", job.id);
+        return run_job(store, deduplicator, tenant, terminal, cancel, job, &owner).await;
+    }
     let job = Job {
         id: uuid::Uuid::now_v7(),
         tenant: tenant.clone(),
@@ -226,12 +237,24 @@ async fn as_job(
         progress: JobProgress::default(),
         error: None,
     };
-    let lease = chrono::Duration::from_std(LEASE)?;
     store::jobs::insert(store.db(), &job, Some(at + lease)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("job {} (GetJob shows its progress; CancelJob stops it)", job.id);
+    run_job(store, deduplicator, tenant, terminal, cancel, job, &owner).await
+}
+
+/// Runs `job`, which `owner` holds, renewing its lease, and records how it ended.
+async fn run_job(
+    store: &Store,
+    deduplicator: &Deduplicator,
+    tenant: &TenantId,
+    terminal: &mut Terminal,
+    cancel: &CancellationToken,
+    job: Job,
+    owner: &str,
+) -> anyhow::Result<Result<Option<Report>, DomainError>> {
     let tracker = terminal.tracker.clone();
     let work = deduplicator.run(tenant, false, terminal, cancel);
-    let (outcome, held) = jobs::hold(store, job.id, &owner, LEASE, &tracker, cancel, work).await;
+    let (outcome, held) = jobs::hold(store, job.id, owner, LEASE, &tracker, cancel, work).await;
     if held.lost {
         anyhow::bail!("another instance took job {} over (this command stalled past its lease)", job.id);
     }
@@ -240,7 +263,7 @@ async fn as_job(
         Ok(None) => (JobState::Cancelled, None),
         Err(error) => (JobState::Failed, Some(error.to_string())),
     };
-    store::jobs::finish(store.db(), job.id, &owner, state, &tracker.snapshot(), error.as_deref(), now()).await?;
+    store::jobs::finish(store.db(), job.id, owner, state, &tracker.snapshot(), error.as_deref(), now()).await?;
     Ok(outcome)
 }
 
