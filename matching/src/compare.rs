@@ -94,6 +94,13 @@ impl Field {
         true
     }
 
+    /// Whether a value belongs to one person or household rather than being
+    /// drawn from a population's values: its frequency weighs by how many
+    /// hold it, not by its share.
+    pub fn identifier(&self) -> bool {
+        matches!(self, Field::Email | Field::Phone | Field::Address | Field::Attribute(_))
+    }
+
     /// The values of this field in `record` whose frequencies are counted
     /// (hashed: a million records' addresses need not be held twice).
     pub fn terms(&self, record: &Record) -> Vec<u64> {
@@ -119,7 +126,7 @@ impl Field {
             Field::GivenName => term(&record.given),
             Field::FamilyName => term(&record.family),
             Field::BirthDate => term(&record.birth?),
-            Field::Address => term(&record.address),
+            Field::Address => term(&(&record.address, &record.city)),
             Field::Postcode => term(&record.postcode),
             Field::City => term(&record.city),
             Field::Attribute(key) => term(attribute(record, key)?),
@@ -129,7 +136,8 @@ impl Field {
     }
 
     /// The level at which `a` and `b` agree on this field; `None` when
-    /// either has no value.
+    /// either has no value, or when another field already holds this one's
+    /// evidence (a postal code and city where the street addresses agree).
     pub fn level(&self, a: &Record, b: &Record) -> Option<u8> {
         match self {
             Field::GivenName => {
@@ -145,16 +153,14 @@ impl Field {
             Field::Email => email_level(&a.emails, &b.emails),
             Field::Phone => phone_level(&a.phones, &b.phones),
             Field::Address => address_level(a, b),
-            Field::Postcode => {
-                let level = postcode_level(&a.postcode, &b.postcode)?;
-                // Neighbours share a postal code: with house numbers that
-                // differ, the street address has already said how close
-                // they live, and an equal code adds no more than its district.
-                let elsewhere = !a.address_numbers.is_empty()
-                    && !b.address_numbers.is_empty()
-                    && a.address_numbers != b.address_numbers;
-                Some(if elsewhere && level < 2 { 2 } else { level })
-            }
+            // Where both have a street address, it speaks for the place (its
+            // comparison takes the city in): the postal code and city would
+            // count the same evidence again, which made strangers at one
+            // address one customer and gave two people of one town with
+            // different addresses more for the town than the addresses took.
+            Field::Postcode if both_addresses(a, b) => None,
+            Field::City if both_addresses(a, b) || (!a.postcode.is_empty() && a.postcode == b.postcode) => None,
+            Field::Postcode => postcode_level(&a.postcode, &b.postcode),
             Field::City => {
                 let (a, b) = (&a.city, &b.city);
                 present(a, b)?;
@@ -219,7 +225,13 @@ fn given(r: &Record) -> Name<'_> {
 }
 
 /// Given and family names written the other way round in one of the records.
-fn swapped(a: &Record, b: &Record) -> bool {
+/// Whether both records have a street address.
+fn both_addresses(a: &Record, b: &Record) -> bool {
+    !a.address.is_empty() && !b.address.is_empty()
+}
+
+/// Whether `b` holds `a`'s given and family names the other way round.
+pub fn swapped(a: &Record, b: &Record) -> bool {
     a.given != b.given && !a.given.is_empty() && !a.family.is_empty() && a.given == b.family && a.family == b.given
 }
 
@@ -352,6 +364,10 @@ fn address_level(a: &Record, b: &Record) -> Option<u8> {
     if a.address.is_empty() || b.address.is_empty() {
         return None;
     }
+    // 10 Main Street in Boston is not 10 Main Street in Chicago.
+    if !a.city.is_empty() && !b.city.is_empty() && a.city != b.city && jaro_winkler(&a.city, &b.city) < 0.9 {
+        return Some(4);
+    }
     // House numbers and words apart (split once by Record::prepare):
     // neighbours on one street share every word and differ in the number.
     let common = |x: &[String], y: &[String]| x.iter().filter(|t| y.contains(t)).count();
@@ -441,6 +457,34 @@ mod tests {
     }
 
     #[test]
+    fn postal_code_and_city_add_nothing_where_the_street_addresses_agree() {
+        let at = |line: &str, code: &str| {
+            with(|i| {
+                i.addresses = vec![line.into()];
+                i.postal_code = code.into();
+                i.locality = "Paris".into();
+            })
+        };
+        let (a, b) = (at("260 Rue de la Paix", "75042"), at("260 rue de la Paix", "75042"));
+        assert_eq!(label(&Field::Address, &a, &b), "same");
+        assert_eq!((label(&Field::Postcode, &a, &b), label(&Field::City, &a, &b)), ("null", "null"));
+        let elsewhere = at("12 Rue Victor Hugo", "75042");
+        assert_eq!(label(&Field::Address, &a, &elsewhere), "different");
+        assert_eq!((label(&Field::Postcode, &a, &elsewhere), label(&Field::City, &a, &elsewhere)), ("null", "null"));
+        let town_only = with(|i| {
+            i.postal_code = "75042".into();
+            i.locality = "Paris".into();
+        });
+        assert_eq!(label(&Field::Postcode, &a, &town_only), "exact", "without a street, the code speaks");
+        assert_eq!(label(&Field::City, &a, &town_only), "null", "the postal code said it");
+        let lyon = with(|i| {
+            i.addresses = vec!["260 Rue de la Paix".into()];
+            i.locality = "Lyon".into();
+        });
+        assert_eq!(label(&Field::Address, &a, &lyon), "different", "another town's street of that name");
+    }
+
+    #[test]
     fn swapped_names_agree_on_both() {
         let (a, b) = (rec("Wei", "Zhang"), rec("Zhang", "Wei"));
         assert_eq!(label(&Field::GivenName, &a, &b), "exact");
@@ -518,8 +562,8 @@ mod tests {
                 i.postal_code = "SW1A 1AA".into();
             })
         };
-        assert_eq!(label(&Field::Postcode, &at("12 High St"), &at("14 High St")), "same district");
-        assert_eq!(label(&Field::Postcode, &at("12 High St"), &at("12 High Street")), "exact");
+        assert_eq!(label(&Field::Postcode, &at("12 High St"), &at("14 High St")), "null", "the addresses speak");
+        assert_eq!(label(&Field::Postcode, &at("12 High St"), &at("12 High Street")), "null", "the address said it");
         let city = |c: &str| with(|i| i.locality = c.into());
         assert_eq!(label(&Field::City, &city("Kraków"), &city("KRAKOW")), "exact");
         assert_eq!(label(&Field::City, &city("Warszawa"), &city("Warszawy")), "close");

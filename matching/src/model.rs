@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Record, compare::Field};
+use crate::{
+    Record,
+    compare::{Field, swapped},
+};
 
 /// The level code of a field either record has no value for.
 pub const NULL: u8 = u8::MAX;
@@ -16,6 +19,10 @@ pub const NULL: u8 = u8::MAX;
 /// Smallest probability a level's `m` or `u` takes, so no single field is
 /// infinite evidence either way (in training as in scoring).
 pub(crate) const FLOOR: f64 = 1e-6;
+/// The smallest prior and value share: a million records make pairs whose
+/// prior is far below [`FLOOR`] (2.6e-7 with 10% duplicates), and flooring
+/// it there overstated every pair's odds fourfold.
+const SHARE_FLOOR: f64 = 1e-15;
 
 /// A tenant's matching model: what is compared, how much each agreement
 /// weighs, and where decisions fall.
@@ -87,13 +94,19 @@ pub struct Frequencies {
     // a million addresses and emails cost eight bytes each.
     counts: Vec<HashMap<u64, u32>>,
     totals: Vec<u32>,
+    // Full names (given and family, in either order): names go together
+    // (a Polish given name with a Polish family name), so their shares
+    // multiplied overstate how rare a full name is.
+    full_names: HashMap<u64, u32>,
+    full_total: u32,
 }
 
 impl Frequencies {
     /// Counts the values of `model`'s term-frequency fields in `records`.
     pub fn count<'r>(model: &Model, records: impl IntoIterator<Item = &'r Record>) -> Self {
         let k = model.comparisons.len();
-        let mut out = Self { counts: vec![HashMap::new(); k], totals: vec![0; k] };
+        let mut out =
+            Self { counts: vec![HashMap::new(); k], totals: vec![0; k], full_names: HashMap::new(), full_total: 0 };
         let fields: Vec<(usize, &Field)> = model
             .comparisons
             .iter()
@@ -102,6 +115,10 @@ impl Frequencies {
             .map(|(i, c)| (i, &c.field))
             .collect();
         for record in records {
+            if let Some(name) = full_name(record) {
+                *out.full_names.entry(name).or_insert(0) += 1;
+                out.full_total += 1;
+            }
             for &(i, field) in &fields {
                 let terms = field.terms(record);
                 // A record counts once per field, however many values it has.
@@ -116,6 +133,11 @@ impl Frequencies {
         out
     }
 
+    /// How many records have the value hashed as `term` for comparison `i`.
+    pub fn holders(&self, i: usize, term: u64) -> u32 {
+        self.counts.get(i).and_then(|c| c.get(&term)).copied().unwrap_or(0)
+    }
+
     /// Share of the records with a value for comparison `i` that have the
     /// value hashed as `term`; `None` when nothing was counted for it.
     pub fn share(&self, i: usize, term: u64) -> Option<f64> {
@@ -126,6 +148,28 @@ impl Frequencies {
         let count = self.counts.get(i)?.get(&term).copied().unwrap_or(0).max(1);
         Some(f64::from(count) / f64::from(total))
     }
+
+    /// Share of the records with both names that have `record`'s full name.
+    fn full_name_share(&self, record: &Record) -> Option<f64> {
+        if self.full_total == 0 {
+            return None;
+        }
+        let count = self.full_names.get(&full_name(record)?).copied().unwrap_or(0).max(1);
+        Some(f64::from(count) / f64::from(self.full_total))
+    }
+}
+
+/// The key of a record's full name, the same whichever way round it is written.
+fn full_name(record: &Record) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    if record.given.is_empty() || record.family.is_empty() {
+        return None;
+    }
+    let (x, y) =
+        if record.given <= record.family { (&record.given, &record.family) } else { (&record.family, &record.given) };
+    let mut hasher = std::hash::DefaultHasher::new();
+    (x, y).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Why a pair scored what it did.
@@ -199,7 +243,7 @@ impl Model {
 
     /// log2 of the prior odds of a match.
     pub fn prior_weight(&self) -> f64 {
-        let prior = self.prior.clamp(FLOOR, 1.0 - FLOOR);
+        let prior = self.prior.clamp(SHARE_FLOOR, 1.0 - FLOOR);
         (prior / (1.0 - prior)).log2()
     }
 
@@ -217,24 +261,64 @@ impl Model {
     pub fn weight(&self, gamma: &[u8], a: &Record, b: &Record, frequencies: Option<&Frequencies>) -> f64 {
         let mut total = self.prior_weight();
         for (i, &level) in gamma.iter().enumerate() {
-            total += self.level_weight(i, level) + self.adjustment(i, level, a, b, frequencies);
+            total += self.level_weight(i, level) + self.adjustment(i, gamma, a, b, frequencies);
         }
         total
     }
 
-    /// The term-frequency adjustment of comparison `i` at `level` for `a`
-    /// and `b`: log2(u / share of the value they share), so a value rarer
-    /// than the average agreement weighs more, a commoner one less.
-    fn adjustment(&self, i: usize, level: u8, a: &Record, b: &Record, frequencies: Option<&Frequencies>) -> f64 {
+    /// The term-frequency adjustment of comparison `i` at its level in
+    /// `gamma` for `a` and `b`: log2(u / share of the value they share), so
+    /// a value rarer than the average agreement weighs more, a commoner one
+    /// less. Identifiers (email, phone, address, mapped attributes) are not
+    /// drawn from a population's values as names and dates are: one held by
+    /// two records says as much in a small tenant as in a large one, so
+    /// their agreement only loses weight with every further holder. Two
+    /// refinements for names: a name written in the other field
+    /// in one record counts as the commoner of a given and a family name
+    /// (a family name is rare as a given name, which made any namesake with
+    /// swapped names certain), and where both names agree the family name's
+    /// part is cut so the two together weigh no more than the full name's
+    /// own share says.
+    fn adjustment(&self, i: usize, gamma: &[u8], a: &Record, b: &Record, frequencies: Option<&Frequencies>) -> f64 {
         let comparison = &self.comparisons[i];
-        if level != 0 || !comparison.field.term_frequency() {
+        let Some(f) = frequencies else { return 0.0 };
+        if gamma[i] != 0 || !comparison.field.term_frequency() {
             return 0.0;
         }
-        let share = frequencies.zip(comparison.field.shared_term(a, b)).and_then(|(f, term)| f.share(i, term));
-        match share {
-            Some(share) => (comparison.levels[0].u.max(FLOOR) / share.max(FLOOR)).log2(),
-            None => 0.0,
+        let Some(term) = comparison.field.shared_term(a, b) else { return 0.0 };
+        if comparison.field.identifier() {
+            // Held by k records, the value is one person's among k - 1
+            // claimants: a pair loses nothing, a household a bit, a
+            // placeholder thousands share nearly everything.
+            return -f64::from(f.holders(i, term).max(2) - 1).log2();
         }
+        let Some(mut share) = f.share(i, term) else { return 0.0 };
+        let other = match comparison.field {
+            Field::GivenName => self.position(&Field::FamilyName),
+            Field::FamilyName => self.position(&Field::GivenName),
+            _ => None,
+        };
+        if let Some(j) = other
+            && swapped(a, b)
+        {
+            share = share.max(f.share(j, term).unwrap_or(0.0));
+        }
+        let own = (comparison.levels[0].u.max(FLOOR) / share.max(SHARE_FLOOR)).log2();
+        match (&comparison.field, other) {
+            (Field::FamilyName, Some(j)) if gamma[j] == 0 => {
+                let Some(full) = f.full_name_share(a) else { return own };
+                let given = self.adjustment(j, gamma, a, b, frequencies);
+                let (u_given, u_family) = (self.comparisons[j].levels[0].u, comparison.levels[0].u);
+                let joint = (u_given.max(FLOOR) * u_family.max(FLOOR) / full.max(SHARE_FLOOR)).log2();
+                own.min(joint - given)
+            }
+            _ => own,
+        }
+    }
+
+    /// Index of the comparison of `field`.
+    fn position(&self, field: &Field) -> Option<usize> {
+        self.comparisons.iter().position(|c| &c.field == field)
     }
 
     /// The match probability of `a` and `b`.
@@ -265,7 +349,7 @@ impl Model {
             .enumerate()
             .map(|(i, c)| {
                 let level = gamma[i];
-                let adjustment = self.adjustment(i, level, a, b, frequencies);
+                let adjustment = self.adjustment(i, &gamma, a, b, frequencies);
                 FieldEvidence {
                     field: c.field.name(),
                     left: c.field.shown(a),
@@ -379,6 +463,52 @@ mod tests {
         let placeholder = model.explain(&records[50], &records[51], Some(&frequencies));
         assert!(ann.fields[1].weight > placeholder.fields[1].weight + 4.0, "{ann:?} {placeholder:?}");
         assert!(ann.probability > junk.probability && ann.probability > placeholder.probability);
+    }
+
+    #[test]
+    fn namesakes_with_swapped_names_weigh_no_more_than_namesakes() {
+        let model = Model::new(vec![Field::GivenName, Field::FamilyName]);
+        let mut records: Vec<Record> = (0..40).map(|_| person("Jose", "Hernandez", "", "")).collect();
+        records.push(person("Hernandez", "Jose", "", ""));
+        let frequencies = Frequencies::count(&model, &records);
+        let straight = model.probability(&records[0], &records[1], Some(&frequencies));
+        let swapped = model.probability(&records[0], &records[40], Some(&frequencies));
+        // "Hernandez" is rare as a given name; as a name it is not.
+        assert!(swapped <= straight + 1e-12, "{swapped} > {straight}");
+    }
+
+    #[test]
+    fn a_full_name_weighs_by_its_own_share_when_its_names_go_together() {
+        // Two cultures whose given and family names never mix: each name is
+        // held by a tenth of the records, a full name by a tenth too, not a
+        // hundredth as the shares multiplied would say.
+        let model = Model::new(vec![Field::GivenName, Field::FamilyName]);
+        let mut records = Vec::new();
+        for i in 0..10 {
+            records.extend((0..10).map(|_| person(&format!("given{i}"), &format!("family{i}"), "", "")));
+        }
+        let frequencies = Frequencies::count(&model, &records);
+        let explained = model.explain(&records[0], &records[1], Some(&frequencies));
+        let names: f64 = explained.fields.iter().map(|f| f.weight).sum();
+        let (g, f) = (&model.comparisons[0].levels[0], &model.comparisons[1].levels[0]);
+        let full_share = 0.1;
+        assert!((names - (g.m * f.m / full_share).log2()).abs() < 1e-9, "{explained:?}");
+        // Names that do mix keep their own shares.
+        let mut mixed = Vec::new();
+        for i in 0..10 {
+            mixed.extend((0..10).map(|j| person(&format!("given{i}"), &format!("family{j}"), "", "")));
+        }
+        let frequencies = Frequencies::count(&model, &mixed);
+        let explained = model.explain(&mixed[0], &mixed[0].clone(), Some(&frequencies));
+        let names: f64 = explained.fields.iter().map(|f| f.weight).sum();
+        assert!((names - (g.m / 0.1 * f.m / 0.1).log2()).abs() < 1e-9, "{explained:?}");
+    }
+
+    #[test]
+    fn a_prior_below_one_in_a_million_is_kept() {
+        let mut model = Model::new(vec![Field::GivenName]);
+        model.prior = 2.6e-7;
+        assert!((model.prior_weight() - (2.6e-7f64 / (1.0 - 2.6e-7)).log2()).abs() < 1e-9);
     }
 
     #[test]

@@ -50,14 +50,7 @@ async fn exports_every_live_golden_record_with_its_external_ids(app: TestApp) {
     client.delete_profile(pb::DeleteProfileRequest { id: gone.id.clone(), etag: String::new() }).await.expect("delete");
 
     // Grace also gave Ada's email, which Ada holds: kept as held, exported.
-    let store = c360_server::store::Store::connect(
-        &app.db.url,
-        1,
-        c360_server::store::SqliteDurability::Full,
-        c360_server::cache::ProfileCache::none(),
-    )
-    .await
-    .expect("connect");
+    let store = crate::store(&app.db.url).await;
     let id = |id: &str| c360_server::domain::ProfileId::parse(id).expect("id");
     let held = c360_server::store::identities::Held {
         profile: id(&grace.id),

@@ -120,14 +120,7 @@ async fn a_messy_file_loads_its_good_rows_and_says_why_of_the_others(app: TestAp
     assert_eq!(report[1][..6], ["9", "C5", &taken.id, "identifier_held", "EMAIL:taken@example.com", &holder.id]);
     // Kept for identity resolution too: the row said it, another holds it.
     let tenant = c360_server::domain::TenantId::parse(TENANT).expect("tenant");
-    let store = c360_server::store::Store::connect(
-        &app.db.url,
-        1,
-        c360_server::store::SqliteDurability::Full,
-        c360_server::cache::ProfileCache::none(),
-    )
-    .await
-    .expect("connect");
+    let store = crate::store(&app.db.url).await;
     let held = c360_server::store::identities::held(store.db(), &tenant).await.expect("held");
     store.close().await.expect("close");
     let taken_id = c360_server::domain::ProfileId::parse(&taken.id).expect("id");

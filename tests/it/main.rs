@@ -136,6 +136,18 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
     bad_request.field_violations.iter().map(|v| v.field.clone()).collect()
 }
 
+/// A store of its own on the database at `url` (one connection).
+pub async fn store(url: &str) -> c360_server::store::Store {
+    c360_server::store::Store::connect(
+        url,
+        1,
+        c360_server::store::SqliteDurability::Full,
+        c360_server::cache::ProfileCache::none(),
+    )
+    .await
+    .expect("connect")
+}
+
 /// Number of rows in `table`.
 pub async fn count(db: &DatabaseConnection, table: &str) -> i64 {
     let backend = db.get_database_backend();
