@@ -111,13 +111,15 @@ impl Field {
         }
     }
 
-    /// The value `a` and `b` share at the exact level, whose frequency
-    /// adjusts its weight.
-    pub fn shared_term(&self, a: &Record, b: &Record) -> Option<u64> {
+    /// The values `a` and `b` share at the exact level, whose frequencies
+    /// adjust its weight: every email or phone they have in common (the
+    /// model takes the rarest, so the order of the records does not
+    /// matter), or the one value of other fields.
+    pub fn shared_terms(&self, a: &Record, b: &Record) -> Vec<u64> {
         match self {
-            Field::Email => a.emails.iter().find(|e| b.emails.contains(e)).map(term),
-            Field::Phone => a.phones.iter().find(|p| b.phones.contains(p)).map(term),
-            _ => self.single_term(a),
+            Field::Email => a.emails.iter().filter(|e| b.emails.contains(e)).map(term).collect(),
+            Field::Phone => a.phones.iter().filter(|p| b.phones.contains(p)).map(term).collect(),
+            _ => self.single_term(a).into_iter().collect(),
         }
     }
 
@@ -126,7 +128,8 @@ impl Field {
             Field::GivenName => term(&record.given),
             Field::FamilyName => term(&record.family),
             Field::BirthDate => term(&record.birth?),
-            Field::Address => term(&(&record.address, &record.city)),
+            // The tokens alone: the level already says whether the towns agree.
+            Field::Address => term(&record.address),
             Field::Postcode => term(&record.postcode),
             Field::City => term(&record.city),
             Field::Attribute(key) => term(attribute(record, key)?),
@@ -137,7 +140,8 @@ impl Field {
 
     /// The level at which `a` and `b` agree on this field; `None` when
     /// either has no value, or when another field already holds this one's
-    /// evidence (a postal code and city where the street addresses agree).
+    /// evidence (a postal code and city where both have a street address,
+    /// a city both share with their postal code).
     pub fn level(&self, a: &Record, b: &Record) -> Option<u8> {
         match self {
             Field::GivenName => {
@@ -159,7 +163,11 @@ impl Field {
             // address one customer and gave two people of one town with
             // different addresses more for the town than the addresses took.
             Field::Postcode if both_addresses(a, b) => None,
-            Field::City if both_addresses(a, b) || (!a.postcode.is_empty() && a.postcode == b.postcode) => None,
+            Field::City
+                if both_addresses(a, b) || (!a.postcode.is_empty() && a.postcode == b.postcode && a.city == b.city) =>
+            {
+                None
+            }
             Field::Postcode => postcode_level(&a.postcode, &b.postcode),
             Field::City => {
                 let (a, b) = (&a.city, &b.city);
@@ -224,7 +232,6 @@ fn given(r: &Record) -> Name<'_> {
     name_of(&r.given, &r.given_formal, &r.given_sounds)
 }
 
-/// Given and family names written the other way round in one of the records.
 /// Whether both records have a street address.
 fn both_addresses(a: &Record, b: &Record) -> bool {
     !a.address.is_empty() && !b.address.is_empty()
@@ -457,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn postal_code_and_city_add_nothing_where_the_street_addresses_agree() {
+    fn postal_code_and_city_add_nothing_where_both_have_a_street_address() {
         let at = |line: &str, code: &str| {
             with(|i| {
                 i.addresses = vec![line.into()];

@@ -285,13 +285,16 @@ impl Model {
         if gamma[i] != 0 || !comparison.field.term_frequency() {
             return 0.0;
         }
-        let Some(term) = comparison.field.shared_term(a, b) else { return 0.0 };
+        let terms = comparison.field.shared_terms(a, b);
         if comparison.field.identifier() {
             // Held by k records, the value is one person's among k - 1
             // claimants: a pair loses nothing, a household a bit, a
-            // placeholder thousands share nearly everything.
-            return -f64::from(f.holders(i, term).max(2) - 1).log2();
+            // placeholder thousands share nearly everything. Of several
+            // shared, the rarest speaks.
+            let Some(holders) = terms.iter().map(|t| f.holders(i, *t).max(2)).min() else { return 0.0 };
+            return -f64::from(holders - 1).log2();
         }
+        let Some(&term) = terms.first() else { return 0.0 };
         let Some(mut share) = f.share(i, term) else { return 0.0 };
         let other = match comparison.field {
             Field::GivenName => self.position(&Field::FamilyName),
@@ -509,6 +512,28 @@ mod tests {
         let mut model = Model::new(vec![Field::GivenName]);
         model.prior = 2.6e-7;
         assert!((model.prior_weight() - (2.6e-7f64 / (1.0 - 2.6e-7)).log2()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_pair_scores_the_same_whichever_record_comes_first() {
+        let model = Model::new(vec![Field::Email, Field::Address, Field::City]);
+        let record = |emails: &[&str], city: &str| {
+            Record::prepare(&Input {
+                emails: emails.iter().map(|e| (*e).to_owned()).collect(),
+                addresses: vec!["1 Care Home Road".into()],
+                locality: city.into(),
+                ..Default::default()
+            })
+        };
+        let mut records: Vec<Record> = (0..20).map(|i| record(&["noemail@shop.example"], &format!("t{i}"))).collect();
+        let a = record(&["noemail@shop.example", "ann@example.com"], "Leeds");
+        let b = record(&["ann@example.com", "noemail@shop.example"], "");
+        records.extend([a.clone(), b.clone()]);
+        let frequencies = Frequencies::count(&model, &records);
+        let (ab, ba) = (model.probability(&a, &b, Some(&frequencies)), model.probability(&b, &a, Some(&frequencies)));
+        assert!((ab - ba).abs() < 1e-12, "{ab} {ba}");
+        let explained = model.explain(&a, &b, Some(&frequencies));
+        assert_eq!(explained.fields[0].term_frequency_adjustment, 0.0, "the rarer shared email speaks");
     }
 
     #[test]

@@ -830,6 +830,7 @@ mod tests {
             let (x, y, z) = (a.next_record(), b.next_record(), c.next_record());
             assert_eq!(x.profile, y.profile);
             assert_eq!(x.duplicate_of, y.duplicate_of);
+            assert_eq!((&x.held, &x.evidence), (&y.held, &y.evidence));
             differs |= x.profile != z.profile;
         }
         assert!(differs, "another seed gives other records");
@@ -870,6 +871,7 @@ mod tests {
                     held += 1;
                     assert_eq!(holders.entry(key.clone()).or_insert(*holder), holder, "one holder per value");
                     assert!(!record.profile.data.emails.iter().any(|e| e.address == key.value));
+                    assert!(!record.profile.data.phones.iter().any(|p| p.number == key.value));
                 }
             }
         }

@@ -122,13 +122,18 @@ on_both!(a_job_finds_merges_and_queues_with_its_progress, a_job_finds_merges_and
 
 /// A job another instance holds, stored as that instance would.
 async fn held_elsewhere(store: &Store, lease: chrono::Duration) -> Job {
+    held_elsewhere_with(store, lease, JobOptions::default()).await
+}
+
+/// The same, with `options`.
+async fn held_elsewhere_with(store: &Store, lease: chrono::Duration, options: JobOptions) -> Job {
     let now = chrono::Utc::now();
     let job = Job {
         id: uuid::Uuid::now_v7(),
         tenant: TenantId::parse(TENANT).expect("tenant"),
         kind: JobKind::Deduplication,
         state: JobState::Running,
-        options: JobOptions::default(),
+        options,
         requested_by: "someone".to_owned(),
         created_at: now,
         started_at: Some(now),
@@ -295,5 +300,13 @@ async fn a_command_runs_a_job_its_stopped_owner_left_and_refuses_a_held_one() {
     assert!(progress.total >= 250 && progress.processed == progress.total, "every profile read: {progress:?}");
     assert!(done.progress.merges > 0, "{:?}", done.progress);
     assert!(store::jobs::active(store.db(), &tenant, JobKind::Deduplication).await.expect("active").is_none());
+
+    // A dry run left behind gives way: cancelled, and the command runs its own.
+    let dry = held_elsewhere_with(&store, chrono::Duration::hours(1), JobOptions { dry_run: true }).await;
+    lapse(&store, &dry).await;
+    dedupe_command(&app).await.expect("runs in place of the dry run");
+    let replaced = store::jobs::get(store.db(), &tenant, dry.id).await.expect("get").expect("job");
+    assert_eq!(replaced.state, JobState::Cancelled, "{replaced:?}");
+    assert!(replaced.error.as_deref().is_some_and(|e| e.contains("replaced")), "{replaced:?}");
     store.close().await.expect("close");
 }

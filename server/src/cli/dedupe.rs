@@ -215,12 +215,20 @@ async fn as_job(
     // A queued run, or one whose owner stopped without a word (a killed
     // command, a lost instance): this command runs it, as a server would.
     let active = store::jobs::active(store.db(), tenant, JobKind::Deduplication).await?;
-    if let Some(active) = active.filter(|job| !job.options.dry_run)
+    if let Some(active) = active
         && let Some(job) = store::jobs::claim(store.db(), active.id, &owner, at, at + lease).await?
     {
-        let was = if active.state == JobState::Queued { "queued" } else { "left by a stopped owner" };
-        eprintln!("job {} ({was}; GetJob shows its progress; CancelJob stops it)", job.id);
-        return run_job(store, deduplicator, tenant, terminal, cancel, job, &owner).await;
+        if !job.options.dry_run {
+            let was = if active.state == JobState::Queued { "queued" } else { "left by a stopped owner" };
+            eprintln!("job {} ({was}; GetJob shows its progress; CancelJob stops it)", job.id);
+            return run_job(store, deduplicator, tenant, terminal, cancel, job, &owner).await;
+        }
+        // A dry run asked through the API writes nothing a merging run
+        // would not: this run takes its place.
+        let note = "replaced by a c360 dedupe run before it ran to the end";
+        let progress = JobProgress::default();
+        store::jobs::finish(store.db(), job.id, &owner, JobState::Cancelled, &progress, Some(note), at).await?;
+        eprintln!("job {} (a dry run, queued or left by a stopped owner) cancelled: this run replaces it", job.id);
     }
     let job = Job {
         id: uuid::Uuid::now_v7(),

@@ -347,8 +347,10 @@ pub async fn held(
     tenant: &TenantId,
 ) -> Result<std::collections::HashMap<ProfileId, Vec<IdentifierKey>>, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
+    // In a fixed order: exports and matching inputs come out the same each run.
     sql.push("SELECT profile_id, id_type, namespace, value FROM held_identifiers WHERE tenant_id = ")
-        .bind(tenant.as_str());
+        .bind(tenant.as_str())
+        .push(" ORDER BY profile_id, id_type, namespace, value");
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let mut found: std::collections::HashMap<ProfileId, Vec<IdentifierKey>> = std::collections::HashMap::new();
     for row in rows {
