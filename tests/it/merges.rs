@@ -696,3 +696,44 @@ async fn a_primary_contact_merged_away_still_names_its_person(app: TestApp) {
     assert_eq!((contact.id.as_str(), contact.redirected_from.as_str()), (source.id.as_str(), ""));
 }
 on_both!(primary_contact_merged, a_primary_contact_merged_away_still_names_its_person);
+
+/// A record loaded without an email its holder keeps (a held identifier)
+/// still says it after its profile is merged: the evidence counts for the
+/// target, and an unmerge gives it back.
+async fn held_identifiers_follow_their_profile_through_a_merge_and_back(app: TestApp) {
+    use c360_server::{
+        auth::Role,
+        domain::{
+            ProfileId, TenantId,
+            identifiers::{IdentifierKey, IdentifierType},
+        },
+        store::identities,
+    };
+    use c360_tests::TENANT;
+    let mut client = app.agent();
+    let holder = client.create_profile(create(person("Ann", "Holder", "ann@example.com"))).await.expect("create");
+    let entered = client.create_profile(create(person("Ann", "Hollder", ""))).await.expect("create").into_inner();
+    let twin = client.create_profile(create(person("Ann", "Hollder", "ann.h@example.org"))).await.expect("create");
+    let (twin, holder) = (twin.into_inner(), holder.into_inner());
+    let id = |id: &str| ProfileId::parse(id).expect("id");
+    let key =
+        IdentifierKey { id_type: IdentifierType::Email, namespace: String::new(), value: "ann@example.com".into() };
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let store = crate::store(&app.db.url).await;
+    let row = identities::Held { profile: id(&entered.id), key: key.clone(), holder: id(&holder.id) };
+    identities::record_held(store.db(), &tenant, "legacy", &[row], chrono::Utc::now()).await.expect("record held");
+
+    let mut identity = app.identity(TENANT, &[Role::Steward]);
+    let merged = identity.merge_profiles(merge(&twin.id, &[&entered.id])).await.expect("merge").into_inner();
+    let held = identities::held(store.db(), &tenant).await.expect("held");
+    assert_eq!(held.get(&id(&twin.id)), Some(&vec![key.clone()]), "the target says it now: {held:?}");
+    assert!(!held.contains_key(&id(&entered.id)), "{held:?}");
+
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, reason: String::new() };
+    identity.unmerge_profile(unmerge).await.expect("unmerge");
+    let held = identities::held(store.db(), &tenant).await.expect("held");
+    assert_eq!(held.get(&id(&entered.id)), Some(&vec![key]), "back with its own profile: {held:?}");
+    assert!(!held.contains_key(&id(&twin.id)), "{held:?}");
+    store.close().await.expect("close");
+}
+on_both!(held_identifiers_follow_a_merge, held_identifiers_follow_their_profile_through_a_merge_and_back);

@@ -179,11 +179,15 @@ pub async fn find(
         for profile in page.iter().filter(|p| p.data.kind == ProfileKind::Person && p.data.status.is_live()) {
             let mut input = input(profile, policy);
             // What its records said, though another profile held it.
+            // (After a merge into its holder, the profile holds it itself.)
             for key in held.get(&profile.id).into_iter().flatten() {
-                match key.id_type {
-                    IdentifierType::Email => input.emails.push(key.value.clone()),
-                    IdentifierType::Phone => input.phones.push(key.value.clone()),
-                    IdentifierType::ExternalId => {}
+                let values = match key.id_type {
+                    IdentifierType::Email => &mut input.emails,
+                    IdentifierType::Phone => &mut input.phones,
+                    IdentifierType::ExternalId => continue,
+                };
+                if !values.contains(&key.value) {
+                    values.push(key.value.clone());
                 }
             }
             inputs.push(input);

@@ -341,16 +341,23 @@ pub async fn record_held(
 }
 
 /// Every identifier `tenant`'s records carried that another profile held,
-/// by the profile the record went to.
+/// by the profile the record went to, or the one it is merged into: the
+/// rows stay with the record's own profile (an unmerge gives them back by
+/// doing nothing), and a merged profile's evidence counts for its target.
 pub async fn held(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
 ) -> Result<std::collections::HashMap<ProfileId, Vec<IdentifierKey>>, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
+    // Merge chains are kept one hop long (merges::repoint).
     // In a fixed order: exports and matching inputs come out the same each run.
-    sql.push("SELECT profile_id, id_type, namespace, value FROM held_identifiers WHERE tenant_id = ")
-        .bind(tenant.as_str())
-        .push(" ORDER BY profile_id, id_type, namespace, value");
+    sql.push(
+        "SELECT COALESCE(p.merged_into, h.profile_id) AS profile_id, h.id_type, h.namespace, h.value \
+         FROM held_identifiers h JOIN profiles p ON p.tenant_id = h.tenant_id AND p.id = h.profile_id \
+         WHERE h.tenant_id = ",
+    )
+    .bind(tenant.as_str())
+    .push(" ORDER BY 1, h.id_type, h.namespace, h.value");
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let mut found: std::collections::HashMap<ProfileId, Vec<IdentifierKey>> = std::collections::HashMap::new();
     for row in rows {
