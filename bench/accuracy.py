@@ -27,13 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    find = union_find(parent)
 
     evidence: dict[tuple[str, str], list[str]] = {}
     with open(args.truth, newline="") as f:
@@ -77,13 +71,7 @@ def main() -> None:
     # the true clusters (every seeded person with duplicates); a cluster is
     # right when it holds exactly one person's records.
     found: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        found.setdefault(x, x)
-        while found[x] != x:
-            found[x] = found[found[x]]
-            x = found[x]
-        return x
+    root = union_find(found)
 
     for (a, b), p in ranked:
         if p < args.auto:
@@ -148,6 +136,19 @@ def main() -> None:
         fig.tight_layout()
         fig.savefig(args.png, dpi=100)
         print(f"wrote {args.png}")
+
+
+def union_find(parent: dict[str, str]):
+    """The root finder of a union-find forest kept in `parent` (join: parent[find(a)] = find(b))."""
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    return find
 
 
 def f1(precision: float, recall: float) -> float:

@@ -103,24 +103,22 @@ impl Field {
 
     /// The values of this field in `record` whose frequencies are counted
     /// (hashed: a million records' addresses need not be held twice).
-    pub fn terms(&self, record: &Record) -> Vec<u64> {
-        match self {
-            Field::Email => record.emails.iter().map(term).collect(),
-            Field::Phone => record.phones.iter().map(term).collect(),
-            _ => self.single_term(record).into_iter().collect(),
-        }
+    pub fn terms<'r>(&self, record: &'r Record) -> impl Iterator<Item = u64> + 'r {
+        self.shared_terms(record, record)
     }
 
     /// The values `a` and `b` share at the exact level, whose frequencies
     /// adjust its weight: every email or phone they have in common (the
     /// model takes the rarest, so the order of the records does not
-    /// matter), or the one value of other fields.
-    pub fn shared_terms(&self, a: &Record, b: &Record) -> Vec<u64> {
-        match self {
-            Field::Email => a.emails.iter().filter(|e| b.emails.contains(e)).map(term).collect(),
-            Field::Phone => a.phones.iter().filter(|p| b.phones.contains(p)).map(term).collect(),
-            _ => self.single_term(a).into_iter().collect(),
-        }
+    /// matter), or the one value of other fields. Nothing is allocated:
+    /// this runs for every agreeing field of every scored pair.
+    pub fn shared_terms<'r>(&self, a: &'r Record, b: &'r Record) -> impl Iterator<Item = u64> + 'r {
+        let (ours, theirs): (&[String], &[String]) = match self {
+            Field::Email => (&a.emails, &b.emails),
+            Field::Phone => (&a.phones, &b.phones),
+            _ => (&[], &[]),
+        };
+        ours.iter().filter(move |v| theirs.contains(v)).map(term).chain(self.single_term(a))
     }
 
     fn single_term(&self, record: &Record) -> Option<u64> {
@@ -208,8 +206,8 @@ fn attribute<'r>(record: &'r Record, key: &str) -> Option<&'r str> {
     Some(&record.attributes[at].1)
 }
 
-/// The key a value's frequency is counted under; an empty value has none.
-fn term<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+/// The key a value's frequency is counted under.
+pub(crate) fn term<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
     use std::hash::Hasher;
     let mut hasher = std::hash::DefaultHasher::new();
     value.hash(&mut hasher);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Record,
-    compare::{Field, swapped},
+    compare::{Field, swapped, term},
 };
 
 /// The level code of a field either record has no value for.
@@ -120,14 +120,13 @@ impl Frequencies {
                 out.full_total += 1;
             }
             for &(i, field) in &fields {
-                let terms = field.terms(record);
                 // A record counts once per field, however many values it has.
-                if !terms.is_empty() {
-                    out.totals[i] += 1;
-                }
-                for term in terms {
+                let mut any = false;
+                for term in field.terms(record) {
                     *out.counts[i].entry(term).or_insert(0) += 1;
+                    any = true;
                 }
+                out.totals[i] += u32::from(any);
             }
         }
         out
@@ -161,15 +160,12 @@ impl Frequencies {
 
 /// The key of a record's full name, the same whichever way round it is written.
 fn full_name(record: &Record) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
     if record.given.is_empty() || record.family.is_empty() {
         return None;
     }
     let (x, y) =
         if record.given <= record.family { (&record.given, &record.family) } else { (&record.family, &record.given) };
-    let mut hasher = std::hash::DefaultHasher::new();
-    (x, y).hash(&mut hasher);
-    Some(hasher.finish())
+    Some(term(&(x, y)))
 }
 
 /// Why a pair scored what it did.
@@ -285,16 +281,16 @@ impl Model {
         if gamma[i] != 0 || !comparison.field.term_frequency() {
             return 0.0;
         }
-        let terms = comparison.field.shared_terms(a, b);
+        let mut terms = comparison.field.shared_terms(a, b);
         if comparison.field.identifier() {
             // Held by k records, the value is one person's among k - 1
             // claimants: a pair loses nothing, a household a bit, a
             // placeholder thousands share nearly everything. Of several
             // shared, the rarest speaks.
-            let Some(holders) = terms.iter().map(|t| f.holders(i, *t).max(2)).min() else { return 0.0 };
+            let Some(holders) = terms.map(|t| f.holders(i, t).max(2)).min() else { return 0.0 };
             return -f64::from(holders - 1).log2();
         }
-        let Some(&term) = terms.first() else { return 0.0 };
+        let Some(term) = terms.next() else { return 0.0 };
         let Some(mut share) = f.share(i, term) else { return 0.0 };
         let other = match comparison.field {
             Field::GivenName => self.position(&Field::FamilyName),

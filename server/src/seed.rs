@@ -430,13 +430,8 @@ impl Generator {
         let mut data = data;
         // Walk-in records: a name and the town, nothing else.
         if self.rng.random_bool(NAME_AND_CITY_ONLY) {
-            let mut address = self.address(at);
-            address.lines.clear();
-            address.postal_code.clear();
-            data.addresses = vec![address];
-            data.emails.clear();
-            data.phones.clear();
-            data.birth_date = None;
+            data.addresses = vec![self.address(at)];
+            keep_name_and_town(&mut data);
         }
         let (keep, held): (Vec<_>, Vec<_>) =
             self.junk().into_iter().partition(|key| !self.junk_holders.contains_key(key));
@@ -568,14 +563,7 @@ impl Generator {
         // Taken at a till with a name and the town only.
         let sparse = self.rng.random_bool(NAME_AND_CITY_ONLY * 2.0);
         if sparse {
-            data.emails.clear();
-            data.phones.clear();
-            data.birth_date = None;
-            for address in &mut data.addresses {
-                address.lines.clear();
-                address.postal_code.clear();
-            }
-            data.addresses.retain(|a| !a.locality.is_empty());
+            keep_name_and_town(&mut data);
             if !data.addresses.is_empty() {
                 evidence.push("city");
             }
@@ -758,6 +746,19 @@ fn as_object(value: Value) -> Map<String, Value> {
         Value::Object(map) => map,
         _ => Map::new(),
     }
+}
+
+/// `data` with its names and towns only, as a till that asked for no more
+/// records a customer.
+fn keep_name_and_town(data: &mut ProfileData) {
+    data.emails.clear();
+    data.phones.clear();
+    data.birth_date = None;
+    for address in &mut data.addresses {
+        address.lines.clear();
+        address.postal_code.clear();
+    }
+    data.addresses.retain(|a| !a.locality.is_empty());
 }
 
 /// FNV-1a: a hash that stays the same across Rust releases, so a seed
