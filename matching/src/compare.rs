@@ -121,19 +121,21 @@ impl Field {
         ours.iter().filter(move |v| theirs.contains(v)).map(term).chain(self.single_term(a))
     }
 
+    /// The one value of a single-valued field; none where the record has
+    /// none, so that a share counts only the records with a value.
     fn single_term(&self, record: &Record) -> Option<u64> {
-        let value = match self {
-            Field::GivenName => term(&record.given),
-            Field::FamilyName => term(&record.family),
-            Field::BirthDate => term(&record.birth?),
+        let text = |value: &str| (!value.is_empty()).then(|| term(value));
+        match self {
+            Field::GivenName => text(&record.given),
+            Field::FamilyName => text(&record.family),
+            Field::BirthDate => record.birth.map(|date| term(&date)),
             // The tokens alone: the level already says whether the towns agree.
-            Field::Address => term(&record.address),
-            Field::Postcode => term(&record.postcode),
-            Field::City => term(&record.city),
-            Field::Attribute(key) => term(attribute(record, key)?),
-            Field::Email | Field::Phone => return None,
-        };
-        Some(value)
+            Field::Address => (!record.address.is_empty()).then(|| term(&record.address)),
+            Field::Postcode => text(&record.postcode),
+            Field::City => text(&record.city),
+            Field::Attribute(key) => attribute(record, key).and_then(text),
+            Field::Email | Field::Phone => None,
+        }
     }
 
     /// The level at which `a` and `b` agree on this field; `None` when

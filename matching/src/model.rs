@@ -533,6 +533,18 @@ mod tests {
     }
 
     #[test]
+    fn a_share_counts_only_the_records_with_a_value() {
+        let model = Model::new(vec![Field::City]);
+        let mut records = vec![person("", "", "", "Leeds"), person("", "", "", "Leeds")];
+        records.extend((0..6).map(|_| person("Ann", "Lee", "", "")));
+        let frequencies = Frequencies::count(&model, &records);
+        let explained = model.explain(&records[0], &records[1], Some(&frequencies));
+        // Every record with a town lives in Leeds: agreeing on it is no news.
+        let u = model.comparisons[0].levels[0].u;
+        assert!((explained.fields[0].term_frequency_adjustment - u.log2()).abs() < 1e-9, "{explained:?}");
+    }
+
+    #[test]
     fn decisions_follow_the_thresholds() {
         let model = Model::new(Field::defaults());
         assert_eq!(model.decide(0.9995), Decision::Match);
