@@ -468,3 +468,57 @@ Bo,Diddley,,+1 415 555 0100,,\n\
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 4), "{again:?}");
 }
 on_both!(keyless_files, keyless_files_and_organizations_with_contacts);
+
+/// A row keyed by the external id of a profile merged since writes onto the
+/// target (which now holds that id); an unmerge gives what it wrote back to
+/// the row's own profile, as for any write through a merged id.
+async fn a_re_imported_row_of_a_merged_profile_goes_back_with_it_on_unmerge(app: TestApp) {
+    use c360_server::auth::Role;
+    let mut admin = app.admin();
+    let mut identity = app.identity(TENANT, &[Role::Steward]);
+    let first: &[u8] = b"id,first name,surname,email,phone,tier\n\
+1,Ada,Lovelace,ada@example.com,,gold\n2,Ada,Lovelace,ada.l@example.com,,\n";
+    assert_eq!(import_summary(&app, first, false).await.created, 2);
+    let ada = admin.lookup_profile(lookup_external("1")).await.expect("1").into_inner();
+    let target = admin.lookup_profile(lookup_external("2")).await.expect("2").into_inner();
+    let merged = identity
+        .merge_profiles(pb::MergeProfilesRequest {
+            target_id: target.id.clone(),
+            source_ids: vec![ada.id.clone()],
+            reason: pb::MergeReason::Duplicate as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("merge")
+        .into_inner();
+
+    // Row 1 changed in the legacy system: a phone and a new tier.
+    let second: &[u8] = b"id,first name,surname,email,phone,tier\n\
+1,Ada,Lovelace,ada@example.com,+44 20 7946 0000,platinum\n2,Ada,Lovelace,ada.l@example.com,,\n";
+    let summary = import_summary(&app, second, false).await;
+    assert_eq!((summary.updated, summary.unchanged), (1, 1), "{summary:?}");
+    let written = admin.lookup_profile(lookup_external("1")).await.expect("1 after").into_inner();
+    assert_eq!(written.id, target.id, "the row's key is the target's now");
+    assert_eq!(written.phones.len(), 1);
+    assert_eq!(attribute(&written, "tier").as_deref(), Some("platinum"));
+
+    identity
+        .unmerge_profile(pb::UnmergeProfileRequest { merge_id: merged.merge_id, reason: String::new() })
+        .await
+        .expect("unmerge");
+    let back = admin.get_profile(pb::GetProfileRequest { id: ada.id.clone() }).await.expect("get").into_inner();
+    assert_eq!(back.redirected_from, "");
+    let phones: Vec<&str> = back.phones.iter().map(|p| p.number.as_str()).collect();
+    assert_eq!(phones, ["+442079460000"], "what the row wrote went back with its profile");
+    assert_eq!(attribute(&back, "tier").as_deref(), Some("platinum"));
+    let kept = admin.get_profile(pb::GetProfileRequest { id: target.id.clone() }).await.expect("get").into_inner();
+    assert!(kept.phones.is_empty(), "the target keeps nothing the row wrote: {:?}", kept.phones);
+    assert_eq!(attribute(&kept, "tier"), None);
+    let by_key = admin.lookup_profile(lookup_external("1")).await.expect("1 after unmerge").into_inner();
+    assert_eq!(by_key.id, ada.id);
+
+    // The next import finds the row where it belongs: nothing to change.
+    let third = import_summary(&app, second, false).await;
+    assert_eq!(third.unchanged, 2, "{third:?}");
+}
+on_both!(import_after_merge, a_re_imported_row_of_a_merged_profile_goes_back_with_it_on_unmerge);

@@ -17,7 +17,7 @@ use crate::{
         identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy},
         profile::{self, Profile, ProfileData, ProfileField, ProfileKind, ProfileStatus, limits, record_lineage},
     },
-    service::{Audit, audit_bulk},
+    service::{Audit, audit_bulk, identity::Resolvable},
     store::{self, Store, UnitOfWork},
 };
 
@@ -149,18 +149,36 @@ impl Loader {
             return Ok(done);
         }
 
-        let originals = self.profiles(conn, holders.values().copied()).await?;
+        // A row loaded into a profile merged since feeds the target, which
+        // holds its key now; the write is the merged profile's all the same
+        // (an unmerge gives it back), as one through its old id would be.
+        let loaded_elsewhere = pending.iter().filter_map(|row| {
+            let loaded = before.get(&row.key)?.profile_id;
+            (holders.get(&row.key) != Some(&loaded)).then_some(loaded)
+        });
+        let originals = self.profiles(conn, holders.values().copied().chain(loaded_elsewhere)).await?;
+        let addressed_to = |row: &Prepared, holder: ProfileId| {
+            let loaded = originals.get(&before.get(&row.key)?.profile_id)?;
+            (loaded.resolves_to() == Some(holder)).then_some(loaded.id)
+        };
         let now = profile::now();
         let mut current: HashMap<ProfileId, Profile> = HashMap::new();
         let mut fresh: Vec<Profile> = Vec::new();
         let mut fed: Vec<(&Prepared, ProfileId)> = Vec::with_capacity(pending.len());
+        let mut redirects: Vec<Redirect> = Vec::new();
+        let mut loaded_into: HashMap<&str, ProfileId> = HashMap::new();
         for row in pending {
             let existing = holders.get(&row.key).map(|id| originals.get(id).filter(|p| p.data.status.is_live()));
             match existing {
                 Some(Some(original)) => {
                     let profile = current.entry(original.id).or_insert_with(|| original.clone());
+                    let redirected = addressed_to(row, profile.id).map(|old| (old, profile.clone()));
                     for field in absorb(&mut profile.data, &row.data, &self.policy) {
                         done.noted.push(self.noted(row, profile.id, Issue::LimitReached { field }));
+                    }
+                    if let Some((old, before)) = redirected {
+                        loaded_into.insert(&row.key, old);
+                        redirects.push(Redirect { addressed_to: old, before, after: profile.clone() });
                     }
                     fed.push((row, profile.id));
                 }
@@ -225,6 +243,10 @@ impl Loader {
                 },
             };
             strip(data, &refusal.key, &self.policy);
+            for redirect in redirects.iter_mut().filter(|r| r.after.id == refusal.wanted_by) {
+                strip(&mut redirect.before.data, &refusal.key, &self.policy);
+                strip(&mut redirect.after.data, &refusal.key, &self.policy);
+            }
             partial.insert(refusal.wanted_by);
             held.push(store::identities::Held {
                 profile: refusal.wanted_by,
@@ -265,6 +287,16 @@ impl Loader {
             if !store::profiles::update(conn, &next, original.version).await? {
                 return Err(DomainError::Aborted(format!("profile {id} changed under the import")));
             }
+            for redirect in redirects.iter_mut().filter(|r| r.after.id == id) {
+                let changed = redirect.before.data.diff(&redirect.after.data);
+                if changed.is_empty() {
+                    continue;
+                }
+                redirect.after.version = next.version;
+                redirect.after.updated_at = now;
+                record_lineage(&mut redirect.after.lineage, &changed, &self.source, now);
+                store::merges::record_redirect(conn, redirect.addressed_to, &redirect.before, &redirect.after).await?;
+            }
             changed_ids.insert(id);
             writes.push((next, changed));
         }
@@ -276,7 +308,11 @@ impl Loader {
         }
         let record: Vec<(&str, ProfileId, &str)> = fed
             .iter()
-            .map(|(row, id)| (row.key.as_str(), *id, if partial.contains(id) { "" } else { row.fingerprint.as_str() }))
+            .map(|(row, id)| {
+                let fingerprint = if partial.contains(id) { "" } else { row.fingerprint.as_str() };
+                // Still the merged profile's row: the next import redirects it too.
+                (row.key.as_str(), loaded_into.get(row.key.as_str()).copied().unwrap_or(*id), fingerprint)
+            })
             .collect();
         store::imports::record(conn, &self.tenant, &self.source, &record).await?;
 
@@ -555,6 +591,16 @@ where
             outcome => return outcome,
         }
     }
+}
+
+/// A row's write onto the target of the profile it was loaded into.
+struct Redirect {
+    /// The merged profile the row belongs to.
+    addressed_to: ProfileId,
+    /// The target before the row.
+    before: Profile,
+    /// The target after it.
+    after: Profile,
 }
 
 /// Whether any profile was merged into `id` (and not split off again).
