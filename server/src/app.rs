@@ -541,7 +541,12 @@ impl App {
         let _ = audit_task.await;
         let _ = stamper_task.await;
         let _ = feed_task.await;
-        let _ = runner_task.await;
+        // A job stops at its next look at the token and goes back to the
+        // queue; one deep in a long step is not waited for past the grace
+        // period (its lease lapses and another instance takes it over).
+        if tokio::time::timeout(config.server.shutdown_grace, runner_task).await.is_err() {
+            tracing::warn!("a job is still stopping; it is taken over when its lease lapses");
+        }
         // A round in progress may wait for the broker; it is not waited for
         // long (what it sent is sent again by whichever relay comes next).
         if let Some(task) = relay_task {

@@ -19,7 +19,7 @@ use crate::{
     domain::{
         DomainError, TenantId,
         identifiers::NormalizationPolicy,
-        job::{Job, JobKind, JobState},
+        job::{Job, JobKind, JobOptions, JobState},
         profile::now,
     },
     outbox::AbortOnDrop,
@@ -64,22 +64,29 @@ impl Deduplicator {
         Self { store, profiles, policy, options }
     }
 
-    /// Finds `tenant`'s duplicate people; unless `dry_run`, merges the
+    /// Finds `tenant`'s duplicate people; unless `job.dry_run`, merges the
     /// clusters found at the auto threshold (as `system:dedupe`, reason
     /// AUTO_MATCH), stores the model and queues the pairs between the
-    /// thresholds for review. `None` when `cancel` stopped it.
+    /// thresholds for review. The job's limits override this
+    /// deduplicator's. `None` when `cancel` stopped it.
     pub async fn run(
         &self,
         tenant: &TenantId,
-        dry_run: bool,
+        job: &JobOptions,
         progress: &mut dyn Progress,
         cancel: &CancellationToken,
     ) -> Result<Option<Report>, DomainError> {
-        let Some(found) = dedupe::find(&self.store, tenant, &self.policy, &self.options, progress, cancel).await?
-        else {
+        let mut options = self.options.clone();
+        if let Some(max_block) = job.max_block {
+            options.max_block = max_block as usize;
+        }
+        if let Some(max_cluster) = job.max_cluster {
+            options.max_cluster = max_cluster as usize;
+        }
+        let Some(found) = dedupe::find(&self.store, tenant, &self.policy, &options, progress, cancel).await? else {
             return Ok(None);
         };
-        if dry_run {
+        if job.dry_run {
             progress.step("done");
             return Ok(Some(Report { found, merged: None, queued: None }));
         }
@@ -148,12 +155,17 @@ async fn keep(
     let ttl = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     // Progress shows and a cancel is heard within a second; the lease
     // itself needs renewing only every third of its length.
-    let mut tick = tokio::time::interval((lease / 3).min(Duration::from_secs(1)));
+    let period = (lease / 3).min(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut renewed = std::time::Instant::now();
     loop {
         tick.tick().await;
         let renewal = store::jobs::renew(store.db(), id, &owner, now() + ttl, &tracker.snapshot()).await;
+        if renewal.is_ok() {
+            renewed = std::time::Instant::now();
+        }
         let mut state = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match renewal {
             Ok(Renewal::Held { cancel: true }) if !state.cancelled => {
@@ -164,6 +176,14 @@ async fn keep(
             Ok(Renewal::Held { .. }) => {}
             Ok(Renewal::Lost) => {
                 tracing::warn!(job = %id, "lost the job to another instance (lease lapsed); stopping");
+                state.lost = true;
+                cancel.cancel();
+                return;
+            }
+            // Once the lease lapses another instance may take the job: two
+            // owners must never both run it, so this one stops first.
+            Err(error) if renewed.elapsed() + period >= lease => {
+                tracing::error!(job = %id, %error, "could not renew the job's lease before it lapsed; stopping");
                 state.lost = true;
                 cancel.cancel();
                 return;
@@ -241,7 +261,7 @@ impl Runner {
             match job.kind {
                 JobKind::Deduplication => {
                     let mut progress = tracker.clone();
-                    self.deduplicator.run(&job.tenant, job.options.dry_run, &mut progress, &cancel).await
+                    self.deduplicator.run(&job.tenant, &job.options, &mut progress, &cancel).await
                 }
             }
         };

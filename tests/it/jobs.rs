@@ -164,7 +164,9 @@ async fn a_job_held_by_one_instance_is_neither_started_again_nor_run_by_another_
     let app = TestApp::spawn_with(c360_tests::TestDb::postgres().await, &["--job-poll", "100ms"]).await;
     let sibling = app.sibling(&[]).await;
     let store = seed(&app, 300).await;
-    let held = held_elsewhere(&store, chrono::Duration::hours(1)).await;
+    // Asked with limits of its own: whoever takes it over keeps them.
+    let options = JobOptions { dry_run: true, max_block: Some(2), max_cluster: None };
+    let held = held_elsewhere_with(&store, chrono::Duration::hours(1), options).await;
 
     let mut steward = app.identity(TENANT, &[Role::Steward]);
     let refused =
@@ -187,8 +189,32 @@ async fn a_job_held_by_one_instance_is_neither_started_again_nor_run_by_another_
     let owner = stored.owner.expect("owner");
     assert!(owner.starts_with("instance:") && owner != "instance:elsewhere", "{owner}");
     assert_eq!(stored.progress.processed, 300);
+    let asked = stored.progress.candidate_pairs;
+    let started = start(&mut steward, true).await;
+    let default = ended(&mut steward, &started.job_id).await;
+    let default = default.progress.expect("progress").candidate_pairs;
+    assert!(asked < default, "ran with its own block limit: {asked} candidate pairs, {default} by default");
     drop(sibling);
     store.close().await.expect("close");
+}
+
+/// An owner that cannot renew its lease stops before the lease lapses:
+/// past it another instance may take the job, and two must never run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_cannot_renew_its_lease_stops_before_it_lapses() {
+    use c360_server::{dedupe::Tracker, jobs::hold};
+    let db = c360_tests::TestDb::postgres().await;
+    let store = Store::connect(&db.url, 2, SqliteDurability::Full, ProfileCache::none()).await.expect("connect");
+    // Every renewal fails from now on, as with the database out of reach.
+    store.clone().close().await.expect("close");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let lease = Duration::from_millis(900);
+    let started = std::time::Instant::now();
+    let work = async { tokio::time::timeout(Duration::from_secs(10), cancel.cancelled()).await.is_ok() };
+    let (stopped, held) =
+        hold(&store, uuid::Uuid::now_v7(), "instance:test", lease, &Tracker::default(), &cancel, work).await;
+    assert!(stopped && held.lost, "stopped: {stopped}, {held:?}");
+    assert!(started.elapsed() < lease + Duration::from_millis(500), "within its lease: {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +328,9 @@ async fn a_command_runs_a_job_its_stopped_owner_left_and_refuses_a_held_one() {
     assert!(store::jobs::active(store.db(), &tenant, JobKind::Deduplication).await.expect("active").is_none());
 
     // A dry run left behind gives way: cancelled, and the command runs its own.
-    let dry = held_elsewhere_with(&store, chrono::Duration::hours(1), JobOptions { dry_run: true }).await;
+    let dry =
+        held_elsewhere_with(&store, chrono::Duration::hours(1), JobOptions { dry_run: true, ..JobOptions::default() })
+            .await;
     lapse(&store, &dry).await;
     dedupe_command(&app).await.expect("runs in place of the dry run");
     let replaced = store::jobs::get(store.db(), &tenant, dry.id).await.expect("get").expect("job");

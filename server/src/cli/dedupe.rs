@@ -19,7 +19,7 @@ use crate::{
     config::{DataDirArgs, DatabaseArgs, NormalizationArgs, RedisArgs},
     dedupe::{self, Found, Options, Tracker},
     domain::{
-        DomainError, TenantId,
+        TenantId,
         job::{Job, JobKind, JobOptions, JobProgress, JobState},
         profile::now,
     },
@@ -146,11 +146,18 @@ pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
         }
     });
     let mut terminal = Terminal { bar: None, tracker: Tracker::default(), started: Instant::now(), found_in: None };
-    let outcome = if args.dry_run {
+    let limits = JobOptions {
+        dry_run: args.dry_run,
+        max_block: Some(args.max_block as u32),
+        max_cluster: Some(args.max_cluster as u32),
+    };
+    // Whatever happens, the audit records of merges made are written and
+    // the pool closed before the command says how it went.
+    let outcome: anyhow::Result<Option<Report>> = if args.dry_run {
         // A dry run writes nothing, not even a job: it may run beside a job.
-        deduplicator.run(&tenant, true, &mut terminal, &cancel).await
+        deduplicator.run(&tenant, &limits, &mut terminal, &cancel).await.map_err(Into::into)
     } else {
-        as_job(&store, &deduplicator, &tenant, &mut terminal, &cancel).await?
+        as_job(&store, &deduplicator, &tenant, limits, &mut terminal, &cancel).await
     };
     audit.0.cancel();
     let _ = audit.1.await;
@@ -206,9 +213,10 @@ async fn as_job(
     store: &Store,
     deduplicator: &Deduplicator,
     tenant: &TenantId,
+    options: JobOptions,
     terminal: &mut Terminal,
     cancel: &CancellationToken,
-) -> anyhow::Result<Result<Option<Report>, DomainError>> {
+) -> anyhow::Result<Option<Report>> {
     let owner = format!("command:dedupe:{}", uuid::Uuid::now_v7());
     let at = now();
     let lease = chrono::Duration::from_std(LEASE)?;
@@ -235,7 +243,7 @@ async fn as_job(
         tenant: tenant.clone(),
         kind: JobKind::Deduplication,
         state: JobState::Running,
-        options: JobOptions { dry_run: false },
+        options,
         requested_by: "system:dedupe".to_owned(),
         created_at: at,
         started_at: Some(at),
@@ -259,9 +267,10 @@ async fn run_job(
     cancel: &CancellationToken,
     job: Job,
     owner: &str,
-) -> anyhow::Result<Result<Option<Report>, DomainError>> {
+) -> anyhow::Result<Option<Report>> {
     let tracker = terminal.tracker.clone();
-    let work = deduplicator.run(tenant, false, terminal, cancel);
+    // As the job was asked (a queued job's limits are its own).
+    let work = deduplicator.run(tenant, &job.options, terminal, cancel);
     let (outcome, held) = jobs::hold(store, job.id, owner, LEASE, &tracker, cancel, work).await;
     if held.lost {
         anyhow::bail!("another instance took job {} over (this command stalled past its lease)", job.id);
@@ -272,7 +281,7 @@ async fn run_job(
         Err(error) => (JobState::Failed, Some(error.to_string())),
     };
     store::jobs::finish(store.db(), job.id, owner, state, &tracker.snapshot(), error.as_deref(), now()).await?;
-    Ok(outcome)
+    Ok(outcome?)
 }
 
 /// The profile service the merges go through, with an audit trail of its

@@ -81,6 +81,13 @@ pub struct JobOptions {
     /// Find and score only; merge nothing, queue nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Blocks with more profiles than this make no pairs (the runner's
+    /// default when unset), so whoever takes a job over runs it as asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_block: Option<u32>,
+    /// Most profiles one automatic merge may join (the runner's default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cluster: Option<u32>,
 }
 
 /// How far a job is. Counts only grow while it runs.

@@ -41,7 +41,7 @@ impl Jobs {
             tenant: caller.tenant().clone(),
             kind: JobKind::Deduplication,
             state: JobState::Queued,
-            options: JobOptions { dry_run },
+            options: JobOptions { dry_run, ..JobOptions::default() },
             requested_by: caller.subject().to_owned(),
             created_at: now(),
             started_at: None,
