@@ -131,7 +131,7 @@ pub async fn export(
     statuses: &[ProfileStatus],
     out: Box<dyn Write + '_>,
 ) -> anyhow::Result<u64> {
-    let total = store::profiles::count(store.db(), tenant, statuses).await?;
+    let total = store::profiles::count(store.db(), tenant, statuses, None).await?;
     let mut progress = Progress::new("profiles", total);
     let mut sink = match format {
         Format::Csv => {

@@ -24,17 +24,15 @@ use crate::{
         identifiers::{IdentifierType, NormalizationPolicy},
         job::JobProgress,
         merge::MergeReason,
-        profile::{ExternalId, Profile, ProfileKind, ProfileStatus},
+        profile::{ExternalId, ProfileData, ProfileKind, ProfileStatus},
     },
+    outbox::AbortOnDrop,
     service::{MergeRequest, Profiles},
-    store::{
-        self, Store,
-        profiles::{ProfileFilter, page},
-    },
+    store::{self, Store},
 };
 
 /// Profiles read per query.
-const PAGE: u64 = 2_000;
+const PAGE: u64 = 5_000;
 
 /// How a run finds its pairs.
 #[derive(Debug, Clone)]
@@ -166,21 +164,36 @@ pub async fn find(
     cancel: &CancellationToken,
 ) -> Result<Option<Found>, DomainError> {
     let live = [ProfileStatus::Prospect, ProfileStatus::Active];
-    let total = store::profiles::count(store.db(), tenant, &live).await?;
+    let total = store::profiles::count(store.db(), tenant, &live, Some(ProfileKind::Person)).await?;
     let held = store::identities::held(store.db(), tenant).await?;
+    // The next page is read and decoded while this one is turned into
+    // inputs: reading a tenant is a good part of a run.
+    let (pages, mut next) = tokio::sync::mpsc::channel(2);
+    let reader = {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            let mut after = None;
+            loop {
+                let page = store::profiles::people_to_match(store.db(), &tenant, after, PAGE).await;
+                let more = page.as_ref().is_ok_and(|(_, more)| *more);
+                after = page.as_ref().ok().and_then(|(people, _)| people.last().map(|p| p.0));
+                if pages.send(page).await.is_err() || !more {
+                    return;
+                }
+            }
+        }))
+    };
     let mut profiles = Vec::new();
     let mut inputs = Vec::new();
-    let mut after = None;
     let mut read = 0;
-    loop {
-        let filter = ProfileFilter::All { show_deleted: false };
-        let (page, more) = page(store.db(), tenant, &filter, after, PAGE).await?;
-        after = page.last().map(|p| p.id);
-        for profile in page.iter().filter(|p| p.data.kind == ProfileKind::Person && p.data.status.is_live()) {
-            let mut input = input(profile, policy);
+    while let Some(page) = next.recv().await {
+        let (page, _) = page?;
+        read += page.len() as u64;
+        for (id, version, data) in page {
+            let mut input = input(&data, policy);
             // What its records said, though another profile held it.
             // (After a merge into its holder, the profile holds it itself.)
-            for key in held.get(&profile.id).into_iter().flatten() {
+            for key in held.get(&id).into_iter().flatten() {
                 let values = match key.id_type {
                     IdentifierType::Email => &mut input.emails,
                     IdentifierType::Phone => &mut input.phones,
@@ -191,21 +204,14 @@ pub async fn find(
                 }
             }
             inputs.push(input);
-            profiles.push(Candidate {
-                id: profile.id,
-                external_ids: profile.data.external_ids.clone(),
-                version: profile.version,
-            });
+            profiles.push(Candidate { id, external_ids: data.external_ids, version });
         }
-        read += page.len() as u64;
-        progress.read(read, total);
+        progress.read(read, total.max(read));
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        if !more {
-            break;
-        }
     }
+    drop(reader);
     tracing::info!(profiles = inputs.len(), "profiles read");
     progress.step("matching");
     // The tenant's thresholds (settings); the version moves on from the
@@ -248,6 +254,9 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
     // fewer for the same precision.
     let random_pairs = options.random_pairs.min(records.len().saturating_mul(200).max(100_000));
     estimate_u(&mut model, &records, random_pairs, 0x0c36_0000);
+    if cancel.is_cancelled() {
+        return None;
+    }
     let per_rule: Vec<(Rule, Vec<(u32, u32)>)> =
         Rule::training().iter().map(|rule| (*rule, rule.pairs(&records, options.max_block))).collect();
     let sessions: Vec<Session<'_>> = per_rule
@@ -270,6 +279,9 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
         tracing::info!(?rule, pairs = found, "blocking rule");
     }
     tracing::info!(pairs = all.len(), seconds = started.elapsed().as_secs_f64(), "candidate pairs found");
+    if cancel.is_cancelled() {
+        return None;
+    }
     let frequencies = Frequencies::count(&model, &records);
     let keep_from = options.keep_from.min(model.thresholds.review);
     let mut pairs: Vec<Pair> = Vec::new();
@@ -379,8 +391,7 @@ pub async fn keep(
 }
 
 /// A profile's values as the matcher reads them.
-pub fn input(profile: &Profile, policy: &NormalizationPolicy) -> Input {
-    let data = &profile.data;
+pub fn input(data: &ProfileData, policy: &NormalizationPolicy) -> Input {
     let first = data.addresses.first();
     Input {
         given_name: data.given_name.clone().unwrap_or_default(),
