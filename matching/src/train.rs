@@ -47,21 +47,35 @@ pub fn estimate_u(model: &mut Model, records: &[Record], max_pairs: usize, seed:
         return 0;
     }
     let mut rng = SplitMix(seed);
-    let mut counts: Vec<Vec<f64>> = model.comparisons.iter().map(|c| vec![0.0; c.levels.len()]).collect();
-    let mut gamma = Vec::new();
-    let mut drawn = 0;
-    while drawn < max_pairs {
+    let mut drawn: Vec<(u32, u32)> = Vec::with_capacity(max_pairs);
+    while drawn.len() < max_pairs {
         let (a, b) = (rng.below(n), rng.below(n));
-        if a == b {
-            continue;
+        if a != b {
+            drawn.push((a as u32, b as u32));
         }
-        model.gamma(&records[a as usize], &records[b as usize], &mut gamma);
-        for (i, &level) in gamma.iter().enumerate() {
-            if level != NULL {
-                counts[i][level as usize] += 1.0;
+    }
+    // Counted per core (whole numbers: the sums do not depend on the split).
+    let empty: Vec<Vec<f64>> = model.comparisons.iter().map(|c| vec![0.0; c.levels.len()]).collect();
+    let parts = crate::per_core(&drawn, |part| {
+        let mut counts = empty.clone();
+        let mut gamma = Vec::new();
+        for &(a, b) in part {
+            model.gamma(&records[a as usize], &records[b as usize], &mut gamma);
+            for (i, &level) in gamma.iter().enumerate() {
+                if level != NULL {
+                    counts[i][level as usize] += 1.0;
+                }
             }
         }
-        drawn += 1;
+        counts
+    });
+    let mut counts = empty;
+    for part in parts {
+        for (sum, part) in counts.iter_mut().zip(part) {
+            for (sum, count) in sum.iter_mut().zip(part) {
+                *sum += count;
+            }
+        }
     }
     for (comparison, counts) in model.comparisons.iter_mut().zip(counts) {
         let total: f64 = counts.iter().sum();
@@ -76,7 +90,7 @@ pub fn estimate_u(model: &mut Model, records: &[Record], max_pairs: usize, seed:
             level.u = count / total;
         }
     }
-    drawn
+    drawn.len()
 }
 
 /// Estimates `m` and the prior by EM over `sessions` of candidate pairs of

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use c360_matching::{
     Input, Record,
-    blocking::{Rule, candidates},
+    blocking::{Rule, candidates, pairs_per_rule},
     cluster::{Limits, clusters},
     compare::Field,
     model::{Decision, Frequencies, Model, Thresholds},
@@ -257,8 +257,9 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
     if cancel.is_cancelled() {
         return None;
     }
+    let training = Rule::training();
     let per_rule: Vec<(Rule, Vec<(u32, u32)>)> =
-        Rule::training().iter().map(|rule| (*rule, rule.pairs(&records, options.max_block))).collect();
+        training.iter().copied().zip(pairs_per_rule(&training, &records, options.max_block)).collect();
     let sessions: Vec<Session<'_>> = per_rule
         .iter()
         .map(|(rule, pairs)| {
