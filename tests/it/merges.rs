@@ -1,6 +1,7 @@
-//! Merges (issue 18). What exists so far: a merged id resolves to its
-//! target on every read and write by id, through chains. MergeProfiles is
-//! still to come, so these tests mark rows merged the way it will.
+//! Merges and unmerges (docs/merges.md): stable ids on every read and
+//! write, survivorship, exact unmerge, history, concurrency and refusals.
+//! Some tests mark rows merged by hand, as MergeProfiles leaves them, to
+//! reach states (chains, old stored merges) without building them first.
 
 use c360_proto::v1 as pb;
 use c360_tests::TestApp;
