@@ -544,7 +544,11 @@ impl App {
         // A job stops at its next look at the token and goes back to the
         // queue; one deep in a long step is not waited for past the grace
         // period (its lease lapses and another instance takes it over).
-        if tokio::time::timeout(config.server.shutdown_grace, runner_task).await.is_err() {
+        let mut runner_task = runner_task;
+        if tokio::time::timeout(config.server.shutdown_grace, &mut runner_task).await.is_err() {
+            // Aborted, its lease stops being renewed (a step already under
+            // way on a blocking thread runs to its end, writing nothing).
+            runner_task.abort();
             tracing::warn!("a job is still stopping; it is taken over when its lease lapses");
         }
         // A round in progress may wait for the broker; it is not waited for

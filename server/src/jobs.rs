@@ -152,6 +152,7 @@ async fn keep(
     cancel: CancellationToken,
     held: Arc<std::sync::Mutex<Held>>,
 ) {
+    let started = std::time::Instant::now();
     let ttl = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     // Progress shows and a cancel is heard within a second; the lease
     // itself needs renewing only every third of its length.
@@ -159,12 +160,22 @@ async fn keep(
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut renewed = std::time::Instant::now();
+    // When the lease last moved on: the time a successful renewal was
+    // asked at (its expiry is counted from then, not from its answer).
+    let mut renewed = started;
     loop {
         tick.tick().await;
-        let renewal = store::jobs::renew(store.db(), id, &owner, now() + ttl, &tracker.snapshot()).await;
+        let asked = std::time::Instant::now();
+        // A renewal that would answer only after the lease lapsed is as
+        // good as failed: it is given up in time for this owner to stop.
+        let budget = lease.saturating_sub(renewed.elapsed() + period);
+        let progress = tracker.snapshot();
+        let renewal = store::jobs::renew(store.db(), id, &owner, now() + ttl, &progress);
+        let renewal = tokio::time::timeout(budget, renewal)
+            .await
+            .unwrap_or_else(|_| Err(DomainError::Unavailable("renewing the job's lease timed out".into())));
         if renewal.is_ok() {
-            renewed = std::time::Instant::now();
+            renewed = asked;
         }
         let mut state = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match renewal {

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::{create, person, set_segment};
 
-/// Marks `source` merged into `target`, as MergeProfiles will: MERGED,
+/// Marks `source` merged into `target`, as MergeProfiles leaves it: MERGED,
 /// `merged_into`, identifiers released.
 async fn mark_merged(db: &DatabaseConnection, source: &str, target: &str) {
     let backend = db.get_database_backend();

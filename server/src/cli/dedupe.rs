@@ -127,14 +127,24 @@ pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
     let policy = args.normalization.policy()?;
     let (cache, stop_cache) = args.redis.writer_cache()?;
     let store = args.database.connect(&args.data.data_dir, 4, cache.clone()).await?;
-    store.migrate().await?;
     let options = Options {
         max_block: args.max_block as usize,
         max_cluster: args.max_cluster as usize,
         keep_from: args.export_from.unwrap_or(1.0),
         ..Options::default()
     };
-    let (profiles, audit) = profiles_service(&store, cache, policy.clone()).await?;
+    let prepared = match store.migrate().await {
+        Ok(()) => profiles_service(&store, cache, policy.clone()).await,
+        Err(error) => Err(error.into()),
+    };
+    let (profiles, audit) = match prepared {
+        Ok(service) => service,
+        Err(error) => {
+            stop_cache.cancel();
+            let _ = store.close().await;
+            return Err(error);
+        }
+    };
     let deduplicator = Deduplicator::new(store.clone(), profiles, policy, options);
     // Ctrl-C stops the run between two steps (merges made stay made).
     let cancel = CancellationToken::new();

@@ -186,8 +186,12 @@ pub async fn find(
     let mut profiles = Vec::new();
     let mut inputs = Vec::new();
     let mut read = 0;
+    // A reader that stopped without saying it was done (it panicked) must
+    // not pass for the whole tenant: merges would run on part of it.
+    let mut expecting = true;
     while let Some(page) = next.recv().await {
-        let (page, _) = page?;
+        let (page, more) = page?;
+        expecting = more;
         read += page.len() as u64;
         for (id, version, data) in page {
             let mut input = input(&data, policy);
@@ -212,6 +216,9 @@ pub async fn find(
         }
     }
     drop(reader);
+    if expecting {
+        return Err(DomainError::Internal("reading the tenant's people stopped before the end".into()));
+    }
     tracing::info!(profiles = inputs.len(), "profiles read");
     progress.step("matching");
     // The tenant's thresholds (settings); the version moves on from the
