@@ -211,7 +211,7 @@ impl Target {
         let folded: String = header.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
         match folded.as_str() {
             "id" | "key" | "customerid" | "customerno" | "customernumber" | "clientid" | "clientnumber"
-            | "contactid" => Self::Key,
+            | "contactid" | "recid" | "recordid" | "personid" => Self::Key,
             "givenname" | "firstname" | "forename" | "fname" => Self::GivenName,
             "familyname" | "surname" | "lastname" | "lname" => Self::FamilyName,
             "name" | "fullname" | "customername" | "contactname" => Self::FullName,
@@ -850,6 +850,13 @@ mod tests {
         assert_eq!(prepared.data.addresses[0].country_code, "GB");
         assert_eq!(prepared.data.attributes, map(serde_json::json!({"loyalty_tier": "gold"})));
         assert_eq!(prepared.data.external_ids, vec![ExternalId { source: "legacy".into(), id: "C-1".into() }]);
+    }
+
+    #[test]
+    fn record_linkage_files_name_their_key_as_they_do() {
+        for header in ["rec_id", "Record ID", "person_id"] {
+            assert!(matches!(Target::recognize(header, false), Target::Key), "{header}");
+        }
     }
 
     #[test]
