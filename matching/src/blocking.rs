@@ -4,11 +4,12 @@
 //! in a big city) makes no pairs: it is no evidence and would be most of
 //! the work.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use serde::{Deserialize, Serialize};
 
-use crate::{Record, compare::Field};
+use crate::{
+    Record,
+    compare::{Field, term},
+};
 
 /// A blocking rule: records with equal keys are candidate pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,17 +86,17 @@ impl Rule {
         out.clear();
         let initial = |s: &str| s.chars().next();
         match self {
-            Rule::Email => out.extend(r.emails.iter().map(|e| key(&(0u8, e)))),
-            Rule::Phone => out.extend(r.phones.iter().map(|p| key(&(1u8, &p[p.len().saturating_sub(8)..])))),
-            Rule::FamilyName if !r.family.is_empty() => out.push(key(&(2u8, &r.family))),
+            Rule::Email => out.extend(r.emails.iter().map(|e| term(&(0u8, e)))),
+            Rule::Phone => out.extend(r.phones.iter().map(|p| term(&(1u8, &p[p.len().saturating_sub(8)..])))),
+            Rule::FamilyName if !r.family.is_empty() => out.push(term(&(2u8, &r.family))),
             Rule::FullName if !r.family.is_empty() && !r.given_formal.is_empty() => {
-                out.push(key(&(7u8, &r.given_formal, &r.family)));
+                out.push(term(&(7u8, &r.given_formal, &r.family)));
             }
             Rule::FamilySoundGivenInitial => {
                 // Both orders, so a record with the names swapped meets its twin.
                 for (family, given) in [(&r.family_sounds.0, &r.given), (&r.given_sounds.0, &r.family)] {
                     if let (false, Some(i)) = (family.is_empty(), initial(given)) {
-                        out.push(key(&(3u8, family, i)));
+                        out.push(term(&(3u8, family, i)));
                     }
                 }
             }
@@ -104,28 +105,30 @@ impl Rule {
                     [(&r.family_sounds.0, &r.given_sounds.0), (&r.given_sounds.0, &r.family_sounds.0)]
                 {
                     if !family.is_empty() && !given.is_empty() {
-                        out.push(key(&(9u8, family, given)));
+                        out.push(term(&(9u8, family, given)));
                     }
                 }
                 out.dedup();
             }
-            Rule::BirthDate => out.extend(r.birth.map(|d| key(&(4u8, d)))),
+            Rule::BirthDate => out.extend(r.birth.map(|d| term(&(4u8, d)))),
             Rule::BirthDateInitial => {
                 if let Some(d) = r.birth {
-                    out.extend([&r.given, &r.family].into_iter().filter_map(|n| initial(n)).map(|i| key(&(8u8, d, i))));
+                    out.extend(
+                        [&r.given, &r.family].into_iter().filter_map(|n| initial(n)).map(|i| term(&(8u8, d, i))),
+                    );
                     out.dedup();
                 }
             }
             Rule::PostcodeFamilyInitial => {
                 if let (false, Some(i)) = (r.postcode.is_empty(), initial(&r.family)) {
-                    out.push(key(&(5u8, &r.postcode, i)));
+                    out.push(term(&(5u8, &r.postcode, i)));
                 }
             }
             Rule::CityGivenName if !r.city.is_empty() => {
                 // Both orders, so a record with the names swapped meets its twin.
                 for (given, family) in [(&r.given_formal, &r.family), (&r.family, &r.given)] {
                     if let (false, Some(i)) = (given.is_empty(), initial(family)) {
-                        out.push(key(&(6u8, &r.city, given, i)));
+                        out.push(term(&(6u8, &r.city, given, i)));
                     }
                 }
                 out.dedup();
@@ -198,12 +201,6 @@ fn union(lists: Vec<Vec<(u32, u32)>>) -> Vec<(u32, u32)> {
         }
     }
     out
-}
-
-fn key(value: &impl Hash) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]

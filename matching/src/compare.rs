@@ -207,8 +207,9 @@ fn attribute<'r>(record: &'r Record, key: &str) -> Option<&'r str> {
     Some(&record.attributes[at].1)
 }
 
-/// The key a value's frequency is counted under.
-pub(crate) fn term<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+/// The key a value is counted (term frequencies), blocked and laid out
+/// under: a stable 64-bit hash, the same in every run.
+pub fn term<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
     use std::hash::Hasher;
     let mut hasher = std::hash::DefaultHasher::new();
     value.hash(&mut hasher);

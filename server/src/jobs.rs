@@ -152,7 +152,9 @@ async fn keep(
     cancel: CancellationToken,
     held: Arc<std::sync::Mutex<Held>>,
 ) {
-    let started = std::time::Instant::now();
+    // When the lease last moved on: the time a successful renewal was
+    // asked at (its expiry is counted from then, not from its answer).
+    let mut renewed = std::time::Instant::now();
     let ttl = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     // Progress shows and a cancel is heard within a second; the lease
     // itself needs renewing only every third of its length.
@@ -160,9 +162,6 @@ async fn keep(
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    // When the lease last moved on: the time a successful renewal was
-    // asked at (its expiry is counted from then, not from its answer).
-    let mut renewed = started;
     loop {
         tick.tick().await;
         let asked = std::time::Instant::now();

@@ -12,7 +12,7 @@ use c360_matching::{
     Input, Record,
     blocking::{Rule, candidates, pairs_per_rule},
     cluster::{Limits, clusters},
-    compare::Field,
+    compare::{Field, term},
     model::{Decision, Frequencies, Model, Thresholds},
     train::{Session, estimate_m, estimate_u},
 };
@@ -290,7 +290,7 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
     let mut order: Vec<u32> = (0..records.len() as u32).collect();
     order.sort_by_cached_key(|&i| {
         let record = &records[i as usize];
-        (locality(&record.city), locality(&record.postcode), locality(&record.family), i)
+        (term(&record.city), term(&record.postcode), term(&record.family), i)
     });
     let laid: Vec<Record> =
         c360_matching::per_core(&order, |part| part.iter().map(|&i| records[i as usize].clone()).collect::<Vec<_>>())
@@ -349,13 +349,6 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
         clusters(laid.len(), &scored, limits, |i, j| model.probability(record(i), record(j), Some(&frequencies)));
     tracing::info!(clusters = clusters.len(), seconds = started.elapsed().as_secs_f64(), "clustered");
     Some((model, candidate_pairs, pairs, clusters))
-}
-
-/// A value's place in the scoring order: equal values together (which
-/// comes first does not matter, only that they are side by side).
-fn locality(value: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
 /// Merges each cluster of `found` into its oldest profile through the
