@@ -45,6 +45,11 @@ pub enum Rule {
     /// (City and given name alone paired every Maria of Madrid with every
     /// other: a third of a million-profile run's pairs.)
     CityGivenName,
+    /// Any mapped attribute value in common (under the same key): a
+    /// national id or loyalty number a tenant matches on is a strong
+    /// identifier, whatever the names say. Records without mapped
+    /// attributes are in no block.
+    Attribute,
 }
 
 impl Rule {
@@ -63,6 +68,7 @@ impl Rule {
             Rule::BirthDateInitial,
             Rule::PostcodeFamilyInitial,
             Rule::CityGivenName,
+            Rule::Attribute,
         ]
     }
 
@@ -78,6 +84,8 @@ impl Rule {
             Rule::BirthDate | Rule::BirthDateInitial => vec![Field::BirthDate],
             Rule::PostcodeFamilyInitial => vec![Field::Postcode, Field::FamilyName],
             Rule::CityGivenName => vec![Field::City, Field::GivenName],
+            // Which attribute a pair shares differs from pair to pair.
+            Rule::Attribute => vec![],
         }
     }
 
@@ -133,6 +141,7 @@ impl Rule {
                 }
                 out.dedup();
             }
+            Rule::Attribute => out.extend(r.attributes.iter().map(|(key, value)| term(&(10u8, key, value)))),
             _ => {}
         }
     }
@@ -277,5 +286,25 @@ mod tests {
         let b = Record::prepare(&Input { given_name: "Zhang".into(), family_name: "Wei".into(), ..Default::default() });
         assert_eq!(Rule::FamilySoundGivenInitial.pairs(&[a.clone(), b.clone()], 10), [(0, 1)]);
         assert_eq!(Rule::FamilySoundGivenSound.pairs(&[a, b], 10), [(0, 1)]);
+    }
+
+    #[test]
+    fn a_mapped_attribute_in_common_blocks_whatever_the_names() {
+        let person = |given: &str, attributes: &[(&str, &str)]| {
+            Record::prepare(&Input {
+                given_name: given.into(),
+                attributes: attributes.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+                ..Default::default()
+            })
+        };
+        let records = [
+            person("Anna", &[("national_id", "1234567")]),
+            person("Hannah", &[("national_id", "1234567"), ("loyalty", "X1")]),
+            // The same value under another key is another thing.
+            person("Anna", &[("loyalty", "1234567")]),
+            person("Ana", &[("loyalty", "X1")]),
+            person("Anna", &[]),
+        ];
+        assert_eq!(Rule::Attribute.pairs(&records, 10), [(0, 1), (1, 3)]);
     }
 }

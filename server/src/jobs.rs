@@ -83,6 +83,7 @@ impl Deduplicator {
         if let Some(max_cluster) = job.max_cluster {
             options.max_cluster = max_cluster as usize;
         }
+        options.match_attributes.extend(job.match_attributes.iter().cloned());
         let Some(found) = dedupe::find(&self.store, tenant, &self.policy, &options, progress, cancel).await? else {
             return Ok(None);
         };

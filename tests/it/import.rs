@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::{count, create, outbox_subjects, person};
 
 /// Runs `c360 import` of `file` as source `legacy` against `app`'s database.
-async fn import(app: &TestApp, tenant: &str, file: &Path, extra: &[&str]) {
+pub async fn import(app: &TestApp, tenant: &str, file: &Path, extra: &[&str]) {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut args = vec![
         "c360",
@@ -31,7 +31,7 @@ async fn import(app: &TestApp, tenant: &str, file: &Path, extra: &[&str]) {
 }
 
 /// Writes `bytes` to `name` in `dir`.
-fn file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+pub fn file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).expect("write the file");
     path

@@ -165,7 +165,7 @@ async fn a_job_held_by_one_instance_is_neither_started_again_nor_run_by_another_
     let sibling = app.sibling(&[]).await;
     let store = seed(&app, 300).await;
     // Asked with limits of its own: whoever takes it over keeps them.
-    let options = JobOptions { dry_run: true, max_block: Some(2), max_cluster: None };
+    let options = JobOptions { dry_run: true, max_block: Some(2), ..JobOptions::default() };
     let held = held_elsewhere_with(&store, chrono::Duration::hours(1), options).await;
 
     let mut steward = app.identity(TENANT, &[Role::Steward]);

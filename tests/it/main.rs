@@ -41,6 +41,7 @@ mod avro;
 mod cache;
 mod changes;
 mod consents;
+mod dedupe;
 mod embedded;
 mod endpoints;
 mod export;

@@ -58,6 +58,9 @@ pub struct DedupeArgs {
     /// Most profiles one automatic merge may join.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=20))]
     max_cluster: u64,
+    /// Compare this attribute too, besides the tenant's match_attribute_keys (repeatable): a national id, a loyalty number.
+    #[arg(long = "match-attribute", value_name = "KEY", value_parser = attribute_key)]
+    match_attributes: Vec<String>,
     #[command(flatten)]
     normalization: NormalizationArgs,
     #[command(flatten)]
@@ -73,6 +76,14 @@ fn probability(raw: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!("{raw:?} is not a probability between 0 and 1")),
     }
+}
+
+fn attribute_key(raw: &str) -> Result<String, String> {
+    let most = crate::domain::profile::limits::ATTRIBUTE_KEY;
+    if raw.trim().is_empty() || raw.chars().count() > most {
+        return Err(format!("an attribute key has 1 to {most} characters"));
+    }
+    Ok(raw.to_owned())
 }
 
 /// How long the command's hold on its job lasts unless renewed.
@@ -160,6 +171,7 @@ pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         max_block: Some(args.max_block as u32),
         max_cluster: Some(args.max_cluster as u32),
+        match_attributes: args.match_attributes.clone(),
     };
     // Whatever happens, the audit records of merges made are written and
     // the pool closed before the command says how it went.

@@ -4,7 +4,7 @@
 //! auto threshold form clusters that no chain of weak links can grow. What
 //! to do with the result (merge, store for review, export) is the caller's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use tokio_util::sync::CancellationToken;
 
@@ -46,11 +46,19 @@ pub struct Options {
     /// Pairs at or above this probability are kept (exported); at least the
     /// review threshold is always kept.
     pub keep_from: f64,
+    /// Attribute keys compared besides the tenant's `match_attribute_keys`.
+    pub match_attributes: BTreeSet<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { max_block: 200, random_pairs: 1_000_000, max_cluster: 10, keep_from: 1.0 }
+        Self {
+            max_block: 200,
+            random_pairs: 1_000_000,
+            max_cluster: 10,
+            keep_from: 1.0,
+            match_attributes: BTreeSet::new(),
+        }
     }
 }
 
@@ -166,15 +174,19 @@ pub async fn find(
     let live = [ProfileStatus::Prospect, ProfileStatus::Active];
     let total = store::profiles::count(store.db(), tenant, &live, Some(ProfileKind::Person)).await?;
     let held = store::identities::held(store.db(), tenant).await?;
+    let settings = store::settings::get(store.db(), tenant).await?.settings;
+    let mut options = options.clone();
+    options.match_attributes.extend(settings.match_attribute_keys.iter().cloned());
+    let keys = options.match_attributes.clone();
     // The next page is read and decoded while this one is turned into
     // inputs: reading a tenant is a good part of a run.
     let (pages, mut next) = tokio::sync::mpsc::channel(2);
     let reader = {
-        let (store, tenant) = (store.clone(), tenant.clone());
+        let (store, tenant, attributes) = (store.clone(), tenant.clone(), !keys.is_empty());
         AbortOnDrop(tokio::spawn(async move {
             let mut after = None;
             loop {
-                let page = store::profiles::people_to_match(store.db(), &tenant, after, PAGE).await;
+                let page = store::profiles::people_to_match(store.db(), &tenant, after, PAGE, attributes).await;
                 let more = page.as_ref().is_ok_and(|(_, more)| *more);
                 after = page.as_ref().ok().and_then(|(people, _)| people.last().map(|p| p.0));
                 if pages.send(page).await.is_err() || !more {
@@ -194,7 +206,7 @@ pub async fn find(
         expecting = more;
         read += page.len() as u64;
         for (id, version, data) in page {
-            let mut input = input(&data, policy);
+            let mut input = input(&data, policy, &keys);
             // What its records said, though another profile held it.
             // (After a merge into its holder, the profile holds it itself.)
             for key in held.get(&id).into_iter().flatten() {
@@ -224,9 +236,8 @@ pub async fn find(
     // The tenant's thresholds (settings); the version moves on from the
     // model in force.
     let previous = store::matching::current_model(store.db(), tenant).await?;
-    let (auto, review) = store::settings::get(store.db(), tenant).await?.settings.match_thresholds();
+    let (auto, review) = settings.match_thresholds();
     let thresholds = Thresholds { auto, review };
-    let options = options.clone();
     let stop = cancel.clone();
     let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, &stop))
         .await
@@ -254,7 +265,9 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
             .into_iter()
             .flatten()
             .collect();
-    let mut model = Model::new(Field::defaults());
+    let mut fields = Field::defaults();
+    fields.extend(options.match_attributes.iter().cloned().map(Field::Attribute));
+    let mut model = Model::new(fields);
     model.thresholds = thresholds;
     let rules = Rule::defaults();
     // Splink draws a million pairs whatever the size; a small tenant needs
@@ -423,9 +436,19 @@ pub async fn keep(
     Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
 }
 
-/// A profile's values as the matcher reads them.
-pub fn input(data: &ProfileData, policy: &NormalizationPolicy) -> Input {
+/// A profile's values as the matcher reads them, with its attributes of
+/// the keys in `attributes` (text, numbers and booleans; lists and objects
+/// are no single value to compare).
+pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTreeSet<String>) -> Input {
     let first = data.addresses.first();
+    let attribute = |key: &String| {
+        let value = match data.attributes.get(key)? {
+            serde_json::Value::String(text) => text.clone(),
+            value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => value.to_string(),
+            _ => return None,
+        };
+        Some((key.clone(), value))
+    };
     Input {
         given_name: data.given_name.clone().unwrap_or_default(),
         family_name: data.family_name.clone().unwrap_or_default(),
@@ -435,7 +458,7 @@ pub fn input(data: &ProfileData, policy: &NormalizationPolicy) -> Input {
         addresses: data.addresses.iter().map(|a| a.lines.join(" ")).collect(),
         postal_code: first.map(|a| a.postal_code.clone()).unwrap_or_default(),
         locality: first.map(|a| a.locality.clone()).unwrap_or_default(),
-        attributes: Vec::new(),
+        attributes: attributes.iter().filter_map(attribute).collect(),
     }
 }
 

@@ -88,6 +88,9 @@ pub struct JobOptions {
     /// Most profiles one automatic merge may join (the runner's default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cluster: Option<u32>,
+    /// Attribute keys compared besides the tenant's `match_attribute_keys`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_attributes: Vec<String>,
 }
 
 /// How far a job is. Counts only grow while it runs.

@@ -18,6 +18,10 @@ use super::{
 /// Most keys in one list of attribute keys.
 pub const MAX_KEYS: usize = 200;
 
+/// Most attribute keys identity resolution compares: each is a field of
+/// the model, estimated and scored for every pair.
+pub const MAX_MATCH_KEYS: usize = 20;
+
 /// Most sources in the source priority list.
 pub const MAX_SOURCES: usize = 100;
 
@@ -46,6 +50,10 @@ pub struct TenantSettings {
     /// Match probability at or above which a pair goes to the stewards'
     /// review queue; 0: the default (0.9).
     pub match_review_threshold: f64,
+    /// Attribute keys identity resolution compares (a national id, a
+    /// loyalty number): equal values are evidence of one person, weighed by
+    /// how many profiles share them.
+    pub match_attribute_keys: BTreeSet<String>,
 }
 
 /// The auto threshold when a tenant sets none.
@@ -88,9 +96,11 @@ impl TenantSettings {
         for (field, keys) in [
             ("personal_attribute_keys", &self.personal_attribute_keys),
             ("financial_attribute_keys", &self.financial_attribute_keys),
+            ("match_attribute_keys", &self.match_attribute_keys),
         ] {
-            if keys.len() > MAX_KEYS {
-                v.add(field, format!("at most {MAX_KEYS} keys"));
+            let most = if field == "match_attribute_keys" { MAX_MATCH_KEYS } else { MAX_KEYS };
+            if keys.len() > most {
+                v.add(field, format!("at most {most} keys"));
             }
             for (i, key) in keys.iter().enumerate() {
                 if key.trim().is_empty() || key.chars().count() > limits::ATTRIBUTE_KEY {

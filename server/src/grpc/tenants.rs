@@ -47,6 +47,7 @@ impl TenantService for TenantApi {
                 max_merge_sources: settings.max_merge_sources,
                 match_auto_threshold: settings.match_auto_threshold,
                 match_review_threshold: settings.match_review_threshold,
+                match_attribute_keys: settings.match_attribute_keys.into_iter().collect(),
             },
             mask: update_mask.map(|m| m.paths).unwrap_or_default(),
             etag,
@@ -68,5 +69,6 @@ fn settings_to_pb(stored: VersionedSettings) -> pb::TenantSettings {
         max_merge_sources: stored.settings.max_merge_sources,
         match_auto_threshold: stored.settings.match_auto_threshold,
         match_review_threshold: stored.settings.match_review_threshold,
+        match_attribute_keys: stored.settings.match_attribute_keys.into_iter().collect(),
     }
 }

@@ -23,7 +23,7 @@ use crate::{
 pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
 /// Settings paths an update mask may name.
-const PATHS: [&str; 7] = [
+const PATHS: [&str; 8] = [
     "personal_attribute_keys",
     "financial_attribute_keys",
     "profile_reads_per_hour",
@@ -31,6 +31,7 @@ const PATHS: [&str; 7] = [
     "max_merge_sources",
     "match_auto_threshold",
     "match_review_threshold",
+    "match_attribute_keys",
 ];
 
 /// Tenant settings over a store.
@@ -127,6 +128,9 @@ impl Tenants {
         }
         if names(PATHS[6]) {
             settings.match_review_threshold = update.settings.match_review_threshold;
+        }
+        if names(PATHS[7]) {
+            settings.match_attribute_keys = update.settings.match_attribute_keys;
         }
         if settings == current.settings {
             return Ok(current);

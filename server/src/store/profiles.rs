@@ -6,7 +6,7 @@ use c360_entity::profile::{ActiveModel, Column, Entity};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, Iterable, QueryFilter,
-    QueryOrder, QuerySelect, TryGetableFromJson,
+    QueryOrder, QuerySelect, TryGetableFromJson, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
@@ -358,17 +358,19 @@ struct PersonRow {
     phones: Typed<Vec<Phone>>,
     addresses: Typed<Vec<PostalAddress>>,
     external_ids: Typed<Vec<ExternalId>>,
+    attributes: Option<Typed<Map<String, Value>>>,
 }
 
 /// Up to `limit` live people of `tenant` after `after`, in id order, each
 /// with its version and the fields matching compares (names, birth date,
-/// status, emails, phones, addresses, external ids; the others empty); plus
-/// whether more follow.
+/// status, emails, phones, addresses, external ids, and the attributes when
+/// `attributes`; the others empty); plus whether more follow.
 pub async fn people_to_match(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     after: Option<ProfileId>,
     limit: u64,
+    attributes: bool,
 ) -> Result<(Vec<(ProfileId, i64, ProfileData)>, bool), DomainError> {
     let mut select = Entity::find()
         .select_only()
@@ -387,6 +389,9 @@ pub async fn people_to_match(
         .filter(Column::TenantId.eq(tenant.as_str()))
         .filter(Column::Kind.eq(ProfileKind::Person.as_str()))
         .filter(Column::Status.is_in([ProfileStatus::Prospect.as_str(), ProfileStatus::Active.as_str()]));
+    // Most tenants match on no attribute: their JSON is not read then.
+    select =
+        if attributes { select.column(Column::Attributes) } else { select.column_as(Expr::cust("NULL"), "attributes") };
     if let Some(after) = after {
         select = select.filter(Column::Id.gt(after.as_uuid()));
     }
@@ -407,6 +412,7 @@ pub async fn people_to_match(
                 phones: row.phones.0,
                 addresses: row.addresses.0,
                 external_ids: row.external_ids.0,
+                attributes: row.attributes.map(|a| a.0).unwrap_or_default(),
                 ..ProfileData::default()
             };
             Ok((ProfileId::from(row.id), row.version, data))
