@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Accuracy of `c360 dedupe` against the truth file of `c360 seed`.
 
-Usage: bench/accuracy.py TRUTH.csv PAIRS.csv [--png OUT.png] [--auto 0.999] [--review 0.9]
+Usage: bench/accuracy.py TRUTH.csv PAIRS.csv [--png OUT.png] [--auto 0.999] [--review 0.9] [--by-name]
 
 TRUTH.csv is `c360 seed --truth` (profile_id_a, profile_id_b, ..., evidence);
 PAIRS.csv is `c360 dedupe --dry-run --export-pairs PAIRS.csv --export-from 0.01`.
 True pairs are closed under their clusters (two duplicates of one original
-are a true pair too). Prints pairwise precision and recall at several
+are a true pair too). With --by-name the truth names records as the pairs'
+`left` and `right` columns do (an imported file's keys, `dedupe --source`)
+rather than by profile id. Prints pairwise precision and recall at several
 thresholds, recall per evidence class at the review and auto thresholds, and
 draws the precision-recall curve over thresholds when matplotlib is there.
 """
@@ -24,6 +26,7 @@ def main() -> None:
     parser.add_argument("--auto", type=float, default=0.999)
     parser.add_argument("--review", type=float, default=0.9)
     parser.add_argument("--classes", action="store_true", help="recall for every combination of evidence")
+    parser.add_argument("--by-name", action="store_true", help="match the truth to the pairs' left/right names")
     args = parser.parse_args()
 
     parent: dict[str, str] = {}
@@ -41,7 +44,8 @@ def main() -> None:
     scored: dict[tuple[str, str], float] = {}
     with open(args.pairs, newline="") as f:
         for row in csv.DictReader(f):
-            key = tuple(sorted((row["left_profile_id"], row["right_profile_id"])))
+            columns = ("left", "right") if args.by_name else ("left_profile_id", "right_profile_id")
+            key = tuple(sorted((row[columns[0]], row[columns[1]])))
             scored[key] = float(row["probability"])
 
     def same(key: tuple[str, str]) -> bool:
