@@ -283,7 +283,7 @@ async fn three_profiles_merge_into_one_golden_record(app: TestApp) {
 on_both!(three_profiles_merge, three_profiles_merge_into_one_golden_record);
 
 #[tokio::test]
-async fn a_merge_reaches_another_instances_cache_before_it_returns() {
+async fn a_merge_and_its_unmerge_reach_another_instances_cache_before_they_return() {
     use c360_server::auth::Role;
     use c360_tests::TENANT;
     let app = TestApp::spawn_with_redis(&[]).await;
@@ -309,11 +309,27 @@ async fn a_merge_reaches_another_instances_cache_before_it_returns() {
         reason: pb::MergeReason::Manual as i32,
         ..Default::default()
     };
-    app.identity(TENANT, &[Role::Steward]).merge_profiles(merge).await.expect("merge");
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let merged = steward.merge_profiles(merge).await.expect("merge").into_inner();
     let read = reader.get_profile(pb::GetProfileRequest { id: source.id.clone() }).await.expect("get").into_inner();
     assert_eq!((read.id.as_str(), read.redirected_from.as_str()), (target.id.as_str(), source.id.as_str()));
     assert_eq!(read.emails.len(), 2, "the target as merged, not as cached");
-    assert_eq!(reader.lookup_profile(lookup).await.expect("lookup").into_inner().id, target.id);
+    assert_eq!(reader.lookup_profile(lookup.clone()).await.expect("lookup").into_inner().id, target.id);
+
+    // The sibling caches the merged state again; the unmerge reaches it too.
+    for _ in 0..2 {
+        reader.get_profile(pb::GetProfileRequest { id: source.id.clone() }).await.expect("cached by the sibling");
+        reader.get_profile(pb::GetProfileRequest { id: target.id.clone() }).await.expect("cached by the sibling");
+        reader.lookup_profile(lookup.clone()).await.expect("holder cached by the sibling");
+    }
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, ..Default::default() };
+    steward.unmerge_profile(unmerge).await.expect("unmerge");
+    let read = reader.get_profile(pb::GetProfileRequest { id: source.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((read.id.as_str(), read.redirected_from.as_str()), (source.id.as_str(), ""), "its own again");
+    let read = reader.get_profile(pb::GetProfileRequest { id: target.id.clone() }).await.expect("get").into_inner();
+    let emails: Vec<&str> = read.emails.iter().map(|e| e.address.as_str()).collect();
+    assert_eq!(emails, ["ann@example.com"], "the target without what the source brought");
+    assert_eq!(reader.lookup_profile(lookup).await.expect("lookup").into_inner().id, source.id);
 }
 
 async fn consent_rpcs_given_a_merged_id_answer_for_the_target(app: TestApp) {
@@ -738,3 +754,192 @@ async fn held_identifiers_follow_their_profile_through_a_merge_and_back(app: Tes
     store.close().await.expect("close");
 }
 on_both!(held_identifiers_follow_a_merge, held_identifiers_follow_their_profile_through_a_merge_and_back);
+
+/// A profile's status and version, read straight from the database.
+async fn stored_state(db: &DatabaseConnection, id: &str) -> (String, i64) {
+    let backend = db.get_database_backend();
+    let key = match backend {
+        sea_orm::DbBackend::Postgres => format!("'{id}'::uuid"),
+        _ => format!("x'{}'", id.replace('-', "")),
+    };
+    let sql = format!("SELECT status, version FROM profiles WHERE id = {key}");
+    let row = db.query_one_raw(Statement::from_string(backend, sql)).await.expect("read").expect("row");
+    (row.try_get("", "status").expect("status"), row.try_get("", "version").expect("version"))
+}
+
+async fn refusals_history_and_consent_ties_through_real_merges(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut client = app.agent();
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let mut consents = app.consents(TENANT, &[Role::Agent]);
+    let mut profiles = Vec::new();
+    for given in ["Tia", "Tea", "Thea", "Tiana", "Tiara", "Tina"] {
+        profiles.push(client.create_profile(create(person(given, "Tie", ""))).await.expect("create").into_inner());
+    }
+    let [a, b, c, d, e, f] = &profiles[..] else { unreachable!() };
+
+    // Two decisions captured at the same moment, one each way round: the
+    // more restrictive stays in force for the target, whichever held it.
+    let at = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 600, nanos: 0 };
+    for (profile, purpose, status) in [
+        (a, pb::ConsentPurpose::EmailMarketing, pb::ConsentStatus::Granted),
+        (b, pb::ConsentPurpose::EmailMarketing, pb::ConsentStatus::Denied),
+        (a, pb::ConsentPurpose::SmsMarketing, pb::ConsentStatus::Denied),
+        (b, pb::ConsentPurpose::SmsMarketing, pb::ConsentStatus::Granted),
+    ] {
+        let mut decision = decide(&profile.id, purpose, status);
+        decision.capture_time = Some(at);
+        consents.set_consent(decision).await.expect("consent");
+    }
+    let first = steward.merge_profiles(merge(&a.id, &[&b.id])).await.expect("merge").into_inner();
+    let state = consents.get_consents(pb::GetConsentsRequest { profile_id: a.id.clone() }).await.expect("consents");
+    let state = state.into_inner();
+    for purpose in [pb::ConsentPurpose::EmailMarketing, pb::ConsentPurpose::SmsMarketing] {
+        let held = state.consents.iter().find(|c| c.purpose == purpose as i32).expect("in force");
+        assert_eq!(held.status, pb::ConsentStatus::Denied as i32, "{purpose:?}: {state:?}");
+    }
+
+    // A batch asking for the source and the target answers the target twice.
+    let batch = pb::BatchGetProfilesRequest { ids: vec![b.id.clone(), a.id.clone()] };
+    let batch = client.batch_get_profiles(batch).await.expect("batch").into_inner();
+    let answered: Vec<(&str, &str)> =
+        batch.profiles.iter().map(|p| (p.id.as_str(), p.redirected_from.as_str())).collect();
+    assert_eq!(answered, [(a.id.as_str(), b.id.as_str()), (a.id.as_str(), "")]);
+
+    // History: newest first, each with its time, actor and decisions.
+    let second = steward.merge_profiles(merge(&a.id, &[&c.id])).await.expect("merge").into_inner();
+    let history = pb::ListMergeHistoryRequest { profile_id: a.id.clone() };
+    let history = steward.list_merge_history(history).await.expect("history").into_inner().merges;
+    let ids: Vec<&str> = history.iter().map(|m| m.merge_id.as_str()).collect();
+    assert_eq!(ids, [second.merge_id.as_str(), first.merge_id.as_str()]);
+    let time = |m: &pb::Merge| m.merge_time.expect("merge time").seconds;
+    assert!(time(&history[0]) >= time(&history[1]) && time(&history[1]) >= at.seconds, "{history:?}");
+    for (record, answer) in history.iter().zip([&second, &first]) {
+        assert_eq!(record.decisions, answer.decisions, "the decisions the merge answered with");
+        let given = record.decisions.iter().find(|d| d.field == "given_name").expect("a given-name decision");
+        assert!([&a.id, &b.id, &c.id].contains(&&given.profile_id), "{given:?}");
+        assert!(record.undo_time.is_none() && record.undone_by.is_empty());
+    }
+    let absorbed = pb::ListMergeHistoryRequest { profile_id: b.id.clone() };
+    let absorbed = steward.list_merge_history(absorbed).await.expect("history").into_inner().merges;
+    assert_eq!(absorbed.iter().map(|m| m.merge_id.as_str()).collect::<Vec<_>>(), [first.merge_id.as_str()]);
+
+    // Refusals, each with nothing changed.
+    let db = app.db.connect().await;
+    let into_merged = steward.merge_profiles(merge(&b.id, &[&d.id])).await.expect_err("target merged");
+    assert_eq!(into_merged.code(), tonic::Code::FailedPrecondition);
+    assert!(into_merged.message().contains(&a.id), "names where it resolves: {into_merged:?}");
+    let deleted = pb::DeleteProfileRequest { id: d.id.clone(), etag: d.etag.clone() };
+    client.delete_profile(deleted).await.expect("delete");
+    let before = stored_state(&db, &e.id).await;
+    let into_inactive = steward.merge_profiles(merge(&d.id, &[&e.id])).await.expect_err("target INACTIVE");
+    assert_eq!(into_inactive.code(), tonic::Code::FailedPrecondition, "{into_inactive:?}");
+    assert_eq!(stored_state(&db, &e.id).await, before);
+    let erase = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => format!("UPDATE profiles SET status = 'ERASED' WHERE id = '{}'::uuid", f.id),
+        _ => format!("UPDATE profiles SET status = 'ERASED' WHERE id = x'{}'", f.id.replace('-', "")),
+    };
+    db.execute_raw(Statement::from_string(db.get_database_backend(), erase)).await.expect("erase");
+    for request in [merge(&e.id, &[&f.id]), merge(&f.id, &[&e.id])] {
+        let refused = steward.merge_profiles(request).await.expect_err("an ERASED profile");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+        assert_eq!(stored_state(&db, &e.id).await, before);
+    }
+    // An INACTIVE source merges.
+    steward.merge_profiles(merge(&e.id, &[&d.id])).await.expect("an INACTIVE source");
+    assert_eq!(stored_state(&db, &d.id).await.0, "MERGED");
+}
+on_both!(refusals_history_and_ties, refusals_history_and_consent_ties_through_real_merges);
+
+async fn interactions_follow_their_profile_through_a_merge_and_back(app: TestApp) {
+    use c360_server::{
+        auth::Role,
+        cache::ProfileCache,
+        domain::{
+            ProfileId, TenantId,
+            interaction::{Interaction, InteractionType},
+        },
+        store::{self, SqliteDurability, Store},
+    };
+    use c360_tests::TENANT;
+    let mut client = app.agent();
+    let target = client.create_profile(create(person("Ida", "Track", ""))).await.expect("create").into_inner();
+    let source = client.create_profile(create(person("Ada", "Track", ""))).await.expect("create").into_inner();
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let store = Store::connect(&app.db.url, 2, SqliteDurability::Full, ProfileCache::none()).await.expect("connect");
+    let now = chrono::Utc::now();
+    let event = |id: &str, profile: &str, minutes: i64| Interaction {
+        tenant: tenant.clone(),
+        event_id: id.into(),
+        profile_id: ProfileId::parse(profile).expect("id"),
+        kind: InteractionType::Purchase,
+        channel: Some("WEB".into()),
+        source: "shop".into(),
+        occurred_at: now - chrono::Duration::minutes(minutes),
+        received_at: now,
+        amount: None,
+        properties: Default::default(),
+    };
+    let events = [
+        event("t1", &target.id, 30),
+        event("s1", &source.id, 20),
+        event("t2", &target.id, 10),
+        event("s2", &source.id, 5),
+    ];
+    store::events::insert_many(store.db(), &events).await.expect("events");
+    let of = async |id: &str| -> Vec<String> {
+        let found = store::events::of_profile(store.db(), &tenant, ProfileId::parse(id).expect("id"), 100).await;
+        found.expect("interactions").into_iter().map(|e| e.event_id).collect()
+    };
+    assert_eq!(of(&target.id).await, ["t2", "t1"]);
+
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let merged = steward.merge_profiles(merge(&target.id, &[&source.id])).await.expect("merge").into_inner();
+    assert_eq!(of(&target.id).await, ["s2", "t2", "s1", "t1"], "the target's, newest first, with the source's");
+
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, ..Default::default() };
+    steward.unmerge_profile(unmerge).await.expect("unmerge");
+    assert_eq!(of(&target.id).await, ["t2", "t1"]);
+    assert_eq!(of(&source.id).await, ["s2", "s1"], "back with their profile");
+    store.close().await.expect("close");
+}
+on_both!(interactions_follow_a_merge, interactions_follow_their_profile_through_a_merge_and_back);
+
+async fn an_address_two_merged_sources_brought_stays_until_both_are_undone(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut client = app.agent();
+    let home = || pb::PostalAddress {
+        lines: vec!["12 Harbour Street".into()],
+        locality: "Leith".into(),
+        postal_code: "EH6 6AA".into(),
+        country_code: "GB".into(),
+        ..Default::default()
+    };
+    let target = client.create_profile(create(person("Rhona", "Kerr", ""))).await.expect("create").into_inner();
+    let mut ids = Vec::new();
+    for given in ["Rona", "Rhonda"] {
+        let mut source = person(given, "Kerr", "");
+        source.addresses = vec![home()];
+        ids.push(client.create_profile(create(source)).await.expect("create").into_inner().id);
+    }
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let first = steward.merge_profiles(merge(&target.id, &[&ids[0]])).await.expect("merge").into_inner();
+    let second = steward.merge_profiles(merge(&target.id, &[&ids[1]])).await.expect("merge").into_inner();
+    let addresses = |profile: pb::Profile| profile.addresses.iter().map(|a| a.lines.join(" ")).collect::<Vec<_>>();
+    let read = async |client: &mut c360_tests::ProfileClient, id: &str| {
+        client.get_profile(pb::GetProfileRequest { id: id.into() }).await.expect("get").into_inner()
+    };
+    assert_eq!(addresses(read(&mut client, &target.id).await), ["12 Harbour Street"]);
+
+    // The first source leaves with its address; the second still gives it.
+    let undo = |merge_id: String| pb::UnmergeProfileRequest { merge_id, ..Default::default() };
+    steward.unmerge_profile(undo(first.merge_id)).await.expect("unmerge the first");
+    assert_eq!(addresses(read(&mut client, &target.id).await), ["12 Harbour Street"], "the second source's too");
+    assert_eq!(addresses(read(&mut client, &ids[0]).await), ["12 Harbour Street"]);
+    steward.unmerge_profile(undo(second.merge_id)).await.expect("unmerge the second");
+    assert!(addresses(read(&mut client, &target.id).await).is_empty(), "the target never had it");
+    assert_eq!(addresses(read(&mut client, &ids[1]).await), ["12 Harbour Street"]);
+}
+on_both!(shared_address_unmerge, an_address_two_merged_sources_brought_stays_until_both_are_undone);

@@ -42,14 +42,29 @@ pub struct Undone {
     pub sources: Vec<(ProfileId, ProfileData, BTreeMap<String, Lineage>)>,
 }
 
+/// What other merges into the same target brought, as their records say: a
+/// union of several sources is taken apart by these, not by values alone.
+#[derive(Debug, Clone, Default)]
+pub struct OtherMerges {
+    /// Sources of later merges that stand, as they were before them: a
+    /// contact point one of them brought too stays with the target.
+    pub later: Vec<ProfileData>,
+    /// Earlier merges undone after this one was made, each as (its target
+    /// before it, its sources before it): what they brought was in the
+    /// target before this merge without being the target's own.
+    pub withdrawn: Vec<(ProfileData, Vec<ProfileData>)>,
+}
+
 /// Undoes `merge` given its profiles as they were before it (`before`: the
-/// target and every source), the target now, and the writes addressed to
-/// the sources' old ids since, oldest first.
+/// target and every source), the target now, the writes addressed to the
+/// sources' old ids since, oldest first, and the other merges into the
+/// same target.
 pub fn undo(
     merge: &MergeRecord,
     before: &[Profile],
     target_now: &Profile,
     redirected: &[Redirected],
+    others: &OtherMerges,
     policy: &NormalizationPolicy,
 ) -> Option<Undone> {
     let snapshot = |id: ProfileId| before.iter().find(|p| p.id == id);
@@ -74,20 +89,24 @@ pub fn undo(
         unwind(&mut target, &target_before.data, write, policy);
     }
 
-    // What the sources brought, by value: out of the target again unless it
-    // held it before.
-    for (id, _, _) in &sources {
-        let brought = &snapshot(*id)?.data;
-        let had = &target_before.data;
-        target.emails.retain(|e| !holds_email(brought, e, policy) || holds_email(had, e, policy));
-        target.phones.retain(|p| {
-            !brought.phones.iter().any(|b| b.number == p.number) || had.phones.iter().any(|h| h.number == p.number)
-        });
-        target.addresses.retain(|a| {
-            !brought.addresses.iter().any(|b| same_place(a, b)) || had.addresses.iter().any(|h| same_place(a, h))
-        });
-        target.external_ids.retain(|x| !brought.external_ids.contains(x) || had.external_ids.contains(x));
-    }
+    // What the sources brought: out of the target again unless the target
+    // held it of its own before (not lent by an earlier merge undone since)
+    // or a later merge that stands brought it too (two sources with one
+    // address: undoing one merge leaves the address to the other).
+    let brought: Vec<&ProfileData> =
+        merge.sources.iter().map(|id| snapshot(*id).map(|p| &p.data)).collect::<Option<_>>()?;
+    let stays = |point: Point<'_>| {
+        let lent = |(had, sources): &(ProfileData, Vec<ProfileData>)| {
+            !point.in_(had, policy) && sources.iter().any(|s| point.in_(s, policy))
+        };
+        (point.in_(&target_before.data, policy) && !others.withdrawn.iter().any(lent))
+            || others.later.iter().any(|data| point.in_(data, policy))
+    };
+    let leaves = |point: Point<'_>| brought.iter().any(|data| point.in_(data, policy)) && !stays(point);
+    target.emails.retain(|e| !leaves(Point::Email(e)));
+    target.phones.retain(|p| !leaves(Point::Phone(p)));
+    target.addresses.retain(|a| !leaves(Point::Address(a)));
+    target.external_ids.retain(|x| !leaves(Point::ExternalId(x)));
 
     // Values the survivorship took from a source: back to the target's own,
     // unless written since (the target no longer holds the merged value).
@@ -281,6 +300,27 @@ fn changed_keys<'a>(was: &'a ProfileData, now: &'a ProfileData) -> Vec<&'a Strin
     keys
 }
 
+/// One contact point or external id, as a merge unions them.
+#[derive(Debug, Clone, Copy)]
+enum Point<'a> {
+    Email(&'a Email),
+    Phone(&'a Phone),
+    Address(&'a PostalAddress),
+    ExternalId(&'a ExternalId),
+}
+
+impl Point<'_> {
+    /// Whether `data` holds it (an email by its key, an address by place).
+    fn in_(self, data: &ProfileData, policy: &NormalizationPolicy) -> bool {
+        match self {
+            Point::Email(email) => holds_email(data, email, policy),
+            Point::Phone(phone) => data.phones.iter().any(|p| p.number == phone.number),
+            Point::Address(address) => data.addresses.iter().any(|a| same_place(a, address)),
+            Point::ExternalId(id) => data.external_ids.contains(id),
+        }
+    }
+}
+
 fn holds_email(data: &ProfileData, email: &Email, policy: &NormalizationPolicy) -> bool {
     let key = policy.email_key(&email.address);
     data.emails.iter().any(|e| policy.email_key(&e.address) == key)
@@ -383,7 +423,7 @@ mod tests {
         let before = [target.clone(), source.clone()];
 
         // Untouched since the merge: the target's own values come back.
-        let undone = undo(&merge, &before, &golden, &[], &policy).expect("undone");
+        let undone = undo(&merge, &before, &golden, &[], &OtherMerges::default(), &policy).expect("undone");
         assert_eq!(undone.target.0.given_name.as_deref(), Some("Ann"));
         assert_eq!(undone.target.0.status, ProfileStatus::Prospect, "the status the source lent");
         assert_eq!(undone.target.0.emails, target.data.emails);
@@ -392,14 +432,15 @@ mod tests {
         // Written on the target since: kept.
         let mut written = golden.clone();
         written.data.given_name = Some("Annie".into());
-        let undone = undo(&merge, &before, &written, &[], &policy).expect("undone");
+        let undone = undo(&merge, &before, &written, &[], &OtherMerges::default(), &policy).expect("undone");
         assert_eq!(undone.target.0.given_name.as_deref(), Some("Annie"));
 
         // Written through the source's old id: the source's, off the target.
         let mut after = golden.clone();
         after.data.given_name = Some("Anna".into());
         let redirected = Redirected { source: source.id, before: golden.clone(), after: after.clone() };
-        let undone = undo(&merge, &before, &after, std::slice::from_ref(&redirected), &policy).expect("undone");
+        let undone = undo(&merge, &before, &after, std::slice::from_ref(&redirected), &OtherMerges::default(), &policy)
+            .expect("undone");
         assert_eq!(undone.sources[0].1.given_name.as_deref(), Some("Anna"));
         assert_eq!(undone.target.0.given_name.as_deref(), Some("Ann"));
 
@@ -413,10 +454,56 @@ mod tests {
             email.primary = false;
         }
         let second = Redirected { source: source.id, before: after.clone(), after: last.clone() };
-        let undone = undo(&merge, &before, &last, &[redirected, second], &policy).expect("undone");
+        let undone =
+            undo(&merge, &before, &last, &[redirected, second], &OtherMerges::default(), &policy).expect("undone");
         assert_eq!(undone.sources[0].1.given_name.as_deref(), Some("Annie"));
         assert_eq!(undone.target.0.given_name.as_deref(), Some("Ann"));
         assert_eq!(undone.sources[0].1.emails.iter().filter(|e| e.primary).count(), 1);
         assert_eq!(undone.target.0.emails, target.data.emails);
+    }
+
+    /// Two sources that brought one address: in either order of undoing,
+    /// the address stays until the last merge that brought it is undone.
+    #[test]
+    fn a_contact_point_two_merges_brought_leaves_with_the_last() {
+        let policy = NormalizationPolicy::default();
+        let home =
+            PostalAddress { lines: vec!["12 Harbour Street".into()], locality: "Leith".into(), ..Default::default() };
+        let target = profile("Rhona", ProfileStatus::Active, "rhona@example.com");
+        let mut sources = [
+            profile("Rona", ProfileStatus::Active, "rona@example.com"),
+            profile("Rhonda", ProfileStatus::Active, "rhonda@example.com"),
+        ];
+        for source in &mut sources {
+            source.data.addresses = vec![home.clone()];
+        }
+        let first = merged(&target, &sources[0], vec![]);
+        let mut between = target.clone();
+        between.data.addresses = vec![home.clone()];
+        let mut second = merged(&between, &sources[1], vec![]);
+        second.at = first.at + chrono::Duration::seconds(1);
+        let mut both = between.clone();
+        both.data.emails.extend(sources.iter().map(|s| Email { primary: false, ..s.data.emails[0].clone() }));
+        let (before_first, before_second) =
+            ([target.clone(), sources[0].clone()], [between.clone(), sources[1].clone()]);
+
+        // The first undone while the second stands, then the second.
+        let standing = OtherMerges { later: vec![sources[1].data.clone()], withdrawn: vec![] };
+        let undone = undo(&first, &before_first, &both, &[], &standing, &policy).expect("undone");
+        assert_eq!(undone.target.0.addresses, std::slice::from_ref(&home), "the second source brought it too");
+        let mut now = both.clone();
+        now.data = undone.target.0;
+        let withdrawn =
+            OtherMerges { later: vec![], withdrawn: vec![(target.data.clone(), vec![sources[0].data.clone()])] };
+        let undone = undo(&second, &before_second, &now, &[], &withdrawn, &policy).expect("undone");
+        assert!(undone.target.0.addresses.is_empty(), "lent by the first merge, undone since");
+
+        // The second undone first: the first still gives it; then the first.
+        let undone = undo(&second, &before_second, &both, &[], &OtherMerges::default(), &policy).expect("undone");
+        assert_eq!(undone.target.0.addresses, std::slice::from_ref(&home));
+        let mut now = both.clone();
+        now.data = undone.target.0;
+        let undone = undo(&first, &before_first, &now, &[], &OtherMerges::default(), &policy).expect("undone");
+        assert!(undone.target.0.addresses.is_empty());
     }
 }

@@ -17,8 +17,9 @@ use crate::{
         error::Violations,
         events,
         identifiers::IdentifierKey,
+        merge::MergeRecord,
         profile::{self, Profile, ProfileStatus},
-        unmerge::{Redirected, undo},
+        unmerge::{OtherMerges, Redirected, undo},
         view::ProfileView,
     },
     service::{Audit, identity},
@@ -124,7 +125,8 @@ impl Profiles {
                 .into_iter()
                 .map(|(to, before, after)| Redirected { source: cluster[&to], before, after })
                 .collect();
-        let undone = undo(merge, &stored.before, target_now, &redirected, &self.policy)
+        let others = self.other_merges(&work, tenant, merge).await?;
+        let undone = undo(merge, &stored.before, target_now, &redirected, &others, &self.policy)
             .ok_or_else(|| DomainError::Internal(format!("merge {id} lacks the snapshot of a profile")))?;
 
         let now = profile::now();
@@ -248,6 +250,43 @@ impl Profiles {
             source_views.push(self.viewer.one(caller, source).await?);
         }
         Ok(Unmerged { merge_id: id, target: target_view, sources: source_views })
+    }
+
+    /// What the other merges into `merge`'s target brought, from their
+    /// records: the later ones that stand, and the earlier ones undone
+    /// after `merge` was made.
+    async fn other_merges(
+        &self,
+        work: &UnitOfWork,
+        tenant: &crate::domain::TenantId,
+        merge: &MergeRecord,
+    ) -> Result<OtherMerges, DomainError> {
+        let mut others = OtherMerges::default();
+        for other in store::merges::history(work.conn(), tenant, merge.target).await? {
+            if other.target != merge.target || other.id == merge.id {
+                continue;
+            }
+            let later = (other.at, other.id) > (merge.at, merge.id);
+            let withdrawn = !later && other.undone.as_ref().is_some_and(|(at, _)| *at > merge.at);
+            if (later && other.undone.is_some()) || (!later && !withdrawn) {
+                continue;
+            }
+            let Some(stored) = store::merges::find(work.conn(), tenant, other.id, false).await? else { continue };
+            let (mut had, mut sources) = (None, Vec::new());
+            for profile in stored.before {
+                if profile.id == other.target {
+                    had = Some(profile.data);
+                } else {
+                    sources.push(profile.data);
+                }
+            }
+            if later {
+                others.later.extend(sources);
+            } else if let Some(had) = had {
+                others.withdrawn.push((had, sources));
+            }
+        }
+        Ok(others)
     }
 
     /// Derives `profile`'s consent in force again from the histories of it
