@@ -37,6 +37,10 @@ pub struct Model {
     pub comparisons: Vec<Comparison>,
     /// Where a pair's match probability becomes a decision.
     pub thresholds: Thresholds,
+    /// Set in configuration rather than estimated: runs score with it as it
+    /// is and estimate nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 /// One field's levels and their parameters.
@@ -227,7 +231,36 @@ impl Model {
                 Comparison { field, levels }
             })
             .collect();
-        Self { version: 1, prior: 1e-4, comparisons, thresholds: Thresholds::default() }
+        Self { version: 1, prior: 1e-4, comparisons, thresholds: Thresholds::default(), pinned: false }
+    }
+
+    /// Checks a model written by hand: a prior and every `m` and `u`
+    /// probabilities above 0 and at most 1, each field compared once with
+    /// the levels it has, in order. Says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let probability = |p: f64| p > 0.0 && p <= 1.0;
+        if !(probability(self.prior) && self.prior < 1.0) {
+            return Err(format!("prior {} is not a probability above 0 and below 1", self.prior));
+        }
+        if self.comparisons.is_empty() {
+            return Err("no field is compared".into());
+        }
+        for (i, comparison) in self.comparisons.iter().enumerate() {
+            let name = comparison.field.name();
+            if self.comparisons[..i].iter().any(|c| c.field == comparison.field) {
+                return Err(format!("{name} is compared twice"));
+            }
+            let labels: Vec<&str> = comparison.levels.iter().map(|l| l.label.as_str()).collect();
+            if labels != comparison.field.levels() {
+                return Err(format!("{name} has the levels {:?}, in that order", comparison.field.levels()));
+            }
+            for level in &comparison.levels {
+                if !(probability(level.m) && probability(level.u)) {
+                    return Err(format!("{name}, level {}: m and u must be above 0 and at most 1", level.label));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The level of every comparison for `a` and `b` ([`NULL`] where a value

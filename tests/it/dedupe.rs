@@ -181,3 +181,76 @@ on_both!(
     a_mapped_attribute_is_evidence_when_the_tenant_matches_on_it,
     a_mapped_attribute_is_evidence_when_the_tenant_matches_on_it
 );
+
+/// Runs `c360 model ARGS --tenant TENANT` against `app`'s database; what it printed.
+async fn model(app: &TestApp, args: &[&str]) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut full = vec!["c360", "model"];
+    full.extend_from_slice(args);
+    full.extend(["--tenant", TENANT, "--database-url", &app.db.url, "--data-dir", dir.path().to_str().expect("utf-8")]);
+    let mut out = Vec::new();
+    c360_server::cli::Cli::try_parse_from(full)?.run_to(&mut out).await?;
+    Ok(String::from_utf8(out).expect("utf-8"))
+}
+
+/// log2 of the odds of `p`.
+fn weight(p: f64) -> f64 {
+    (p / (1.0 - p)).log2()
+}
+
+async fn a_pinned_model_scores_every_run_as_it_was_set(app: TestApp) {
+    let (csv, _) = people();
+    let dir = tempfile::tempdir().expect("temp dir");
+    import(&app, TENANT, &file(&dir, "people.csv", csv.as_bytes()), &[]).await;
+    let starting: serde_json::Value =
+        serde_json::from_str(&model(&app, &["show", "--json"]).await.expect("show")).expect("json");
+    let with_prior = |prior: f64| {
+        let mut model = starting.clone();
+        model["prior"] = prior.into();
+        file(&dir, &format!("model-{prior}.json"), model.to_string().as_bytes())
+    };
+
+    // A model that does not say what the engine compares is refused.
+    let mut broken = starting.clone();
+    broken["comparisons"][0]["levels"].as_array_mut().expect("levels").pop();
+    let broken = file(&dir, "broken.json", broken.to_string().as_bytes());
+    let refused = model(&app, &["set", "--file", broken.to_str().expect("utf-8")]).await.expect_err("refused");
+    assert!(refused.to_string().contains("given_name has the levels"), "{refused}");
+
+    let set = model(&app, &["set", "--file", with_prior(0.01).to_str().expect("utf-8")]).await.expect("set");
+    assert!(set.contains("model version 1 pinned"), "{set}");
+    assert!(model(&app, &["show"]).await.expect("show").contains("pinned"));
+    let low = scored(&app, &[]).await;
+    model(&app, &["set", "--file", with_prior(0.5).to_str().expect("utf-8")]).await.expect("set");
+    let high = scored(&app, &[]).await;
+    // Scored with the weights as set, nothing estimated: the prior alone
+    // moved, so every pair's weight moved by the prior's.
+    let shift = weight(0.5) - weight(0.01);
+    let mut compared = 0;
+    for (pair, &p) in &low {
+        let Some(&q) = high.get(pair) else { continue };
+        if (0.001..=0.999).contains(&p) && (0.001..=0.999).contains(&q) {
+            assert!((weight(q) - weight(p) - shift).abs() < 0.01, "{pair:?}: {p} then {q}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "pairs to compare");
+
+    // A run that merges keeps the pinned model in force as it was.
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let args = ["c360", "dedupe", "--tenant", TENANT, "--database-url", &app.db.url, "--data-dir"];
+    let args = [&args[..], &[data_dir.path().to_str().expect("utf-8")]].concat();
+    c360_server::cli::Cli::try_parse_from(args).expect("arguments").run().await.expect("dedupe");
+    let shown: serde_json::Value =
+        serde_json::from_str(&model(&app, &["show", "--json"]).await.expect("show")).expect("json");
+    assert_eq!(
+        (shown["version"].as_u64(), shown["pinned"].as_bool(), shown["prior"].as_f64()),
+        (Some(2), Some(true), Some(0.5))
+    );
+
+    let unpinned = model(&app, &["unpin"]).await.expect("unpin");
+    assert!(unpinned.contains("model version 3 in force"), "{unpinned}");
+    let again = model(&app, &["unpin"]).await.expect_err("not pinned");
+    assert!(again.to_string().contains("not pinned"), "{again}");
+}
+on_both!(a_pinned_model_scores_every_run_as_it_was_set, a_pinned_model_scores_every_run_as_it_was_set);

@@ -344,6 +344,9 @@ pub fn describe(model: &c360_matching::model::Model) -> String {
         model.thresholds.auto,
         model.thresholds.review
     );
+    if model.pinned {
+        out.push_str("  pinned: set in configuration, every run scores with it as it is\n");
+    }
     for (i, comparison) in model.comparisons.iter().enumerate() {
         out.push_str(&format!("  {}\n", comparison.field.name()));
         for (l, level) in comparison.levels.iter().enumerate() {

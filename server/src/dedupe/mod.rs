@@ -175,9 +175,16 @@ pub async fn find(
     let total = store::profiles::count(store.db(), tenant, &live, Some(ProfileKind::Person)).await?;
     let held = store::identities::held(store.db(), tenant).await?;
     let settings = store::settings::get(store.db(), tenant).await?.settings;
+    // A model set in configuration is used as it is; otherwise the run
+    // estimates one, its version one past the model in force.
+    let previous = store::matching::current_model(store.db(), tenant).await?;
+    let pinned = previous.clone().filter(|m| m.pinned);
     let mut options = options.clone();
     options.match_attributes.extend(settings.match_attribute_keys.iter().cloned());
-    let keys = options.match_attributes.clone();
+    let mut keys = options.match_attributes.clone();
+    if let Some(model) = &pinned {
+        keys = model.comparisons.iter().filter_map(|c| attribute_key(&c.field)).collect();
+    }
     // The next page is read and decoded while this one is turned into
     // inputs: reading a tenant is a good part of a run.
     let (pages, mut next) = tokio::sync::mpsc::channel(2);
@@ -233,17 +240,18 @@ pub async fn find(
     }
     tracing::info!(profiles = inputs.len(), "profiles read");
     progress.step("matching");
-    // The tenant's thresholds (settings); the version moves on from the
-    // model in force.
-    let previous = store::matching::current_model(store.db(), tenant).await?;
+    // The tenant's thresholds (settings), whichever the model.
     let (auto, review) = settings.match_thresholds();
     let thresholds = Thresholds { auto, review };
     let stop = cancel.clone();
-    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, &stop))
+    let given = pinned.clone();
+    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, given, &stop))
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let Some((mut model, candidate_pairs, pairs, clusters)) = ran else { return Ok(None) };
-    model.version = previous.map_or(1, |m| m.version + 1);
+    if pinned.is_none() {
+        model.version = previous.map_or(1, |m| m.version + 1);
+    }
     let found = Found { profiles, model, candidate_pairs, pairs, clusters };
     progress.found(&found);
     Ok(Some(found))
@@ -256,45 +264,37 @@ const SCORED_PER_LOOK: usize = 1 << 20;
 /// the pairs kept and the clusters.
 pub type Ran = (Model, usize, Vec<Pair>, Vec<Vec<u32>>);
 
-/// The pure part of a run, over prepared inputs; `None` when `cancel`
-/// stopped it first.
-pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: &CancellationToken) -> Option<Ran> {
+/// The attribute key a field compares, if it is a mapped attribute.
+fn attribute_key(field: &Field) -> Option<String> {
+    match field {
+        Field::Attribute(key) => Some(key.clone()),
+        _ => None,
+    }
+}
+
+/// The pure part of a run, over prepared inputs: with `given` (a pinned
+/// model), scored with it as it is; otherwise with a model estimated from
+/// the inputs. `None` when `cancel` stopped it first.
+pub fn run(
+    inputs: &[Input],
+    options: &Options,
+    thresholds: Thresholds,
+    given: Option<Model>,
+    cancel: &CancellationToken,
+) -> Option<Ran> {
     let started = std::time::Instant::now();
     let records: Vec<Record> =
         c360_matching::per_core(inputs, |part| part.iter().map(Record::prepare).collect::<Vec<_>>())
             .into_iter()
             .flatten()
             .collect();
-    let mut fields = Field::defaults();
-    fields.extend(options.match_attributes.iter().cloned().map(Field::Attribute));
-    let mut model = Model::new(fields);
-    model.thresholds = thresholds;
     let rules = Rule::defaults();
-    // Splink draws a million pairs whatever the size; a small tenant needs
-    // fewer for the same precision.
-    let random_pairs = options.random_pairs.min(records.len().saturating_mul(200).max(100_000));
-    estimate_u(&mut model, &records, random_pairs, 0x0c36_0000);
-    if cancel.is_cancelled() {
-        return None;
-    }
-    let training = Rule::training();
-    let per_rule: Vec<(Rule, Vec<(u32, u32)>)> =
-        training.iter().copied().zip(pairs_per_rule(&training, &records, options.max_block)).collect();
-    let sessions: Vec<Session<'_>> = per_rule
-        .iter()
-        .map(|(rule, pairs)| {
-            let fixed =
-                rule.fields().iter().filter_map(|f| model.comparisons.iter().position(|c| &c.field == f)).collect();
-            Session { pairs, fixed }
-        })
-        .collect();
-    estimate_m(&mut model, &records, &sessions);
-    drop(sessions);
-    drop(per_rule);
-    if cancel.is_cancelled() {
-        return None;
-    }
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "model estimated");
+    let mut model = match given {
+        Some(model) => model,
+        None => estimate(&records, options, cancel)?,
+    };
+    model.thresholds = thresholds;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "model ready");
     let frequencies = Frequencies::count(&model, &records);
     // Scoring reads both records of tens of millions of pairs, most of them
     // of one town or postal code: laid out (copied, strings and all) in
@@ -364,6 +364,39 @@ pub fn run(inputs: &[Input], options: &Options, thresholds: Thresholds, cancel: 
     Some((model, candidate_pairs, pairs, clusters))
 }
 
+/// A model estimated from `records` without labels: `u` from random pairs,
+/// `m` by EM over the training rules' pairs. `None` when `cancel` stopped it.
+fn estimate(records: &[Record], options: &Options, cancel: &CancellationToken) -> Option<Model> {
+    let mut fields = Field::defaults();
+    fields.extend(options.match_attributes.iter().cloned().map(Field::Attribute));
+    let mut model = Model::new(fields);
+    // Splink draws a million pairs whatever the size; a small tenant needs
+    // fewer for the same precision.
+    let random_pairs = options.random_pairs.min(records.len().saturating_mul(200).max(100_000));
+    estimate_u(&mut model, records, random_pairs, 0x0c36_0000);
+    if cancel.is_cancelled() {
+        return None;
+    }
+    let training = Rule::training();
+    let per_rule: Vec<(Rule, Vec<(u32, u32)>)> =
+        training.iter().copied().zip(pairs_per_rule(&training, records, options.max_block)).collect();
+    let sessions: Vec<Session<'_>> = per_rule
+        .iter()
+        .map(|(rule, pairs)| {
+            let fixed =
+                rule.fields().iter().filter_map(|f| model.comparisons.iter().position(|c| &c.field == f)).collect();
+            Session { pairs, fixed }
+        })
+        .collect();
+    estimate_m(&mut model, records, &sessions);
+    drop(sessions);
+    drop(per_rule);
+    if cancel.is_cancelled() {
+        return None;
+    }
+    Some(model)
+}
+
 /// Merges each cluster of `found` into its oldest profile through the
 /// service (reason AUTO_MATCH), as `caller`, sending the versions read as
 /// etags: a profile changed, merged or given an identifier since is not
@@ -415,7 +448,8 @@ pub async fn apply(
     Ok(Some((merged, refused)))
 }
 
-/// Stores the model of `found` as `tenant`'s model in force and the pairs
+/// Stores the model of `found` as `tenant`'s model in force (unless it is
+/// the pinned one in force already) and the pairs
 /// left for a steward in the review queue, in one transaction; how many
 /// pairs were proposed and how many wait in all.
 pub async fn keep(
@@ -429,7 +463,10 @@ pub async fn keep(
     let review = for_review(found);
     let now = chrono::Utc::now();
     let work = store.begin().await?;
-    store::matching::save_model(work.conn(), tenant, &found.model, actor, now).await?;
+    // A pinned model is in force already, as it was set.
+    if !found.model.pinned {
+        store::matching::save_model(work.conn(), tenant, &found.model, actor, now).await?;
+    }
     store::matching::propose(work.conn(), tenant, &review, found.model.version, now).await?;
     work.commit().await?;
     progress.queued(review.len() as u64);
