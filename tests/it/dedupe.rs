@@ -53,7 +53,7 @@ const RENAMED: usize = 20;
 /// house, or with a typo in the family name, as most duplicates are), and [`RENAMED`] people found again
 /// under a new family name in another town. Each row's key is its line's
 /// `id`; the renamed pairs are returned by key.
-fn people() -> (String, Vec<(String, String)>) {
+pub fn people() -> (String, Vec<(String, String)>) {
     let mut csv = String::from("id,given name,surname,date of birth,city,email,national_id\n");
     let mut state: u64 = 0x5eed;
     let mut next = |below: usize| {
@@ -93,7 +93,7 @@ fn people() -> (String, Vec<(String, String)>) {
 
 /// Runs `c360 dedupe --dry-run` with `extra` arguments; the probability of
 /// every candidate pair exported, by the pair's row keys (sorted).
-async fn scored(app: &TestApp, extra: &[&str]) -> HashMap<(String, String), f64> {
+pub async fn scored(app: &TestApp, extra: &[&str]) -> HashMap<(String, String), f64> {
     let dir = tempfile::tempdir().expect("temp dir");
     let pairs = dir.path().join("pairs.csv");
     let mut args = vec![

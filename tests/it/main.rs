@@ -55,6 +55,7 @@ mod merges;
 mod outbox;
 mod profiles;
 mod relay;
+mod review;
 mod seed;
 mod serving;
 mod tls;

@@ -33,6 +33,8 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.IdentityService/StartDeduplication", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/GetJob", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/CancelJob", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/ListMergeCandidates", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/DecideMergeCandidate", Permission::MergeProfiles),
 ];
 
 /// What each role may do: one row per role.

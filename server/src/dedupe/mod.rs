@@ -4,7 +4,7 @@
 //! auto threshold form clusters that no chain of weak links can grow. What
 //! to do with the result (merge, store for review, export) is the caller's.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use tokio_util::sync::CancellationToken;
 
@@ -243,9 +243,19 @@ pub async fn find(
     // The tenant's thresholds (settings), whichever the model.
     let (auto, review) = settings.match_thresholds();
     let thresholds = Thresholds { auto, review };
+    // Pairs a steward said are not one person never join a cluster.
+    let position: HashMap<ProfileId, u32> = profiles.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
+    let apart: HashSet<(u32, u32)> = store::matching::rejected(store.db(), tenant)
+        .await?
+        .into_iter()
+        .filter_map(|(a, b)| {
+            let (a, b) = (*position.get(&a)?, *position.get(&b)?);
+            Some((a.min(b), a.max(b)))
+        })
+        .collect();
     let stop = cancel.clone();
     let given = pinned.clone();
-    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, given, &stop))
+    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, given, &apart, &stop))
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let Some((mut model, candidate_pairs, pairs, clusters)) = ran else { return Ok(None) };
@@ -274,12 +284,14 @@ fn attribute_key(field: &Field) -> Option<String> {
 
 /// The pure part of a run, over prepared inputs: with `given` (a pinned
 /// model), scored with it as it is; otherwise with a model estimated from
-/// the inputs. `None` when `cancel` stopped it first.
+/// the inputs. No cluster joins a pair of `apart` (indices into `inputs`,
+/// smaller first). `None` when `cancel` stopped it first.
 pub fn run(
     inputs: &[Input],
     options: &Options,
     thresholds: Thresholds,
     given: Option<Model>,
+    apart: &HashSet<(u32, u32)>,
     cancel: &CancellationToken,
 ) -> Option<Ran> {
     let started = std::time::Instant::now();
@@ -354,12 +366,21 @@ pub fn run(
     drop(all);
     tracing::info!(kept = pairs.len(), seconds = started.elapsed().as_secs_f64(), "candidate pairs scored");
     pairs.sort_by(|x, y| y.probability.total_cmp(&x.probability).then((x.left, x.right).cmp(&(y.left, y.right))));
-    let scored: Vec<(u32, u32, f64)> = pairs.iter().map(|p| (p.left, p.right, p.probability)).collect();
+    let scored: Vec<(u32, u32, f64)> = pairs
+        .iter()
+        .filter(|p| !apart.contains(&(p.left, p.right)))
+        .map(|p| (p.left, p.right, p.probability))
+        .collect();
     let limits =
         Limits { link: model.thresholds.auto, cohesion: model.thresholds.review, max_size: options.max_cluster };
     let record = |i: u32| &laid[position[i as usize] as usize];
-    let clusters =
-        clusters(laid.len(), &scored, limits, |i, j| model.probability(record(i), record(j), Some(&frequencies)));
+    let clusters = clusters(laid.len(), &scored, limits, |i, j| {
+        if apart.contains(&(i.min(j), i.max(j))) {
+            0.0
+        } else {
+            model.probability(record(i), record(j), Some(&frequencies))
+        }
+    });
     tracing::info!(clusters = clusters.len(), seconds = started.elapsed().as_secs_f64(), "clustered");
     Some((model, candidate_pairs, pairs, clusters))
 }

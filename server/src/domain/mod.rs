@@ -11,6 +11,7 @@
 //! - [`interaction`] — customer interactions (the API's events).
 //! - [`merge`] — survivorship: the golden record of a merge and why.
 //! - [`unmerge`] — what a merge's profiles become when it is undone.
+//! - [`review`] — the stewards' review queue of match candidates.
 //! - [`page`] — opaque page tokens.
 //! - [`privacy`] — field classes and the masked forms of values.
 //! - [`view`] — role-shaped views of records, as callers receive them.
@@ -28,6 +29,7 @@ pub mod merge;
 pub mod page;
 pub mod privacy;
 pub mod profile;
+pub mod review;
 pub mod settings;
 pub mod unmerge;
 pub mod view;

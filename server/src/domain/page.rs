@@ -53,41 +53,85 @@ impl PageTokens {
         tenant: &TenantId,
         query: String,
     ) -> Result<PageRequest, DomainError> {
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(DomainError::invalid("page_size", "must not be negative")),
-            n => (n as u64).min(MAX_PAGE_SIZE),
-        };
+        let size = page_size_of(page_size)?;
         let bound = format!("{tenant}\u{0}{query}");
         let after = if page_token.is_empty() { None } else { Some(self.open(page_token, &bound)?) };
         Ok(PageRequest { size, after, bound, tokens: self.clone() })
     }
 
-    fn mac(&self, bound: &str, last: &Uuid) -> Hmac<Sha256> {
+    /// Validates `page_size` and `page_token` for `query` in `tenant`, for
+    /// a keyset of `N` bytes (a list ordered by something else than id: a
+    /// score and the ids that break its ties).
+    pub fn request_keyed<const N: usize>(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        tenant: &TenantId,
+        query: String,
+    ) -> Result<KeyedPageRequest<N>, DomainError> {
+        let size = page_size_of(page_size)?;
+        let bound = format!("{tenant}\u{0}{query}");
+        let after = if page_token.is_empty() { None } else { Some(self.open_bytes::<N>(page_token, &bound)?) };
+        Ok(KeyedPageRequest { size, after, bound, tokens: self.clone() })
+    }
+
+    fn mac(&self, bound: &str, last: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(bound.as_bytes());
         mac.update(&[0]);
-        mac.update(last.as_bytes());
+        mac.update(last);
         mac
     }
 
-    fn seal(&self, bound: &str, last: Uuid) -> String {
-        let tag = self.mac(bound, &last).finalize().into_bytes();
-        let mut bytes = Vec::with_capacity(16 + MAC_BYTES);
-        bytes.extend_from_slice(last.as_bytes());
+    fn seal(&self, bound: &str, last: &[u8]) -> String {
+        let tag = self.mac(bound, last).finalize().into_bytes();
+        let mut bytes = Vec::with_capacity(last.len() + MAC_BYTES);
+        bytes.extend_from_slice(last);
         bytes.extend_from_slice(&tag[..MAC_BYTES]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
     fn open(&self, token: &str, bound: &str) -> Result<Uuid, DomainError> {
+        Ok(Uuid::from_bytes(self.open_bytes::<16>(token, bound)?))
+    }
+
+    fn open_bytes<const N: usize>(&self, token: &str, bound: &str) -> Result<[u8; N], DomainError> {
         let invalid = || DomainError::invalid("page_token", "not a page token of this query");
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-        if bytes.len() != 16 + MAC_BYTES {
+        if bytes.len() != N + MAC_BYTES {
             return Err(invalid());
         }
-        let last = Uuid::from_slice(&bytes[..16]).map_err(|_| invalid())?;
-        self.mac(bound, &last).verify_truncated_left(&bytes[16..]).map_err(|_| invalid())?;
+        self.mac(bound, &bytes[..N]).verify_truncated_left(&bytes[N..]).map_err(|_| invalid())?;
+        let mut last = [0; N];
+        last.copy_from_slice(&bytes[..N]);
         Ok(last)
+    }
+}
+
+fn page_size_of(page_size: i32) -> Result<u64, DomainError> {
+    match page_size {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err(DomainError::invalid("page_size", "must not be negative")),
+        n => Ok((n as u64).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// A validated page request over a keyset of `N` bytes.
+#[derive(Debug, Clone)]
+pub struct KeyedPageRequest<const N: usize> {
+    /// Rows to return.
+    pub size: u64,
+    /// Start after this key.
+    pub after: Option<[u8; N]>,
+    /// Tenant and query the tokens are bound to.
+    bound: String,
+    tokens: PageTokens,
+}
+
+impl<const N: usize> KeyedPageRequest<N> {
+    /// The token for the page after one that ended at `last`.
+    pub fn next_token(&self, last: [u8; N]) -> String {
+        self.tokens.seal(&self.bound, &last)
     }
 }
 
@@ -106,7 +150,7 @@ pub struct PageRequest {
 impl PageRequest {
     /// The token for the page after one that ended at `last`.
     pub fn next_token(&self, last: impl Into<Uuid>) -> String {
-        self.tokens.seal(&self.bound, last.into())
+        self.tokens.seal(&self.bound, last.into().as_bytes())
     }
 }
 

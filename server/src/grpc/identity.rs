@@ -1,5 +1,5 @@
 //! `c360.v1.IdentityService`: merges, their previews, history and unmerges;
-//! bulk deduplication jobs.
+//! bulk deduplication jobs; the stewards' review queue.
 
 use c360_proto::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Request, Response, Status};
@@ -10,8 +10,9 @@ use crate::{
     domain::{
         job::{Job, JobProgress, JobState},
         merge::{FieldDecision, MergeReason, MergeRecord},
+        review::{CandidateStatus, MatchCandidate},
     },
-    service::{Jobs, MergeRequest, Merged, Profiles, Unmerged},
+    service::{CandidatePage, Decided, Jobs, MergeRequest, Merged, Profiles, Unmerged},
 };
 
 /// The gRPC face of the merge operations of [`Profiles`] and of [`Jobs`].
@@ -104,6 +105,57 @@ impl IdentityService for IdentityApi {
         let caller = caller(&request)?;
         let job = self.jobs.cancel(&caller, &request.get_ref().job_id).await?;
         Ok(Response::new(pb::CancelJobResponse { job: Some(job_to_pb(job)) }))
+    }
+
+    async fn list_merge_candidates(
+        &self,
+        request: Request<pb::ListMergeCandidatesRequest>,
+    ) -> Reply<pb::ListMergeCandidatesResponse> {
+        let caller = caller(&request)?;
+        let pb::ListMergeCandidatesRequest { profile_id, page_size, page_token } = request.get_ref();
+        let CandidatePage { candidates, next_page_token } =
+            self.profiles.merge_candidates(&caller, profile_id, *page_size, page_token).await?;
+        Ok(Response::new(pb::ListMergeCandidatesResponse {
+            candidates: candidates.iter().map(candidate_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn decide_merge_candidate(
+        &self,
+        request: Request<pb::DecideMergeCandidateRequest>,
+    ) -> Reply<pb::DecideMergeCandidateResponse> {
+        let caller = caller(&request)?;
+        let pb::DecideMergeCandidateRequest { left_id, right_id, decision } = request.get_ref();
+        let approve = match pb::MergeDecision::try_from(*decision) {
+            Ok(pb::MergeDecision::Approve) => Some(true),
+            Ok(pb::MergeDecision::Reject) => Some(false),
+            _ => None,
+        };
+        let Decided { candidate, merged } = self.profiles.decide_candidate(&caller, left_id, right_id, approve).await?;
+        Ok(Response::new(pb::DecideMergeCandidateResponse {
+            candidate: Some(candidate_to_pb(&candidate)),
+            merge_id: merged.as_ref().and_then(|m| m.merge_id).map(|id| id.to_string()).unwrap_or_default(),
+            profile: merged.map(|m| m.view.into()),
+        }))
+    }
+}
+
+fn candidate_to_pb(candidate: &MatchCandidate) -> pb::MergeCandidate {
+    let status = match candidate.status {
+        CandidateStatus::Pending => pb::MergeCandidateStatus::Pending,
+        CandidateStatus::Approved => pb::MergeCandidateStatus::Approved,
+        CandidateStatus::Rejected => pb::MergeCandidateStatus::Rejected,
+    };
+    pb::MergeCandidate {
+        left_id: candidate.left.to_string(),
+        right_id: candidate.right.to_string(),
+        confidence: candidate.probability,
+        model_version: candidate.model_version,
+        status: status as i32,
+        create_time: Some(timestamp(candidate.created_at)),
+        decide_time: candidate.decided.as_ref().map(|(at, _)| timestamp(*at)),
+        decided_by: candidate.decided.as_ref().map(|(_, by)| by.clone()).unwrap_or_default(),
     }
 }
 

@@ -17,6 +17,8 @@ pub use caps::ReadCaps;
 pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
 pub use jobs::Jobs;
-pub use profiles::{MergeRequest, Merged, Page, Profiles, RequestKey, SearchCriterion, Unmerged, UpdateRequest};
+pub use profiles::{
+    CandidatePage, Decided, MergeRequest, Merged, Page, Profiles, RequestKey, SearchCriterion, Unmerged, UpdateRequest,
+};
 pub use tenants::{SETTINGS_TTL, SettingsUpdate, Tenants};
 pub use views::Viewer;

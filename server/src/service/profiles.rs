@@ -1,9 +1,11 @@
 //! Profile operations.
 
 mod merges;
+mod review;
 mod unmerge;
 
 pub use merges::{MergeRequest, Merged};
+pub use review::{CandidatePage, Decided};
 pub use unmerge::Unmerged;
 
 use std::{

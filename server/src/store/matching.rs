@@ -4,10 +4,14 @@
 
 use c360_matching::model::Model;
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, QueryResult};
+use uuid::Uuid;
 
 use super::{MAX_BIND_PARAMS, db_error, sql::Sql};
-use crate::domain::{DomainError, ProfileId, TenantId};
+use crate::domain::{
+    DomainError, ProfileId, TenantId,
+    review::{CandidateStatus, MatchCandidate, QueueKey},
+};
 
 /// The model in force for `tenant`, if one was ever stored.
 pub async fn current_model(conn: &impl ConnectionTrait, tenant: &TenantId) -> Result<Option<Model>, DomainError> {
@@ -101,4 +105,142 @@ pub async fn pending(conn: &impl ConnectionTrait, tenant: &TenantId) -> Result<u
     let row = conn.query_one_raw(sql.statement()).await.map_err(db_error)?;
     let n: i64 = row.map(|r| r.try_get("", "n")).transpose().map_err(db_error)?.unwrap_or(0);
     Ok(n as u64)
+}
+
+/// Columns of a candidate row, from table alias `c`.
+const CANDIDATE_COLUMNS: &str =
+    "c.left_id, c.right_id, c.probability, c.model_version, c.status, c.created_at, c.updated_at, c.decided_by";
+
+fn candidate(row: &QueryResult) -> Result<MatchCandidate, DomainError> {
+    let status: String = row.try_get("", "status").map_err(db_error)?;
+    let status = CandidateStatus::parse(&status)
+        .ok_or_else(|| DomainError::Internal(format!("stored candidate status '{status}'")))?;
+    let updated_at: DateTime<Utc> = row.try_get("", "updated_at").map_err(db_error)?;
+    let decided_by: Option<String> = row.try_get("", "decided_by").map_err(db_error)?;
+    Ok(MatchCandidate {
+        left: ProfileId::from(row.try_get::<Uuid>("", "left_id").map_err(db_error)?),
+        right: ProfileId::from(row.try_get::<Uuid>("", "right_id").map_err(db_error)?),
+        probability: row.try_get("", "probability").map_err(db_error)?,
+        model_version: row.try_get::<i32>("", "model_version").map_err(db_error)? as u32,
+        status,
+        created_at: row.try_get("", "created_at").map_err(db_error)?,
+        decided: (status != CandidateStatus::Pending).then(|| (updated_at, decided_by.unwrap_or_default())),
+    })
+}
+
+/// Up to `limit` pending pairs of `tenant` whose profiles are both live,
+/// highest probability first, after `after`; only those of `profile` when
+/// given.
+pub async fn pending_page(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profile: Option<ProfileId>,
+    after: Option<QueueKey>,
+    limit: u64,
+) -> Result<Vec<MatchCandidate>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM match_candidates c \
+         JOIN profiles l ON l.tenant_id = c.tenant_id AND l.id = c.left_id \
+         JOIN profiles r ON r.tenant_id = c.tenant_id AND r.id = c.right_id \
+         WHERE c.tenant_id = "
+    ))
+    .bind(tenant.as_str())
+    .push(" AND c.status = 'PENDING' AND l.status IN ('PROSPECT', 'ACTIVE') AND r.status IN ('PROSPECT', 'ACTIVE')");
+    if let Some(profile) = profile {
+        sql.push(" AND (c.left_id = ")
+            .bind(profile.as_uuid())
+            .push(" OR c.right_id = ")
+            .bind(profile.as_uuid())
+            .push(")");
+    }
+    if let Some((probability, left, right)) = after {
+        sql.push(" AND (c.probability < ")
+            .bind(probability)
+            .push(" OR (c.probability = ")
+            .bind(probability)
+            .push(" AND (c.left_id > ")
+            .bind(left.as_uuid())
+            .push(" OR (c.left_id = ")
+            .bind(left.as_uuid())
+            .push(" AND c.right_id > ")
+            .bind(right.as_uuid())
+            .push("))))");
+    }
+    sql.push(" ORDER BY c.probability DESC, c.left_id, c.right_id LIMIT ").bind(limit as i64);
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    rows.iter().map(candidate).collect()
+}
+
+/// The pair `left`, `right` of `tenant` (smaller id first); with
+/// `for_update`, its row locked until the transaction ends (PostgreSQL).
+pub async fn find_candidate(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    left: ProfileId,
+    right: ProfileId,
+    for_update: bool,
+) -> Result<Option<MatchCandidate>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!("SELECT {CANDIDATE_COLUMNS} FROM match_candidates c WHERE c.tenant_id = "))
+        .bind(tenant.as_str())
+        .push(" AND c.left_id = ")
+        .bind(left.as_uuid())
+        .push(" AND c.right_id = ")
+        .bind(right.as_uuid());
+    if for_update && super::supports_row_locks(conn) {
+        sql.push(" FOR UPDATE");
+    }
+    conn.query_one_raw(sql.statement()).await.map_err(db_error)?.as_ref().map(candidate).transpose()
+}
+
+/// Records a steward's decision on a pending pair; false when it was no
+/// longer pending.
+pub async fn decide(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    left: ProfileId,
+    right: ProfileId,
+    status: CandidateStatus,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("UPDATE match_candidates SET status = ")
+        .bind(status.as_str())
+        .push(", decided_by = ")
+        .bind(by)
+        .push(", updated_at = ")
+        .bind(at)
+        .push(" WHERE tenant_id = ")
+        .bind(tenant.as_str())
+        .push(" AND left_id = ")
+        .bind(left.as_uuid())
+        .push(" AND right_id = ")
+        .bind(right.as_uuid())
+        .push(" AND status = 'PENDING'");
+    Ok(conn.execute_raw(sql.statement()).await.map_err(db_error)?.rows_affected() == 1)
+}
+
+/// The pairs of `tenant` a steward rejected, each named by the profiles
+/// its two now resolve to (a profile merged since answers for its target).
+pub async fn rejected(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Vec<(ProfileId, ProfileId)>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(
+        "SELECT COALESCE(l.merged_into, l.id) AS a, COALESCE(r.merged_into, r.id) AS b FROM match_candidates c \
+         JOIN profiles l ON l.tenant_id = c.tenant_id AND l.id = c.left_id \
+         JOIN profiles r ON r.tenant_id = c.tenant_id AND r.id = c.right_id \
+         WHERE c.status = 'REJECTED' AND c.tenant_id = ",
+    )
+    .bind(tenant.as_str());
+    let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
+    rows.iter()
+        .map(|row| {
+            let id = |column: &str| row.try_get::<Uuid>("", column).map(ProfileId::from).map_err(db_error);
+            Ok((id("a")?, id("b")?))
+        })
+        .collect()
 }
