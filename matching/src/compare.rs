@@ -51,6 +51,14 @@ impl Field {
         ]
     }
 
+    /// The key of a mapped attribute; none for the other fields.
+    pub fn attribute_key(&self) -> Option<&str> {
+        match self {
+            Field::Attribute(key) => Some(key),
+            _ => None,
+        }
+    }
+
     /// The field's name in explanations and settings.
     pub fn name(&self) -> String {
         match self {

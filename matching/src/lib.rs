@@ -89,7 +89,7 @@ pub struct Record {
     pub postcode: String,
     /// City, folded.
     pub city: String,
-    /// Mapped attributes, values folded, sorted by key.
+    /// Mapped attributes, values folded without spaces or punctuation, sorted by key.
     pub attributes: Vec<(String, String)>,
 }
 
@@ -113,7 +113,8 @@ impl Record {
         let (address_numbers, address_words) =
             address.iter().cloned().partition(|t: &String| t.bytes().any(|c| c.is_ascii_digit()));
         let mut attributes: Vec<(String, String)> =
-            input.attributes.iter().map(|(k, v)| (k.clone(), names::fold(v))).filter(|(_, v)| !v.is_empty()).collect();
+            // An id written `AB-123`, `ab 123` or `AB123` is one id.
+            input.attributes.iter().map(|(k, v)| (k.clone(), names::fold(v).replace(' ', ""))).filter(|(_, v)| !v.is_empty()).collect();
         attributes.sort();
         Self {
             given_formal: names::formal(&given).to_owned(),
@@ -190,7 +191,11 @@ mod tests {
             addresses: vec!["12 High Street, Flat 3".into()],
             postal_code: "sw1a 1aa".into(),
             locality: "London".into(),
-            attributes: vec![("tier".into(), "Gold".into()), ("club".into(), "".into())],
+            attributes: vec![
+                ("tier".into(), "Gold".into()),
+                ("club".into(), "".into()),
+                ("id".into(), "AB-12 3".into()),
+            ],
         });
         assert_eq!(record.given_formal, "robert");
         assert_eq!(record.birth, Some((1980, 2, 30)), "checked by the service, kept as written here");
@@ -198,7 +203,7 @@ mod tests {
         assert_eq!(record.phones, ["442079460000"]);
         assert_eq!(record.address, ["12", "3", "apt", "high", "st"]);
         assert_eq!(record.postcode, "SW1A1AA");
-        assert_eq!(record.attributes, [("tier".to_owned(), "gold".to_owned())]);
+        assert_eq!(record.attributes, [("id".to_owned(), "ab123".to_owned()), ("tier".to_owned(), "gold".to_owned())]);
         assert_eq!(parse_date("1980-13-01"), None);
         assert_eq!(parse_date(""), None);
     }

@@ -593,4 +593,23 @@ mod tests {
         let json = serde_json::to_string(&model).expect("encode");
         assert_eq!(serde_json::from_str::<Model>(&json).expect("decode"), model, "to the last bit");
     }
+
+    #[test]
+    fn a_model_written_by_hand_is_checked_field_by_field() {
+        let good = Model::new(vec![Field::GivenName, Field::Attribute("national_id".into())]);
+        assert_eq!(good.check(), Ok(()));
+        let broken = |change: &dyn Fn(&mut Model)| {
+            let mut model = good.clone();
+            change(&mut model);
+            model.check().expect_err("refused")
+        };
+        assert!(broken(&|m| m.prior = 1.0).contains("prior"));
+        assert!(broken(&|m| m.prior = 0.0).contains("prior"));
+        assert!(broken(&|m| m.comparisons.clear()).contains("no field"));
+        assert!(broken(&|m| m.comparisons.push(m.comparisons[0].clone())).contains("given_name is compared twice"));
+        assert!(broken(&|m| m.comparisons[0].levels.swap(0, 1)).contains("given_name has the levels"));
+        assert!(broken(&|m| m.comparisons[1].levels[0].m = 0.0).contains("attributes.national_id, level exact"));
+        assert!(broken(&|m| m.comparisons[1].levels[1].u = 1.5).contains("m and u"));
+        assert!(broken(&|m| m.comparisons[0].levels[0].u = f64::NAN).contains("m and u"));
+    }
 }

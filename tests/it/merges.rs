@@ -9,14 +9,19 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::{create, person, set_segment};
 
+/// A profile id as an SQL literal of `db`'s backend.
+fn uuid_literal(db: &DatabaseConnection, id: &str) -> String {
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => format!("'{id}'::uuid"),
+        _ => format!("x'{}'", id.replace('-', "")),
+    }
+}
+
 /// Marks `source` merged into `target`, as MergeProfiles leaves it: MERGED,
 /// `merged_into`, identifiers released.
 async fn mark_merged(db: &DatabaseConnection, source: &str, target: &str) {
     let backend = db.get_database_backend();
-    let uuid = |id: &str| match backend {
-        sea_orm::DbBackend::Postgres => format!("'{id}'::uuid"),
-        _ => format!("x'{}'", id.replace('-', "")),
-    };
+    let uuid = |id: &str| uuid_literal(db, id);
     for sql in [
         format!(
             "UPDATE profiles SET status = 'MERGED', merged_into = {}, version = version + 1 WHERE id = {}",
@@ -757,13 +762,9 @@ on_both!(held_identifiers_follow_a_merge, held_identifiers_follow_their_profile_
 
 /// A profile's status and version, read straight from the database.
 async fn stored_state(db: &DatabaseConnection, id: &str) -> (String, i64) {
-    let backend = db.get_database_backend();
-    let key = match backend {
-        sea_orm::DbBackend::Postgres => format!("'{id}'::uuid"),
-        _ => format!("x'{}'", id.replace('-', "")),
-    };
-    let sql = format!("SELECT status, version FROM profiles WHERE id = {key}");
-    let row = db.query_one_raw(Statement::from_string(backend, sql)).await.expect("read").expect("row");
+    let sql = format!("SELECT status, version FROM profiles WHERE id = {}", uuid_literal(db, id));
+    let row =
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("read").expect("row");
     (row.try_get("", "status").expect("status"), row.try_get("", "version").expect("version"))
 }
 
@@ -832,19 +833,18 @@ async fn refusals_history_and_consent_ties_through_real_merges(app: TestApp) {
     assert!(into_merged.message().contains(&a.id), "names where it resolves: {into_merged:?}");
     let deleted = pb::DeleteProfileRequest { id: d.id.clone(), etag: d.etag.clone() };
     client.delete_profile(deleted).await.expect("delete");
-    let before = stored_state(&db, &e.id).await;
+    let (before, inactive) = (stored_state(&db, &e.id).await, stored_state(&db, &d.id).await);
+    assert_eq!(inactive.0, "INACTIVE");
     let into_inactive = steward.merge_profiles(merge(&d.id, &[&e.id])).await.expect_err("target INACTIVE");
     assert_eq!(into_inactive.code(), tonic::Code::FailedPrecondition, "{into_inactive:?}");
-    assert_eq!(stored_state(&db, &e.id).await, before);
-    let erase = match db.get_database_backend() {
-        sea_orm::DbBackend::Postgres => format!("UPDATE profiles SET status = 'ERASED' WHERE id = '{}'::uuid", f.id),
-        _ => format!("UPDATE profiles SET status = 'ERASED' WHERE id = x'{}'", f.id.replace('-', "")),
-    };
+    assert_eq!((stored_state(&db, &e.id).await, stored_state(&db, &d.id).await), (before.clone(), inactive));
+    let erase = format!("UPDATE profiles SET status = 'ERASED' WHERE id = {}", uuid_literal(&db, &f.id));
     db.execute_raw(Statement::from_string(db.get_database_backend(), erase)).await.expect("erase");
+    let erased = stored_state(&db, &f.id).await;
     for request in [merge(&e.id, &[&f.id]), merge(&f.id, &[&e.id])] {
         let refused = steward.merge_profiles(request).await.expect_err("an ERASED profile");
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
-        assert_eq!(stored_state(&db, &e.id).await, before);
+        assert_eq!((stored_state(&db, &e.id).await, stored_state(&db, &f.id).await), (before.clone(), erased.clone()));
     }
     // An INACTIVE source merges.
     steward.merge_profiles(merge(&e.id, &[&d.id])).await.expect("an INACTIVE source");

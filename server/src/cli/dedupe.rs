@@ -79,10 +79,7 @@ fn probability(raw: &str) -> Result<f64, String> {
 }
 
 fn attribute_key(raw: &str) -> Result<String, String> {
-    let most = crate::domain::profile::limits::ATTRIBUTE_KEY;
-    if raw.trim().is_empty() || raw.chars().count() > most {
-        return Err(format!("an attribute key has 1 to {most} characters"));
-    }
+    crate::domain::profile::limits::attribute_key(raw)?;
     Ok(raw.to_owned())
 }
 
@@ -135,6 +132,10 @@ impl dedupe::Progress for Terminal {
 /// Runs `c360 dedupe`.
 pub async fn run(args: DedupeArgs) -> anyhow::Result<()> {
     let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant {e}"))?;
+    let most = crate::domain::settings::MAX_MATCH_KEYS;
+    if args.match_attributes.len() > most {
+        anyhow::bail!("--match-attribute: at most {most} keys");
+    }
     let policy = args.normalization.policy()?;
     let (cache, stop_cache) = args.redis.writer_cache()?;
     let store = args.database.connect(&args.data.data_dir, 4, cache.clone()).await?;

@@ -68,10 +68,14 @@ impl ModelCommand {
                     anyhow::anyhow!("{} is not a model as `c360 model show --json` prints: {e}", file.display())
                 })?;
                 model.check().map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
+                for key in model.comparisons.iter().filter_map(|c| c.field.attribute_key()) {
+                    crate::domain::profile::limits::attribute_key(key)
+                        .map_err(|why| anyhow::anyhow!("{}: attributes.{key}: {why}", file.display()))?;
+                }
                 let version = store_next(&tenant, &target, |_| Ok(Model { pinned: true, ..model.clone() })).await?;
                 writeln!(
                     out,
-                    "model version {version} pinned for tenant {tenant}: every run scores with it as it is (c360 model unpin to estimate again)"
+                    "model version {version} pinned for tenant {tenant}: every run scores with it as it is, judged by the tenant's thresholds (c360 model unpin to estimate again)"
                 )?;
                 Ok(())
             }
@@ -109,7 +113,9 @@ async fn store_next(
             Ok(model) => Model { version, ..model },
             Err(refused) => return Ok(Err(refused)),
         };
-        store::matching::save_model(work.conn(), &tenant, &model, ACTOR, chrono::Utc::now()).await?;
+        if !store::matching::save_model(work.conn(), &tenant, &model, ACTOR, chrono::Utc::now()).await? {
+            return Err(DomainError::Aborted(format!("model version {version} was stored meanwhile")));
+        }
         work.commit().await?;
         Ok(Ok(version))
     };

@@ -183,7 +183,15 @@ pub async fn find(
     options.match_attributes.extend(settings.match_attribute_keys.iter().cloned());
     let mut keys = options.match_attributes.clone();
     if let Some(model) = &pinned {
-        keys = model.comparisons.iter().filter_map(|c| attribute_key(&c.field)).collect();
+        let compared: BTreeSet<String> =
+            model.comparisons.iter().filter_map(|c| c.field.attribute_key()).map(str::to_owned).collect();
+        if !keys.is_subset(&compared) {
+            tracing::warn!(
+                asked = ?keys.difference(&compared).collect::<Vec<_>>(),
+                "the pinned model decides which attributes are compared; these are not"
+            );
+        }
+        keys = compared;
     }
     // The next page is read and decoded while this one is turned into
     // inputs: reading a tenant is a good part of a run.
@@ -273,14 +281,6 @@ const SCORED_PER_LOOK: usize = 1 << 20;
 /// What [`run`] returns: the model, how many candidate pairs were compared,
 /// the pairs kept and the clusters.
 pub type Ran = (Model, usize, Vec<Pair>, Vec<Vec<u32>>);
-
-/// The attribute key a field compares, if it is a mapped attribute.
-fn attribute_key(field: &Field) -> Option<String> {
-    match field {
-        Field::Attribute(key) => Some(key.clone()),
-        _ => None,
-    }
-}
 
 /// The pure part of a run, over prepared inputs: with `given` (a pinned
 /// model), scored with it as it is; otherwise with a model estimated from
@@ -484,11 +484,20 @@ pub async fn keep(
     let review = for_review(found);
     let now = chrono::Utc::now();
     let work = store.begin().await?;
-    // A pinned model is in force already, as it was set.
-    if !found.model.pinned {
-        store::matching::save_model(work.conn(), tenant, &found.model, actor, now).await?;
+    // A pinned model is in force already, as it was set. An estimated one
+    // takes the version after the model in force now: one set by hand while
+    // the run went on would otherwise have taken the version it read at
+    // the start (and one pinned meanwhile stays in force).
+    let mut version = found.model.version;
+    let current = store::matching::current_model(work.conn(), tenant).await?;
+    if !found.model.pinned && current.as_ref().is_none_or(|m| !m.pinned) {
+        version = current.map_or(1, |m| m.version + 1);
+        let model = Model { version, ..found.model.clone() };
+        if !store::matching::save_model(work.conn(), tenant, &model, actor, now).await? {
+            return Err(DomainError::Aborted(format!("model version {version} was stored by another writer")));
+        }
     }
-    store::matching::propose(work.conn(), tenant, &review, found.model.version, now).await?;
+    store::matching::propose(work.conn(), tenant, &review, version, now).await?;
     work.commit().await?;
     progress.queued(review.len() as u64);
     Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
@@ -577,4 +586,31 @@ pub fn cluster_confidence(found: &Found) -> Vec<f64> {
         }
     }
     lowest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_mapped_attributes_with_one_value_are_matched() {
+        let mut data = ProfileData::default();
+        for (key, value) in [
+            ("national_id", serde_json::json!("AB-123")),
+            ("member_no", serde_json::json!(40123)),
+            ("verified", serde_json::json!(true)),
+            ("tags", serde_json::json!(["a", "b"])),
+            ("card", serde_json::json!({"no": 1})),
+            ("tier", serde_json::json!("gold")),
+        ] {
+            data.attributes.insert(key.to_owned(), value);
+        }
+        let keys: BTreeSet<String> =
+            ["national_id", "member_no", "verified", "tags", "card", "absent"].map(str::to_owned).into();
+        let input = input(&data, &NormalizationPolicy::default(), &keys);
+        let expected: Vec<(String, String)> = [("member_no", "40123"), ("national_id", "AB-123"), ("verified", "true")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(input.attributes, expected, "unmapped keys, lists and objects left out");
+    }
 }

@@ -423,6 +423,15 @@ pub mod limits {
     pub const ATTRIBUTES_BYTES: usize = 64 * 1024;
     /// Characters in an attribute key.
     pub const ATTRIBUTE_KEY: usize = 128;
+
+    /// Checks an attribute key named in settings or matching: not blank, at
+    /// most [`ATTRIBUTE_KEY`] characters.
+    pub fn attribute_key(key: &str) -> Result<(), String> {
+        if key.trim().is_empty() || key.chars().count() > ATTRIBUTE_KEY {
+            return Err(format!("an attribute key has 1 to {ATTRIBUTE_KEY} characters"));
+        }
+        Ok(())
+    }
 }
 
 impl ProfileInput {

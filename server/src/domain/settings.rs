@@ -93,18 +93,17 @@ impl TenantSettings {
     /// Checks the values a caller sent.
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut v = Violations::default();
-        for (field, keys) in [
-            ("personal_attribute_keys", &self.personal_attribute_keys),
-            ("financial_attribute_keys", &self.financial_attribute_keys),
-            ("match_attribute_keys", &self.match_attribute_keys),
+        for (field, keys, most) in [
+            ("personal_attribute_keys", &self.personal_attribute_keys, MAX_KEYS),
+            ("financial_attribute_keys", &self.financial_attribute_keys, MAX_KEYS),
+            ("match_attribute_keys", &self.match_attribute_keys, MAX_MATCH_KEYS),
         ] {
-            let most = if field == "match_attribute_keys" { MAX_MATCH_KEYS } else { MAX_KEYS };
             if keys.len() > most {
                 v.add(field, format!("at most {most} keys"));
             }
             for (i, key) in keys.iter().enumerate() {
-                if key.trim().is_empty() || key.chars().count() > limits::ATTRIBUTE_KEY {
-                    v.add(format!("{field}[{i}]"), format!("needs 1 to {} characters", limits::ATTRIBUTE_KEY));
+                if let Err(why) = limits::attribute_key(key) {
+                    v.add(format!("{field}[{i}]"), why);
                 }
             }
         }

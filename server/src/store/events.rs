@@ -43,7 +43,7 @@ pub async fn of_profile(
         .filter(Column::TenantId.eq(tenant.as_str()))
         .filter(Column::ProfileId.in_subquery(members))
         .order_by_desc(Column::OccurredAt)
-        .order_by_desc(Column::EventId)
+        .order_by_asc(Column::EventId)
         .limit(limit)
         .all(conn)
         .await

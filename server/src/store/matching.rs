@@ -24,14 +24,15 @@ pub async fn current_model(conn: &impl ConnectionTrait, tenant: &TenantId) -> Re
     serde_json::from_str(&text).map(Some).map_err(|e| DomainError::Internal(format!("stored matching model: {e}")))
 }
 
-/// Stores `model` as `tenant`'s model in force (its version must be new).
+/// Stores `model` as `tenant`'s model in force; false (nothing written)
+/// when its version was taken meanwhile.
 pub async fn save_model(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     model: &Model,
     actor: &str,
     at: DateTime<Utc>,
-) -> Result<(), DomainError> {
+) -> Result<bool, DomainError> {
     let text = serde_json::to_string(model).map_err(|e| DomainError::Internal(format!("encoding a model: {e}")))?;
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("INSERT INTO match_models (tenant_id, version, model, created_by, created_at) VALUES (")
@@ -44,9 +45,8 @@ pub async fn save_model(
         .bind(actor)
         .push(", ")
         .bind(at)
-        .push(")");
-    conn.execute_raw(sql.statement()).await.map_err(db_error)?;
-    Ok(())
+        .push(") ON CONFLICT (tenant_id, version) DO NOTHING");
+    Ok(conn.execute_raw(sql.statement()).await.map_err(db_error)?.rows_affected() == 1)
 }
 
 /// Puts pairs in the review queue as PENDING (each pair once, smaller id

@@ -125,7 +125,8 @@ impl Profiles {
                 .into_iter()
                 .map(|(to, before, after)| Redirected { source: cluster[&to], before, after })
                 .collect();
-        let others = self.other_merges(&work, tenant, merge).await?;
+        let version = stored.before.iter().find(|p| p.id == merge.target).map_or(0, |p| p.version);
+        let others = self.other_merges(&work, tenant, merge, version).await?;
         let undone = undo(merge, &stored.before, target_now, &redirected, &others, &self.policy)
             .ok_or_else(|| DomainError::Internal(format!("merge {id} lacks the snapshot of a profile")))?;
 
@@ -254,35 +255,36 @@ impl Profiles {
 
     /// What the other merges into `merge`'s target brought, from their
     /// records: the later ones that stand, and the earlier ones undone
-    /// after `merge` was made.
+    /// after `merge` was made. Merges into one target are ordered by the
+    /// target's version before each (they lock it, so versions follow the
+    /// real order whatever the instances' clocks say); `version` is the
+    /// target's before `merge`.
     async fn other_merges(
         &self,
         work: &UnitOfWork,
         tenant: &crate::domain::TenantId,
         merge: &MergeRecord,
+        version: i64,
     ) -> Result<OtherMerges, DomainError> {
         let mut others = OtherMerges::default();
         for other in store::merges::history(work.conn(), tenant, merge.target).await? {
             if other.target != merge.target || other.id == merge.id {
                 continue;
             }
-            let later = (other.at, other.id) > (merge.at, merge.id);
+            let Some(stored) = store::merges::find(work.conn(), tenant, other.id, false).await? else { continue };
+            let Some(had) = stored.before.iter().find(|p| p.id == other.target) else { continue };
+            let later = had.version > version;
+            // Undone after this merge was made: by the clock, the one
+            // record of when an unmerge happened.
             let withdrawn = !later && other.undone.as_ref().is_some_and(|(at, _)| *at > merge.at);
             if (later && other.undone.is_some()) || (!later && !withdrawn) {
                 continue;
             }
-            let Some(stored) = store::merges::find(work.conn(), tenant, other.id, false).await? else { continue };
-            let (mut had, mut sources) = (None, Vec::new());
-            for profile in stored.before {
-                if profile.id == other.target {
-                    had = Some(profile.data);
-                } else {
-                    sources.push(profile.data);
-                }
-            }
+            let had = had.data.clone();
+            let sources = stored.before.into_iter().filter(|p| p.id != other.target).map(|p| p.data).collect();
             if later {
-                others.later.extend(sources);
-            } else if let Some(had) = had {
+                others.later.extend::<Vec<_>>(sources);
+            } else {
                 others.withdrawn.push((had, sources));
             }
         }
