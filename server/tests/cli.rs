@@ -497,3 +497,42 @@ async fn dedupe_finds_seeded_duplicates_and_a_dry_run_writes_nothing() {
     let after = export().await;
     assert_eq!(before.lines().count() - after.lines().count(), members - clusters_found, "{summary}");
 }
+
+/// `c360 import` as a user runs it with its output piped: progress as log
+/// lines on stderr, a summary on stdout that counts what happened, the
+/// rejected rows' file named; a second run of the same file changes nothing.
+#[tokio::test]
+async fn import_prints_its_progress_and_a_summary_of_what_it_did() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let file = dir.path().join("customers.csv");
+    let mut csv = String::from("id,given name,surname,email,date of birth\n");
+    for i in 0..40 {
+        csv += &format!("{i},Ada{i},Byron,ada{i}@example.com,1980-01-{:02}\n", i % 28 + 1);
+    }
+    csv += "40,Bad,Date,bad@example.com,1980-02-31\n41,Bad,Email,not-an-email,\n";
+    std::fs::write(&file, csv).expect("write");
+    let import = || {
+        let args =
+            ["import", "--data-dir", data_dir, "--tenant", "demo", "--source", "legacy", "--batch-size", "5", "--file"];
+        c360(&args).arg(&file).output()
+    };
+    let output = import().await.expect("c360 import");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("read 42, created 40, updated 0, unchanged 0, rejected 2"),
+        "the summary counts each outcome: {stdout}"
+    );
+    let errors = format!("{}.errors.csv", file.display());
+    assert!(stdout.contains(&format!("rejected rows, with line and reason: {errors}")), "{stdout}");
+    let rejected = std::fs::read_to_string(&errors).expect("errors file");
+    assert!(rejected.contains("42,date of birth") && rejected.contains("43,emails[0].address"), "{rejected}");
+    let progress = stderr.lines().filter(|line| line.contains(" of 42 rows (")).count();
+    assert!(progress >= 3, "progress as log lines when not on a terminal: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no terminal colours in a piped log: {stderr}");
+
+    let again = import().await.expect("c360 import");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("read 42, created 0, updated 0, unchanged 40, rejected 2"), "{stdout}");
+}
