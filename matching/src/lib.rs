@@ -13,6 +13,7 @@
 pub mod blocking;
 pub mod cluster;
 pub mod compare;
+pub mod junk;
 pub mod model;
 pub mod names;
 pub mod train;

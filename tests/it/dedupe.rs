@@ -254,3 +254,37 @@ async fn a_pinned_model_scores_every_run_as_it_was_set(app: TestApp) {
     assert!(again.to_string().contains("not pinned"), "{again}");
 }
 on_both!(a_pinned_model_scores_every_run_as_it_was_set, a_pinned_model_scores_every_run_as_it_was_set);
+
+async fn placeholders_and_the_tenants_blocklist_pair_no_one(app: TestApp) {
+    let (mut csv, _) = people();
+    // Strangers sharing a placeholder email, and strangers sharing the
+    // shop's own address typed for customers who gave none: each second
+    // one is loaded without it (another profile holds it) and kept as
+    // what its record said.
+    csv += "j1,Ann,Smith,1971-02-03,Leeds,noemail@noemail.example,\n";
+    csv += "j2,Bob,Jones,1982-04-05,York,noemail@noemail.example,\n";
+    csv += "j3,Cara,Brown,1963-06-07,Leeds,info@shop.example,\n";
+    csv += "j4,Dev,Patel,1994-08-09,York,info@shop.example,\n";
+    let dir = tempfile::tempdir().expect("temp dir");
+    import(&app, TENANT, &file(&dir, "people.csv", csv.as_bytes()), &[]).await;
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+
+    let before = scored(&app, &[]).await;
+    assert!(!before.contains_key(&pair("j1", "j2")), "a placeholder pairs no one");
+    assert!(before.contains_key(&pair("j3", "j4")), "a shared email pairs its holders");
+
+    let mut admin = app.tenants(TENANT, &[Role::Admin]);
+    let blocklist = |values: Vec<String>| pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings { match_blocklist: values, ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["match_blocklist".into()] }),
+        etag: String::new(),
+    };
+    let refused = admin.update_tenant_settings(blocklist(vec!["x".repeat(201)])).await.expect_err("too long");
+    assert_eq!(crate::violated_fields(&refused), ["match_blocklist[0]"]);
+    let set = admin.update_tenant_settings(blocklist(vec!["Info@Shop.example".into()])).await.expect("set");
+    assert_eq!(set.into_inner().match_blocklist, ["Info@Shop.example"]);
+    let after = scored(&app, &[]).await;
+    assert!(!after.contains_key(&pair("j3", "j4")), "the tenant's own junk pairs no one either");
+    assert_eq!(after.len() + 1, before.len(), "nothing else changed: {} then {}", before.len(), after.len());
+}
+on_both!(placeholders_and_the_tenants_blocklist_pair_no_one, placeholders_and_the_tenants_blocklist_pair_no_one);

@@ -34,6 +34,47 @@ use crate::{
 /// Profiles read per query.
 const PAGE: u64 = 5_000;
 
+/// Values that are no evidence of one person: the placeholders of
+/// [`c360_matching::junk`] and a tenant's `match_blocklist`. A profile is
+/// matched as if it did not carry them.
+#[derive(Debug, Clone, Default)]
+pub struct Junk {
+    emails: HashSet<String>,
+    phones: HashSet<String>,
+    addresses: HashSet<String>,
+}
+
+impl Junk {
+    /// The tenant's list, each value read as an email when it has an `@`,
+    /// else as a phone number when it is one, else as an address text.
+    pub fn new(blocklist: &BTreeSet<String>, policy: &NormalizationPolicy) -> Self {
+        let mut junk = Self::default();
+        for value in blocklist {
+            if value.contains('@') {
+                junk.emails.insert(policy.email_key(value));
+            } else if let Ok(number) = policy.phone(value) {
+                junk.phones.insert(number);
+            } else {
+                junk.addresses.insert(c360_matching::junk::address_key(value));
+            }
+        }
+        junk
+    }
+
+    fn email(&self, key: &str) -> bool {
+        self.emails.contains(key) || c360_matching::junk::placeholder_email(key)
+    }
+
+    fn phone(&self, number: &str) -> bool {
+        self.phones.contains(number) || c360_matching::junk::placeholder_phone(number)
+    }
+
+    fn address(&self, text: &str) -> bool {
+        c360_matching::junk::placeholder_address(text)
+            || self.addresses.contains(&c360_matching::junk::address_key(text))
+    }
+}
+
 /// How a run finds its pairs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -182,6 +223,7 @@ pub async fn find(
     let mut options = options.clone();
     options.match_attributes.extend(settings.match_attribute_keys.iter().cloned());
     let mut keys = options.match_attributes.clone();
+    let junk = Junk::new(&settings.match_blocklist, policy);
     if let Some(model) = &pinned {
         let compared: BTreeSet<String> =
             model.comparisons.iter().filter_map(|c| c.field.attribute_key()).map(str::to_owned).collect();
@@ -221,14 +263,14 @@ pub async fn find(
         expecting = more;
         read += page.len() as u64;
         for (id, version, data) in page {
-            let mut input = input(&data, policy, &keys);
+            let mut input = input(&data, policy, &keys, &junk);
             // What its records said, though another profile held it.
             // (After a merge into its holder, the profile holds it itself.)
             for key in held.get(&id).into_iter().flatten() {
                 let values = match key.id_type {
-                    IdentifierType::Email => &mut input.emails,
-                    IdentifierType::Phone => &mut input.phones,
-                    IdentifierType::ExternalId => continue,
+                    IdentifierType::Email if !junk.email(&key.value) => &mut input.emails,
+                    IdentifierType::Phone if !junk.phone(&key.value) => &mut input.phones,
+                    _ => continue,
                 };
                 if !values.contains(&key.value) {
                     values.push(key.value.clone());
@@ -505,8 +547,8 @@ pub async fn keep(
 
 /// A profile's values as the matcher reads them, with its attributes of
 /// the keys in `attributes` (text, numbers and booleans; lists and objects
-/// are no single value to compare).
-pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTreeSet<String>) -> Input {
+/// are no single value to compare) and without the `junk` it carries.
+pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTreeSet<String>, junk: &Junk) -> Input {
     let first = data.addresses.first();
     let attribute = |key: &String| {
         let value = match data.attributes.get(key)? {
@@ -520,9 +562,9 @@ pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTre
         given_name: data.given_name.clone().unwrap_or_default(),
         family_name: data.family_name.clone().unwrap_or_default(),
         birth_date: data.birth_date.map(|d| d.to_string()).unwrap_or_default(),
-        emails: data.emails.iter().map(|e| policy.email_key(&e.address)).collect(),
-        phones: data.phones.iter().map(|p| p.number.clone()).collect(),
-        addresses: data.addresses.iter().map(|a| a.lines.join(" ")).collect(),
+        emails: data.emails.iter().map(|e| policy.email_key(&e.address)).filter(|key| !junk.email(key)).collect(),
+        phones: data.phones.iter().map(|p| p.number.clone()).filter(|number| !junk.phone(number)).collect(),
+        addresses: data.addresses.iter().map(|a| a.lines.join(" ")).filter(|text| !junk.address(text)).collect(),
         postal_code: first.map(|a| a.postal_code.clone()).unwrap_or_default(),
         locality: first.map(|a| a.locality.clone()).unwrap_or_default(),
         attributes: attributes.iter().filter_map(attribute).collect(),
@@ -607,7 +649,7 @@ mod tests {
         }
         let keys: BTreeSet<String> =
             ["national_id", "member_no", "verified", "tags", "card", "absent"].map(str::to_owned).into();
-        let input = input(&data, &NormalizationPolicy::default(), &keys);
+        let input = input(&data, &NormalizationPolicy::default(), &keys, &Junk::default());
         let expected: Vec<(String, String)> = [("member_no", "40123"), ("national_id", "AB-123"), ("verified", "true")]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .into();

@@ -22,6 +22,12 @@ pub const MAX_KEYS: usize = 200;
 /// the model, estimated and scored for every pair.
 pub const MAX_MATCH_KEYS: usize = 20;
 
+/// Most values in the match blocklist.
+pub const MAX_BLOCKLIST: usize = 1000;
+
+/// Most characters in one blocklisted value.
+pub const BLOCKLIST_VALUE: usize = 200;
+
 /// Most sources in the source priority list.
 pub const MAX_SOURCES: usize = 100;
 
@@ -54,6 +60,11 @@ pub struct TenantSettings {
     /// loyalty number): equal values are evidence of one person, weighed by
     /// how many profiles share them.
     pub match_attribute_keys: BTreeSet<String>,
+    /// Values that are no evidence of one person in this tenant, besides
+    /// the placeholders every tenant has (docs/identity-resolution.md): a
+    /// shop's switchboard number, its own info@ address, a depot's street
+    /// address. Emails, phone numbers or address texts, as written.
+    pub match_blocklist: BTreeSet<String>,
 }
 
 /// The auto threshold when a tenant sets none.
@@ -105,6 +116,14 @@ impl TenantSettings {
                 if let Err(why) = limits::attribute_key(key) {
                     v.add(format!("{field}[{i}]"), why);
                 }
+            }
+        }
+        if self.match_blocklist.len() > MAX_BLOCKLIST {
+            v.add("match_blocklist", format!("at most {MAX_BLOCKLIST} values"));
+        }
+        for (i, value) in self.match_blocklist.iter().enumerate() {
+            if value.trim().is_empty() || value.chars().count() > BLOCKLIST_VALUE {
+                v.add(format!("match_blocklist[{i}]"), format!("needs 1 to {BLOCKLIST_VALUE} characters"));
             }
         }
         if self.max_merge_sources > super::merge::MAX_SOURCES_LIMIT {

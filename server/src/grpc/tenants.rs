@@ -48,6 +48,7 @@ impl TenantService for TenantApi {
                 match_auto_threshold: settings.match_auto_threshold,
                 match_review_threshold: settings.match_review_threshold,
                 match_attribute_keys: settings.match_attribute_keys.into_iter().collect(),
+                match_blocklist: settings.match_blocklist.into_iter().collect(),
             },
             mask: update_mask.map(|m| m.paths).unwrap_or_default(),
             etag,
@@ -70,5 +71,6 @@ fn settings_to_pb(stored: VersionedSettings) -> pb::TenantSettings {
         match_auto_threshold: stored.settings.match_auto_threshold,
         match_review_threshold: stored.settings.match_review_threshold,
         match_attribute_keys: stored.settings.match_attribute_keys.into_iter().collect(),
+        match_blocklist: stored.settings.match_blocklist.into_iter().collect(),
     }
 }

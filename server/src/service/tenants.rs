@@ -23,7 +23,7 @@ use crate::{
 pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
 /// Settings paths an update mask may name.
-const PATHS: [&str; 8] = [
+const PATHS: [&str; 9] = [
     "personal_attribute_keys",
     "financial_attribute_keys",
     "profile_reads_per_hour",
@@ -32,6 +32,7 @@ const PATHS: [&str; 8] = [
     "match_auto_threshold",
     "match_review_threshold",
     "match_attribute_keys",
+    "match_blocklist",
 ];
 
 /// Tenant settings over a store.
@@ -131,6 +132,9 @@ impl Tenants {
         }
         if names(PATHS[7]) {
             settings.match_attribute_keys = update.settings.match_attribute_keys;
+        }
+        if names(PATHS[8]) {
+            settings.match_blocklist = update.settings.match_blocklist;
         }
         if settings == current.settings {
             return Ok(current);

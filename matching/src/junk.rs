@@ -1,0 +1,114 @@
+//! Placeholders: values that records carry for want of a real one (an
+//! email typed to get past a form, a phone of all zeros, an address of
+//! "N/A"). Shared by strangers, they are no evidence of one person: the
+//! matcher neither compares nor blocks on them. A tenant adds its own
+//! (a shop's switchboard number, its own info@ address) in its settings.
+
+use crate::names::fold;
+
+/// Mailbox names that say there is no mailbox (compared without dots,
+/// dashes and underscores).
+const PLACEHOLDER_MAILBOXES: &[&str] = &[
+    "noemail",
+    "nomail",
+    "none",
+    "noreply",
+    "donotreply",
+    "noaddress",
+    "test",
+    "testing",
+    "na",
+    "unknown",
+    "null",
+    "nil",
+    "xxx",
+    "asdf",
+    "dummy",
+    "fake",
+    "invalid",
+    "notprovided",
+    "notgiven",
+    "declined",
+    "refused",
+    "nobody",
+    "noone",
+];
+
+/// Domains that are no one's.
+const PLACEHOLDER_DOMAINS: &[&str] =
+    &["noemail.com", "nomail.com", "none.com", "test.com", "invalid", "invalid.com", "donotreply.com"];
+
+/// Address texts (folded) that say there is no address.
+const PLACEHOLDER_ADDRESSES: &[&str] = &[
+    "na",
+    "n a",
+    "none",
+    "unknown",
+    "no address",
+    "not known",
+    "not provided",
+    "not given",
+    "test",
+    "test address",
+    "xxx",
+    "tba",
+    "tbc",
+];
+
+/// Whether an email address (lower-case) is a placeholder.
+pub fn placeholder_email(address: &str) -> bool {
+    let (mailbox, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let mailbox: String = mailbox.chars().filter(|c| !matches!(c, '.' | '-' | '_')).collect();
+    PLACEHOLDER_MAILBOXES.contains(&mailbox.as_str()) || PLACEHOLDER_DOMAINS.contains(&domain)
+}
+
+/// Whether a phone number (E.164 or digits) is a placeholder: fewer than
+/// seven digits, or its last seven one digit repeated, or counting up or
+/// down by one.
+pub fn placeholder_phone(number: &str) -> bool {
+    let digits: Vec<u8> = number.bytes().filter(u8::is_ascii_digit).map(|d| d - b'0').collect();
+    if digits.len() < 7 {
+        return true;
+    }
+    let tail = &digits[digits.len() - 7..];
+    let step = |by: i8| tail.windows(2).all(|w| (w[1] as i8 - w[0] as i8).rem_euclid(10) == by.rem_euclid(10));
+    step(0) || step(1) || step(-1)
+}
+
+/// Whether an address text is a placeholder.
+pub fn placeholder_address(text: &str) -> bool {
+    let folded = fold(text);
+    folded.is_empty() || PLACEHOLDER_ADDRESSES.contains(&folded.as_str())
+}
+
+/// An address text as a tenant's list of junk values holds it: folded, so
+/// "12 High St." and "12 HIGH ST" are one entry.
+pub fn address_key(text: &str) -> String {
+    fold(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_told_from_real_values() {
+        for junk in ["noemail@gmail.com", "no.email@shop.co.uk", "n-a@x.org", "ann@test.com", "TEST"] {
+            assert!(placeholder_email(&junk.to_lowercase()), "{junk}");
+        }
+        for real in ["ann.lee@gmail.com", "nona@example.org", "testa@x.org", "info@shop.example"] {
+            assert!(!placeholder_email(real), "{real}");
+        }
+        for junk in ["+440000000000", "+11111111111", "+441234567890", "+4919876543", "0"] {
+            assert!(placeholder_phone(junk), "{junk}");
+        }
+        for real in ["+442079460018", "+14155550100", "+4930120456789"] {
+            assert!(!placeholder_phone(real), "{real}");
+        }
+        for junk in ["N/A", "n.a.", "Unknown", "  ", "Test address"] {
+            assert!(placeholder_address(junk), "{junk}");
+        }
+        assert!(!placeholder_address("12 Harbour Street"));
+        assert_eq!(address_key("12 HIGH ST."), address_key("12 high st"));
+    }
+}
