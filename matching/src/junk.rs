@@ -29,7 +29,7 @@ const PLACEHOLDER_MAILBOXES: &[&str] = &[
 ];
 
 /// Domains that are no one's.
-const PLACEHOLDER_DOMAINS: &[&str] = &["noemail.com", "nomail.com", "none.com", "invalid", "donotreply.com"];
+const PLACEHOLDER_DOMAINS: &[&str] = &["noemail.com", "nomail.com", "none.com", "donotreply.com"];
 
 /// Address texts (folded) that say there is no address.
 const PLACEHOLDER_ADDRESSES: &[&str] = &[
@@ -52,7 +52,10 @@ const PLACEHOLDER_ADDRESSES: &[&str] = &[
 pub fn placeholder_email(address: &str) -> bool {
     let (mailbox, domain) = address.rsplit_once('@').unwrap_or((address, ""));
     let mailbox: String = mailbox.chars().filter(|c| !matches!(c, '.' | '-' | '_')).collect();
-    PLACEHOLDER_MAILBOXES.contains(&mailbox.as_str()) || PLACEHOLDER_DOMAINS.contains(&domain)
+    // `.invalid` is reserved never to resolve (RFC 2606).
+    PLACEHOLDER_MAILBOXES.contains(&mailbox.as_str())
+        || PLACEHOLDER_DOMAINS.contains(&domain)
+        || domain.ends_with(".invalid")
 }
 
 /// Whether a phone number (E.164 or digits) is a placeholder: fewer than
@@ -63,10 +66,10 @@ pub fn placeholder_phone(number: &str) -> bool {
     digits.len() < 7 || digits[digits.len() - 7..].windows(2).all(|w| w[0] == w[1])
 }
 
-/// Whether an address text is a placeholder.
+/// Whether an address text is a placeholder (an empty one is no address:
+/// its town and postal code may still speak).
 pub fn placeholder_address(text: &str) -> bool {
-    let folded = fold(text);
-    folded.is_empty() || PLACEHOLDER_ADDRESSES.contains(&folded.as_str())
+    PLACEHOLDER_ADDRESSES.contains(&fold(text).as_str())
 }
 
 /// An address text as a tenant's list of junk values holds it: folded, so
@@ -81,7 +84,9 @@ mod tests {
 
     #[test]
     fn placeholders_are_told_from_real_values() {
-        for junk in ["noemail@gmail.com", "no.email@shop.co.uk", "none@x.org", "ann@noemail.com", "UNKNOWN"] {
+        for junk in
+            ["noemail@gmail.com", "no.email@shop.co.uk", "none@x.org", "ann@noemail.com", "a@b.invalid", "UNKNOWN"]
+        {
             assert!(placeholder_email(&junk.to_lowercase()), "{junk}");
         }
         for real in ["ann.lee@gmail.com", "nona@example.org", "test@example.com", "info@shop.example"] {
@@ -93,10 +98,10 @@ mod tests {
         for real in ["+442079460018", "+14155550100", "+15551234567", "+441234567890"] {
             assert!(!placeholder_phone(real), "{real}");
         }
-        for junk in ["N/A", "n.a.", "Unknown", "  ", "Test address"] {
+        for junk in ["N/A", "n.a.", "Unknown", "Test address"] {
             assert!(placeholder_address(junk), "{junk}");
         }
-        assert!(!placeholder_address("12 Harbour Street"));
+        assert!(!placeholder_address("12 Harbour Street") && !placeholder_address("  "));
         assert_eq!(address_key("12 HIGH ST."), address_key("12 high st"));
     }
 }

@@ -28,6 +28,8 @@ fn c360(args: &[&str]) -> Command {
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("C360_") || name.starts_with("CARGO")) {
         command.env_remove(name);
     }
+    // Colours follow the terminal, not a caller's preference.
+    command.env_remove("NO_COLOR");
     command.args(args).kill_on_drop(true);
     command
 }

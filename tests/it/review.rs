@@ -122,6 +122,18 @@ async fn stewards_page_decide_and_their_rejections_hold(app: TestApp) {
     let left: Vec<(String, String)> = pairs(&list(&mut steward, "", 0, "").await);
     assert!(left.iter().all(|(a, b)| *a != newer && *b != newer), "{left:?}");
     assert_eq!(pairs(&list(&mut steward, &newer, 0, "").await), pairs(&list(&mut steward, &older, 0, "").await));
+
+    // A profile deleted since the pair was queued: no approval merges it.
+    let gone = client.create_profile(create(person("Olli", "Queue", ""))).await.expect("create").into_inner();
+    propose(&app, &[(&older, &gone.id, 0.94)]).await;
+    let deleted = pb::DeleteProfileRequest { id: gone.id.clone(), etag: gone.etag.clone() };
+    client.delete_profile(deleted).await.expect("delete");
+    let refused = steward.decide_merge_candidate(decide(&older, &gone.id, pb::MergeDecision::Approve)).await;
+    let refused = refused.expect_err("a deleted profile");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("INACTIVE"), "{refused:?}");
+    let read = client.get_profile(pb::GetProfileRequest { id: gone.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((read.id.as_str(), read.status), (gone.id.as_str(), pb::ProfileStatus::Inactive as i32));
 }
 on_both!(stewards_page_decide_and_their_rejections_hold, stewards_page_decide_and_their_rejections_hold);
 
@@ -172,3 +184,26 @@ async fn a_rejected_pair_stays_apart_through_a_bulk_run() {
     assert_eq!(resolved(&c).await, resolved(&d).await, "the run merged the others");
     store.close().await.expect("close");
 }
+
+async fn pairs_of_equal_confidence_page_by_their_ids(app: TestApp) {
+    let mut client = app.agent();
+    let mut ids = Vec::new();
+    for given in ["Tia", "Tea", "Tee", "Tie"] {
+        ids.push(client.create_profile(create(person(given, "Tied", ""))).await.expect("create").into_inner().id);
+    }
+    propose(&app, &[(&ids[0], &ids[1], 0.93), (&ids[2], &ids[3], 0.93), (&ids[1], &ids[2], 0.93)]).await;
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let (mut seen, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = list(&mut steward, "", 1, &token).await;
+        seen.extend(pairs(&page));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut expected = vec![pair(&ids[0], &ids[1]), pair(&ids[2], &ids[3]), pair(&ids[1], &ids[2])];
+    expected.sort();
+    assert_eq!(seen, expected, "one a page, by ids, none twice or left out");
+}
+on_both!(pairs_of_equal_confidence_page_by_their_ids, pairs_of_equal_confidence_page_by_their_ids);

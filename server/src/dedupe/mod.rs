@@ -50,9 +50,10 @@ impl Junk {
     pub fn new(blocklist: &BTreeSet<String>, policy: &NormalizationPolicy) -> Self {
         let mut junk = Self::default();
         for value in blocklist {
+            // A phone number has no letters ("415 Elm Road" would dial).
             if value.contains('@') {
                 junk.emails.insert(policy.email_key(value));
-            } else if let Ok(number) = policy.phone(value) {
+            } else if let (false, Ok(number)) = (value.chars().any(char::is_alphabetic), policy.phone(value)) {
                 junk.phones.insert(number);
             } else {
                 junk.addresses.insert(c360_matching::junk::address_key(value));
@@ -70,8 +71,8 @@ impl Junk {
     }
 
     fn address(&self, text: &str) -> bool {
-        c360_matching::junk::placeholder_address(text)
-            || self.addresses.contains(&c360_matching::junk::address_key(text))
+        let key = c360_matching::junk::address_key(text);
+        !key.is_empty() && (c360_matching::junk::placeholder_address(text) || self.addresses.contains(&key))
     }
 }
 
@@ -141,6 +142,9 @@ pub struct Found {
     pub pairs: Vec<Pair>,
     /// Groups of one customer each (indices into `profiles`), each sorted.
     pub clusters: Vec<Vec<u32>>,
+    /// Pairs a steward said are not one person (indices, smaller first):
+    /// never in one cluster, never proposed for review again.
+    pub apart: HashSet<(u32, u32)>,
 }
 
 /// Reports how far a run is.
@@ -305,14 +309,15 @@ pub async fn find(
         .collect();
     let stop = cancel.clone();
     let given = pinned.clone();
-    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, given, &apart, &stop))
+    let kept_apart = apart.clone();
+    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, given, &kept_apart, &stop))
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let Some((mut model, candidate_pairs, pairs, clusters)) = ran else { return Ok(None) };
     if pinned.is_none() {
         model.version = previous.map_or(1, |m| m.version + 1);
     }
-    let found = Found { profiles, model, candidate_pairs, pairs, clusters };
+    let found = Found { profiles, model, candidate_pairs, pairs, clusters, apart };
     progress.found(&found);
     Ok(Some(found))
 }
@@ -549,7 +554,9 @@ pub async fn keep(
 /// the keys in `attributes` (text, numbers and booleans; lists and objects
 /// are no single value to compare) and without the `junk` it carries.
 pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTreeSet<String>, junk: &Junk) -> Input {
-    let first = data.addresses.first();
+    let addresses: Vec<&crate::domain::profile::PostalAddress> =
+        data.addresses.iter().filter(|a| !junk.address(&a.lines.join(" "))).collect();
+    let first = addresses.first();
     let attribute = |key: &String| {
         let value = match data.attributes.get(key)? {
             serde_json::Value::String(text) => text.clone(),
@@ -564,7 +571,7 @@ pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTre
         birth_date: data.birth_date.map(|d| d.to_string()).unwrap_or_default(),
         emails: data.emails.iter().map(|e| policy.email_key(&e.address)).filter(|key| !junk.email(key)).collect(),
         phones: data.phones.iter().map(|p| p.number.clone()).filter(|number| !junk.phone(number)).collect(),
-        addresses: data.addresses.iter().map(|a| a.lines.join(" ")).filter(|text| !junk.address(text)).collect(),
+        addresses: addresses.iter().map(|a| a.lines.join(" ")).collect(),
         postal_code: first.map(|a| a.postal_code.clone()).unwrap_or_default(),
         locality: first.map(|a| a.locality.clone()).unwrap_or_default(),
         attributes: attributes.iter().filter_map(attribute).collect(),
@@ -603,13 +610,16 @@ pub fn for_review(found: &Found) -> Vec<(ProfileId, ProfileId, f64)> {
         survivor.extend(cluster.iter().map(|&i| (i, target)));
     }
     let named = |i: u32| survivor.get(&i).copied().unwrap_or(found.profiles[i as usize].id);
-    let mut seen = std::collections::HashSet::new();
+    // A rejected pair stays rejected under whatever its profiles merge into.
+    let apart: HashSet<(ProfileId, ProfileId)> =
+        found.apart.iter().map(|&(a, b)| (named(a), named(b))).flat_map(|(a, b)| [(a, b), (b, a)]).collect();
+    let mut seen = HashSet::new();
     found
         .pairs
         .iter()
         .filter(|p| p.probability >= found.model.thresholds.review)
         .map(|p| (named(p.left), named(p.right), p.probability))
-        .filter(|(a, b, _)| a != b && seen.insert((*a.min(b), *a.max(b))))
+        .filter(|(a, b, _)| a != b && !apart.contains(&(*a, *b)) && seen.insert((*a.min(b), *a.max(b))))
         .collect()
 }
 
@@ -654,5 +664,23 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .into();
         assert_eq!(input.attributes, expected, "unmapped keys, lists and objects left out");
+    }
+
+    #[test]
+    fn a_rejected_pair_is_not_proposed_again_under_the_profile_it_merged_into() {
+        let candidate = |_| Candidate { id: ProfileId::generate(), external_ids: Vec::new(), version: 1 };
+        let profiles: Vec<Candidate> = (0..4).map(candidate).collect();
+        let pair = |left, right| Pair { left, right, probability: 0.95, decision: Decision::Review };
+        let found = Found {
+            model: Model::new(Field::defaults()),
+            candidate_pairs: 3,
+            // 0 and 2 merge in this run; a steward rejected 1 and 2.
+            clusters: vec![vec![0, 2]],
+            pairs: vec![pair(0, 1), pair(1, 2), pair(1, 3)],
+            apart: [(1, 2)].into(),
+            profiles,
+        };
+        let proposed: Vec<(ProfileId, ProfileId)> = for_review(&found).into_iter().map(|(a, b, _)| (a, b)).collect();
+        assert_eq!(proposed, [(found.profiles[1].id, found.profiles[3].id)], "1 stays apart from 0 and 2 together");
     }
 }

@@ -41,6 +41,7 @@ impl IdentityService for IdentityApi {
             reason: reason_from_pb(reason),
             overrides: overrides.into_iter().collect(),
             etags: etags.into_iter().collect(),
+            approves: None,
         };
         let Merged { merge_id, view, decisions } = self.profiles.merge(&caller, request).await?;
         Ok(Response::new(pb::MergeProfilesResponse {

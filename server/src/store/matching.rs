@@ -172,14 +172,12 @@ pub async fn pending_page(
     rows.iter().map(candidate).collect()
 }
 
-/// The pair `left`, `right` of `tenant` (smaller id first); with
-/// `for_update`, its row locked until the transaction ends (PostgreSQL).
+/// The pair `left`, `right` of `tenant` (smaller id first).
 pub async fn find_candidate(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     left: ProfileId,
     right: ProfileId,
-    for_update: bool,
 ) -> Result<Option<MatchCandidate>, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!("SELECT {CANDIDATE_COLUMNS} FROM match_candidates c WHERE c.tenant_id = "))
@@ -188,9 +186,6 @@ pub async fn find_candidate(
         .bind(left.as_uuid())
         .push(" AND c.right_id = ")
         .bind(right.as_uuid());
-    if for_update && super::supports_row_locks(conn) {
-        sql.push(" FOR UPDATE");
-    }
     conn.query_one_raw(sql.statement()).await.map_err(db_error)?.as_ref().map(candidate).transpose()
 }
 

@@ -18,6 +18,7 @@ use crate::{
         events,
         merge::{FieldDecision, MergeReason, MergeRecord, survive},
         profile::{self, Profile, ProfileField, ProfileStatus, parse_etag, record_lineage},
+        review::CandidateStatus,
         view::ProfileView,
     },
     service::Audit,
@@ -37,6 +38,10 @@ pub struct MergeRequest {
     pub overrides: BTreeMap<String, String>,
     /// Profile id → the etag last read.
     pub etags: BTreeMap<String, String>,
+    /// A pending pair of the review queue this merge approves: marked
+    /// APPROVED in the merge's own transaction, so the two never disagree
+    /// (refused when the pair is no longer pending).
+    pub approves: Option<(ProfileId, ProfileId)>,
 }
 
 /// What a merge produced (or, previewed, would produce).
@@ -132,6 +137,15 @@ impl Profiles {
             let view = self.shown_one(caller, "profile.read", &next).await?;
             return Ok(Merged { merge_id: None, view, decisions: golden.decisions });
         };
+
+        if let Some((left, right)) = request.approves {
+            let approved = CandidateStatus::Approved;
+            if !store::matching::decide(work.conn(), caller.tenant(), left, right, approved, caller.subject(), now)
+                .await?
+            {
+                return Err(DomainError::FailedPrecondition("the pair is no longer pending: decided meanwhile".into()));
+            }
+        }
 
         // Identifiers: the sources let go, the target claims the union.
         let mut changes = Vec::with_capacity(sources.len() + 1);

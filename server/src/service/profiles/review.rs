@@ -86,7 +86,7 @@ impl Profiles {
         let (left, right) = if a < b { (a, b) } else { (b, a) };
         let tenant = caller.tenant();
         let not_found = || DomainError::NotFound { resource: "merge candidate", id: format!("{left}/{right}") };
-        let found = store::matching::find_candidate(self.store.db(), tenant, left, right, false).await?;
+        let found = store::matching::find_candidate(self.store.db(), tenant, left, right).await?;
         let candidate = found.ok_or_else(not_found)?;
         if let Some((at, by)) = &candidate.decided {
             return Err(DomainError::FailedPrecondition(format!(
@@ -95,32 +95,44 @@ impl Profiles {
             )));
         }
         let status = if approve { CandidateStatus::Approved } else { CandidateStatus::Rejected };
-        // An approval merges first: a merge refused (a profile merged or
-        // deleted since, a stale pair) leaves the pair pending, and two
-        // stewards approving at once make one merge (the second finds the
-        // source MERGED).
+        let now = crate::domain::profile::now();
         let merged = if approve {
+            // Both must still be live: a merge takes an INACTIVE source,
+            // but a steward approved the pair as it was queued.
+            for id in [left, right] {
+                let found = store::profiles::find(self.store.db(), tenant, id, false).await?;
+                let found = found.ok_or_else(|| DomainError::profile_not_found(id))?;
+                if !found.data.status.is_live() {
+                    return Err(DomainError::FailedPrecondition(format!(
+                        "profile {id} is {} since the pair was queued",
+                        found.data.status.as_str()
+                    )));
+                }
+            }
+            // The pair is marked APPROVED in the merge's own transaction: a
+            // merge refused leaves it pending, and of two stewards deciding
+            // at once one wins.
             let request = MergeRequest {
                 target: left.to_string(),
                 sources: vec![right.to_string()],
                 reason: Some(MergeReason::Manual),
+                approves: Some((left, right)),
                 ..Default::default()
             };
             Some(self.merge(caller, request).await?)
         } else {
+            if !store::matching::decide(self.store.db(), tenant, left, right, status, caller.subject(), now).await? {
+                return Err(DomainError::FailedPrecondition("the pair is no longer pending: decided meanwhile".into()));
+            }
             None
         };
-        let now = crate::domain::profile::now();
-        if !store::matching::decide(self.store.db(), tenant, left, right, status, caller.subject(), now).await? {
-            // Only a concurrent decision gets here; on an approval the merge
-            // it made stands (and is undone with UnmergeProfile).
-            let other = store::matching::find_candidate(self.store.db(), tenant, left, right, false).await?;
-            if merged.is_none() || other.as_ref().is_none_or(|c| c.status != CandidateStatus::Approved) {
-                return Err(DomainError::Aborted("another steward decided the pair at the same time".into()));
-            }
-        }
         tracing::info!(%left, %right, decision = status.as_str(), by = caller.subject(), "merge candidate decided");
-        let candidate = MatchCandidate { status, decided: Some((now, caller.subject().to_owned())), ..candidate };
+        let decided = store::matching::find_candidate(self.store.db(), tenant, left, right).await?;
+        let candidate = decided.unwrap_or(MatchCandidate {
+            status,
+            decided: Some((now, caller.subject().to_owned())),
+            ..candidate
+        });
         Ok(Decided { candidate, merged })
     }
 
