@@ -156,3 +156,26 @@ pub struct Job {
     /// Why it failed.
     pub error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's options are stored as JSON: whoever takes the job over reads
+    /// the limits and attributes it was asked with, and a job stored before
+    /// a field existed reads it as unset.
+    #[test]
+    fn job_options_round_trip_and_old_ones_read_as_unset() {
+        let asked = JobOptions {
+            dry_run: true,
+            max_block: Some(2),
+            max_cluster: Some(5),
+            match_attributes: vec!["national_id".into()],
+        };
+        let json = serde_json::to_string(&asked).expect("encode");
+        assert_eq!(serde_json::from_str::<JobOptions>(&json).expect("decode"), asked, "{json}");
+        let old: JobOptions = serde_json::from_str(r#"{"dry_run":false}"#).expect("an older job");
+        assert_eq!(old, JobOptions::default());
+        assert_eq!(serde_json::to_string(&JobOptions::default()).expect("encode"), r#"{"dry_run":false}"#);
+    }
+}
