@@ -69,7 +69,12 @@ pub fn placeholder_phone(number: &str) -> bool {
 /// Whether an address text is a placeholder (an empty one is no address:
 /// its town and postal code may still speak).
 pub fn placeholder_address(text: &str) -> bool {
-    PLACEHOLDER_ADDRESSES.contains(&fold(text).as_str())
+    placeholder_address_key(&address_key(text))
+}
+
+/// [`placeholder_address`] of a text already made an [`address_key`].
+pub fn placeholder_address_key(key: &str) -> bool {
+    PLACEHOLDER_ADDRESSES.contains(&key)
 }
 
 /// An address text as a tenant's list of junk values holds it: folded, so

@@ -121,16 +121,7 @@ async fn store_next(
     };
     let stored = async {
         store.migrate().await?;
-        let mut tries = 0;
-        loop {
-            match once().await {
-                Err(DomainError::Aborted(_)) if tries < 10 => {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                outcome => return outcome?,
-            }
-        }
+        store::retry(once).await?
     }
     .await;
     store.close().await?;

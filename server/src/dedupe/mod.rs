@@ -72,7 +72,7 @@ impl Junk {
 
     fn address(&self, text: &str) -> bool {
         let key = c360_matching::junk::address_key(text);
-        !key.is_empty() && (c360_matching::junk::placeholder_address(text) || self.addresses.contains(&key))
+        !key.is_empty() && (c360_matching::junk::placeholder_address_key(&key) || self.addresses.contains(&key))
     }
 }
 
@@ -223,7 +223,7 @@ pub async fn find(
     // A model set in configuration is used as it is; otherwise the run
     // estimates one, its version one past the model in force.
     let previous = store::matching::current_model(store.db(), tenant).await?;
-    let pinned = previous.clone().filter(|m| m.pinned);
+    let pinned = previous.as_ref().filter(|m| m.pinned).cloned();
     let mut options = options.clone();
     options.match_attributes.extend(settings.match_attribute_keys.iter().cloned());
     let mut keys = options.match_attributes.clone();
@@ -308,13 +308,13 @@ pub async fn find(
         })
         .collect();
     let stop = cancel.clone();
-    let given = pinned.clone();
+    let estimated = pinned.is_none();
     let kept_apart = apart.clone();
-    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, given, &kept_apart, &stop))
+    let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, pinned, &kept_apart, &stop))
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let Some((mut model, candidate_pairs, pairs, clusters)) = ran else { return Ok(None) };
-    if pinned.is_none() {
+    if estimated {
         model.version = previous.map_or(1, |m| m.version + 1);
     }
     let found = Found { profiles, model, candidate_pairs, pairs, clusters, apart };
@@ -554,9 +554,15 @@ pub async fn keep(
 /// the keys in `attributes` (text, numbers and booleans; lists and objects
 /// are no single value to compare) and without the `junk` it carries.
 pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTreeSet<String>, junk: &Junk) -> Input {
-    let addresses: Vec<&crate::domain::profile::PostalAddress> =
-        data.addresses.iter().filter(|a| !junk.address(&a.lines.join(" "))).collect();
-    let first = addresses.first();
+    let (mut kept, mut addresses) = (Vec::new(), Vec::new());
+    for address in &data.addresses {
+        let text = address.lines.join(" ");
+        if !junk.address(&text) {
+            kept.push(address);
+            addresses.push(text);
+        }
+    }
+    let first = kept.first();
     let attribute = |key: &String| {
         let value = match data.attributes.get(key)? {
             serde_json::Value::String(text) => text.clone(),
@@ -571,7 +577,7 @@ pub fn input(data: &ProfileData, policy: &NormalizationPolicy, attributes: &BTre
         birth_date: data.birth_date.map(|d| d.to_string()).unwrap_or_default(),
         emails: data.emails.iter().map(|e| policy.email_key(&e.address)).filter(|key| !junk.email(key)).collect(),
         phones: data.phones.iter().map(|p| p.number.clone()).filter(|number| !junk.phone(number)).collect(),
-        addresses: addresses.iter().map(|a| a.lines.join(" ")).collect(),
+        addresses,
         postal_code: first.map(|a| a.postal_code.clone()).unwrap_or_default(),
         locality: first.map(|a| a.locality.clone()).unwrap_or_default(),
         attributes: attributes.iter().filter_map(attribute).collect(),

@@ -18,11 +18,8 @@ use crate::{
         profile::{self, Profile, ProfileData, ProfileField, ProfileKind, ProfileStatus, limits, record_lineage},
     },
     service::{Audit, audit_bulk, identity::Resolvable},
-    store::{self, Store, UnitOfWork},
+    store::{self, Store, UnitOfWork, retry},
 };
-
-/// How often a batch is tried again after a concurrent write got in its way.
-const ATTEMPTS: usize = 5;
 
 /// Something about a loaded row the report names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -571,25 +568,6 @@ impl Loader {
         let action = if changed == [ProfileField::Status] { "profile.delete" } else { "profile.update" };
         audit_bulk(&mut work, &self.caller, action, written.iter().map(|p| p.id.to_string()).collect(), written.len());
         work.commit().await
-    }
-}
-
-/// Runs `attempt` again (a few times, briefly apart) when a concurrent
-/// write got in its way.
-async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, DomainError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DomainError>>,
-{
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Err(DomainError::Aborted(_) | DomainError::StaleEtag { .. }) if tries < ATTEMPTS => {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * tries as u64)).await;
-            }
-            outcome => return outcome,
-        }
     }
 }
 

@@ -107,6 +107,10 @@ pub async fn pending(conn: &impl ConnectionTrait, tenant: &TenantId) -> Result<u
     Ok(n as u64)
 }
 
+/// Both profiles of a candidate row `c`, as `l` and `r`.
+const BOTH_PROFILES: &str = "JOIN profiles l ON l.tenant_id = c.tenant_id AND l.id = c.left_id \
+     JOIN profiles r ON r.tenant_id = c.tenant_id AND r.id = c.right_id";
+
 /// Columns of a candidate row, from table alias `c`.
 const CANDIDATE_COLUMNS: &str =
     "c.left_id, c.right_id, c.probability, c.model_version, c.status, c.created_at, c.updated_at, c.decided_by";
@@ -139,14 +143,11 @@ pub async fn pending_page(
     limit: u64,
 ) -> Result<Vec<MatchCandidate>, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
-    sql.push(&format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM match_candidates c \
-         JOIN profiles l ON l.tenant_id = c.tenant_id AND l.id = c.left_id \
-         JOIN profiles r ON r.tenant_id = c.tenant_id AND r.id = c.right_id \
-         WHERE c.tenant_id = "
-    ))
-    .bind(tenant.as_str())
-    .push(" AND c.status = 'PENDING' AND l.status IN ('PROSPECT', 'ACTIVE') AND r.status IN ('PROSPECT', 'ACTIVE')");
+    sql.push(&format!("SELECT {CANDIDATE_COLUMNS} FROM match_candidates c {BOTH_PROFILES} WHERE c.tenant_id = "))
+        .bind(tenant.as_str())
+        .push(
+            " AND c.status = 'PENDING' AND l.status IN ('PROSPECT', 'ACTIVE') AND r.status IN ('PROSPECT', 'ACTIVE')",
+        );
     if let Some(profile) = profile {
         sql.push(" AND (c.left_id = ")
             .bind(profile.as_uuid())
@@ -224,12 +225,10 @@ pub async fn rejected(
     tenant: &TenantId,
 ) -> Result<Vec<(ProfileId, ProfileId)>, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
-    sql.push(
+    sql.push(&format!(
         "SELECT COALESCE(l.merged_into, l.id) AS a, COALESCE(r.merged_into, r.id) AS b FROM match_candidates c \
-         JOIN profiles l ON l.tenant_id = c.tenant_id AND l.id = c.left_id \
-         JOIN profiles r ON r.tenant_id = c.tenant_id AND r.id = c.right_id \
-         WHERE c.status = 'REJECTED' AND c.tenant_id = ",
-    )
+         {BOTH_PROFILES} WHERE c.status = 'REJECTED' AND c.tenant_id = "
+    ))
     .bind(tenant.as_str());
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     rows.iter()

@@ -177,6 +177,30 @@ pub(crate) fn rows_per_statement(columns: usize) -> usize {
     (MAX_BIND_PARAMS / columns).max(1)
 }
 
+/// How often a unit of work is tried in all when concurrent writes keep
+/// getting in its way.
+const ATTEMPTS: usize = 5;
+
+/// Runs `attempt` again (a few times, briefly apart) when a concurrent
+/// write got in its way: a rollback for a concurrent transaction
+/// (ABORTED; on SQLite, another process's commit) or an etag moved on.
+pub(crate) async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, DomainError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DomainError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(DomainError::Aborted(_) | DomainError::StaleEtag { .. }) if tries < ATTEMPTS => {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries as u64)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Whether row locks (`SELECT … FOR UPDATE`) exist on this backend.
 pub(crate) fn supports_row_locks(conn: &impl ConnectionTrait) -> bool {
     conn.get_database_backend() == DatabaseBackend::Postgres
