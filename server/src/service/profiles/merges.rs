@@ -117,6 +117,14 @@ impl Profiles {
         let sources: Vec<&Profile> = plan.sources.iter().map(|id| &loaded[id]).collect();
         for profile in std::iter::once(target).chain(sources.iter().copied()) {
             mergeable(profile, profile.id == plan.target)?;
+            // A steward approved the pair as it was queued, both live: one
+            // deleted since is not merged on that approval.
+            if request.approves.is_some() && profile.data.status == ProfileStatus::Inactive {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "profile {} is INACTIVE (deleted) since the pair was queued",
+                    profile.id
+                )));
+            }
         }
         for (id, expected) in &plan.etags {
             check_etag(&loaded[id], *expected)?;
@@ -143,7 +151,7 @@ impl Profiles {
             if !store::matching::decide(work.conn(), caller.tenant(), left, right, approved, caller.subject(), now)
                 .await?
             {
-                return Err(DomainError::FailedPrecondition("the pair is no longer pending: decided meanwhile".into()));
+                return Err(super::review::decided_meanwhile());
             }
         }
 

@@ -97,20 +97,9 @@ impl Profiles {
         let status = if approve { CandidateStatus::Approved } else { CandidateStatus::Rejected };
         let now = crate::domain::profile::now();
         let merged = if approve {
-            // Both must still be live: a merge takes an INACTIVE source,
-            // but a steward approved the pair as it was queued.
-            for id in [left, right] {
-                let found = store::profiles::find(self.store.db(), tenant, id, false).await?;
-                let found = found.ok_or_else(|| DomainError::profile_not_found(id))?;
-                if !found.data.status.is_live() {
-                    return Err(DomainError::FailedPrecondition(format!(
-                        "profile {id} is {} since the pair was queued",
-                        found.data.status.as_str()
-                    )));
-                }
-            }
-            // The pair is marked APPROVED in the merge's own transaction: a
-            // merge refused leaves it pending, and of two stewards deciding
+            // The pair is marked APPROVED in the merge's own transaction, on
+            // the profiles it locked: a merge refused (a profile merged or
+            // deleted since) leaves it pending, and of two stewards deciding
             // at once one wins.
             let request = MergeRequest {
                 target: left.to_string(),
@@ -122,7 +111,7 @@ impl Profiles {
             Some(self.merge(caller, request).await?)
         } else {
             if !store::matching::decide(self.store.db(), tenant, left, right, status, caller.subject(), now).await? {
-                return Err(DomainError::FailedPrecondition("the pair is no longer pending: decided meanwhile".into()));
+                return Err(decided_meanwhile());
             }
             None
         };
@@ -144,4 +133,9 @@ impl Profiles {
         let (profile, _) = self.identity.follow(caller.tenant(), stored).await?;
         Ok(profile.id)
     }
+}
+
+/// The answer to a decision on a pair another steward decided first.
+pub(super) fn decided_meanwhile() -> DomainError {
+    DomainError::FailedPrecondition("the pair is no longer pending: decided meanwhile".into())
 }
