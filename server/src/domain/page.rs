@@ -53,10 +53,9 @@ impl PageTokens {
         tenant: &TenantId,
         query: String,
     ) -> Result<PageRequest, DomainError> {
-        let size = page_size_of(page_size)?;
-        let bound = format!("{tenant}\u{0}{query}");
-        let after = if page_token.is_empty() { None } else { Some(self.open(page_token, &bound)?) };
-        Ok(PageRequest { size, after, bound, tokens: self.clone() })
+        let KeyedPageRequest { size, after, bound, tokens } =
+            self.request_keyed::<16>(page_size, page_token, tenant, query)?;
+        Ok(PageRequest { size, after: after.map(Uuid::from_bytes), bound, tokens })
     }
 
     /// Validates `page_size` and `page_token` for `query` in `tenant`, for
@@ -89,10 +88,6 @@ impl PageTokens {
         bytes.extend_from_slice(last);
         bytes.extend_from_slice(&tag[..MAC_BYTES]);
         URL_SAFE_NO_PAD.encode(bytes)
-    }
-
-    fn open(&self, token: &str, bound: &str) -> Result<Uuid, DomainError> {
-        Ok(Uuid::from_bytes(self.open_bytes::<16>(token, bound)?))
     }
 
     fn open_bytes<const N: usize>(&self, token: &str, bound: &str) -> Result<[u8; N], DomainError> {
