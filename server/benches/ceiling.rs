@@ -52,8 +52,14 @@ fn typical_profile() -> pb::Profile {
             address: "valentina.hernandez.123456@correo.example".into(),
             label: "home".into(),
             primary: true,
+            lineage: None,
         }],
-        phones: vec![pb::PhoneNumber { number: "+14155552671".into(), label: "mobile".into(), primary: true }],
+        phones: vec![pb::PhoneNumber {
+            number: "+14155552671".into(),
+            label: "mobile".into(),
+            primary: true,
+            lineage: None,
+        }],
         addresses: vec![pb::PostalAddress {
             lines: vec!["1234 Avenida de la Constitución".into()],
             locality: "Madrid".into(),
@@ -61,6 +67,7 @@ fn typical_profile() -> pb::Profile {
             postal_code: "28012".into(),
             country_code: "ES".into(),
             label: "home".into(),
+            lineage: None,
         }],
         birth_date: "1987-04-12".into(),
         attributes: Some(Struct {
@@ -70,7 +77,7 @@ fn typical_profile() -> pb::Profile {
             ]
             .into(),
         }),
-        external_ids: vec![pb::ExternalId { source: "salesforce".into(), id: "0031x0000123456".into() }],
+        external_ids: vec![pb::ExternalId { source: "salesforce".into(), id: "0031x0000123456".into(), lineage: None }],
         lineage,
         completeness: 1.0,
         create_time: time,

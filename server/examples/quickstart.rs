@@ -52,8 +52,13 @@ async fn run() -> Result<(), String> {
         kind: pb::ProfileKind::Person as i32,
         given_name: "Ada".into(),
         family_name: "Lovelace".into(),
-        emails: vec![pb::EmailAddress { address: EMAIL.into(), label: "home".into(), primary: true }],
-        phones: vec![pb::PhoneNumber { number: "(415) 555-2671".into(), label: "mobile".into(), primary: true }],
+        emails: vec![pb::EmailAddress { address: EMAIL.into(), label: "home".into(), primary: true, lineage: None }],
+        phones: vec![pb::PhoneNumber {
+            number: "(415) 555-2671".into(),
+            label: "mobile".into(),
+            primary: true,
+            lineage: None,
+        }],
         ..Default::default()
     };
     let request =

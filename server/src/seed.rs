@@ -9,7 +9,7 @@
 
 pub mod events;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rand::{Rng, SeedableRng, seq::IndexedRandom};
@@ -20,8 +20,7 @@ use crate::domain::{
     ProfileId, TenantId,
     identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search},
     profile::{
-        Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileField, ProfileKind,
-        ProfileStatus,
+        Email, ExternalId, Phone, PostalAddress, Profile, ProfileData, ProfileKind, ProfileStatus, record_lineage,
     },
 };
 
@@ -595,11 +594,8 @@ impl Generator {
         let mut random = [0u8; 10];
         self.rng.fill(&mut random);
         let id = uuid::Builder::from_unix_timestamp_millis(created.timestamp_millis() as u64, &random).into_uuid();
-        let lineage = data
-            .set_fields()
-            .into_iter()
-            .map(|f: ProfileField| (f.path().to_owned(), Lineage { source: source.to_owned(), updated_at: created }))
-            .collect();
+        let mut lineage = BTreeMap::new();
+        record_lineage(&mut lineage, &data, &data.set_fields(), source, created);
         Profile {
             id: ProfileId::from(id),
             tenant: self.options.tenant.clone(),

@@ -43,12 +43,22 @@ fn rich_person() -> pb::Profile {
         family_name: "Lovelace".into(),
         segment: "VIP".into(),
         emails: vec![
-            pb::EmailAddress { address: "ada@example.com".into(), label: "home".into(), primary: true },
-            pb::EmailAddress { address: "ada.work@engines.example".into(), label: "work".into(), primary: false },
+            pb::EmailAddress { address: "ada@example.com".into(), label: "home".into(), primary: true, lineage: None },
+            pb::EmailAddress {
+                address: "ada.work@engines.example".into(),
+                label: "work".into(),
+                primary: false,
+                lineage: None,
+            },
         ],
         phones: vec![
-            pb::PhoneNumber { number: "+1 415 555 0123".into(), label: "mobile".into(), primary: true },
-            pb::PhoneNumber { number: "+44 20 7946 0958".into(), label: "office".into(), primary: false },
+            pb::PhoneNumber { number: "+1 415 555 0123".into(), label: "mobile".into(), primary: true, lineage: None },
+            pb::PhoneNumber {
+                number: "+44 20 7946 0958".into(),
+                label: "office".into(),
+                primary: false,
+                lineage: None,
+            },
         ],
         addresses: vec![pb::PostalAddress {
             lines: vec!["12 St James's Square".into()],
@@ -57,10 +67,11 @@ fn rich_person() -> pb::Profile {
             postal_code: "SW1Y 4JH".into(),
             country_code: "GB".into(),
             label: "home".into(),
+            lineage: None,
         }],
         birth_date: "1985-12-10".into(),
         attributes: attrs(json!({"tier": "gold", "lifetime_value": 1234.5, "national_id": "QQ123456C"})),
-        external_ids: vec![pb::ExternalId { source: "crm".into(), id: "CRM-0012345".into() }],
+        external_ids: vec![pb::ExternalId { source: "crm".into(), id: "CRM-0012345".into(), lineage: None }],
         ..Default::default()
     }
 }
@@ -70,8 +81,18 @@ fn rich_organization(contact: &str) -> pb::Profile {
         kind: pb::ProfileKind::Organization as i32,
         company_name: "Analytical Engines Ltd".into(),
         segment: "ENTERPRISE".into(),
-        emails: vec![pb::EmailAddress { address: "info@engines.example".into(), label: String::new(), primary: true }],
-        phones: vec![pb::PhoneNumber { number: "+44 20 7946 0000".into(), label: String::new(), primary: true }],
+        emails: vec![pb::EmailAddress {
+            address: "info@engines.example".into(),
+            label: String::new(),
+            primary: true,
+            lineage: None,
+        }],
+        phones: vec![pb::PhoneNumber {
+            number: "+44 20 7946 0000".into(),
+            label: String::new(),
+            primary: true,
+            lineage: None,
+        }],
         addresses: vec![pb::PostalAddress {
             lines: vec!["1 Babbage Row".into()],
             locality: "Cambridge".into(),
@@ -81,7 +102,7 @@ fn rich_organization(contact: &str) -> pb::Profile {
         }],
         primary_contact_id: contact.into(),
         attributes: attrs(json!({"employees": 40, "lifetime_value": 99000})),
-        external_ids: vec![pb::ExternalId { source: "erp".into(), id: "ACC-77001".into() }],
+        external_ids: vec![pb::ExternalId { source: "erp".into(), id: "ACC-77001".into(), lineage: None }],
         ..Default::default()
     }
 }
@@ -237,6 +258,7 @@ async fn batch_reads_lists_and_searches_are_shaped_like_get() {
             Role::Agent => Some(pb::search_profiles_request::Criterion::ExternalId(pb::ExternalId {
                 source: "crm".into(),
                 id: "CRM-0012345".into(),
+                lineage: None,
             })),
             Role::Marketer => Some(pb::search_profiles_request::Criterion::NamePrefix("Lovelace".into())),
             _ => None,

@@ -89,7 +89,7 @@ async fn another_tenants_profile_is_not_found_on_every_rpc() {
     use pb::search_profiles_request::Criterion;
     let app = TestApp::spawn().await;
     let mut mine = person("Ada", "Lovelace", "ada@example.com");
-    mine.external_ids = vec![pb::ExternalId { source: "crm".into(), id: "A-1".into() }];
+    mine.external_ids = vec![pb::ExternalId { source: "crm".into(), id: "A-1".into(), lineage: None }];
     let created = app.agent().create_profile(create(mine)).await.expect("create").into_inner();
     let mut intruder = app.client("globex", Role::Admin);
     let id = created.id.clone();
@@ -340,7 +340,8 @@ async fn roles_cannot_search_or_look_up_by_fields_they_cannot_see() {
         let expected = if sees_contacts { Code::NotFound } else { Code::PermissionDenied };
         assert_eq!(status.code(), expected, "{role:?} by phone");
         // External ids are masked for analysts and marketers too.
-        let by_external = Criterion::ExternalId(pb::ExternalId { source: "crm".into(), id: "A-1".into() });
+        let by_external =
+            Criterion::ExternalId(pb::ExternalId { source: "crm".into(), id: "A-1".into(), lineage: None });
         let found = client.search_profiles(search(by_external)).await;
         let external = pb::LookupProfileRequest {
             r#type: pb::IdentifierType::ExternalId as i32,

@@ -188,7 +188,12 @@ on_both!(retries, a_retried_request_id_records_once);
 
 async fn a_decision_for_one_address_decides_for_that_address(app: TestApp) {
     let mut ada = person("Ada", "Lovelace", "ada@home.example");
-    ada.emails.push(pb::EmailAddress { address: "ada@work.example".into(), label: "work".into(), primary: false });
+    ada.emails.push(pb::EmailAddress {
+        address: "ada@work.example".into(),
+        label: "work".into(),
+        primary: false,
+        lineage: None,
+    });
     ada.phones.push(pb::PhoneNumber { number: "+14155552671".into(), ..Default::default() });
     let profile = app.agent().create_profile(create(ada)).await.expect("create").into_inner();
     let mut client = consents_of(&app);

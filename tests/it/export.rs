@@ -33,8 +33,8 @@ async fn exports_every_live_golden_record_with_its_external_ids(app: TestApp) {
     let mut client = app.agent();
     let mut ada = person("Ada", "Lovelace, \"Countess\"", "ada@example.com");
     ada.external_ids = vec![
-        pb::ExternalId { source: "salesforce".into(), id: "003A".into() },
-        pb::ExternalId { source: "pos".into(), id: "77".into() },
+        pb::ExternalId { source: "salesforce".into(), id: "003A".into(), lineage: None },
+        pb::ExternalId { source: "pos".into(), id: "77".into(), lineage: None },
     ];
     ada.attributes = Some(prost_types::Struct {
         fields: [(

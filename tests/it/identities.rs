@@ -23,7 +23,7 @@ async fn an_identifier_held_by_another_profile_is_already_exists_naming_the_hold
     let mut client = app.agent();
     let mut holder = person("Ada", "Lovelace", "ada@example.com");
     holder.phones = vec![pb::PhoneNumber { number: "+44 20 7946 0958".into(), ..Default::default() }];
-    holder.external_ids = vec![pb::ExternalId { source: "shopify".into(), id: "C-1".into() }];
+    holder.external_ids = vec![pb::ExternalId { source: "shopify".into(), id: "C-1".into(), lineage: None }];
     let holder = client.create_profile(create(holder)).await.expect("create").into_inner();
 
     let mut by_email = person("Other", "Person", " ADA+promo@Example.com");
@@ -33,7 +33,7 @@ async fn an_identifier_held_by_another_profile_is_already_exists_naming_the_hold
         ..person("Other", "Person", "")
     };
     let by_external = pb::Profile {
-        external_ids: vec![pb::ExternalId { source: "Shopify".into(), id: " C-1 ".into() }],
+        external_ids: vec![pb::ExternalId { source: "Shopify".into(), id: " C-1 ".into(), lineage: None }],
         ..person("Other", "Person", "")
     };
     let cases = [

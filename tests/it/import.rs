@@ -285,11 +285,16 @@ async fn export(app: &TestApp, tenant: &str, dir: &Path) -> (PathBuf, Vec<std::c
 async fn an_export_imported_into_a_fresh_tenant_round_trips(app: TestApp) {
     let mut admin = app.admin();
     let mut ada = person("Ada", "Lovelace", "ada@example.com");
-    ada.emails.push(pb::EmailAddress { address: "ada@work.example".into(), label: String::new(), primary: false });
+    ada.emails.push(pb::EmailAddress {
+        address: "ada@work.example".into(),
+        label: String::new(),
+        primary: false,
+        lineage: None,
+    });
     ada.emails.reverse();
     ada.phones = vec![
-        pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: false },
-        pb::PhoneNumber { number: "+14155550101".into(), label: String::new(), primary: true },
+        pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: false, lineage: None },
+        pb::PhoneNumber { number: "+14155550101".into(), label: String::new(), primary: true, lineage: None },
     ];
     ada.addresses = vec![
         pb::PostalAddress {
@@ -299,12 +304,13 @@ async fn an_export_imported_into_a_fresh_tenant_round_trips(app: TestApp) {
             postal_code: "62701".into(),
             country_code: "US".into(),
             label: String::new(),
+            lineage: None,
         },
         pb::PostalAddress { lines: vec!["9 Elm St".into()], country_code: "US".into(), ..Default::default() },
     ];
     ada.birth_date = "1985-12-10".into();
     ada.segment = "vip".into();
-    ada.external_ids = vec![pb::ExternalId { source: "shop".into(), id: "S-1".into() }];
+    ada.external_ids = vec![pb::ExternalId { source: "shop".into(), id: "S-1".into(), lineage: None }];
     ada.attributes = Some(prost_types::Struct {
         fields: [(
             "tier".to_owned(),

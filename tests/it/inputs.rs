@@ -99,11 +99,11 @@ fn profile() -> impl Strategy<Value = pb::Profile> {
                 segment,
                 emails: emails
                     .into_iter()
-                    .map(|(address, label, primary)| pb::EmailAddress { address, label, primary })
+                    .map(|(address, label, primary)| pb::EmailAddress { address, label, primary, lineage: None })
                     .collect(),
                 phones: phones
                     .into_iter()
-                    .map(|(number, label)| pb::PhoneNumber { number, label, primary: false })
+                    .map(|(number, label)| pb::PhoneNumber { number, label, primary: false, lineage: None })
                     .collect(),
                 addresses: addresses
                     .into_iter()
@@ -114,11 +114,15 @@ fn profile() -> impl Strategy<Value = pb::Profile> {
                         postal_code,
                         country_code,
                         label: String::new(),
+                        lineage: None,
                     })
                     .collect(),
                 birth_date: birth,
                 attributes: Some(Struct { fields: attributes.into_iter().collect() }),
-                external_ids: external.into_iter().map(|(source, id)| pb::ExternalId { source, id }).collect(),
+                external_ids: external
+                    .into_iter()
+                    .map(|(source, id)| pb::ExternalId { source, id, lineage: None })
+                    .collect(),
                 ..Default::default()
             }
         },

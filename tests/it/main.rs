@@ -77,7 +77,7 @@ pub fn person(given: &str, family: &str, email: &str) -> pb::Profile {
         emails: if email.is_empty() {
             vec![]
         } else {
-            vec![pb::EmailAddress { address: email.into(), label: "home".into(), primary: true }]
+            vec![pb::EmailAddress { address: email.into(), label: "home".into(), primary: true, lineage: None }]
         },
         ..Default::default()
     }

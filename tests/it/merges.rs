@@ -124,10 +124,11 @@ async fn three_profiles_merge_into_one_golden_record(app: TestApp) {
 
     let mut client = app.agent();
     let mut target = person("Ann", "Lee", "ann@example.com");
-    target.phones = vec![pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: true }];
+    target.phones =
+        vec![pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: true, lineage: None }];
     let target = client.create_profile(with_source(create(target), "pos")).await.expect("create").into_inner();
     let mut crm = person("Anne", "Lee", "anne.lee@work.example");
-    crm.external_ids = vec![pb::ExternalId { source: "salesforce".into(), id: "003A".into() }];
+    crm.external_ids = vec![pb::ExternalId { source: "salesforce".into(), id: "003A".into(), lineage: None }];
     let crm = client.create_profile(with_source(create(crm), "salesforce")).await.expect("create").into_inner();
     let mut web = person("A.", "", "ann.web@example.com");
     web.segment = "VIP".into();
@@ -465,7 +466,8 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
     let mut identity = app.identity(TENANT, &[Role::Steward]);
     let mut consents = app.consents(TENANT, &[Role::Admin]);
     let mut ann = person("Ann", "Lee", "ann@example.com");
-    ann.phones = vec![pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: true }];
+    ann.phones =
+        vec![pb::PhoneNumber { number: "+14155550100".into(), label: String::new(), primary: true, lineage: None }];
     ann.segment = "retail".into();
     ann.birth_date = "1980-01-01".into();
     ann.attributes = Some(prost_types::Struct { fields: [("tier".to_owned(), text("silver"))].into() });
@@ -477,7 +479,7 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
         country_code: "US".into(),
         ..Default::default()
     }];
-    anne.external_ids = vec![pb::ExternalId { source: "pos".into(), id: "77".into() }];
+    anne.external_ids = vec![pb::ExternalId { source: "pos".into(), id: "77".into(), lineage: None }];
     anne.attributes = Some(prost_types::Struct {
         fields: [("tier".to_owned(), text("gold")), ("club".to_owned(), text("yes"))].into(),
     });
@@ -516,7 +518,8 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
         .concat(),
         ..Default::default()
     };
-    admin.update_profile(crate::update(&target.id, &["emails"], &written.etag, own)).await.expect("own update");
+    let own = admin.update_profile(crate::update(&target.id, &["emails"], &written.etag, own)).await;
+    let own = own.expect("own update").into_inner();
     consents
         .set_consent(decide(&source.id, pb::ConsentPurpose::EmailMarketing, pb::ConsentStatus::Denied))
         .await
@@ -539,7 +542,10 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
     let source_after = source_after.into_inner();
     assert_eq!(source_after.redirected_from, "", "its id is its own again");
     let mut expected = content(&source_before);
-    expected.phones = vec![pb::PhoneNumber { number: "+14155550199".into(), ..Default::default() }];
+    // The number keeps the lineage of the write that brought it.
+    let brought = written.phones.iter().find(|p| p.number == "+14155550199").and_then(|p| p.lineage.clone());
+    assert_eq!(brought.as_ref().map(|l| l.source.as_str()), Some("api"));
+    expected.phones = vec![pb::PhoneNumber { number: "+14155550199".into(), lineage: brought, ..Default::default() }];
     expected.segment = "vip".into();
     assert_eq!(content(&source_after), expected, "field by field");
     assert!(source_after.etag.parse::<i64>().expect("etag") > source_before.etag.parse::<i64>().expect("etag"));
@@ -548,7 +554,13 @@ async fn a_merge_written_through_then_undone_restores_each_profile_exactly(app: 
     // The target: without what the source brought, with its own write.
     let target_after = admin.get_profile(pb::GetProfileRequest { id: target.id.clone() }).await.expect("get");
     let mut expected = content(&target_before);
-    expected.emails.push(pb::EmailAddress { address: "ann.work@example.com".into(), ..Default::default() });
+    let work = own.emails.iter().find(|e| e.address == "ann.work@example.com").and_then(|e| e.lineage.clone());
+    assert!(work.is_some(), "an added address has its own lineage");
+    expected.emails.push(pb::EmailAddress {
+        address: "ann.work@example.com".into(),
+        lineage: work,
+        ..Default::default()
+    });
     assert_eq!(content(&target_after.into_inner()), expected, "field by field");
 
     // Identifiers follow their profile.
@@ -943,3 +955,87 @@ async fn an_address_two_merged_sources_brought_stays_until_both_are_undone(app: 
     assert_eq!(addresses(read(&mut client, &ids[1]).await), ["12 Harbour Street"]);
 }
 on_both!(shared_address_unmerge, an_address_two_merged_sources_brought_stays_until_both_are_undone);
+
+/// Each contact point's lineage as `address or number: source`, in list order.
+fn point_sources(profile: &pb::Profile) -> Vec<String> {
+    let source = |l: &Option<pb::FieldLineage>| l.as_ref().map_or("none".to_owned(), |l| l.source.clone());
+    (profile.emails.iter().map(|e| format!("{}: {}", e.address, source(&e.lineage))))
+        .chain(profile.phones.iter().map(|p| format!("{}: {}", p.number, source(&p.lineage))))
+        .chain(profile.addresses.iter().map(|a| format!("{}: {}", a.locality, source(&a.lineage))))
+        .chain(profile.external_ids.iter().map(|x| format!("{}/{}: {}", x.source, x.id, source(&x.lineage))))
+        .collect()
+}
+
+async fn contact_points_keep_their_own_lineage_through_writes_merges_and_unmerges(app: TestApp) {
+    use c360_server::auth::Role;
+    use c360_tests::TENANT;
+    let mut client = app.agent();
+    let mut ann = person("Ann", "Lee", "ann@example.com");
+    ann.addresses = vec![pb::PostalAddress {
+        lines: vec!["1 High St".into()],
+        locality: "Leeds".into(),
+        country_code: "GB".into(),
+        ..Default::default()
+    }];
+    let ann = client.create_profile(with_source(create(ann), "crm")).await.expect("create").into_inner();
+    let created = ann.emails[0].lineage.clone().expect("an email's own lineage");
+    assert_eq!(point_sources(&ann), ["ann@example.com: crm", "Leeds: crm"]);
+
+    // The shop adds an email and relabels the first: the first keeps the
+    // write that brought it, the new one records the shop's.
+    let changes = pb::Profile {
+        emails: vec![
+            pb::EmailAddress { address: "ann@example.com".into(), label: "home".into(), primary: true, lineage: None },
+            pb::EmailAddress { address: "ann.lee@shop.example".into(), ..Default::default() },
+        ],
+        ..Default::default()
+    };
+    let request =
+        pb::UpdateProfileRequest { source: "shop".into(), ..crate::update(&ann.id, &["emails"], &ann.etag, changes) };
+    let ann = client.update_profile(request).await.expect("update").into_inner();
+    assert_eq!(point_sources(&ann), ["ann@example.com: crm", "ann.lee@shop.example: shop", "Leeds: crm"]);
+    assert_eq!(ann.emails[0].lineage.as_ref(), Some(&created), "time and source of the write that brought it");
+    assert_eq!(ann.lineage["emails"].source, "shop", "the field's lineage is the last write's");
+    assert!(
+        ann.lineage.keys().all(|key| !key.contains('@') && !key.contains('/')),
+        "contact points are never keys of the map: {:?}",
+        ann.lineage.keys()
+    );
+
+    // A merge keeps each contact point's lineage from where it came.
+    let mut pos = person("Ann", "Lee", "ann.pos@example.com");
+    pos.phones = vec![pb::PhoneNumber { number: "+14155550100".into(), ..Default::default() }];
+    pos.external_ids = vec![pb::ExternalId { source: "till".into(), id: "77".into(), lineage: None }];
+    let pos = client.create_profile(with_source(create(pos), "pos")).await.expect("create").into_inner();
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let merged = steward.merge_profiles(merge(&ann.id, &[&pos.id])).await.expect("merge").into_inner();
+    let golden = merged.profile.expect("profile");
+    // The most recent list (the point of sale's) comes first.
+    let expected = [
+        "ann.pos@example.com: pos",
+        "ann@example.com: crm",
+        "ann.lee@shop.example: shop",
+        "+14155550100: pos",
+        "Leeds: crm",
+        "till/77: pos",
+    ];
+    assert_eq!(point_sources(&golden), expected);
+    let read = client.get_profile(pb::GetProfileRequest { id: ann.id.clone() }).await.expect("get").into_inner();
+    assert_eq!(point_sources(&read), expected, "as stored, not only as answered");
+
+    // A role that sees contact points masked still sees where each came from.
+    let mut marketer = app.client(TENANT, Role::Marketer);
+    let masked = marketer.get_profile(pb::GetProfileRequest { id: ann.id.clone() }).await.expect("get").into_inner();
+    let sources: Vec<_> = masked.emails.iter().map(|e| e.lineage.as_ref().map(|l| l.source.as_str())).collect();
+    assert_eq!(sources, [Some("pos"), Some("crm"), Some("shop")]);
+    assert!(masked.lineage.keys().all(|key| !key.contains('@')), "{:?}", masked.lineage.keys());
+
+    // The unmerge takes each back with its lineage.
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, ..Default::default() };
+    steward.unmerge_profile(unmerge).await.expect("unmerge");
+    let ann = client.get_profile(pb::GetProfileRequest { id: ann.id.clone() }).await.expect("get").into_inner();
+    assert_eq!(point_sources(&ann), ["ann@example.com: crm", "ann.lee@shop.example: shop", "Leeds: crm"]);
+    let pos = client.get_profile(pb::GetProfileRequest { id: pos.id.clone() }).await.expect("get").into_inner();
+    assert_eq!(point_sources(&pos), ["ann.pos@example.com: pos", "+14155550100: pos", "till/77: pos"]);
+}
+on_both!(contact_point_lineage, contact_points_keep_their_own_lineage_through_writes_merges_and_unmerges);

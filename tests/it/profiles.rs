@@ -18,10 +18,25 @@ fn full_person() -> pb::Profile {
         family_name: "García".into(),
         segment: "VIP".into(),
         emails: vec![
-            pb::EmailAddress { address: "Jose.Garcia@Example.com".into(), label: "work".into(), primary: true },
-            pb::EmailAddress { address: "pepe@example.org".into(), label: String::new(), primary: false },
+            pb::EmailAddress {
+                address: "Jose.Garcia@Example.com".into(),
+                label: "work".into(),
+                primary: true,
+                lineage: None,
+            },
+            pb::EmailAddress {
+                address: "pepe@example.org".into(),
+                label: String::new(),
+                primary: false,
+                lineage: None,
+            },
         ],
-        phones: vec![pb::PhoneNumber { number: "(415) 555-2671".into(), label: "mobile".into(), primary: true }],
+        phones: vec![pb::PhoneNumber {
+            number: "(415) 555-2671".into(),
+            label: "mobile".into(),
+            primary: true,
+            lineage: None,
+        }],
         addresses: vec![pb::PostalAddress {
             lines: vec!["1 Market St".into(), "Suite 200".into()],
             locality: "San Francisco".into(),
@@ -29,6 +44,7 @@ fn full_person() -> pb::Profile {
             postal_code: "94105".into(),
             country_code: "us".into(),
             label: "billing".into(),
+            lineage: None,
         }],
         birth_date: "1985-07-14".into(),
         attributes: Some(Struct {
@@ -38,7 +54,7 @@ fn full_person() -> pb::Profile {
             ]
             .into(),
         }),
-        external_ids: vec![pb::ExternalId { source: "Salesforce".into(), id: "0031x00000AbCdE".into() }],
+        external_ids: vec![pb::ExternalId { source: "Salesforce".into(), id: "0031x00000AbCdE".into(), lineage: None }],
         ..Default::default()
     }
 }
@@ -366,7 +382,11 @@ async fn search_and_lookup_find_each_identifier_kind() {
     let criteria = [
         Criterion::Email(" JOSE.GARCIA+news@example.COM ".into()),
         Criterion::Phone("+1 415-555-2671".into()),
-        Criterion::ExternalId(pb::ExternalId { source: "SALESFORCE".into(), id: "0031x00000AbCdE".into() }),
+        Criterion::ExternalId(pb::ExternalId {
+            source: "SALESFORCE".into(),
+            id: "0031x00000AbCdE".into(),
+            lineage: None,
+        }),
     ];
     for criterion in criteria {
         let request = pb::SearchProfilesRequest { criterion: Some(criterion.clone()), ..Default::default() };

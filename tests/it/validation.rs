@@ -56,7 +56,7 @@ async fn each_bad_input_names_its_field_and_writes_nothing() {
         ),
         (
             "profile.external_ids[0].id",
-            with(|p| p.external_ids = vec![pb::ExternalId { source: "pos".into(), id: " ".into() }]),
+            with(|p| p.external_ids = vec![pb::ExternalId { source: "pos".into(), id: " ".into(), lineage: None }]),
         ),
         ("profile.attributes", pb::Profile { attributes: Some(huge_attributes), ..person("Bob", "Byron", "") }),
         // Found by probing: PostgreSQL's JSONB refuses U+0000 and answered INTERNAL.
@@ -280,7 +280,12 @@ async fn errors_name_the_field_and_never_echo_personal_values() {
     let app = TestApp::spawn().await;
     let mut client = app.agent();
     let mut bad = person("Ada", "Lovelace", "ada.secret@@example");
-    bad.phones = vec![pb::PhoneNumber { number: "+1 555 secretphone".into(), label: String::new(), primary: true }];
+    bad.phones = vec![pb::PhoneNumber {
+        number: "+1 555 secretphone".into(),
+        label: String::new(),
+        primary: true,
+        lineage: None,
+    }];
     bad.birth_date = "1815-13-45secret".into();
     bad.addresses = vec![pb::PostalAddress {
         lines: vec!["1 Street".into()],

@@ -16,9 +16,9 @@ use super::{Caller, Role};
 use crate::domain::{
     consent::{ConsentDecision, ContactKind},
     privacy::{self, FieldClass},
-    profile::{PostalAddress, Profile, ProfileField},
+    profile::{Lineage, PointKey, PostalAddress, Profile, ProfileField, is_point_key},
     settings::TenantSettings,
-    view::{DecisionView, Disclosure, ProfileView},
+    view::{DecisionView, Disclosure, PointLineage, ProfileView},
 };
 
 /// What a role sees of a class, from least to most permissive.
@@ -197,15 +197,25 @@ impl Shape {
             }
         }
 
-        let lineage: BTreeMap<_, _> = if hidden_fields.is_empty() {
-            profile.lineage.clone()
-        } else {
-            profile
-                .lineage
-                .iter()
-                .filter(|(field, _)| !hidden_fields.contains(&field.as_str()))
-                .map(|(field, l)| (field.clone(), l.clone()))
-                .collect()
+        // A contact point's lineage key holds its value: it is shown on the
+        // contact point, as that is shown, and never as a key.
+        let lineage: BTreeMap<_, _> = profile
+            .lineage
+            .iter()
+            .filter(|(key, _)| !is_point_key(key) && !hidden_fields.contains(&key.as_str()))
+            .map(|(key, l)| (key.clone(), l.clone()))
+            .collect();
+        fn points<T: PointKey>(profile: &Profile, shown: &[T], stored: &[T]) -> Vec<Option<Lineage>> {
+            if shown.is_empty() {
+                return Vec::new();
+            }
+            stored.iter().map(|point| profile.point_lineage(&point.point_key()).cloned()).collect()
+        }
+        let point_lineage = PointLineage {
+            emails: points(profile, &emails, &data.emails),
+            phones: points(profile, &phones, &data.phones),
+            addresses: points(profile, &addresses, &data.addresses),
+            external_ids: points(profile, &external_ids, &data.external_ids),
         };
 
         ProfileView {
@@ -224,6 +234,7 @@ impl Shape {
             attributes,
             external_ids,
             lineage,
+            point_lineage,
             completeness: data.completeness(),
             version: profile.version,
             created_at: profile.created_at,

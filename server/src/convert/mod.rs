@@ -12,7 +12,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::domain::{
     identifiers::IdentifierType,
-    profile::{Choice, Email, ExternalId, Phone, PostalAddress, ProfileInput, ProfileKind, ProfileStatus},
+    profile::{Choice, Email, ExternalId, Lineage, Phone, PostalAddress, ProfileInput, ProfileKind, ProfileStatus},
     view::ProfileView,
 };
 
@@ -30,29 +30,36 @@ impl From<ProfileView> for pb::Profile {
             emails: view
                 .emails
                 .into_iter()
-                .map(|e| pb::EmailAddress { address: e.address, label: e.label, primary: e.primary })
+                .zip(lineages(view.point_lineage.emails))
+                .map(|(e, lineage)| pb::EmailAddress {
+                    address: e.address,
+                    label: e.label,
+                    primary: e.primary,
+                    lineage,
+                })
                 .collect(),
             phones: view
                 .phones
                 .into_iter()
-                .map(|p| pb::PhoneNumber { number: p.number, label: p.label, primary: p.primary })
+                .zip(lineages(view.point_lineage.phones))
+                .map(|(p, lineage)| pb::PhoneNumber { number: p.number, label: p.label, primary: p.primary, lineage })
                 .collect(),
-            addresses: view.addresses.into_iter().map(pb::PostalAddress::from).collect(),
+            addresses: view
+                .addresses
+                .into_iter()
+                .zip(lineages(view.point_lineage.addresses))
+                .map(|(a, lineage)| pb::PostalAddress { lineage, ..pb::PostalAddress::from(a) })
+                .collect(),
             birth_date: view.birth_date.unwrap_or_default(),
             primary_contact_id: view.primary_contact_id.map(|id| id.to_string()).unwrap_or_default(),
             attributes: Some(json_into_struct(view.attributes)),
             external_ids: view
                 .external_ids
                 .into_iter()
-                .map(|x| pb::ExternalId { source: x.source, id: x.id })
+                .zip(lineages(view.point_lineage.external_ids))
+                .map(|(x, lineage)| pb::ExternalId { source: x.source, id: x.id, lineage })
                 .collect(),
-            lineage: view
-                .lineage
-                .into_iter()
-                .map(|(field, l)| {
-                    (field, pb::FieldLineage { source: l.source, update_time: Some(timestamp(l.updated_at)) })
-                })
-                .collect(),
+            lineage: view.lineage.into_iter().map(|(field, l)| (field, field_lineage(l))).collect(),
             completeness: view.completeness,
             create_time: Some(timestamp(view.created_at)),
             update_time: Some(timestamp(view.updated_at)),
@@ -63,6 +70,17 @@ impl From<ProfileView> for pb::Profile {
             redirected_from: view.redirected_from.map(|id| id.to_string()).unwrap_or_default(),
         }
     }
+}
+
+/// The wire form of one lineage entry.
+fn field_lineage(l: Lineage) -> pb::FieldLineage {
+    pb::FieldLineage { source: l.source, update_time: Some(timestamp(l.updated_at)) }
+}
+
+/// Per item of a list, its lineage on the wire, endlessly (a list withheld
+/// has none, and zipping with it must not cut the list short).
+fn lineages(list: Vec<Option<Lineage>>) -> impl Iterator<Item = Option<pb::FieldLineage>> {
+    list.into_iter().map(|l| l.map(field_lineage)).chain(std::iter::repeat(None))
 }
 
 impl From<pb::Profile> for ProfileInput {
@@ -125,6 +143,7 @@ impl From<PostalAddress> for pb::PostalAddress {
             postal_code: a.postal_code,
             country_code: a.country_code,
             label: a.label,
+            lineage: None,
         }
     }
 }

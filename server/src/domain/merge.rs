@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{
     DomainError, ProfileId, TenantId,
-    profile::{Lineage, Profile, ProfileData, ProfileField, ProfileStatus},
+    profile::{Lineage, PointKey, Profile, ProfileData, ProfileField, ProfileStatus},
 };
 
 /// Why profiles were merged.
@@ -244,6 +244,11 @@ pub fn survive(
                     let mut item = item.clone();
                     if i > 0 {
                         $unprimary(&mut item);
+                    }
+                    // Each contact point keeps the lineage it had where it came from.
+                    let key = item.point_key();
+                    if let Some(lineage) = p.point_lineage(&key) {
+                        golden.lineage.insert(key, lineage.clone());
                     }
                     merged.push(item);
                 }

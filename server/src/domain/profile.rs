@@ -389,6 +389,87 @@ impl Profile {
     pub fn etag(&self) -> String {
         self.version.to_string()
     }
+
+    /// Where one contact point or external id of this profile came from:
+    /// its own lineage, or (recorded before contact points had their own)
+    /// its field's, while the profile holds it.
+    pub fn point_lineage(&self, key: &str) -> Option<&Lineage> {
+        self.lineage.get(key).or_else(|| {
+            let field = key.split_once('/')?.0;
+            self.data.point_keys().any(|k| k == key).then(|| self.lineage.get(field)).flatten()
+        })
+    }
+}
+
+/// One contact point or external id, as a key of its profile's lineage:
+/// `emails/<address>`, `phones/<E.164>`, `external_ids/<source>/<id>`,
+/// `addresses/<lines>|<locality>|<postal code>|<country>` (folded as
+/// merges compare places). Each keeps the source and time of the write that
+/// brought it, so a union of several sources' contact points can be told
+/// apart; views show it on the contact point, never as a key, since the key
+/// holds the value.
+pub trait PointKey {
+    /// Its lineage key.
+    fn point_key(&self) -> String;
+}
+
+impl PointKey for Email {
+    fn point_key(&self) -> String {
+        format!("emails/{}", self.address.to_lowercase())
+    }
+}
+
+impl PointKey for Phone {
+    fn point_key(&self) -> String {
+        format!("phones/{}", self.number)
+    }
+}
+
+impl PointKey for PostalAddress {
+    fn point_key(&self) -> String {
+        let fold = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let lines: Vec<String> = self.lines.iter().map(|l| fold(l)).collect();
+        format!(
+            "addresses/{}|{}|{}|{}",
+            lines.join("; "),
+            fold(&self.locality),
+            fold(&self.postal_code),
+            self.country_code
+        )
+    }
+}
+
+impl PointKey for ExternalId {
+    fn point_key(&self) -> String {
+        format!("external_ids/{}/{}", self.source, self.id)
+    }
+}
+
+/// The fields whose values are lists of contact points or external ids.
+const POINT_FIELDS: [ProfileField; 4] =
+    [ProfileField::Emails, ProfileField::Phones, ProfileField::Addresses, ProfileField::ExternalIds];
+
+/// Whether a lineage key names one contact point rather than a field.
+pub fn is_point_key(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(field, _)| POINT_FIELDS.iter().any(|f| f.path() == field))
+}
+
+/// Brings the contact points' lineage in line with `data`: entries of
+/// points it no longer holds go, points without one get `fill`'s.
+pub fn settle_point_lineage(
+    lineage: &mut BTreeMap<String, Lineage>,
+    data: &ProfileData,
+    mut fill: impl FnMut(&str) -> Option<Lineage>,
+) {
+    let keys: std::collections::BTreeSet<String> = data.point_keys().collect();
+    lineage.retain(|key, _| !is_point_key(key) || keys.contains(key));
+    for key in keys {
+        if !lineage.contains_key(&key)
+            && let Some(entry) = fill(&key)
+        {
+            lineage.insert(key, entry);
+        }
+    }
 }
 
 /// Parses an etag sent by a caller; `None` when it was empty.
@@ -841,6 +922,14 @@ impl ProfileData {
             .collect()
     }
 
+    /// The lineage keys of its contact points and external ids.
+    pub fn point_keys(&self) -> impl Iterator<Item = String> + '_ {
+        (self.emails.iter().map(PointKey::point_key))
+            .chain(self.phones.iter().map(PointKey::point_key))
+            .chain(self.addresses.iter().map(PointKey::point_key))
+            .chain(self.external_ids.iter().map(PointKey::point_key))
+    }
+
     /// Which fields hold a value, for lineage on create.
     pub fn set_fields(&self) -> Vec<ProfileField> {
         self.diff(&Self { kind: self.kind, status: self.status, ..Self::default() })
@@ -888,15 +977,25 @@ fn holds(emails: &[Email], phones: &[Phone], point: &ContactPoint, policy: &Norm
     }
 }
 
-/// Records `source` and `now` as the lineage of `fields`.
+/// Records `source` and `now` as the lineage of `fields` of `data` (just
+/// written), and of each contact point those fields gained: one they
+/// already held keeps the lineage of the write that brought it.
 pub fn record_lineage(
     lineage: &mut BTreeMap<String, Lineage>,
+    data: &ProfileData,
     fields: &[ProfileField],
     source: &str,
     now: DateTime<Utc>,
 ) {
+    let entry = || Lineage { source: source.to_owned(), updated_at: now };
     for field in fields {
-        lineage.insert(field.path().to_owned(), Lineage { source: source.to_owned(), updated_at: now });
+        lineage.insert(field.path().to_owned(), entry());
+    }
+    if fields.iter().any(|f| POINT_FIELDS.contains(f)) {
+        settle_point_lineage(lineage, data, |key| {
+            let field = key.split_once('/').map(|(field, _)| field);
+            fields.iter().any(|f| Some(f.path()) == field).then(entry)
+        });
     }
 }
 
@@ -1015,6 +1114,52 @@ fn check_attributes(attributes: &Map<String, Value>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_records_lineage_only_on_the_contact_points_it_adds() {
+        let at = |s: i64| DateTime::from_timestamp(s, 0).expect("time");
+        let email = |address: &str| Email { address: address.into(), label: String::new(), primary: false };
+        let mut data = ProfileData { emails: vec![email("a@example.com")], ..Default::default() };
+        data.addresses = vec![PostalAddress { lines: vec!["1  High St".into()], ..Default::default() }];
+        let mut lineage = BTreeMap::new();
+        record_lineage(&mut lineage, &data, &data.set_fields(), "crm", at(1));
+        assert_eq!(lineage["emails/a@example.com"].source, "crm");
+        assert_eq!(lineage["addresses/1 high st|||"].source, "crm");
+
+        // Relabelled, one added, the address's spacing changed: only the new email is the shop's.
+        data.emails = vec![Email { label: "home".into(), ..email("a@example.com") }, email("b@example.com")];
+        data.addresses[0].lines = vec!["1 High  St".into()];
+        record_lineage(&mut lineage, &data, &[ProfileField::Emails, ProfileField::Addresses], "shop", at(2));
+        assert_eq!(
+            (lineage["emails/a@example.com"].source.as_str(), lineage["emails/a@example.com"].updated_at),
+            ("crm", at(1))
+        );
+        assert_eq!(lineage["emails/b@example.com"].source, "shop");
+        assert_eq!(lineage["addresses/1 high st|||"].source, "crm");
+        assert_eq!(lineage["emails"].source, "shop");
+
+        // Removed: its entry goes; a write of another field leaves the rest alone.
+        data.emails.remove(0);
+        record_lineage(&mut lineage, &data, &[ProfileField::Emails], "shop", at(3));
+        assert!(!lineage.contains_key("emails/a@example.com"));
+        record_lineage(&mut lineage, &data, &[ProfileField::Segment], "pos", at(4));
+        assert_eq!(lineage["emails/b@example.com"].updated_at, at(2));
+
+        // Recorded before contact points had their own: the field's, while held.
+        let profile = Profile {
+            id: ProfileId::generate(),
+            tenant: TenantId::parse("acme").expect("tenant"),
+            data: data.clone(),
+            lineage: [("emails".to_owned(), Lineage { source: "old".into(), updated_at: at(0) })].into(),
+            version: 1,
+            created_at: at(0),
+            updated_at: at(0),
+            merged_into: None,
+        };
+        assert_eq!(profile.point_lineage("emails/b@example.com").map(|l| l.source.as_str()), Some("old"));
+        assert_eq!(profile.point_lineage("emails/gone@example.com"), None);
+        assert!(is_point_key("external_ids/crm/1") && !is_point_key("emails") && !is_point_key("attributes.a/b"));
+    }
 
     #[test]
     fn stored_times_read_the_same_on_the_fast_path_as_by_chrono() {

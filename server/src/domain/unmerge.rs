@@ -19,7 +19,9 @@ use super::{
     ProfileId,
     identifiers::NormalizationPolicy,
     merge::{MergeRecord, Rule, same_place},
-    profile::{Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileField},
+    profile::{
+        Email, ExternalId, Lineage, Phone, PostalAddress, Profile, ProfileData, ProfileField, settle_point_lineage,
+    },
 };
 
 /// One write addressed to a merged source's old id: the target before and after it.
@@ -149,6 +151,7 @@ pub fn undo(
     {
         kept.primary = true;
     }
+    settle_point_lineage(&mut target_lineage, &target, |key| target_before.point_lineage(key).cloned());
     Some(Undone { target: (target, target_lineage), sources })
 }
 
@@ -218,6 +221,7 @@ fn replay(
             lineage.insert(field.path().to_owned(), entry.clone());
         }
     }
+    settle_point_lineage(lineage, source, |key| write.after.point_lineage(key).cloned());
 }
 
 /// A write through a source's old id, off the target: what it added

@@ -69,6 +69,8 @@ pub struct ProfileView {
     pub external_ids: Vec<ExternalId>,
     /// Per visible field: source and update time.
     pub lineage: BTreeMap<String, Lineage>,
+    /// Per contact point and external id shown: where it came from.
+    pub point_lineage: PointLineage,
     /// Share of key fields filled, of the stored record (not of the view).
     pub completeness: f64,
     /// Version, as the etag.
@@ -83,6 +85,20 @@ pub struct ProfileView {
     pub merged_into: Option<ProfileId>,
     /// The merged id the caller asked for, when it resolved to this profile.
     pub redirected_from: Option<ProfileId>,
+}
+
+/// The lineage of each contact point and external id of a view, in the
+/// order of its lists (empty where the list is withheld).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PointLineage {
+    /// Per email address.
+    pub emails: Vec<Option<Lineage>>,
+    /// Per phone number.
+    pub phones: Vec<Option<Lineage>>,
+    /// Per postal address.
+    pub addresses: Vec<Option<Lineage>>,
+    /// Per external id.
+    pub external_ids: Vec<Option<Lineage>>,
 }
 
 impl ProfileView {

@@ -117,7 +117,8 @@ fn page_parts(page: Page) -> (Vec<pb::Profile>, String) {
 
 /// The request id of a write and a hash of the rest of the request: the same
 /// message sent again hashes the same (prost encodes fields in order; the
-/// only map of a profile, `lineage`, is output-only and left out).
+/// only map of a profile, `lineage`, is output-only and left out, as is each
+/// contact point's, so a client echoing a read profile back hashes alike).
 fn request_key<M: prost::Message + Clone>(
     request: &M,
     parts: impl FnOnce(&mut M) -> (String, Option<&mut pb::Profile>),
@@ -130,6 +131,10 @@ fn request_key<M: prost::Message + Clone>(
     }
     if let Some(profile) = profile {
         profile.lineage.clear();
+        profile.emails.iter_mut().for_each(|e| e.lineage = None);
+        profile.phones.iter_mut().for_each(|p| p.lineage = None);
+        profile.addresses.iter_mut().for_each(|a| a.lineage = None);
+        profile.external_ids.iter_mut().for_each(|x| x.lineage = None);
     }
     RequestKey { id, fingerprint: hex::encode(sha2::Sha256::digest(rest.encode_to_vec())) }
 }

@@ -193,7 +193,7 @@ impl Loader {
                         updated_at: now,
                         merged_into: None,
                     };
-                    record_lineage(&mut profile.lineage, &profile.data.set_fields(), &self.source, now);
+                    record_lineage(&mut profile.lineage, &profile.data, &profile.data.set_fields(), &self.source, now);
                     fed.push((row, profile.id));
                     fresh.push(profile);
                 }
@@ -280,7 +280,7 @@ impl Loader {
             }
             next.version = original.version + 1;
             next.updated_at = now;
-            record_lineage(&mut next.lineage, &changed, &self.source, now);
+            record_lineage(&mut next.lineage, &next.data, &changed, &self.source, now);
             if !store::profiles::update(conn, &next, original.version).await? {
                 return Err(DomainError::Aborted(format!("profile {id} changed under the import")));
             }
@@ -291,7 +291,7 @@ impl Loader {
                 }
                 redirect.after.version = next.version;
                 redirect.after.updated_at = now;
-                record_lineage(&mut redirect.after.lineage, &changed, &self.source, now);
+                record_lineage(&mut redirect.after.lineage, &redirect.after.data, &changed, &self.source, now);
                 store::merges::record_redirect(conn, redirect.addressed_to, &redirect.before, &redirect.after).await?;
             }
             changed_ids.insert(id);
@@ -376,7 +376,13 @@ impl Loader {
                         profile.data.primary_contact_id = Some(contact_id);
                     } else if let Some(profile) = fresh.iter_mut().find(|p| p.id == *id) {
                         profile.data.primary_contact_id = Some(contact_id);
-                        record_lineage(&mut profile.lineage, &[ProfileField::PrimaryContactId], &self.source, now);
+                        record_lineage(
+                            &mut profile.lineage,
+                            &profile.data,
+                            &[ProfileField::PrimaryContactId],
+                            &self.source,
+                            now,
+                        );
                     }
                 }
                 None => later.push(ContactLink {
@@ -467,7 +473,13 @@ impl Loader {
             next.data.primary_contact_id = Some(contact.id);
             next.version += 1;
             next.updated_at = profile::now();
-            record_lineage(&mut next.lineage, &[ProfileField::PrimaryContactId], &self.source, next.updated_at);
+            record_lineage(
+                &mut next.lineage,
+                &next.data,
+                &[ProfileField::PrimaryContactId],
+                &self.source,
+                next.updated_at,
+            );
             if !store::profiles::update(conn, &next, current.version).await? {
                 return Err(DomainError::Aborted(format!("profile {org} changed under the import")));
             }
@@ -527,7 +539,7 @@ impl Loader {
             next.data.status = ProfileStatus::Inactive;
             next.version += 1;
             next.updated_at = profile::now();
-            record_lineage(&mut next.lineage, &[ProfileField::Status], &self.source, next.updated_at);
+            record_lineage(&mut next.lineage, &next.data, &[ProfileField::Status], &self.source, next.updated_at);
             store::identities::release(conn, &self.tenant, current.id, None).await?;
             if !store::profiles::update(conn, &next, current.version).await? {
                 return Err(DomainError::Aborted(format!("profile {} changed under the import", current.id)));

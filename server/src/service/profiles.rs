@@ -210,7 +210,7 @@ impl Profiles {
             merged_into: None,
         };
         tracing::Span::current().record("profile_id", tracing::field::display(profile.id));
-        record_lineage(&mut profile.lineage, &profile.data.set_fields(), &source, now);
+        record_lineage(&mut profile.lineage, &profile.data, &profile.data.set_fields(), &source, now);
 
         let mut work = self.store.begin().await?;
         if !self.hold_request_id(&work, caller, request_id, request, "create", profile.id).await? {
@@ -362,7 +362,7 @@ impl Profiles {
         next.data = data;
         next.version = current.version + 1;
         next.updated_at = now;
-        record_lineage(&mut next.lineage, &changed, &source, now);
+        record_lineage(&mut next.lineage, &next.data, &changed, &source, now);
         let identifiers = self.reindex(&work, caller, &current, &next).await?;
         if let Some(old) = redirected_from {
             // What arrived for a merged profile: an unmerge gives it back.
@@ -403,7 +403,7 @@ impl Profiles {
         next.data.status = ProfileStatus::Inactive;
         next.version += 1;
         next.updated_at = now;
-        record_lineage(&mut next.lineage, &[ProfileField::Status], "api", now);
+        record_lineage(&mut next.lineage, &next.data, &[ProfileField::Status], "api", now);
         store::identities::release(work.conn(), caller.tenant(), id, None).await?;
         if let Some(old) = redirected_from {
             store::merges::record_redirect(work.conn(), old, &current, &next).await?;

@@ -164,7 +164,12 @@ async fn two_instances_never_serve_an_older_version(l1_capacity_mb: &str) {
                 kind: pb::ProfileKind::Person as i32,
                 given_name: "Ada".into(),
                 family_name: "Peers".into(),
-                emails: vec![pb::EmailAddress { address: email.clone(), label: "home".into(), primary: true }],
+                emails: vec![pb::EmailAddress {
+                    address: email.clone(),
+                    label: "home".into(),
+                    primary: true,
+                    lineage: None,
+                }],
                 ..Default::default()
             }),
             source: String::new(),
@@ -249,7 +254,12 @@ async fn two_instances_never_serve_an_older_version(l1_capacity_mb: &str) {
                 let profile = pb::Profile {
                     kind: pb::ProfileKind::Person as i32,
                     given_name: "Gone".into(),
-                    emails: vec![pb::EmailAddress { address: email.clone(), label: String::new(), primary: true }],
+                    emails: vec![pb::EmailAddress {
+                        address: email.clone(),
+                        label: String::new(),
+                        primary: true,
+                        lineage: None,
+                    }],
                     ..Default::default()
                 };
                 let create = pb::CreateProfileRequest {

@@ -17,7 +17,7 @@ use crate::{
         error::Violations,
         events,
         merge::{FieldDecision, MergeReason, MergeRecord, survive},
-        profile::{self, Profile, ProfileField, ProfileStatus, parse_etag, record_lineage},
+        profile::{self, Profile, ProfileField, ProfileStatus, parse_etag, record_lineage, settle_point_lineage},
         review::CandidateStatus,
         view::ProfileView,
     },
@@ -134,6 +134,7 @@ impl Profiles {
         let mut next = target.clone();
         next.data = golden.data;
         next.lineage.extend(golden.lineage);
+        settle_point_lineage(&mut next.lineage, &next.data, |_| None);
         next.version = target.version + 1;
         next.updated_at = now;
         let mut violations = Violations::default();
@@ -206,7 +207,7 @@ impl Profiles {
             merged.merged_into = Some(target.id);
             merged.version = source.version + 1;
             merged.updated_at = now;
-            record_lineage(&mut merged.lineage, &[ProfileField::Status], "merge", now);
+            record_lineage(&mut merged.lineage, &merged.data, &[ProfileField::Status], "merge", now);
             if !store::profiles::update(work.conn(), &merged, source.version).await? {
                 return Err(DomainError::StaleEtag { sent: source.etag(), current: "newer".into() });
             }
