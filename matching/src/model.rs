@@ -152,6 +152,60 @@ impl Frequencies {
         Some(f64::from(count) / f64::from(total))
     }
 
+    /// The counts as bytes, to be stored between runs and read back by
+    /// [`Frequencies::decode`] for pairs scored one at a time. Values held
+    /// once are left out: one holder weighs as none (see `share` and the
+    /// identifiers' adjustment), and most values of a tenant are held once.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(ENCODING);
+        out.extend_from_slice(&term(ENCODING).to_le_bytes());
+        let u32_le = |out: &mut Vec<u8>, n: u32| out.extend_from_slice(&n.to_le_bytes());
+        let counts = |out: &mut Vec<u8>, counts: &HashMap<u64, u32>| {
+            let mut kept: Vec<(u64, u32)> = counts.iter().filter(|(_, n)| **n > 1).map(|(t, n)| (*t, *n)).collect();
+            kept.sort_unstable();
+            u32_le(out, kept.len() as u32);
+            for (term, n) in kept {
+                out.extend_from_slice(&term.to_le_bytes());
+                u32_le(out, n);
+            }
+        };
+        u32_le(&mut out, self.counts.len() as u32);
+        for (i, c) in self.counts.iter().enumerate() {
+            u32_le(&mut out, self.totals[i]);
+            counts(&mut out, c);
+        }
+        u32_le(&mut out, self.full_total);
+        counts(&mut out, &self.full_names);
+        out
+    }
+
+    /// Counts stored by [`Frequencies::encode`]; an error when the bytes are
+    /// not such counts, or were hashed by another build's hasher (the
+    /// standard library's may change between Rust releases: the values
+    /// would match nothing, so they are refused rather than misread).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut reader = Reader { bytes, at: 0 };
+        if reader.take(ENCODING.len())? != ENCODING {
+            return Err("not c360's term frequencies".into());
+        }
+        if reader.u64()? != term(ENCODING) {
+            return Err("term frequencies hashed by another build; the next deduplication run counts them again".into());
+        }
+        let k = reader.u32()? as usize;
+        let mut out = Self::default();
+        for _ in 0..k {
+            out.totals.push(reader.u32()?);
+            out.counts.push(reader.counts()?);
+        }
+        out.full_total = reader.u32()?;
+        out.full_names = reader.counts()?;
+        if reader.at != bytes.len() {
+            return Err("stored term frequencies run on past their end".into());
+        }
+        Ok(out)
+    }
+
     /// Share of the records with both names that have `record`'s full name.
     fn full_name_share(&self, record: &Record) -> Option<f64> {
         if self.full_total == 0 {
@@ -159,6 +213,45 @@ impl Frequencies {
         }
         let count = self.full_names.get(&full_name(record)?).copied().unwrap_or(0).max(1);
         Some(f64::from(count) / f64::from(self.full_total))
+    }
+}
+
+/// Names the byte form of [`Frequencies`]; its hash is stored beside it.
+const ENCODING: &[u8] = b"c360-tf1";
+
+/// Reads [`Frequencies::encode`]'s bytes.
+struct Reader<'b> {
+    bytes: &'b [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let part = self.bytes.get(self.at..self.at + n).ok_or("stored term frequencies are cut short")?;
+        self.at += n;
+        Ok(part)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("four bytes")))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes")))
+    }
+
+    fn counts(&mut self) -> Result<HashMap<u64, u32>, String> {
+        let n = self.u32()? as usize;
+        // Twelve bytes each: a count past the end is refused before any allocation.
+        if n.saturating_mul(12) > self.bytes.len() - self.at {
+            return Err("stored term frequencies are cut short".into());
+        }
+        let mut counts = HashMap::with_capacity(n);
+        for _ in 0..n {
+            let term = self.u64()?;
+            counts.insert(term, self.u32()?);
+        }
+        Ok(counts)
     }
 }
 
@@ -431,6 +524,37 @@ mod tests {
             locality: city.into(),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn stored_frequencies_score_every_pair_as_counted_ones() {
+        let records = vec![
+            person("Ann", "Lee", "ann@example.com", "Leeds"),
+            person("Ann", "Lee", "ann@example.com", "Leeds"),
+            person("Anne", "Lee", "", "Leeds"),
+            person("Bob", "Smith", "bob@example.com", "York"),
+            person("Ann", "Smith", "", "York"),
+            person("Lee", "Ann", "", "Leeds"),
+        ];
+        let model = Model::new(Field::defaults());
+        let counted = Frequencies::count(&model, &records);
+        let bytes = counted.encode();
+        let stored = Frequencies::decode(&bytes).expect("decode");
+        for a in &records {
+            for b in &records {
+                assert_eq!(
+                    model.explain(a, b, Some(&counted)),
+                    model.explain(a, b, Some(&stored)),
+                    "values held once are left out without changing a score"
+                );
+            }
+        }
+        assert!(Frequencies::decode(&bytes[..bytes.len() - 1]).is_err(), "cut short");
+        assert!(Frequencies::decode(b"something else").is_err());
+        let mut other_hasher = bytes.clone();
+        other_hasher[ENCODING.len()] ^= 1;
+        let refused = Frequencies::decode(&other_hasher).expect_err("another build's hashes");
+        assert!(refused.contains("another build"), "{refused}");
     }
 
     #[test]

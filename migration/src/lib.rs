@@ -24,6 +24,7 @@ mod m20261202_000016_unmerge;
 mod m20261202_000017_matching;
 mod m20261203_000018_jobs;
 mod m20261203_000019_held_identifiers;
+mod m20261203_000020_match_frequencies;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000017_matching::Migration),
             Box::new(m20261203_000018_jobs::Migration),
             Box::new(m20261203_000019_held_identifiers::Migration),
+            Box::new(m20261203_000020_match_frequencies::Migration),
         ]
     }
 }

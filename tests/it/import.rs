@@ -121,7 +121,7 @@ async fn a_messy_file_loads_its_good_rows_and_says_why_of_the_others(app: TestAp
     // Kept for identity resolution too: the row said it, another holds it.
     let tenant = c360_server::domain::TenantId::parse(TENANT).expect("tenant");
     let store = crate::store(&app.db.url).await;
-    let held = c360_server::store::identities::held(store.db(), &tenant).await.expect("held");
+    let held = c360_server::store::identities::held(store.db(), &tenant, None).await.expect("held");
     store.close().await.expect("close");
     let taken_id = c360_server::domain::ProfileId::parse(&taken.id).expect("id");
     assert_eq!(held.len(), 1, "{held:?}");

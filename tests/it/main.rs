@@ -55,6 +55,7 @@ mod merges;
 mod outbox;
 mod profiles;
 mod relay;
+mod resolve;
 mod review;
 mod seed;
 mod serving;

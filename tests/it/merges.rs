@@ -759,13 +759,13 @@ async fn held_identifiers_follow_their_profile_through_a_merge_and_back(app: Tes
 
     let mut identity = app.identity(TENANT, &[Role::Steward]);
     let merged = identity.merge_profiles(merge(&twin.id, &[&entered.id])).await.expect("merge").into_inner();
-    let held = identities::held(store.db(), &tenant).await.expect("held");
+    let held = identities::held(store.db(), &tenant, None).await.expect("held");
     assert_eq!(held.get(&id(&twin.id)), Some(&vec![key.clone()]), "the target says it now: {held:?}");
     assert!(!held.contains_key(&id(&entered.id)), "{held:?}");
 
     let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merge_id, reason: String::new() };
     identity.unmerge_profile(unmerge).await.expect("unmerge");
-    let held = identities::held(store.db(), &tenant).await.expect("held");
+    let held = identities::held(store.db(), &tenant, None).await.expect("held");
     assert_eq!(held.get(&id(&entered.id)), Some(&vec![key]), "back with its own profile: {held:?}");
     assert!(!held.contains_key(&id(&twin.id)), "{held:?}");
     store.close().await.expect("close");

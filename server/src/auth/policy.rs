@@ -35,6 +35,10 @@ pub const RPCS: &[(&str, Permission)] = &[
     ("/c360.v1.IdentityService/CancelJob", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/ListMergeCandidates", Permission::MergeProfiles),
     ("/c360.v1.IdentityService/DecideMergeCandidate", Permission::MergeProfiles),
+    ("/c360.v1.IdentityService/ExplainMatch", Permission::MergeProfiles),
+    // Each field of the record also needs the permission to search by it
+    // (service::profiles::matching).
+    ("/c360.v1.IdentityService/ResolveIdentity", Permission::ReadProfiles),
 ];
 
 /// What each role may do: one row per role.

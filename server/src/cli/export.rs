@@ -144,7 +144,7 @@ pub async fn export(
     let caller = Caller::system(tenant.clone(), "export");
     // Identifiers profiles gave that others hold: evidence a matcher
     // reading the export should see as c360 dedupe does.
-    let held = store::identities::held(store.db(), tenant).await?;
+    let held = store::identities::held(store.db(), tenant, None).await?;
     let no_held = Vec::new();
     let mut after: Option<ProfileId> = None;
     let mut exported = 0u64;

@@ -21,14 +21,14 @@ use crate::{
     auth::Caller,
     domain::{
         DomainError, ProfileId, TenantId,
-        identifiers::{IdentifierType, NormalizationPolicy},
+        identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy},
         job::JobProgress,
         merge::MergeReason,
         profile::{ExternalId, ProfileData, ProfileKind, ProfileStatus},
     },
     outbox::AbortOnDrop,
     service::{MergeRequest, Profiles},
-    store::{self, Store},
+    store::{self, Store, matching::StoredFrequencies},
 };
 
 /// Profiles read per query.
@@ -60,6 +60,34 @@ impl Junk {
             }
         }
         junk
+    }
+
+    /// The values of `data` matched as if absent, named for a person:
+    /// `email ann@…`, `phone +1…`, `address 1 Main St`.
+    pub fn ignored(&self, data: &ProfileData, policy: &NormalizationPolicy) -> Vec<String> {
+        let emails = data.emails.iter().filter(|e| self.email(&policy.email_key(&e.address)));
+        let phones = data.phones.iter().filter(|p| self.phone(&p.number));
+        let addresses = data.addresses.iter().map(|a| a.lines.join(" ")).filter(|text| self.address(text));
+        (emails.map(|e| format!("email {}", e.address)))
+            .chain(phones.map(|p| format!("phone {}", p.number)))
+            .chain(addresses.map(|text| format!("address {text}")))
+            .collect()
+    }
+
+    /// Adds to `input` what its records said though another profile held
+    /// it (`held`): evidence all the same. (After a merge into its holder,
+    /// the profile holds it itself.)
+    pub fn add_held(&self, input: &mut Input, held: &[IdentifierKey]) {
+        for key in held {
+            let values = match key.id_type {
+                IdentifierType::Email if !self.email(&key.value) => &mut input.emails,
+                IdentifierType::Phone if !self.phone(&key.value) => &mut input.phones,
+                _ => continue,
+            };
+            if !values.contains(&key.value) {
+                values.push(key.value.clone());
+            }
+        }
     }
 
     fn email(&self, key: &str) -> bool {
@@ -145,6 +173,9 @@ pub struct Found {
     /// Pairs a steward said are not one person (indices, smaller first):
     /// never in one cluster, never proposed for review again.
     pub apart: HashSet<(u32, u32)>,
+    /// How often each compared value occurs among the profiles: kept with
+    /// the model, so pairs scored one at a time later weigh values alike.
+    pub frequencies: Frequencies,
 }
 
 /// Reports how far a run is.
@@ -218,7 +249,7 @@ pub async fn find(
 ) -> Result<Option<Found>, DomainError> {
     let live = [ProfileStatus::Prospect, ProfileStatus::Active];
     let total = store::profiles::count(store.db(), tenant, &live, Some(ProfileKind::Person)).await?;
-    let held = store::identities::held(store.db(), tenant).await?;
+    let held = store::identities::held(store.db(), tenant, None).await?;
     let settings = store::settings::get(store.db(), tenant).await?.settings;
     // A model set in configuration is used as it is; otherwise the run
     // estimates one, its version one past the model in force.
@@ -268,18 +299,7 @@ pub async fn find(
         read += page.len() as u64;
         for (id, version, data) in page {
             let mut input = input(&data, policy, &keys, &junk);
-            // What its records said, though another profile held it.
-            // (After a merge into its holder, the profile holds it itself.)
-            for key in held.get(&id).into_iter().flatten() {
-                let values = match key.id_type {
-                    IdentifierType::Email if !junk.email(&key.value) => &mut input.emails,
-                    IdentifierType::Phone if !junk.phone(&key.value) => &mut input.phones,
-                    _ => continue,
-                };
-                if !values.contains(&key.value) {
-                    values.push(key.value.clone());
-                }
-            }
+            junk.add_held(&mut input, held.get(&id).map_or(&[], Vec::as_slice));
             inputs.push(input);
             profiles.push(Candidate { id, external_ids: data.external_ids, version });
         }
@@ -313,11 +333,11 @@ pub async fn find(
     let ran = tokio::task::spawn_blocking(move || run(&inputs, &options, thresholds, pinned, &kept_apart, &stop))
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let Some((mut model, candidate_pairs, pairs, clusters)) = ran else { return Ok(None) };
+    let Some((mut model, candidate_pairs, pairs, clusters, frequencies)) = ran else { return Ok(None) };
     if estimated {
         model.version = previous.map_or(1, |m| m.version + 1);
     }
-    let found = Found { profiles, model, candidate_pairs, pairs, clusters, apart };
+    let found = Found { profiles, model, candidate_pairs, pairs, clusters, apart, frequencies };
     progress.found(&found);
     Ok(Some(found))
 }
@@ -326,8 +346,8 @@ pub async fn find(
 const SCORED_PER_LOOK: usize = 1 << 20;
 
 /// What [`run`] returns: the model, how many candidate pairs were compared,
-/// the pairs kept and the clusters.
-pub type Ran = (Model, usize, Vec<Pair>, Vec<Vec<u32>>);
+/// the pairs kept, the clusters and the values' frequencies.
+pub type Ran = (Model, usize, Vec<Pair>, Vec<Vec<u32>>, Frequencies);
 
 /// The pure part of a run, over prepared inputs: with `given` (a pinned
 /// model), scored with it as it is; otherwise with a model estimated from
@@ -429,7 +449,7 @@ pub fn run(
         }
     });
     tracing::info!(clusters = clusters.len(), seconds = started.elapsed().as_secs_f64(), "clustered");
-    Some((model, candidate_pairs, pairs, clusters))
+    Some((model, candidate_pairs, pairs, clusters, frequencies))
 }
 
 /// A model estimated from `records` without labels: `u` from random pairs,
@@ -545,6 +565,13 @@ pub async fn keep(
         }
     }
     store::matching::propose(work.conn(), tenant, &review, version, now).await?;
+    let counted = StoredFrequencies {
+        model_version: version,
+        profiles: found.profiles.len() as i64,
+        counted_at: now,
+        counts: found.frequencies.encode(),
+    };
+    store::matching::save_frequencies(work.conn(), tenant, &counted).await?;
     work.commit().await?;
     progress.queued(review.len() as u64);
     Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
@@ -684,6 +711,7 @@ mod tests {
             clusters: vec![vec![0, 2]],
             pairs: vec![pair(0, 1), pair(1, 2), pair(1, 3)],
             apart: [(1, 2)].into(),
+            frequencies: Frequencies::default(),
             profiles,
         };
         let proposed: Vec<(ProfileId, ProfileId)> = for_review(&found).into_iter().map(|(a, b, _)| (a, b)).collect();

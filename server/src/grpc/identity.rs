@@ -1,6 +1,8 @@
 //! `c360.v1.IdentityService`: merges, their previews, history and unmerges;
-//! bulk deduplication jobs; the stewards' review queue.
+//! bulk deduplication jobs; the stewards' review queue; pairs explained and
+//! partial records resolved one at a time.
 
+use c360_matching::model::Decision;
 use c360_proto::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Request, Response, Status};
 
@@ -12,7 +14,7 @@ use crate::{
         merge::{FieldDecision, MergeReason, MergeRecord},
         review::{CandidateStatus, MatchCandidate},
     },
-    service::{CandidatePage, Decided, Jobs, MergeRequest, Merged, Profiles, Unmerged},
+    service::{CandidatePage, Decided, Jobs, MatchExplanation, MergeRequest, Merged, Profiles, Resolved, Unmerged},
 };
 
 /// The gRPC face of the merge operations of [`Profiles`] and of [`Jobs`].
@@ -139,6 +141,70 @@ impl IdentityService for IdentityApi {
             merge_id: merged.as_ref().and_then(|m| m.merge_id).map(|id| id.to_string()).unwrap_or_default(),
             profile: merged.map(|m| m.view.into()),
         }))
+    }
+
+    async fn explain_match(&self, request: Request<pb::ExplainMatchRequest>) -> Reply<pb::ExplainMatchResponse> {
+        let caller = caller(&request)?;
+        let pb::ExplainMatchRequest { profile_id, other_profile_id } = request.get_ref();
+        let MatchExplanation { profiles: [profile, other], explanation, candidate, notes, counted_at } =
+            self.profiles.explain_match(&caller, profile_id, other_profile_id).await?;
+        Ok(Response::new(pb::ExplainMatchResponse {
+            profile: Some(profile.into()),
+            other_profile: Some(other.into()),
+            fields: explanation
+                .fields
+                .into_iter()
+                .map(|f| pb::MatchEvidence {
+                    field: f.field,
+                    value: f.left,
+                    other_value: f.right,
+                    level: f.level.unwrap_or_default(),
+                    weight: f.weight,
+                    term_frequency_adjustment: f.term_frequency_adjustment,
+                })
+                .collect(),
+            prior_weight: explanation.prior_weight,
+            total_weight: explanation.total_weight,
+            confidence: explanation.probability,
+            auto_threshold: explanation.thresholds.auto,
+            review_threshold: explanation.thresholds.review,
+            decision: match_decision_to_pb(explanation.decision) as i32,
+            model_version: explanation.model_version,
+            candidate: candidate.as_ref().map(candidate_to_pb),
+            notes,
+            frequencies_count_time: counted_at.map(timestamp),
+        }))
+    }
+
+    async fn resolve_identity(
+        &self,
+        request: Request<pb::ResolveIdentityRequest>,
+    ) -> Reply<pb::ResolveIdentityResponse> {
+        let caller = caller(&request)?;
+        let pb::ResolveIdentityRequest { record, page_size, min_confidence } = request.into_inner();
+        // A missing record is an empty one: refused by validation, after the role check.
+        let record = record.unwrap_or_default();
+        let Resolved { candidates, model_version } =
+            self.profiles.resolve_identity(&caller, record.into(), page_size, min_confidence).await?;
+        Ok(Response::new(pb::ResolveIdentityResponse {
+            candidates: candidates
+                .into_iter()
+                .map(|c| pb::ResolvedCandidate {
+                    profile: Some(c.profile.into()),
+                    confidence: c.confidence,
+                    decision: match_decision_to_pb(c.decision) as i32,
+                })
+                .collect(),
+            model_version,
+        }))
+    }
+}
+
+fn match_decision_to_pb(decision: Decision) -> pb::MatchDecision {
+    match decision {
+        Decision::Match => pb::MatchDecision::Match,
+        Decision::Review => pb::MatchDecision::Review,
+        Decision::NonMatch => pb::MatchDecision::NonMatch,
     }
 }
 

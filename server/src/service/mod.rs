@@ -18,7 +18,8 @@ pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
 pub use jobs::Jobs;
 pub use profiles::{
-    CandidatePage, Decided, MergeRequest, Merged, Page, Profiles, RequestKey, SearchCriterion, Unmerged, UpdateRequest,
+    CandidatePage, Decided, MAX_RESOLVE_RESULTS, MatchExplanation, MergeRequest, Merged, Page, Profiles, RequestKey,
+    Resolution, Resolved, SearchCriterion, Unmerged, UpdateRequest,
 };
 pub use tenants::{SETTINGS_TTL, SettingsUpdate, Tenants};
 pub use views::Viewer;

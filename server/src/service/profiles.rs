@@ -1,9 +1,11 @@
 //! Profile operations.
 
+mod matching;
 mod merges;
 mod review;
 mod unmerge;
 
+pub use matching::{MAX_RESOLVE_RESULTS, MatchExplanation, Resolution, Resolved};
 pub use merges::{MergeRequest, Merged};
 pub use review::{CandidatePage, Decided};
 pub use unmerge::Unmerged;
@@ -70,6 +72,7 @@ pub struct Profiles {
     audit: Audit,
     caps: ReadCaps,
     pages: PageTokens,
+    terms: matching::TermCache,
 }
 
 /// An UpdateProfile call.
@@ -127,7 +130,7 @@ impl Profiles {
         let viewer = Viewer::new(store.clone(), tenants.clone(), policy.clone());
         let caps = ReadCaps::new(cache.clone());
         let identity = Identity::new(store.clone(), loader, cache, policy.clone());
-        Self { store, identity, policy, tenants, viewer, audit, caps, pages }
+        Self { store, identity, policy, tenants, viewer, audit, caps, pages, terms: Default::default() }
     }
 
     /// The caller's views of `profiles`, audited as `action` when they

@@ -344,10 +344,15 @@ pub async fn record_held(
 /// by the profile the record went to, or the one it is merged into: the
 /// rows stay with the record's own profile (an unmerge gives them back by
 /// doing nothing), and a merged profile's evidence counts for its target.
+/// With `only`, those of these profiles alone.
 pub async fn held(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
+    only: Option<&[ProfileId]>,
 ) -> Result<std::collections::HashMap<ProfileId, Vec<IdentifierKey>>, DomainError> {
+    if only.is_some_and(<[ProfileId]>::is_empty) {
+        return Ok(Default::default());
+    }
     let mut sql = Sql::new(conn.get_database_backend());
     // Merge chains are kept one hop long (merges::repoint).
     // In a fixed order: exports and matching inputs come out the same each run.
@@ -356,8 +361,15 @@ pub async fn held(
          FROM held_identifiers h JOIN profiles p ON p.tenant_id = h.tenant_id AND p.id = h.profile_id \
          WHERE h.tenant_id = ",
     )
-    .bind(tenant.as_str())
-    .push(" ORDER BY 1, h.id_type, h.namespace, h.value");
+    .bind(tenant.as_str());
+    if let Some(only) = only {
+        sql.push(" AND COALESCE(p.merged_into, h.profile_id) IN (");
+        for (i, id) in only.iter().enumerate() {
+            sql.push(if i == 0 { "" } else { ", " }).bind(id.as_uuid());
+        }
+        sql.push(")");
+    }
+    sql.push(" ORDER BY 1, h.id_type, h.namespace, h.value");
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let mut found: std::collections::HashMap<ProfileId, Vec<IdentifierKey>> = std::collections::HashMap::new();
     for row in rows {

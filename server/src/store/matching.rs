@@ -49,6 +49,74 @@ pub async fn save_model(
     Ok(conn.execute_raw(sql.statement()).await.map_err(db_error)?.rows_affected() == 1)
 }
 
+/// The term frequencies a run counted, as stored for `tenant`.
+#[derive(Debug, Clone)]
+pub struct StoredFrequencies {
+    /// The model version the run scored with.
+    pub model_version: u32,
+    /// How many profiles it counted.
+    pub profiles: i64,
+    /// When.
+    pub counted_at: DateTime<Utc>,
+    /// [`c360_matching::model::Frequencies::encode`]'s bytes.
+    pub counts: Vec<u8>,
+}
+
+/// Replaces `tenant`'s stored term frequencies with a run's.
+pub async fn save_frequencies(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    stored: &StoredFrequencies,
+) -> Result<(), DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("INSERT INTO match_frequencies (tenant_id, model_version, profiles, counted_at, counts) VALUES (")
+        .bind(tenant.as_str())
+        .push(", ")
+        .bind(stored.model_version as i32)
+        .push(", ")
+        .bind(stored.profiles)
+        .push(", ")
+        .bind(stored.counted_at)
+        .push(", ")
+        .bind(stored.counts.clone())
+        .push(
+            ") ON CONFLICT (tenant_id) DO UPDATE SET model_version = excluded.model_version, \
+             profiles = excluded.profiles, counted_at = excluded.counted_at, counts = excluded.counts",
+        );
+    conn.execute_raw(sql.statement()).await.map_err(db_error)?;
+    Ok(())
+}
+
+/// When `tenant`'s stored term frequencies were counted, if ever: a reader
+/// holding a copy of that time need not read the counts again.
+pub async fn frequencies_counted_at(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Option<DateTime<Utc>>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT counted_at FROM match_frequencies WHERE tenant_id = ").bind(tenant.as_str());
+    let Some(row) = conn.query_one_raw(sql.statement()).await.map_err(db_error)? else { return Ok(None) };
+    Ok(Some(row.try_get("", "counted_at").map_err(db_error)?))
+}
+
+/// `tenant`'s stored term frequencies, if a run ever counted them.
+pub async fn frequencies(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Option<StoredFrequencies>, DomainError> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT model_version, profiles, counted_at, counts FROM match_frequencies WHERE tenant_id = ")
+        .bind(tenant.as_str());
+    let Some(row) = conn.query_one_raw(sql.statement()).await.map_err(db_error)? else { return Ok(None) };
+    let version: i32 = row.try_get("", "model_version").map_err(db_error)?;
+    Ok(Some(StoredFrequencies {
+        model_version: version as u32,
+        profiles: row.try_get("", "profiles").map_err(db_error)?,
+        counted_at: row.try_get("", "counted_at").map_err(db_error)?,
+        counts: row.try_get("", "counts").map_err(db_error)?,
+    }))
+}
+
 /// Puts pairs in the review queue as PENDING (each pair once, smaller id
 /// first); a pair already there keeps its status, and a pending one takes
 /// the new probability and model version. A rejected pair never returns.

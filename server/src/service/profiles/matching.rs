@@ -1,0 +1,371 @@
+//! Identity resolution one pair at a time (docs/identity-resolution.md):
+//! ExplainMatch scores two profiles as a deduplication run does, with every
+//! field's evidence and what else decides the pair (a steward's decision,
+//! a placeholder value, a deleted profile); ResolveIdentity scores a
+//! partial record against the profiles that share an identifier or the
+//! name with it, writing nothing. Both use the tenant's model in force,
+//! its thresholds, and the term frequencies its last run counted, so they
+//! score a pair as that run did.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use c360_matching::{
+    Record,
+    compare::Field,
+    model::{Decision, Explanation, Frequencies, Model, Thresholds},
+};
+use chrono::{DateTime, Utc};
+use tracing::instrument;
+
+use super::{Profiles, parse_id};
+use crate::{
+    auth::{
+        Caller, Permission,
+        masking::{Rule, Shape},
+    },
+    dedupe::{self, Junk},
+    domain::{
+        DomainError, ProfileId, TenantId,
+        error::Violations,
+        identifiers::{IdentifierKey, NormalizationPolicy},
+        privacy::FieldClass,
+        profile::{Profile, ProfileData, ProfileField, ProfileInput, ProfileKind, ProfileStatus},
+        review::{CandidateStatus, MatchCandidate},
+        settings::TenantSettings,
+        view::ProfileView,
+    },
+    store::{self, profiles::ProfileFilter},
+};
+
+/// Most candidates one ResolveIdentity answers with.
+pub const MAX_RESOLVE_RESULTS: usize = 100;
+/// Candidates ResolveIdentity answers with when the caller names no number.
+const DEFAULT_RESOLVE_RESULTS: usize = 10;
+/// Most profiles one name brings in as candidates: a common name's
+/// namesakes beyond these are left out (identifiers still find theirs).
+const NAME_CANDIDATES: u64 = 200;
+
+/// Term frequencies per tenant, as last read, with when they were counted:
+/// a tenant's counts are read again only after a new run stored new ones.
+pub(super) type TermCache = Arc<Mutex<HashMap<TenantId, (DateTime<Utc>, Option<Arc<Frequencies>>)>>>;
+
+/// What scores a pair in one tenant: its model in force with its
+/// thresholds, the counts of its last run, and what it never matches.
+struct Scoring {
+    model: Model,
+    frequencies: Option<Arc<Frequencies>>,
+    counted_at: Option<DateTime<Utc>>,
+    attributes: BTreeSet<String>,
+    junk: Junk,
+}
+
+impl Scoring {
+    /// A profile's record as a run reads it: without what never matches,
+    /// with what its records said though another profile held it.
+    fn record(&self, data: &ProfileData, policy: &NormalizationPolicy, held: &[IdentifierKey]) -> Record {
+        let mut input = dedupe::input(data, policy, &self.attributes, &self.junk);
+        self.junk.add_held(&mut input, held);
+        Record::prepare(&input)
+    }
+}
+
+/// Why two profiles are, or are not, one customer.
+#[derive(Debug, Clone)]
+pub struct MatchExplanation {
+    /// The two profiles as the caller may see them (merged ids resolved).
+    pub profiles: [ProfileView; 2],
+    /// Every field's evidence, the total and the decision it leads to.
+    pub explanation: Explanation,
+    /// The pair in the review queue, if a run proposed it.
+    pub candidate: Option<MatchCandidate>,
+    /// What else decides the pair, in sentences.
+    pub notes: Vec<String>,
+    /// When the term frequencies used were counted; `None`: none yet.
+    pub counted_at: Option<DateTime<Utc>>,
+}
+
+/// One profile that may be the customer of a partial record.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The profile as the caller may see it.
+    pub profile: ProfileView,
+    /// Match probability, in [0, 1].
+    pub confidence: f64,
+    /// What it leads to under the tenant's thresholds.
+    pub decision: Decision,
+}
+
+/// ResolveIdentity's answer.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Most likely first.
+    pub candidates: Vec<Resolution>,
+    /// The model version that scored them.
+    pub model_version: u32,
+}
+
+impl Profiles {
+    /// Why `a` and `b` are or are not one customer (merged ids answer for
+    /// their targets).
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
+    pub async fn explain_match(&self, caller: &Caller, a: &str, b: &str) -> Result<MatchExplanation, DomainError> {
+        caller.require(Permission::MergeProfiles)?;
+        let left = self.current(caller, "profile_id", a).await?;
+        let right = self.current(caller, "other_profile_id", b).await?;
+        if left.id == right.id {
+            return Err(DomainError::FailedPrecondition(format!(
+                "both ids name profile {}: they are one profile already",
+                left.id
+            )));
+        }
+        for profile in [&left, &right] {
+            if profile.data.kind != ProfileKind::Person {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "profile {} is an ORGANIZATION: only people are matched",
+                    profile.id
+                )));
+            }
+        }
+        let tenant = caller.tenant();
+        let settings = self.tenants.of(tenant).await?.settings.clone();
+        let scoring = self.scoring(tenant, &settings).await?;
+        let shape = Shape::of(caller);
+        if let Some(field) = scoring.model.comparisons.iter().map(|c| &c.field).find(|f| {
+            let class = field_class(f, &settings);
+            shape.rule(class) != Rule::Visible
+        }) {
+            return Err(caller.denied(format_args!("may not see {} as stored, which the match compares", field.name())));
+        }
+        let held = store::identities::held(self.store.db(), tenant, Some(&[left.id, right.id])).await?;
+        let held = |id: ProfileId| held.get(&id).map_or(&[][..], Vec::as_slice);
+        let ra = scoring.record(&left.data, &self.policy, held(left.id));
+        let rb = scoring.record(&right.data, &self.policy, held(right.id));
+        let explanation = scoring.model.explain(&ra, &rb, scoring.frequencies.as_deref());
+
+        let mut notes = Vec::new();
+        for profile in [&left, &right] {
+            if !matches!(profile.data.status, ProfileStatus::Active | ProfileStatus::Prospect) {
+                notes.push(format!(
+                    "profile {} is {}: deduplication matches live profiles only",
+                    profile.id,
+                    profile.data.status.as_str()
+                ));
+            }
+            notes.extend(scoring.junk.ignored(&profile.data, &self.policy).into_iter().map(|what| {
+                format!(
+                    "{what} of profile {} is a placeholder or on the tenant's blocklist: it never matches",
+                    profile.id
+                )
+            }));
+        }
+        let (low, high) = if left.id < right.id { (left.id, right.id) } else { (right.id, left.id) };
+        let candidate = store::matching::find_candidate(self.store.db(), tenant, low, high).await?;
+        let rejected = store::matching::rejected(self.store.db(), tenant)
+            .await?
+            .into_iter()
+            .any(|(x, y)| (x, y) == (low, high) || (y, x) == (low, high));
+        match &candidate {
+            Some(c) if c.status == CandidateStatus::Rejected => notes.push(format!(
+                "a steward ({}) said these are not one customer{}: they are never merged or proposed again",
+                c.decided.as_ref().map_or("", |(_, by)| by.as_str()),
+                c.decided.as_ref().map(|(at, _)| format!(" on {}", at.to_rfc3339())).unwrap_or_default()
+            )),
+            Some(c) if c.status == CandidateStatus::Pending => notes.push(format!(
+                "in the review queue since {} at confidence {:.4} (model version {})",
+                c.created_at.to_rfc3339(),
+                c.probability,
+                c.model_version
+            )),
+            _ if rejected => notes.push(
+                "a steward said profiles now merged into these are not one customer: they are never merged or \
+                 proposed again"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        if scoring.frequencies.is_none() {
+            notes.push(
+                "no term frequencies are stored yet: shared values weigh by the model alone until a deduplication \
+                 run counts them"
+                    .to_owned(),
+            );
+        }
+        let views = self.shown(caller, "profile.explain_match", &[&left, &right], false).await?;
+        let [l, r]: [ProfileView; 2] =
+            views.try_into().map_err(|_| DomainError::Internal("two views of two profiles".into()))?;
+        Ok(MatchExplanation { profiles: [l, r], explanation, candidate, notes, counted_at: scoring.counted_at })
+    }
+
+    /// The live people most likely to be the customer `input` describes,
+    /// scored by the tenant's model; nothing is written. Each field of the
+    /// record must be one the caller may search by (names, contact points,
+    /// external ids) or see as stored (the rest): the answer is no oracle
+    /// for a value the caller could not otherwise look up.
+    #[instrument(skip_all, fields(tenant = %caller.tenant()))]
+    pub async fn resolve_identity(
+        &self,
+        caller: &Caller,
+        input: ProfileInput,
+        page_size: i32,
+        min_confidence: f64,
+    ) -> Result<Resolved, DomainError> {
+        caller.require(Permission::ReadProfiles)?;
+        let limit = match page_size {
+            n if n < 0 => return Err(DomainError::invalid("page_size", "must not be negative")),
+            0 => DEFAULT_RESOLVE_RESULTS,
+            n => (n as usize).min(MAX_RESOLVE_RESULTS),
+        };
+        if !(0.0..=1.0).contains(&min_confidence) {
+            return Err(DomainError::invalid("min_confidence", "must be within [0, 1]"));
+        }
+        let mut violations = Violations::default();
+        let data = input.apply_to(&ProfileData::default(), &ProfileField::ALL, &self.policy, true, &mut violations);
+        data.check_consistency(&self.policy, &mut violations);
+        violations.into_result(())?;
+        if data.kind != ProfileKind::Person {
+            return Err(DomainError::invalid("record.kind", "only people are matched"));
+        }
+        let tenant = caller.tenant();
+        let settings = self.tenants.of(tenant).await?.settings.clone();
+        check_searchable(caller, &data, &settings)?;
+        let scoring = self.scoring(tenant, &settings).await?;
+
+        // Candidates: holders of its identifiers, and namesakes.
+        let keys: Vec<_> = data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
+        let mut ids: Vec<ProfileId> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            store::identities::holders(self.store.db(), tenant, &keys).await?.into_iter().map(|(_, id)| id).collect()
+        };
+        let name = data.name_keys()[0].clone();
+        if !name.is_empty() {
+            let filter = ProfileFilter::NamePrefix(name);
+            let (namesakes, _) = store::profiles::page(self.store.db(), tenant, &filter, None, NAME_CANDIDATES).await?;
+            ids.extend(namesakes.iter().map(|p| p.id));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let profiles = store::profiles::find_many(self.store.db(), tenant, &ids).await?;
+        let held = store::identities::held(self.store.db(), tenant, Some(&ids)).await?;
+        let record = scoring.record(&data, &self.policy, &[]);
+        let mut scored: Vec<(f64, Profile)> = profiles
+            .into_iter()
+            .filter(|p| {
+                p.data.kind == ProfileKind::Person
+                    && matches!(p.data.status, ProfileStatus::Active | ProfileStatus::Prospect)
+            })
+            .map(|p| {
+                let other = scoring.record(&p.data, &self.policy, held.get(&p.id).map_or(&[], Vec::as_slice));
+                (scoring.model.probability(&record, &other, scoring.frequencies.as_deref()), p)
+            })
+            .filter(|(confidence, _)| *confidence >= min_confidence)
+            .collect();
+        scored.sort_by(|(x, a), (y, b)| y.total_cmp(x).then(a.id.cmp(&b.id)));
+        scored.truncate(limit);
+        let profiles: Vec<&Profile> = scored.iter().map(|(_, p)| p).collect();
+        let views = self.shown(caller, "profile.resolve_identity", &profiles, false).await?;
+        let candidates = views
+            .into_iter()
+            .zip(&scored)
+            .map(|(profile, (confidence, _))| Resolution {
+                profile,
+                confidence: *confidence,
+                decision: scoring.model.decide(*confidence),
+            })
+            .collect();
+        Ok(Resolved { candidates, model_version: scoring.model.version })
+    }
+
+    /// The profile `raw` names now (a merged id answers for its target).
+    async fn current(&self, caller: &Caller, field: &str, raw: &str) -> Result<Profile, DomainError> {
+        let id = parse_id(field, raw)?;
+        let stored =
+            self.identity.stored(caller.tenant(), id).await?.ok_or_else(|| DomainError::profile_not_found(id))?;
+        let (profile, _) = self.identity.follow(caller.tenant(), stored).await?;
+        Ok(Profile::clone(&profile))
+    }
+
+    /// The tenant's model in force under its thresholds, with its last
+    /// run's term frequencies (read again only when a run stored new ones).
+    async fn scoring(&self, tenant: &TenantId, settings: &TenantSettings) -> Result<Scoring, DomainError> {
+        let mut model = store::matching::current_model(self.store.db(), tenant).await?.ok_or_else(|| {
+            DomainError::FailedPrecondition(
+                "the tenant has no matching model yet: a deduplication run (c360 dedupe, StartDeduplication) \
+                 estimates one, or `c360 model set` sets one"
+                    .into(),
+            )
+        })?;
+        let (auto, review) = settings.match_thresholds();
+        model.thresholds = Thresholds { auto, review };
+        let attributes = model.comparisons.iter().filter_map(|c| c.field.attribute_key()).map(str::to_owned).collect();
+        let junk = Junk::new(&settings.match_blocklist, &self.policy);
+
+        let counted_at = store::matching::frequencies_counted_at(self.store.db(), tenant).await?;
+        let cached = counted_at.and_then(|at| {
+            let terms = self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            terms.get(tenant).filter(|(when, _)| *when == at).map(|(_, f)| f.clone())
+        });
+        let frequencies = match (counted_at, cached) {
+            (None, _) => None,
+            (Some(_), Some(cached)) => cached,
+            (Some(_), None) => {
+                let stored = store::matching::frequencies(self.store.db(), tenant).await?;
+                let decoded = stored.as_ref().and_then(|s| match Frequencies::decode(&s.counts) {
+                    Ok(f) => Some(Arc::new(f)),
+                    Err(error) => {
+                        tracing::warn!(%error, "stored term frequencies not used");
+                        None
+                    }
+                });
+                if let Some(stored) = &stored {
+                    let mut terms = self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    terms.insert(tenant.clone(), (stored.counted_at, decoded.clone()));
+                }
+                decoded
+            }
+        };
+        Ok(Scoring { model, frequencies, counted_at, attributes, junk })
+    }
+}
+
+/// The class of personal data a compared field reads.
+fn field_class(field: &Field, settings: &TenantSettings) -> FieldClass {
+    match field {
+        Field::GivenName | Field::FamilyName => FieldClass::Name,
+        Field::BirthDate => FieldClass::BirthDate,
+        Field::Email => FieldClass::Email,
+        Field::Phone => FieldClass::Phone,
+        Field::Address | Field::Postcode | Field::City => FieldClass::Address,
+        Field::Attribute(key) => settings.attribute_class(key),
+    }
+}
+
+/// Refuses a record with a field the caller may neither search by nor see
+/// as stored: its agreement would tell what the caller cannot look up.
+fn check_searchable(caller: &Caller, data: &ProfileData, settings: &TenantSettings) -> Result<(), DomainError> {
+    let may = |permission: Permission| caller.require(permission).is_ok();
+    if (data.given_name.is_some() || data.family_name.is_some()) && !may(Permission::FindByName) {
+        return Err(caller.denied(format_args!("may not find profiles by name")));
+    }
+    if (!data.emails.is_empty() || !data.phones.is_empty()) && !may(Permission::FindByContact) {
+        return Err(caller.denied(format_args!("may not find profiles by email or phone")));
+    }
+    if !data.external_ids.is_empty() && !may(Permission::FindByExternalId) {
+        return Err(caller.denied(format_args!("may not find profiles by external id")));
+    }
+    let shape = Shape::of(caller);
+    let seen = |class: FieldClass| shape.rule(class) == Rule::Visible;
+    if !data.addresses.is_empty() && !seen(FieldClass::Address) {
+        return Err(caller.denied(format_args!("may not match on addresses, which it sees masked")));
+    }
+    if data.birth_date.is_some() && !seen(FieldClass::BirthDate) {
+        return Err(caller.denied(format_args!("may not match on birth dates, which it sees masked")));
+    }
+    if let Some(key) = data.attributes.keys().find(|key| !seen(settings.attribute_class(key))) {
+        return Err(caller.denied(format_args!("may not match on attributes.{key}, which it sees masked")));
+    }
+    Ok(())
+}
