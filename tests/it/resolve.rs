@@ -234,3 +234,93 @@ async fn resolve_identity_ranks_who_a_record_may_be_and_is_no_oracle(app: TestAp
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 on_both!(resolve_identity, resolve_identity_ranks_who_a_record_may_be_and_is_no_oracle);
+
+async fn a_write_is_matched_as_it_arrives_merging_or_queueing_as_a_run_would(app: TestApp) {
+    let (csv, _) = people();
+    let dir = tempfile::tempdir().expect("temp dir");
+    import(&app, TENANT, &file(&dir, "people.csv", csv.as_bytes()), &[]).await;
+    deduplicate(&app).await;
+    let mut client = app.agent();
+    let lookup = pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::ExternalId as i32,
+        value: "p3".into(),
+        source: "legacy".into(),
+    };
+    let known = client.lookup_profile(lookup).await.expect("lookup").into_inner();
+
+    // The same person come back with a new email, and a namesake.
+    let mut again = person(&known.given_name, &known.family_name, "back.again@example.org");
+    again.birth_date = known.birth_date.clone();
+    again.addresses = known.addresses.iter().map(|a| pb::PostalAddress { lineage: None, ..a.clone() }).collect();
+    let namesake = person(&known.given_name, &known.family_name, "someone.else@example.org");
+    let mut agent = app.identity(TENANT, &[Role::Agent]);
+    let mut confidence = async |record: &pb::Profile| {
+        let request = pb::ResolveIdentityRequest { record: Some(record.clone()), ..Default::default() };
+        let found = agent.resolve_identity(request).await.expect("resolve").into_inner();
+        let best = found.candidates.into_iter().next().expect("a candidate");
+        assert_eq!(best.profile.as_ref().map(|p| p.id.as_str()), Some(known.id.as_str()));
+        best.confidence
+    };
+    let (same, named) = (confidence(&again).await, confidence(&namesake).await);
+    assert!(named < same, "a namesake is less likely: {named} against {same}");
+    // Thresholds between the two: the same person merges, the namesake waits for a steward.
+    let (auto, review) = ((same + named) / 2.0, named * 0.99);
+    let mut admin = app.tenants(TENANT, &[Role::Admin]);
+    let thresholds = pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings {
+            match_auto_threshold: auto,
+            match_review_threshold: review,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["match_auto_threshold".into(), "match_review_threshold".into()],
+        }),
+        etag: String::new(),
+    };
+    admin.update_tenant_settings(thresholds).await.expect("thresholds");
+
+    let created = client.create_profile(create(again)).await.expect("create").into_inner();
+    assert_eq!(created.id, known.id, "merged into the profile it matched, which is older");
+    assert!(!created.redirected_from.is_empty() && created.redirected_from != known.id, "{created:?}");
+    assert!(created.emails.iter().any(|e| e.address == "back.again@example.org"), "the golden record has both");
+    let mut steward = app.identity(TENANT, &[Role::Steward]);
+    let history = pb::ListMergeHistoryRequest { profile_id: known.id.clone() };
+    let merged = steward.list_merge_history(history);
+    let merged = merged.await.expect("history").into_inner();
+    assert_eq!(merged.merges[0].reason, pb::MergeReason::AutoMatch as i32);
+
+    let created = client.create_profile(create(namesake.clone())).await.expect("create").into_inner();
+    assert_eq!(created.redirected_from, "", "not merged");
+    let queued = pb::ListMergeCandidatesRequest { profile_id: created.id.clone(), ..Default::default() };
+    let queued = steward.list_merge_candidates(queued).await.expect("queue").into_inner().candidates;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let pair = &queued[0];
+    assert!([&pair.left_id, &pair.right_id].contains(&&known.id));
+    assert!((pair.confidence - named).abs() < 1e-9, "{} against {named}", pair.confidence);
+
+    // Rejected, the pair stays apart however often either is written.
+    let reject = pb::DecideMergeCandidateRequest {
+        left_id: pair.left_id.clone(),
+        right_id: pair.right_id.clone(),
+        decision: pb::MergeDecision::Reject as i32,
+    };
+    steward.decide_merge_candidate(reject).await.expect("reject");
+    let lowered = pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings {
+            match_auto_threshold: named * 0.99,
+            match_review_threshold: named * 0.98,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["match_auto_threshold".into(), "match_review_threshold".into()],
+        }),
+        etag: String::new(),
+    };
+    admin.update_tenant_settings(lowered).await.expect("thresholds");
+    let updated = client.update_profile(crate::set_segment(&created.id, "VIP", &created.etag)).await;
+    let updated = updated.expect("update").into_inner();
+    assert_eq!((updated.id.as_str(), updated.redirected_from.as_str()), (created.id.as_str(), ""), "not merged");
+    let queued = pb::ListMergeCandidatesRequest { profile_id: created.id.clone(), ..Default::default() };
+    assert!(steward.list_merge_candidates(queued).await.expect("queue").into_inner().candidates.is_empty());
+}
+on_both!(online_matching, a_write_is_matched_as_it_arrives_merging_or_queueing_as_a_run_would);

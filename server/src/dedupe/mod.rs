@@ -550,6 +550,22 @@ pub async fn keep(
     progress.step("queueing");
     let review = for_review(found);
     let now = chrono::Utc::now();
+    // On SQLite a running server's commit in between rolls this back (the
+    // transaction read first): tried again, as every writer is.
+    store::retry(|| keep_once(store, tenant, found, actor, &review, now)).await?;
+    progress.queued(review.len() as u64);
+    Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
+}
+
+/// [`keep`]'s transaction.
+async fn keep_once(
+    store: &Store,
+    tenant: &TenantId,
+    found: &Found,
+    actor: &str,
+    review: &[(ProfileId, ProfileId, f64)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DomainError> {
     let work = store.begin().await?;
     // A pinned model is in force already, as it was set. An estimated one
     // takes the version after the model in force now: one set by hand while
@@ -564,7 +580,7 @@ pub async fn keep(
             return Err(DomainError::Aborted(format!("model version {version} was stored by another writer")));
         }
     }
-    store::matching::propose(work.conn(), tenant, &review, version, now).await?;
+    store::matching::propose(work.conn(), tenant, review, version, now).await?;
     let counted = StoredFrequencies {
         model_version: version,
         profiles: found.profiles.len() as i64,
@@ -572,9 +588,7 @@ pub async fn keep(
         counts: found.frequencies.encode(),
     };
     store::matching::save_frequencies(work.conn(), tenant, &counted).await?;
-    work.commit().await?;
-    progress.queued(review.len() as u64);
-    Ok((review.len(), store::matching::pending(store.db(), tenant).await?))
+    work.commit().await
 }
 
 /// A profile's values as the matcher reads them, with its attributes of

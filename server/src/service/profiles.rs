@@ -233,6 +233,10 @@ impl Profiles {
             identifiers: identifiers.into_iter().map(|(key, _)| key).collect(),
         });
         work.commit().await?;
+        if self.match_written(&profile).await.is_some() {
+            // Merged as it arrived: the answer is the survivor.
+            return self.get(caller, &profile.id.to_string()).await;
+        }
         self.viewer.one(caller, &profile).await
     }
 
@@ -374,6 +378,9 @@ impl Profiles {
         let event = events::profile_updated(&next, &changed, caller.subject());
         let audit = Audit::write(caller, "profile.update", "profile", vec![id.to_string()]);
         self.commit_write(work, &current, &next, event, identifiers, audit).await?;
+        if self.match_written(&next).await.is_some() {
+            return self.get(caller, &request.id).await;
+        }
         let mut view = self.viewer.one(caller, &next).await?;
         view.redirected_from = redirected_from;
         Ok(view)

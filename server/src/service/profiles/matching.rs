@@ -10,6 +10,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use c360_matching::{
@@ -31,6 +32,7 @@ use crate::{
         DomainError, ProfileId, TenantId,
         error::Violations,
         identifiers::{IdentifierKey, NormalizationPolicy},
+        merge::MergeReason,
         privacy::FieldClass,
         profile::{Profile, ProfileData, ProfileField, ProfileInput, ProfileKind, ProfileStatus},
         review::{CandidateStatus, MatchCandidate},
@@ -47,10 +49,26 @@ const DEFAULT_RESOLVE_RESULTS: usize = 10;
 /// Most profiles one name brings in as candidates: a common name's
 /// namesakes beyond these are left out (identifiers still find theirs).
 const NAME_CANDIDATES: u64 = 200;
+/// The same for a profile matched as it is written: fewer, since every
+/// write reads them.
+const ONLINE_NAMESAKES: u64 = 50;
 
-/// Term frequencies per tenant, as last read, with when they were counted:
-/// a tenant's counts are read again only after a new run stored new ones.
-pub(super) type TermCache = Arc<Mutex<HashMap<TenantId, (DateTime<Utc>, Option<Arc<Frequencies>>)>>>;
+/// How long a write is matched with the model and counts read before: a
+/// model set or estimated since applies to writes within this long. The
+/// RPCs that explain and resolve read them afresh.
+const STATE_TTL: Duration = Duration::from_secs(10);
+
+/// Per tenant, its model and counts as last read.
+pub(super) type TermCache = Arc<Mutex<HashMap<TenantId, Arc<MatchState>>>>;
+
+/// A tenant's model in force and its last run's counts, as read at `read_at`.
+#[derive(Debug)]
+pub(super) struct MatchState {
+    read_at: Instant,
+    model: Option<Model>,
+    counted_at: Option<DateTime<Utc>>,
+    frequencies: Option<Arc<Frequencies>>,
+}
 
 /// What scores a pair in one tenant: its model in force with its
 /// thresholds, the counts of its last run, and what it never matches.
@@ -131,7 +149,7 @@ impl Profiles {
         }
         let tenant = caller.tenant();
         let settings = self.tenants.of(tenant).await?.settings.clone();
-        let scoring = self.scoring(tenant, &settings).await?;
+        let scoring = self.scoring(tenant, &settings, true).await?;
         let shape = Shape::of(caller);
         if let Some(field) = scoring.model.comparisons.iter().map(|c| &c.field).find(|f| {
             let class = field_class(f, &settings);
@@ -231,39 +249,11 @@ impl Profiles {
         let tenant = caller.tenant();
         let settings = self.tenants.of(tenant).await?.settings.clone();
         check_searchable(caller, &data, &settings)?;
-        let scoring = self.scoring(tenant, &settings).await?;
+        let scoring = self.scoring(tenant, &settings, true).await?;
 
-        // Candidates: holders of its identifiers, and namesakes.
-        let keys: Vec<_> = data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
-        let mut ids: Vec<ProfileId> = if keys.is_empty() {
-            Vec::new()
-        } else {
-            store::identities::holders(self.store.db(), tenant, &keys).await?.into_iter().map(|(_, id)| id).collect()
-        };
-        let name = data.name_keys()[0].clone();
-        if !name.is_empty() {
-            let filter = ProfileFilter::NamePrefix(name);
-            let (namesakes, _) = store::profiles::page(self.store.db(), tenant, &filter, None, NAME_CANDIDATES).await?;
-            ids.extend(namesakes.iter().map(|p| p.id));
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        let profiles = store::profiles::find_many(self.store.db(), tenant, &ids).await?;
-        let held = store::identities::held(self.store.db(), tenant, Some(&ids)).await?;
         let record = scoring.record(&data, &self.policy, &[]);
-        let mut scored: Vec<(f64, Profile)> = profiles
-            .into_iter()
-            .filter(|p| {
-                p.data.kind == ProfileKind::Person
-                    && matches!(p.data.status, ProfileStatus::Active | ProfileStatus::Prospect)
-            })
-            .map(|p| {
-                let other = scoring.record(&p.data, &self.policy, held.get(&p.id).map_or(&[], Vec::as_slice));
-                (scoring.model.probability(&record, &other, scoring.frequencies.as_deref()), p)
-            })
-            .filter(|(confidence, _)| *confidence >= min_confidence)
-            .collect();
-        scored.sort_by(|(x, a), (y, b)| y.total_cmp(x).then(a.id.cmp(&b.id)));
+        let mut scored = self.score_candidates(tenant, &scoring, &data, &record, None, NAME_CANDIDATES).await?;
+        scored.retain(|(confidence, _)| *confidence >= min_confidence);
         scored.truncate(limit);
         let profiles: Vec<&Profile> = scored.iter().map(|(_, p)| p).collect();
         let views = self.shown(caller, "profile.resolve_identity", &profiles, false).await?;
@@ -279,6 +269,128 @@ impl Profiles {
         Ok(Resolved { candidates, model_version: scoring.model.version })
     }
 
+    /// The live people that may be the customer of `data` (read as
+    /// `record`), other than `itself`, scored, most likely first (then by
+    /// id): the holders of its identifiers (or of what its records said
+    /// though another held it), and up to `namesakes` whose folded full
+    /// name begins with its own.
+    async fn score_candidates(
+        &self,
+        tenant: &TenantId,
+        scoring: &Scoring,
+        data: &ProfileData,
+        record: &Record,
+        itself: Option<ProfileId>,
+        namesakes: u64,
+    ) -> Result<Vec<(f64, Profile)>, DomainError> {
+        let keys: Vec<_> = data.identity_keys(&self.policy).into_iter().map(|(key, _)| key).collect();
+        let mut ids: Vec<ProfileId> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            store::identities::holders(self.store.db(), tenant, &keys).await?.into_iter().map(|(_, id)| id).collect()
+        };
+        let name = data.name_keys()[0].clone();
+        if !name.is_empty() {
+            let filter = ProfileFilter::NamePrefix(name);
+            let (found, _) = store::profiles::page(self.store.db(), tenant, &filter, None, namesakes).await?;
+            ids.extend(found.iter().map(|p| p.id));
+        }
+        ids.retain(|id| Some(*id) != itself);
+        ids.sort_unstable();
+        ids.dedup();
+        let profiles = store::profiles::find_many(self.store.db(), tenant, &ids).await?;
+        let held = store::identities::held(self.store.db(), tenant, Some(&ids)).await?;
+        let mut scored: Vec<(f64, Profile)> = profiles
+            .into_iter()
+            .filter(|p| p.data.kind == ProfileKind::Person && p.data.status.is_live())
+            .map(|p| {
+                let other = scoring.record(&p.data, &self.policy, held.get(&p.id).map_or(&[], Vec::as_slice));
+                (scoring.model.probability(record, &other, scoring.frequencies.as_deref()), p)
+            })
+            .collect();
+        scored.sort_by(|(x, a), (y, b)| y.total_cmp(x).then(a.id.cmp(&b.id)));
+        Ok(scored)
+    }
+
+    /// Matches a person just written (created, updated) against the
+    /// tenant's live people with the model in force, as a run would: the
+    /// likeliest at or above the auto threshold is merged with it (the older
+    /// profile survives, reason AUTO_MATCH, as the system principal), and
+    /// every other at or above the review threshold is queued for a steward.
+    /// A pair a steward rejected is neither. Nothing happens before the
+    /// tenant has a model. The write stands whatever happens here: a failure
+    /// is logged, not returned. The merge's survivor, when it merged (the
+    /// written profile, or the one it was merged into).
+    pub(super) async fn match_written(&self, written: &Profile) -> Option<ProfileId> {
+        if written.data.kind != ProfileKind::Person || !written.data.status.is_live() {
+            return None;
+        }
+        match self.match_one(written).await {
+            Ok(merged) => merged,
+            Err(DomainError::FailedPrecondition(_)) => None,
+            Err(error) => {
+                tracing::warn!(%error, profile_id = %written.id, "online matching failed; the write stands");
+                None
+            }
+        }
+    }
+
+    async fn match_one(&self, written: &Profile) -> Result<Option<ProfileId>, DomainError> {
+        let tenant = &written.tenant;
+        let settings = self.tenants.of(tenant).await?.settings.clone();
+        let scoring = self.scoring(tenant, &settings, false).await?;
+        let held = store::identities::held(self.store.db(), tenant, Some(&[written.id])).await?;
+        let record = scoring.record(&written.data, &self.policy, held.get(&written.id).map_or(&[], Vec::as_slice));
+        let scored =
+            self.score_candidates(tenant, &scoring, &written.data, &record, Some(written.id), ONLINE_NAMESAKES).await?;
+        let thresholds = scoring.model.thresholds;
+        let mut merged = None;
+        let mut review = Vec::new();
+        for (confidence, other) in scored.iter().take_while(|(c, _)| *c >= thresholds.review) {
+            let (low, high) = if written.id < other.id { (written.id, other.id) } else { (other.id, written.id) };
+            let pair = store::matching::find_candidate(self.store.db(), tenant, low, high).await?;
+            if pair.is_some_and(|c| c.status == CandidateStatus::Rejected) {
+                continue;
+            }
+            if merged.is_none() && *confidence >= thresholds.auto {
+                let request = super::MergeRequest {
+                    target: low.to_string(),
+                    sources: vec![high.to_string()],
+                    reason: Some(MergeReason::AutoMatch),
+                    etags: [(written.id.to_string(), written.etag()), (other.id.to_string(), other.etag())].into(),
+                    ..Default::default()
+                };
+                let system = Caller::system(tenant.clone(), "match");
+                match self.merge(&system, request).await {
+                    Ok(_) => {
+                        merged = Some(low);
+                        continue;
+                    }
+                    // Changed or merged meanwhile: a steward may look.
+                    Err(error) => tracing::info!(%error, "an online match was not merged"),
+                }
+            }
+            review.push((low, high, *confidence));
+        }
+        if let Some(target) = merged {
+            // The pairs of the profile merged away are the survivor's now.
+            let gone = if target == written.id { None } else { Some(written.id) };
+            for (low, high, _) in &mut review {
+                if Some(*low) == gone {
+                    *low = target;
+                } else if Some(*high) == gone {
+                    *high = target;
+                }
+            }
+            review.retain(|(low, high, _)| low != high);
+        }
+        if !review.is_empty() {
+            store::matching::propose(self.store.db(), tenant, &review, scoring.model.version, chrono::Utc::now())
+                .await?;
+        }
+        Ok(merged)
+    }
+
     /// The profile `raw` names now (a merged id answers for its target).
     async fn current(&self, caller: &Caller, field: &str, raw: &str) -> Result<Profile, DomainError> {
         let id = parse_id(field, raw)?;
@@ -290,8 +402,9 @@ impl Profiles {
 
     /// The tenant's model in force under its thresholds, with its last
     /// run's term frequencies (read again only when a run stored new ones).
-    async fn scoring(&self, tenant: &TenantId, settings: &TenantSettings) -> Result<Scoring, DomainError> {
-        let mut model = store::matching::current_model(self.store.db(), tenant).await?.ok_or_else(|| {
+    async fn scoring(&self, tenant: &TenantId, settings: &TenantSettings, fresh: bool) -> Result<Scoring, DomainError> {
+        let state = self.match_state(tenant, fresh).await?;
+        let mut model = state.model.clone().ok_or_else(|| {
             DomainError::FailedPrecondition(
                 "the tenant has no matching model yet: a deduplication run (c360 dedupe, StartDeduplication) \
                  estimates one, or `c360 model set` sets one"
@@ -302,32 +415,39 @@ impl Profiles {
         model.thresholds = Thresholds { auto, review };
         let attributes = model.comparisons.iter().filter_map(|c| c.field.attribute_key()).map(str::to_owned).collect();
         let junk = Junk::new(&settings.match_blocklist, &self.policy);
+        Ok(Scoring { model, frequencies: state.frequencies.clone(), counted_at: state.counted_at, attributes, junk })
+    }
 
+    /// The tenant's model in force and its last run's counts: read from the
+    /// database when `fresh` or older than [`STATE_TTL`] (the counts only
+    /// when a run stored new ones since).
+    async fn match_state(&self, tenant: &TenantId, fresh: bool) -> Result<Arc<MatchState>, DomainError> {
+        let cached = self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(tenant).cloned();
+        if let Some(state) = &cached
+            && !fresh
+            && state.read_at.elapsed() < STATE_TTL
+        {
+            return Ok(state.clone());
+        }
+        let model = store::matching::current_model(self.store.db(), tenant).await?;
         let counted_at = store::matching::frequencies_counted_at(self.store.db(), tenant).await?;
-        let cached = counted_at.and_then(|at| {
-            let terms = self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            terms.get(tenant).filter(|(when, _)| *when == at).map(|(_, f)| f.clone())
-        });
-        let frequencies = match (counted_at, cached) {
-            (None, _) => None,
-            (Some(_), Some(cached)) => cached,
-            (Some(_), None) => {
-                let stored = store::matching::frequencies(self.store.db(), tenant).await?;
-                let decoded = stored.as_ref().and_then(|s| match Frequencies::decode(&s.counts) {
-                    Ok(f) => Some(Arc::new(f)),
-                    Err(error) => {
-                        tracing::warn!(%error, "stored term frequencies not used");
-                        None
+        let frequencies =
+            match (counted_at, cached) {
+                (None, _) => None,
+                (Some(at), Some(cached)) if cached.counted_at == Some(at) => cached.frequencies.clone(),
+                (Some(_), _) => store::matching::frequencies(self.store.db(), tenant).await?.and_then(|stored| {
+                    match Frequencies::decode(&stored.counts) {
+                        Ok(f) => Some(Arc::new(f)),
+                        Err(error) => {
+                            tracing::warn!(%error, "stored term frequencies not used");
+                            None
+                        }
                     }
-                });
-                if let Some(stored) = &stored {
-                    let mut terms = self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    terms.insert(tenant.clone(), (stored.counted_at, decoded.clone()));
-                }
-                decoded
-            }
-        };
-        Ok(Scoring { model, frequencies, counted_at, attributes, junk })
+                }),
+            };
+        let state = Arc::new(MatchState { read_at: Instant::now(), model, counted_at, frequencies });
+        self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(tenant.clone(), state.clone());
+        Ok(state)
     }
 }
 
