@@ -289,22 +289,37 @@ async fn a_write_is_matched_as_it_arrives_merging_or_queueing_as_a_run_would(app
     let merged = merged.await.expect("history").into_inner();
     assert_eq!(merged.merges[0].reason, pb::MergeReason::AutoMatch as i32);
 
+    // Unmerged by a steward, the pair is not merged again by the next write:
+    // it waits in the queue.
+    let again_id = created.redirected_from.clone();
+    let unmerge = pb::UnmergeProfileRequest { merge_id: merged.merges[0].merge_id.clone(), ..Default::default() };
+    steward.unmerge_profile(unmerge).await.expect("unmerge");
+    let back = client.get_profile(pb::GetProfileRequest { id: again_id.clone() }).await.expect("get").into_inner();
+    let written = client.update_profile(crate::set_segment(&again_id, "VIP", &back.etag)).await.expect("update");
+    let written = written.into_inner();
+    assert_eq!((written.id.as_str(), written.redirected_from.as_str()), (again_id.as_str(), ""), "not merged again");
+    let queued = pb::ListMergeCandidatesRequest { profile_id: again_id.clone(), ..Default::default() };
+    let queued = steward.list_merge_candidates(queued).await.expect("queue").into_inner().candidates;
+    assert!(queued.iter().any(|c| c.left_id == known.id || c.right_id == known.id), "{queued:?}");
+
     let created = client.create_profile(create(namesake.clone())).await.expect("create").into_inner();
     assert_eq!(created.redirected_from, "", "not merged");
     let queued = pb::ListMergeCandidatesRequest { profile_id: created.id.clone(), ..Default::default() };
     let queued = steward.list_merge_candidates(queued).await.expect("queue").into_inner().candidates;
-    assert_eq!(queued.len(), 1, "{queued:?}");
-    let pair = &queued[0];
-    assert!([&pair.left_id, &pair.right_id].contains(&&known.id));
+    // With the profile it matched, and with the one unmerged from it.
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    let pair = queued.iter().find(|c| c.left_id == known.id || c.right_id == known.id).expect("with the same name");
     assert!((pair.confidence - named).abs() < 1e-9, "{} against {named}", pair.confidence);
 
-    // Rejected, the pair stays apart however often either is written.
-    let reject = pb::DecideMergeCandidateRequest {
-        left_id: pair.left_id.clone(),
-        right_id: pair.right_id.clone(),
-        decision: pb::MergeDecision::Reject as i32,
-    };
-    steward.decide_merge_candidate(reject).await.expect("reject");
+    // Rejected, the pairs stay apart however often either is written.
+    for pair in &queued {
+        let reject = pb::DecideMergeCandidateRequest {
+            left_id: pair.left_id.clone(),
+            right_id: pair.right_id.clone(),
+            decision: pb::MergeDecision::Reject as i32,
+        };
+        steward.decide_merge_candidate(reject).await.expect("reject");
+    }
     let lowered = pb::UpdateTenantSettingsRequest {
         settings: Some(pb::TenantSettings {
             match_auto_threshold: named * 0.99,

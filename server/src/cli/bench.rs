@@ -55,6 +55,10 @@ pub enum Scenario {
     SetConsent,
     /// BatchCheckConsent (EMAIL_MARKETING) of `--batch-size` random profiles.
     BatchCheckConsent,
+    /// CreateProfile of a new person with a common name (so a tenant with a
+    /// matching model has namesakes to match it against), a birth date and
+    /// an email of its own.
+    Create,
 }
 
 /// Arguments of `c360 bench`.
@@ -307,6 +311,29 @@ impl Load {
                     ..Default::default()
                 };
                 consents.set_consent(request).await.map(drop)
+            }
+            Scenario::Create => {
+                const GIVEN: [&str; 10] =
+                    ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Susan"];
+                const FAMILY: [&str; 10] =
+                    ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Wilson", "Moore"];
+                let (given, family) = (GIVEN[rng.random_range(0..10)], FAMILY[rng.random_range(0..10)]);
+                let born = format!("19{:02}-{:02}-{:02}", rng.random_range(40..100), 1 + segment, 1 + segment * 3);
+                let email = format!("bench-{}@example.com", uuid::Uuid::now_v7().simple());
+                let profile = pb::Profile {
+                    kind: pb::ProfileKind::Person as i32,
+                    given_name: given.into(),
+                    family_name: family.into(),
+                    birth_date: born,
+                    emails: vec![pb::EmailAddress { address: email, primary: true, ..Default::default() }],
+                    ..Default::default()
+                };
+                let request = pb::CreateProfileRequest {
+                    profile: Some(profile),
+                    source: "c360-bench".into(),
+                    ..Default::default()
+                };
+                client.create_profile(request).await.map(drop)
             }
             Scenario::BatchCheckConsent => {
                 let subjects = (0..self.batch_size)

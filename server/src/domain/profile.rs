@@ -395,7 +395,7 @@ impl Profile {
     /// its field's, while the profile holds it.
     pub fn point_lineage(&self, key: &str) -> Option<&Lineage> {
         self.lineage.get(key).or_else(|| {
-            let field = key.split_once('/')?.0;
+            let field = point_field(key)?;
             self.data.point_keys().any(|k| k == key).then(|| self.lineage.get(field)).flatten()
         })
     }
@@ -449,9 +449,28 @@ impl PointKey for ExternalId {
 const POINT_FIELDS: [ProfileField; 4] =
     [ProfileField::Emails, ProfileField::Phones, ProfileField::Addresses, ProfileField::ExternalIds];
 
+/// The field of a contact point's lineage key (`emails` of `emails/a@b`);
+/// `None` for a field's own key.
+fn point_field(key: &str) -> Option<&str> {
+    key.split_once('/').map(|(field, _)| field).filter(|field| POINT_FIELDS.iter().any(|f| f.path() == *field))
+}
+
 /// Whether a lineage key names one contact point rather than a field.
 pub fn is_point_key(key: &str) -> bool {
-    key.split_once('/').is_some_and(|(field, _)| POINT_FIELDS.iter().any(|f| f.path() == field))
+    point_field(key).is_some()
+}
+
+/// Gives each contact point of `before` without lineage of its own
+/// (recorded before contact points had their own) its field's, so that a
+/// write keeping it does not take it over.
+pub fn adopt_field_lineage(lineage: &mut BTreeMap<String, Lineage>, before: &ProfileData) {
+    for key in before.point_keys() {
+        if !lineage.contains_key(&key)
+            && let Some(entry) = point_field(&key).and_then(|field| lineage.get(field)).cloned()
+        {
+            lineage.insert(key, entry);
+        }
+    }
 }
 
 /// Brings the contact points' lineage in line with `data`: entries of
@@ -993,7 +1012,7 @@ pub fn record_lineage(
     }
     if fields.iter().any(|f| POINT_FIELDS.contains(f)) {
         settle_point_lineage(lineage, data, |key| {
-            let field = key.split_once('/').map(|(field, _)| field);
+            let field = point_field(key);
             fields.iter().any(|f| Some(f.path()) == field).then(entry)
         });
     }
@@ -1157,6 +1176,15 @@ mod tests {
             merged_into: None,
         };
         assert_eq!(profile.point_lineage("emails/b@example.com").map(|l| l.source.as_str()), Some("old"));
+        // Such a profile written again: the address it had keeps the old
+        // field's lineage, only the one added is the write's.
+        let mut lineage = profile.lineage.clone();
+        let mut after = data.clone();
+        after.emails.push(email("c@example.com"));
+        adopt_field_lineage(&mut lineage, &data);
+        record_lineage(&mut lineage, &after, &[ProfileField::Emails], "new", at(5));
+        assert_eq!(lineage["emails/b@example.com"].source, "old");
+        assert_eq!(lineage["emails/c@example.com"].source, "new");
         assert_eq!(profile.point_lineage("emails/gone@example.com"), None);
         assert!(is_point_key("external_ids/crm/1") && !is_point_key("emails") && !is_point_key("attributes.a/b"));
     }

@@ -280,6 +280,7 @@ impl Loader {
             }
             next.version = original.version + 1;
             next.updated_at = now;
+            profile::adopt_field_lineage(&mut next.lineage, &original.data);
             record_lineage(&mut next.lineage, &next.data, &changed, &self.source, now);
             if !store::profiles::update(conn, &next, original.version).await? {
                 return Err(DomainError::Aborted(format!("profile {id} changed under the import")));
@@ -291,6 +292,7 @@ impl Loader {
                 }
                 redirect.after.version = next.version;
                 redirect.after.updated_at = now;
+                profile::adopt_field_lineage(&mut redirect.after.lineage, &redirect.before.data);
                 record_lineage(&mut redirect.after.lineage, &redirect.after.data, &changed, &self.source, now);
                 store::merges::record_redirect(conn, redirect.addressed_to, &redirect.before, &redirect.after).await?;
             }

@@ -32,8 +32,8 @@ use crate::{
         identifiers::{IdentifierKey, IdentifierType, NormalizationPolicy, fold_for_search, normalize_source},
         page::{PageRequest, PageTokens},
         profile::{
-            self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput, ProfileStatus, parse_etag,
-            record_lineage, resolve_update_mask, search_key,
+            self, Choice, ExternalId, Profile, ProfileData, ProfileField, ProfileInput, ProfileStatus,
+            adopt_field_lineage, parse_etag, record_lineage, resolve_update_mask, search_key,
         },
         settings::TenantSettings,
         view::ProfileView,
@@ -235,7 +235,7 @@ impl Profiles {
         work.commit().await?;
         if self.match_written(&profile).await.is_some() {
             // Merged as it arrived: the answer is the survivor.
-            return self.get(caller, &profile.id.to_string()).await;
+            return self.confirmed(caller, profile.id).await;
         }
         self.viewer.one(caller, &profile).await
     }
@@ -369,6 +369,7 @@ impl Profiles {
         next.data = data;
         next.version = current.version + 1;
         next.updated_at = now;
+        adopt_field_lineage(&mut next.lineage, &current.data);
         record_lineage(&mut next.lineage, &next.data, &changed, &source, now);
         let identifiers = self.reindex(&work, caller, &current, &next).await?;
         if let Some(old) = redirected_from {
@@ -379,7 +380,7 @@ impl Profiles {
         let audit = Audit::write(caller, "profile.update", "profile", vec![id.to_string()]);
         self.commit_write(work, &current, &next, event, identifiers, audit).await?;
         if self.match_written(&next).await.is_some() {
-            return self.get(caller, &request.id).await;
+            return self.confirmed(caller, redirected_from.unwrap_or(id)).await;
         }
         let mut view = self.viewer.one(caller, &next).await?;
         view.redirected_from = redirected_from;
@@ -636,19 +637,23 @@ impl Profiles {
         if first.operation != operation || first.fingerprint != request.fingerprint {
             return Err(DomainError::invalid("request_id", "already used for a different request"));
         }
-        let profile = store::profiles::find(self.store.db(), caller.tenant(), first.profile_id, false)
+        self.confirmed(caller, first.profile_id).await.map(Some)
+    }
+
+    /// The profile a write wrote, as it is now, by the id it was addressed
+    /// to (merged since, or by online matching: the profile it resolves to,
+    /// like any read by id). Audited like a read, but not counted against
+    /// the read cap: the caller is confirming a write, and "retries are
+    /// safe" must hold for a caller at its cap too.
+    async fn confirmed(&self, caller: &Caller, id: ProfileId) -> Result<ProfileView, DomainError> {
+        let profile = store::profiles::find(self.store.db(), caller.tenant(), id, false)
             .await?
-            .ok_or_else(|| DomainError::profile_not_found(first.profile_id))?;
-        // Merged since: the profile it resolves to, like any read by id.
+            .ok_or_else(|| DomainError::profile_not_found(id))?;
         let (profile, redirected_from) = self.identity.follow(caller.tenant(), Arc::new(profile)).await?;
-        // Audited like a read, but not counted against the read cap: the
-        // caller is confirming a write, and "retries are safe" must hold for
-        // a caller at its cap too.
         let views = self.shown_as(caller, "profile.read", std::slice::from_ref(&profile), false, false).await?;
-        Ok(views.into_iter().next().map(|mut view| {
-            view.redirected_from = redirected_from;
-            view
-        }))
+        let mut view = views.into_iter().next().ok_or_else(|| DomainError::profile_not_found(id))?;
+        view.redirected_from = redirected_from;
+        Ok(view)
     }
 
     /// Records `request_id` (if any) in `work` before anything is written;

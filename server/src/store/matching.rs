@@ -87,16 +87,18 @@ pub async fn save_frequencies(
     Ok(())
 }
 
-/// When `tenant`'s stored term frequencies were counted, if ever: a reader
-/// holding a copy of that time need not read the counts again.
-pub async fn frequencies_counted_at(
+/// When `tenant`'s stored term frequencies were counted, if ever, and the
+/// model version they were counted for: a reader holding a copy of that
+/// time need not read the counts again.
+pub async fn frequencies_stamp(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
-) -> Result<Option<DateTime<Utc>>, DomainError> {
+) -> Result<Option<(DateTime<Utc>, u32)>, DomainError> {
     let mut sql = Sql::new(conn.get_database_backend());
-    sql.push("SELECT counted_at FROM match_frequencies WHERE tenant_id = ").bind(tenant.as_str());
+    sql.push("SELECT counted_at, model_version FROM match_frequencies WHERE tenant_id = ").bind(tenant.as_str());
     let Some(row) = conn.query_one_raw(sql.statement()).await.map_err(db_error)? else { return Ok(None) };
-    Ok(Some(row.try_get("", "counted_at").map_err(db_error)?))
+    let version: i32 = row.try_get("", "model_version").map_err(db_error)?;
+    Ok(Some((row.try_get("", "counted_at").map_err(db_error)?, version as u32)))
 }
 
 /// `tenant`'s stored term frequencies, if a run ever counted them.

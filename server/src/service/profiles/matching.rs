@@ -179,7 +179,7 @@ impl Profiles {
                 )
             }));
         }
-        let (low, high) = if left.id < right.id { (left.id, right.id) } else { (right.id, left.id) };
+        let (low, high) = ordered(left.id, right.id);
         let candidate = store::matching::find_candidate(self.store.db(), tenant, low, high).await?;
         let rejected = store::matching::rejected(self.store.db(), tenant)
             .await?
@@ -206,8 +206,8 @@ impl Profiles {
         }
         if scoring.frequencies.is_none() {
             notes.push(
-                "no term frequencies are stored yet: shared values weigh by the model alone until a deduplication \
-                 run counts them"
+                "no term frequencies of this model version are stored: shared values weigh by the model alone \
+                 until a deduplication run counts them"
                     .to_owned(),
             );
         }
@@ -344,15 +344,27 @@ impl Profiles {
         let scored =
             self.score_candidates(tenant, &scoring, &written.data, &record, Some(written.id), ONLINE_NAMESAKES).await?;
         let thresholds = scoring.model.thresholds;
+        if scored.first().is_none_or(|(c, _)| *c < thresholds.review) {
+            return Ok(None);
+        }
+        // Pairs merged once and unmerged since: someone undid what the
+        // model said, so they wait for a steward instead of merging again.
+        let undone: Vec<Vec<ProfileId>> = store::merges::history(self.store.db(), tenant, written.id)
+            .await?
+            .into_iter()
+            .filter(|m| m.undone.is_some())
+            .map(|m| std::iter::once(m.target).chain(m.sources).collect())
+            .collect();
         let mut merged = None;
         let mut review = Vec::new();
         for (confidence, other) in scored.iter().take_while(|(c, _)| *c >= thresholds.review) {
-            let (low, high) = if written.id < other.id { (written.id, other.id) } else { (other.id, written.id) };
+            let (low, high) = ordered(written.id, other.id);
             let pair = store::matching::find_candidate(self.store.db(), tenant, low, high).await?;
             if pair.is_some_and(|c| c.status == CandidateStatus::Rejected) {
                 continue;
             }
-            if merged.is_none() && *confidence >= thresholds.auto {
+            let unmerged = undone.iter().any(|members| members.contains(&other.id));
+            if merged.is_none() && *confidence >= thresholds.auto && !unmerged {
                 let request = super::MergeRequest {
                     target: low.to_string(),
                     sources: vec![high.to_string()],
@@ -366,7 +378,10 @@ impl Profiles {
                         merged = Some(low);
                         continue;
                     }
-                    // Changed or merged meanwhile: a steward may look.
+                    // Merged meanwhile (a concurrent write of the same
+                    // person): nothing to queue.
+                    Err(DomainError::Merged { .. }) => continue,
+                    // Changed meanwhile: a steward may look.
                     Err(error) => tracing::info!(%error, "an online match was not merged"),
                 }
             }
@@ -430,7 +445,13 @@ impl Profiles {
             return Ok(state.clone());
         }
         let model = store::matching::current_model(self.store.db(), tenant).await?;
-        let counted_at = store::matching::frequencies_counted_at(self.store.db(), tenant).await?;
+        // Counts are kept per comparison of the model that counted them: a
+        // model set or estimated since compares other fields, or in
+        // another order, and scores without them until a run counts again.
+        let stamp = store::matching::frequencies_stamp(self.store.db(), tenant)
+            .await?
+            .filter(|(_, version)| model.as_ref().is_some_and(|m| m.version == *version));
+        let counted_at = stamp.map(|(at, _)| at);
         let frequencies =
             match (counted_at, cached) {
                 (None, _) => None,
@@ -449,6 +470,11 @@ impl Profiles {
         self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(tenant.clone(), state.clone());
         Ok(state)
     }
+}
+
+/// A pair as the review queue names it: smaller id first.
+fn ordered(a: ProfileId, b: ProfileId) -> (ProfileId, ProfileId) {
+    if a < b { (a, b) } else { (b, a) }
 }
 
 /// The class of personal data a compared field reads.
