@@ -318,7 +318,13 @@ impl Load {
                 const FAMILY: [&str; 10] =
                     ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Wilson", "Moore"];
                 let (given, family) = (GIVEN[rng.random_range(0..10)], FAMILY[rng.random_range(0..10)]);
-                let born = format!("19{:02}-{:02}-{:02}", rng.random_range(40..100), 1 + segment, 1 + segment * 3);
+                // Birth dates over sixty years: few creates are one person.
+                let born = format!(
+                    "19{:02}-{:02}-{:02}",
+                    rng.random_range(40..100),
+                    rng.random_range(1..13),
+                    rng.random_range(1..29)
+                );
                 let email = format!("bench-{}@example.com", uuid::Uuid::now_v7().simple());
                 let profile = pb::Profile {
                     kind: pb::ProfileKind::Person as i32,

@@ -356,18 +356,43 @@ pub async fn held(
     let mut sql = Sql::new(conn.get_database_backend());
     // Merge chains are kept one hop long (merges::repoint).
     // In a fixed order: exports and matching inputs come out the same each run.
-    sql.push(
-        "SELECT COALESCE(p.merged_into, h.profile_id) AS profile_id, h.id_type, h.namespace, h.value \
-         FROM held_identifiers h JOIN profiles p ON p.tenant_id = h.tenant_id AND p.id = h.profile_id \
-         WHERE h.tenant_id = ",
-    )
-    .bind(tenant.as_str());
-    if let Some(only) = only {
-        sql.push(" AND COALESCE(p.merged_into, h.profile_id) IN (");
-        for (i, id) in only.iter().enumerate() {
-            sql.push(if i == 0 { "" } else { ", " }).bind(id.as_uuid());
+    match only {
+        None => {
+            sql.push(
+                "SELECT COALESCE(p.merged_into, h.profile_id) AS profile_id, h.id_type, h.namespace, h.value \
+                 FROM held_identifiers h JOIN profiles p ON p.tenant_id = h.tenant_id AND p.id = h.profile_id \
+                 WHERE h.tenant_id = ",
+            )
+            .bind(tenant.as_str());
         }
-        sql.push(")");
+        Some(only) => {
+            // From the profiles and those merged into them (index probes),
+            // then their rows (a primary-key probe each, on PostgreSQL
+            // whatever its statistics of the table say: `OFFSET 0` keeps the
+            // planner from flattening the probe into a join driven by
+            // held_identifiers, which read the tenant's every row per write).
+            let join = if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+                "CROSS JOIN LATERAL (SELECT h.id_type, h.namespace, h.value FROM held_identifiers h \
+                 WHERE h.tenant_id = p.tenant_id AND h.profile_id = p.id OFFSET 0) h"
+            } else {
+                "JOIN held_identifiers h ON h.tenant_id = p.tenant_id AND h.profile_id = p.id"
+            };
+            sql.push(&format!(
+                "SELECT COALESCE(p.merged_into, p.id) AS profile_id, h.id_type, h.namespace, h.value \
+                 FROM profiles p {join} WHERE p.tenant_id = "
+            ))
+            .bind(tenant.as_str());
+            let list = |sql: &mut Sql| {
+                for (i, id) in only.iter().enumerate() {
+                    sql.push(if i == 0 { "" } else { ", " }).bind(id.as_uuid());
+                }
+            };
+            sql.push(" AND (p.id IN (");
+            list(&mut sql);
+            sql.push(") OR p.merged_into IN (");
+            list(&mut sql);
+            sql.push("))");
+        }
     }
     sql.push(" ORDER BY 1, h.id_type, h.namespace, h.value");
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
