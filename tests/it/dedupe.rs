@@ -94,6 +94,12 @@ pub fn people() -> (String, Vec<(String, String)>) {
 /// Runs `c360 dedupe --dry-run` with `extra` arguments; the probability of
 /// every candidate pair exported, by the pair's row keys (sorted).
 pub async fn scored(app: &TestApp, extra: &[&str]) -> HashMap<(String, String), f64> {
+    exported(app, &[&["--dry-run"], extra].concat()).await
+}
+
+/// Runs `c360 dedupe` with `extra` arguments, exporting every pair it
+/// scored; their probabilities by the pair's row keys (sorted).
+pub async fn exported(app: &TestApp, extra: &[&str]) -> HashMap<(String, String), f64> {
     let dir = tempfile::tempdir().expect("temp dir");
     let pairs = dir.path().join("pairs.csv");
     let mut args = vec![
@@ -101,7 +107,6 @@ pub async fn scored(app: &TestApp, extra: &[&str]) -> HashMap<(String, String), 
         "dedupe",
         "--tenant",
         TENANT,
-        "--dry-run",
         "--export-pairs",
         pairs.to_str().expect("utf-8"),
         "--export-from",

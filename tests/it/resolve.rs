@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use c360_proto::v1 as pb;
 use c360_server::auth::Role;
 use c360_tests::{TENANT, TestApp};
-use clap::Parser;
 use tonic::Code;
 
 use crate::{
@@ -22,35 +21,22 @@ use crate::{
 /// Runs a deduplication that merges and queues, exporting every pair it
 /// scored; the probabilities by the pair's row keys (sorted).
 async fn deduplicate(app: &TestApp) -> HashMap<(String, String), f64> {
+    crate::dedupe::exported(app, &[]).await
+}
+
+/// The people of [`people`] imported and deduplicated once (the tenant has
+/// a model and counts); the profile of row `p3`, as an agent reads it.
+async fn deduplicated_people(app: &TestApp) -> pb::Profile {
+    let (csv, _) = people();
     let dir = tempfile::tempdir().expect("temp dir");
-    let pairs = dir.path().join("pairs.csv");
-    let args = [
-        "c360",
-        "dedupe",
-        "--tenant",
-        TENANT,
-        "--export-pairs",
-        pairs.to_str().expect("utf-8"),
-        "--export-from",
-        "0",
-        "--source",
-        "legacy",
-        "--database-url",
-        &app.db.url,
-        "--data-dir",
-        dir.path().to_str().expect("utf-8"),
-    ];
-    c360_server::cli::Cli::try_parse_from(args).expect("dedupe arguments").run().await.expect("dedupe");
-    let mut reader = csv::Reader::from_path(&pairs).expect("pairs");
-    reader
-        .records()
-        .map(|record| {
-            let record = record.expect("row");
-            let (a, b) = (record[0].to_owned(), record[1].to_owned());
-            let key = if a < b { (a, b) } else { (b, a) };
-            (key, record[4].parse().expect("probability"))
-        })
-        .collect()
+    import(app, TENANT, &file(&dir, "people.csv", csv.as_bytes()), &[]).await;
+    deduplicate(app).await;
+    let lookup = pb::LookupProfileRequest {
+        r#type: pb::IdentifierType::ExternalId as i32,
+        value: "p3".into(),
+        source: "legacy".into(),
+    };
+    app.agent().lookup_profile(lookup).await.expect("lookup").into_inner()
 }
 
 fn explain(a: &str, b: &str) -> pb::ExplainMatchRequest {
@@ -175,17 +161,7 @@ async fn explain_match_scores_a_pair_as_the_run_did_and_says_what_else_decides_i
 on_both!(explain_match, explain_match_scores_a_pair_as_the_run_did_and_says_what_else_decides_it);
 
 async fn resolve_identity_ranks_who_a_record_may_be_and_is_no_oracle(app: TestApp) {
-    let (csv, _) = people();
-    let dir = tempfile::tempdir().expect("temp dir");
-    import(&app, TENANT, &file(&dir, "people.csv", csv.as_bytes()), &[]).await;
-    deduplicate(&app).await;
-    let mut client = app.agent();
-    let lookup = pb::LookupProfileRequest {
-        r#type: pb::IdentifierType::ExternalId as i32,
-        value: "p3".into(),
-        source: "legacy".into(),
-    };
-    let known = client.lookup_profile(lookup).await.expect("lookup").into_inner();
+    let known = deduplicated_people(&app).await;
     let resolve = |record: pb::Profile| pb::ResolveIdentityRequest { record: Some(record), ..Default::default() };
 
     // The same person by name and email: first, and certain.
@@ -236,17 +212,8 @@ async fn resolve_identity_ranks_who_a_record_may_be_and_is_no_oracle(app: TestAp
 on_both!(resolve_identity, resolve_identity_ranks_who_a_record_may_be_and_is_no_oracle);
 
 async fn a_write_is_matched_as_it_arrives_merging_or_queueing_as_a_run_would(app: TestApp) {
-    let (csv, _) = people();
-    let dir = tempfile::tempdir().expect("temp dir");
-    import(&app, TENANT, &file(&dir, "people.csv", csv.as_bytes()), &[]).await;
-    deduplicate(&app).await;
+    let known = deduplicated_people(&app).await;
     let mut client = app.agent();
-    let lookup = pb::LookupProfileRequest {
-        r#type: pb::IdentifierType::ExternalId as i32,
-        value: "p3".into(),
-        source: "legacy".into(),
-    };
-    let known = client.lookup_profile(lookup).await.expect("lookup").into_inner();
 
     // The same person come back with a new email, and a namesake.
     let mut again = person(&known.given_name, &known.family_name, "back.again@example.org");
