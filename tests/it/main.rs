@@ -115,6 +115,21 @@ pub fn set_segment(id: &str, segment: &str, etag: &str) -> pb::UpdateProfileRequ
     update(id, &["segment"], etag, pb::Profile { segment: segment.into(), ..Default::default() })
 }
 
+/// An UpdateTenantSettings of the match thresholds alone.
+pub fn thresholds(auto: f64, review: f64) -> pb::UpdateTenantSettingsRequest {
+    pb::UpdateTenantSettingsRequest {
+        settings: Some(pb::TenantSettings {
+            match_auto_threshold: auto,
+            match_review_threshold: review,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["match_auto_threshold".into(), "match_review_threshold".into()],
+        }),
+        etag: String::new(),
+    }
+}
+
 /// The ids of a whole ListProfiles walk, `page_size` at a time.
 pub async fn list_all(client: &mut ProfileClient, page_size: i32) -> Vec<String> {
     let mut ids = Vec::new();

@@ -192,24 +192,14 @@ async fn three_profiles_merge_into_one_golden_record(app: TestApp) {
     assert_eq!(crate::violated_fields(&too_high), ["max_merge_sources"]);
     admin.update_tenant_settings(cap(0)).await.expect("back to the default");
     // The match thresholds are tenant settings too: probabilities, review below auto.
-    let thresholds = |auto: f64, review: f64| pb::UpdateTenantSettingsRequest {
-        settings: Some(pb::TenantSettings {
-            match_auto_threshold: auto,
-            match_review_threshold: review,
-            ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["match_auto_threshold".into(), "match_review_threshold".into()],
-        }),
-        etag: String::new(),
-    };
-    let set = admin.update_tenant_settings(thresholds(0.99, 0.8)).await.expect("thresholds").into_inner();
+    let set = admin.update_tenant_settings(crate::thresholds(0.99, 0.8)).await.expect("thresholds").into_inner();
     assert_eq!((set.match_auto_threshold, set.match_review_threshold), (0.99, 0.8));
-    let crossed = admin.update_tenant_settings(thresholds(0.9, 0.95)).await.expect_err("review above auto");
+    let crossed = admin.update_tenant_settings(crate::thresholds(0.9, 0.95)).await.expect_err("review above auto");
     assert_eq!(crate::violated_fields(&crossed), ["match_review_threshold"]);
-    let certain = admin.update_tenant_settings(thresholds(1.0, 0.0)).await.expect_err("not a probability below 1");
+    let certain =
+        admin.update_tenant_settings(crate::thresholds(1.0, 0.0)).await.expect_err("not a probability below 1");
     assert_eq!(crate::violated_fields(&certain), ["match_auto_threshold"]);
-    admin.update_tenant_settings(thresholds(0.0, 0.0)).await.expect("back to the defaults");
+    admin.update_tenant_settings(crate::thresholds(0.0, 0.0)).await.expect("back to the defaults");
 
     let mut request = merge(&target.id, &[&crm.id, &web.id]);
     request.etags = [(target.id.clone(), target.etag.clone())].into();

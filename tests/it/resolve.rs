@@ -233,18 +233,7 @@ async fn a_write_is_matched_as_it_arrives_merging_or_queueing_as_a_run_would(app
     // Thresholds between the two: the same person merges, the namesake waits for a steward.
     let (auto, review) = ((same + named) / 2.0, named * 0.99);
     let mut admin = app.tenants(TENANT, &[Role::Admin]);
-    let thresholds = pb::UpdateTenantSettingsRequest {
-        settings: Some(pb::TenantSettings {
-            match_auto_threshold: auto,
-            match_review_threshold: review,
-            ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["match_auto_threshold".into(), "match_review_threshold".into()],
-        }),
-        etag: String::new(),
-    };
-    admin.update_tenant_settings(thresholds).await.expect("thresholds");
+    admin.update_tenant_settings(crate::thresholds(auto, review)).await.expect("thresholds");
 
     let created = client.create_profile(create(again)).await.expect("create").into_inner();
     assert_eq!(created.id, known.id, "merged into the profile it matched, which is older");
@@ -287,18 +276,7 @@ async fn a_write_is_matched_as_it_arrives_merging_or_queueing_as_a_run_would(app
         };
         steward.decide_merge_candidate(reject).await.expect("reject");
     }
-    let lowered = pb::UpdateTenantSettingsRequest {
-        settings: Some(pb::TenantSettings {
-            match_auto_threshold: named * 0.99,
-            match_review_threshold: named * 0.98,
-            ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["match_auto_threshold".into(), "match_review_threshold".into()],
-        }),
-        etag: String::new(),
-    };
-    admin.update_tenant_settings(lowered).await.expect("thresholds");
+    admin.update_tenant_settings(crate::thresholds(named * 0.99, named * 0.98)).await.expect("thresholds");
     let updated = client.update_profile(crate::set_segment(&created.id, "VIP", &created.etag)).await;
     let updated = updated.expect("update").into_inner();
     assert_eq!((updated.id.as_str(), updated.redirected_from.as_str()), (created.id.as_str(), ""), "not merged");

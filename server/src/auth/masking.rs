@@ -209,7 +209,7 @@ impl Shape {
             if shown.is_empty() {
                 return Vec::new();
             }
-            stored.iter().map(|point| profile.point_lineage(&point.point_key()).cloned()).collect()
+            stored.iter().map(|point| profile.held_point_lineage(&point.point_key()).cloned()).collect()
         }
         let point_lineage = PointLineage {
             emails: points(profile, &emails, &data.emails),

@@ -247,7 +247,7 @@ pub fn survive(
                     }
                     // Each contact point keeps the lineage it had where it came from.
                     let key = item.point_key();
-                    if let Some(lineage) = p.point_lineage(&key) {
+                    if let Some(lineage) = p.held_point_lineage(&key) {
                         golden.lineage.insert(key, lineage.clone());
                     }
                     merged.push(item);

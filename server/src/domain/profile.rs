@@ -394,10 +394,17 @@ impl Profile {
     /// its own lineage, or (recorded before contact points had their own)
     /// its field's, while the profile holds it.
     pub fn point_lineage(&self, key: &str) -> Option<&Lineage> {
-        self.lineage.get(key).or_else(|| {
-            let field = point_field(key)?;
-            self.data.point_keys().any(|k| k == key).then(|| self.lineage.get(field)).flatten()
-        })
+        self.lineage
+            .get(key)
+            .or_else(|| self.data.point_keys().any(|k| k == key).then(|| self.held_point_lineage(key))?)
+    }
+
+    /// [`Self::point_lineage`] of a contact point the caller knows the
+    /// profile holds (one of its own lists): without looking for it again,
+    /// which every read would otherwise do for every point of an older
+    /// profile.
+    pub fn held_point_lineage(&self, key: &str) -> Option<&Lineage> {
+        self.lineage.get(key).or_else(|| self.lineage.get(point_field(key)?))
     }
 }
 

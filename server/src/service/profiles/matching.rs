@@ -289,16 +289,21 @@ impl Profiles {
         } else {
             store::identities::holders(self.store.db(), tenant, &keys).await?.into_iter().map(|(_, id)| id).collect()
         };
+        // Namesakes come whole from the name lookup; only the holders not
+        // among them are read again.
         let name = data.name_keys()[0].clone();
-        if !name.is_empty() {
+        let mut profiles = if name.is_empty() {
+            Vec::new()
+        } else {
             let filter = ProfileFilter::NamePrefix(name);
-            let (found, _) = store::profiles::page(self.store.db(), tenant, &filter, None, namesakes).await?;
-            ids.extend(found.iter().map(|p| p.id));
-        }
-        ids.retain(|id| Some(*id) != itself);
+            store::profiles::page(self.store.db(), tenant, &filter, None, namesakes).await?.0
+        };
+        profiles.retain(|p| Some(p.id) != itself);
+        ids.retain(|id| Some(*id) != itself && !profiles.iter().any(|p| p.id == *id));
         ids.sort_unstable();
         ids.dedup();
-        let profiles = store::profiles::find_many(self.store.db(), tenant, &ids).await?;
+        profiles.extend(store::profiles::find_many(self.store.db(), tenant, &ids).await?);
+        let ids: Vec<ProfileId> = profiles.iter().map(|p| p.id).collect();
         let held = store::identities::held(self.store.db(), tenant, Some(&ids)).await?;
         let mut scored: Vec<(f64, Profile)> = profiles
             .into_iter()
