@@ -25,6 +25,7 @@ mod m20261202_000017_matching;
 mod m20261203_000018_jobs;
 mod m20261203_000019_held_identifiers;
 mod m20261203_000020_match_frequencies;
+mod m20261204_000021_primary_contacts;
 
 /// The ordered list of c360 migrations.
 pub struct Migrator;
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000018_jobs::Migration),
             Box::new(m20261203_000019_held_identifiers::Migration),
             Box::new(m20261203_000020_match_frequencies::Migration),
+            Box::new(m20261204_000021_primary_contacts::Migration),
         ]
     }
 }

@@ -132,6 +132,13 @@ impl ProfileService for Ceiling {
     async fn lookup_profile(&self, _: Request<pb::LookupProfileRequest>) -> Result<Response<pb::Profile>, Status> {
         Err(Status::unimplemented("ceiling serves GetProfile only"))
     }
+
+    async fn batch_get_contact_organizations(
+        &self,
+        _: Request<pb::BatchGetContactOrganizationsRequest>,
+    ) -> Result<Response<pb::BatchGetContactOrganizationsResponse>, Status> {
+        Err(Status::unimplemented("ceiling serves GetProfile only"))
+    }
 }
 
 #[tokio::main]

@@ -45,6 +45,23 @@ impl ConsentService for ConsentApi {
         Ok(Response::new(pb::GetConsentsResponse { profile_id: resolved.to_string(), consents }))
     }
 
+    async fn batch_get_consents(
+        &self,
+        request: Request<pb::BatchGetConsentsRequest>,
+    ) -> Reply<pb::BatchGetConsentsResponse> {
+        let caller = caller(&request)?;
+        let (entries, missing_ids) = self.consents.in_force_of_many(&caller, &request.get_ref().profile_ids).await?;
+        let profiles = entries
+            .iter()
+            .map(|entry| pb::ProfileConsents {
+                requested_id: entry.requested.to_string(),
+                profile_id: entry.profile_id.to_string(),
+                consents: entry.states.iter().map(pb::ConsentState::from).collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::BatchGetConsentsResponse { profiles, missing_ids }))
+    }
+
     async fn list_consent_history(
         &self,
         request: Request<pb::ListConsentHistoryRequest>,

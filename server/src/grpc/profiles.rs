@@ -52,6 +52,23 @@ impl ProfileService for ProfileApi {
         Ok(Response::new(pb::BatchGetProfilesResponse { profiles, missing_ids }))
     }
 
+    async fn batch_get_contact_organizations(
+        &self,
+        request: Request<pb::BatchGetContactOrganizationsRequest>,
+    ) -> Reply<pb::BatchGetContactOrganizationsResponse> {
+        let caller = caller(&request)?;
+        let (entries, missing_ids) =
+            self.profiles.contact_organizations(&caller, &request.get_ref().contact_ids).await?;
+        let contacts = entries
+            .into_iter()
+            .map(|(contact, organizations)| pb::ContactOrganizations {
+                contact_id: contact.to_string(),
+                organizations: organizations.into_iter().map(pb::Profile::from).collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::BatchGetContactOrganizationsResponse { contacts, missing_ids }))
+    }
+
     async fn update_profile(&self, request: Request<pb::UpdateProfileRequest>) -> Reply<pb::Profile> {
         let caller = caller(&request)?;
         let key = request_key(request.get_ref(), |r| (std::mem::take(&mut r.request_id), r.profile.as_mut()));

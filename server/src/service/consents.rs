@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use tracing::instrument;
 
-use super::Audit;
+use super::{Audit, profiles::MAX_BATCH_IDS};
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     batch::Batcher,
@@ -73,6 +73,17 @@ pub struct ConsentState {
     pub reason: ConsentReason,
     /// What the caller's view of the decision masked or withheld.
     pub disclosure: Disclosure,
+}
+
+/// The states in force of one profile of a batch ([`Consents::in_force_of_many`]).
+#[derive(Debug, Clone)]
+pub struct InForceOf {
+    /// The id as asked.
+    pub requested: ProfileId,
+    /// The profile it resolves to.
+    pub profile_id: ProfileId,
+    /// Its states in force, as in [`Consents::in_force`].
+    pub states: Vec<ConsentState>,
 }
 
 impl ConsentState {
@@ -231,6 +242,73 @@ impl Consents {
         let revealed = states.iter().flat_map(|s| s.disclosure.revealed.iter().copied()).collect();
         self.audit.read(caller, "consent.read", [id], &revealed, false).await;
         Ok((id, states))
+    }
+
+    /// [`Self::in_force`] of up to [`MAX_BATCH_IDS`] profiles with one query
+    /// for the profiles and one for their decisions: for each id found, in
+    /// the order of its first mention, the id as asked, the profile it
+    /// resolves to and its states; and the ids that found nothing.
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), count = ids.len()))]
+    pub async fn in_force_of_many(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Result<(Vec<InForceOf>, Vec<String>), DomainError> {
+        caller.require(Permission::ReadConsents)?;
+        if ids.len() > MAX_BATCH_IDS {
+            return Err(DomainError::invalid("profile_ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
+        }
+        let mut violations = Violations::default();
+        let mut seen = std::collections::HashSet::new();
+        let asked: Vec<ProfileId> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, raw)| violations.check(format!("profile_ids[{i}]"), ProfileId::parse(raw)))
+            .filter(|id| seen.insert(*id))
+            .collect();
+        violations.into_result(())?;
+        let tenant = caller.tenant();
+        let db = self.store.db();
+        let mut found: HashMap<ProfileId, ProfileContacts> =
+            store::profiles::contacts(db, tenant, &asked, false).await?.into_iter().map(|p| (p.id, p)).collect();
+        let mut resolved = Vec::with_capacity(found.len());
+        let mut missing = Vec::new();
+        for id in asked {
+            let Some(first) = found.remove(&id) else {
+                missing.push(id.to_string());
+                continue;
+            };
+            // Merged ids are rare in a batch: each follows its chain alone.
+            let load =
+                |id: ProfileId| async move { Ok(store::profiles::contacts(db, tenant, &[id], false).await?.pop()) };
+            let (profile, _) = super::identity::canonical(id, first, load).await?;
+            resolved.push((id, profile.id, profile.status.is_live()));
+        }
+        let mut targets: Vec<ProfileId> = resolved.iter().map(|(_, target, _)| *target).collect();
+        targets.sort();
+        targets.dedup();
+        let mut decisions: HashMap<ProfileId, Vec<ConsentDecision>> = HashMap::new();
+        for decision in store::consents::all_in_force_of_many(db, tenant, &targets).await? {
+            decisions.entry(decision.profile_id).or_default().push(decision);
+        }
+        let (now, shape) = (Utc::now(), Shape::of(caller));
+        let entries: Vec<InForceOf> = resolved
+            .into_iter()
+            .map(|(requested, profile_id, live)| InForceOf {
+                requested,
+                profile_id,
+                states: decisions
+                    .get(&profile_id)
+                    .into_iter()
+                    .flatten()
+                    .map(|d| ConsentState::at(d.clone(), now, live).shaped(&shape))
+                    .collect(),
+            })
+            .collect();
+        let revealed =
+            entries.iter().flat_map(|e| &e.states).flat_map(|s| s.disclosure.revealed.iter().copied()).collect();
+        self.audit.read(caller, "consent.read", targets, &revealed, false).await;
+        Ok((entries, missing))
     }
 
     /// The history of one profile, newest recorded first, optionally of one purpose.

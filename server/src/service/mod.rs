@@ -14,7 +14,7 @@ mod views;
 
 pub use audit::{Audit, AuditConfig, AuditJobs, AuditPage, audit_bulk, chain_all};
 pub use caps::ReadCaps;
-pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, SetOutcome, SubjectInput};
+pub use consents::{ConsentCheck, ConsentState, Consents, HistoryPage, InForceOf, SetOutcome, SubjectInput};
 pub use events::{ChangeView, EventViews, Events, Subscription, WatchRequest};
 pub use jobs::Jobs;
 pub use profiles::{

@@ -11,7 +11,7 @@ pub use review::{CandidatePage, Decided};
 pub use unmerge::Unmerged;
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::Arc,
 };
 
@@ -57,6 +57,12 @@ pub struct RequestKey {
 
 /// Most ids in one BatchGetProfiles.
 pub const MAX_BATCH_IDS: usize = 1000;
+
+/// A person (by the id asked) and the organizations naming them as primary contact.
+pub type ContactOrganizations = (ProfileId, Vec<ProfileView>);
+
+/// Most organizations [`Profiles::contact_organizations`] names for one person.
+pub const MAX_CONTACT_ORGANIZATIONS: usize = 100;
 
 /// Longest name prefix searched.
 const MAX_SEARCH_PREFIX: usize = 200;
@@ -294,6 +300,72 @@ impl Profiles {
             view.redirected_from = redirected_from;
         }
         Ok((views, missing))
+    }
+
+    /// For up to [`MAX_BATCH_IDS`] people, the live organizations naming each
+    /// as primary contact (at most [`MAX_CONTACT_ORGANIZATIONS`] each, oldest
+    /// first): for each id found, in the order of its first mention, the id
+    /// as asked and the organizations; and the ids that found nothing. An
+    /// organization naming a merged id counts for the profile it resolves to.
+    #[instrument(skip_all, fields(tenant = %caller.tenant(), count = ids.len()))]
+    pub async fn contact_organizations(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Result<(Vec<ContactOrganizations>, Vec<String>), DomainError> {
+        caller.require(Permission::ReadProfiles)?;
+        if ids.len() > MAX_BATCH_IDS {
+            return Err(DomainError::invalid("contact_ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
+        }
+        let mut violations = Violations::default();
+        let mut seen = HashSet::new();
+        let parsed: Vec<ProfileId> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, raw)| violations.check(format!("contact_ids[{i}]"), ProfileId::parse(raw)))
+            .filter(|id| seen.insert(*id))
+            .collect();
+        violations.into_result(())?;
+        let tenant = caller.tenant();
+        let mut found = self.identity.stored_many(tenant, &parsed).await?;
+        let mut asked = Vec::with_capacity(found.len());
+        let mut missing = Vec::new();
+        for id in parsed {
+            match found.remove(&id) {
+                Some(profile) => asked.push((id, self.identity.follow(tenant, profile).await?.0.id)),
+                None => missing.push(id.to_string()),
+            }
+        }
+        let mut contacts: Vec<ProfileId> = asked.iter().flat_map(|(id, resolved)| [*id, *resolved]).collect();
+        contacts.sort();
+        contacts.dedup();
+        let pairs =
+            store::profiles::organizations_of(self.store.db(), tenant, &contacts, MAX_CONTACT_ORGANIZATIONS).await?;
+        let organization_ids: Vec<ProfileId> = pairs.iter().map(|(_, org)| *org).collect();
+        let loaded = self.identity.stored_many(tenant, &organization_ids).await?;
+        let organizations: Vec<Arc<Profile>> =
+            organization_ids.iter().filter_map(|id| loaded.get(id).cloned()).collect();
+        let views: HashMap<ProfileId, ProfileView> = self
+            .shown(caller, "profile.read", &organizations, false)
+            .await?
+            .into_iter()
+            .map(|view| (view.id, view))
+            .collect();
+        let entries = asked
+            .into_iter()
+            .map(|(id, resolved)| {
+                let mut of: Vec<ProfileView> = pairs
+                    .iter()
+                    .filter(|(contact, _)| *contact == id || *contact == resolved)
+                    .filter_map(|(_, org)| views.get(org).cloned())
+                    .collect();
+                of.sort_by_key(|view| view.id);
+                of.dedup_by_key(|view| view.id);
+                of.truncate(MAX_CONTACT_ORGANIZATIONS);
+                (id, of)
+            })
+            .collect();
+        Ok((entries, missing))
     }
 
     /// Applies a field-mask update under optimistic concurrency.

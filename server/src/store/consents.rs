@@ -207,12 +207,35 @@ pub async fn all_in_force(
         .bind(tenant.as_str())
         .push(" AND c.profile_id = ")
         .bind(profile.as_uuid());
+    decoded_in_force(conn, sql).await
+}
+
+/// [`all_in_force`] of many profiles in one query, ordered by profile, then
+/// as there.
+pub async fn all_in_force_of_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profiles: &[ProfileId],
+) -> Result<Vec<ConsentDecision>, DomainError> {
+    if profiles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!("SELECT {IN_FORCE_COLUMNS} FROM consents c WHERE c.tenant_id = "))
+        .bind(tenant.as_str())
+        .push(" AND ")
+        .in_list("c.profile_id", profiles.iter().map(|id| id.as_uuid()));
+    decoded_in_force(conn, sql).await
+}
+
+async fn decoded_in_force(conn: &impl ConnectionTrait, sql: Sql) -> Result<Vec<ConsentDecision>, DomainError> {
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let mut decisions: Vec<ConsentDecision> =
         rows.iter().map(decode_decision).filter_map(Result::transpose).collect::<Result<_, _>>()?;
     // Ordered here, not in SQL: stored names sort alphabetically, and callers
     // read purposes in their declared order.
-    decisions.sort_by(|a, b| (a.purpose, &a.contact_point).cmp(&(b.purpose, &b.contact_point)));
+    decisions
+        .sort_by(|a, b| (a.profile_id, a.purpose, &a.contact_point).cmp(&(b.profile_id, b.purpose, &b.contact_point)));
     Ok(decisions)
 }
 

@@ -137,6 +137,50 @@ pub async fn find_many(
         .collect()
 }
 
+/// A contact person's organization ([`organizations_of`]).
+#[derive(Debug, FromQueryResult)]
+struct ContactOrganizationRow {
+    primary_contact_id: Uuid,
+    id: Uuid,
+}
+
+/// The live organizations of `tenant` whose primary contact is one of
+/// `contacts`: (contact, organization) pairs ordered by contact, then
+/// organization (oldest first), at most `per_contact` for each contact.
+pub async fn organizations_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    contacts: &[ProfileId],
+    per_contact: usize,
+) -> Result<Vec<(ProfileId, ProfileId)>, DomainError> {
+    if contacts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = Entity::find()
+        .select_only()
+        .columns([Column::PrimaryContactId, Column::Id])
+        .filter(Column::TenantId.eq(tenant.as_str()))
+        .filter(Column::PrimaryContactId.is_in(contacts.iter().map(|id| id.as_uuid())))
+        .filter(Column::Kind.eq(ProfileKind::Organization.as_str()))
+        .filter(Column::Status.is_in([ProfileStatus::Prospect.as_str(), ProfileStatus::Active.as_str()]))
+        .order_by_asc(Column::PrimaryContactId)
+        .order_by_asc(Column::Id)
+        .into_model::<ContactOrganizationRow>()
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    let mut pairs: Vec<(ProfileId, ProfileId)> = Vec::with_capacity(rows.len());
+    let mut run = 0;
+    for row in rows {
+        let contact = ProfileId::from(row.primary_contact_id);
+        run = if pairs.last().is_some_and(|(last, _)| *last == contact) { run + 1 } else { 1 };
+        if run <= per_contact {
+            pairs.push((contact, ProfileId::from(row.id)));
+        }
+    }
+    Ok(pairs)
+}
+
 /// The columns of a profile a consent write checks.
 #[derive(Debug, FromQueryResult)]
 struct ContactsRow {
