@@ -19,7 +19,10 @@ use tokio::{
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic::{
+    service::{Routes, interceptor::InterceptedService},
+    transport::Server,
+};
 
 use crate::{
     auth::{JwtKeys, KeySource},
@@ -482,25 +485,42 @@ impl App {
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.grpc.clone())?;
         }
-        let grpc_server = builder
-            .max_concurrent_streams(config.server.max_concurrent_streams)
-            .layer(AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone()))
-            .layer(DeadlineLayer::new(config.server.request_timeout))
-            .add_service(health_service)
-            .add_optional_service((!config.server.no_reflection).then_some(reflection_v1))
-            .add_optional_service((!config.server.no_reflection).then_some(reflection_v1alpha))
-            .add_service(InterceptedService::new(profile_service, authenticate.clone()))
+        // c360's own services, authenticated: served over the network, and
+        // called in-process by the GraphQL facade.
+        let services = Routes::new(InterceptedService::new(profile_service, authenticate.clone()))
             .add_service(InterceptedService::new(consent_service, authenticate.clone()))
             .add_service(InterceptedService::new(event_service, authenticate.clone()))
             .add_service(InterceptedService::new(tenant_service, authenticate.clone()))
             .add_service(InterceptedService::new(identity_service, authenticate.clone()))
             .add_service(InterceptedService::new(privacy_service, authenticate))
+            .prepare();
+        // The facade's calls pass the same admission and deadline layers as
+        // a network caller's; only HTTP/2 and the socket are skipped.
+        let in_process = tower::ServiceBuilder::new()
+            .layer(AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone()))
+            .layer(DeadlineLayer::new(config.server.request_timeout))
+            .service(services.clone());
+        let graphql = (!config.graphql.no_graphql)
+            .then(|| c360_graphql::Facade::new(c360_graphql::Upstream::new(in_process), config.graphql.options()));
+        let grpc_server = builder
+            .max_concurrent_streams(config.server.max_concurrent_streams)
+            .layer(AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone()))
+            .layer(DeadlineLayer::new(config.server.request_timeout))
+            .add_routes(services)
+            .add_service(health_service)
+            .add_optional_service((!config.server.no_reflection).then_some(reflection_v1))
+            .add_optional_service((!config.server.no_reflection).then_some(reflection_v1alpha))
             .serve_with_incoming_shutdown(no_delay(grpc), stop.clone().cancelled_owned());
         let router = http::router(store.clone(), cache, metrics);
-        // With an internal listener, the public one answers /healthz only.
+        // With an internal listener, the public one answers /healthz only
+        // (and GraphQL).
         let (public, internal) = match internal {
             Some(listener) => (http::liveness_router(), Some((listener, router))),
             None => (router, None),
+        };
+        let public = match &graphql {
+            Some(facade) => public.merge(facade.router()),
+            None => public,
         };
         let public = serve_http(http, tls.as_ref(), public, &stop)?;
         let internal =

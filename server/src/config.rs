@@ -451,6 +451,9 @@ pub struct Config {
     /// Background jobs.
     #[command(flatten)]
     pub jobs: JobArgs,
+    /// The GraphQL facade on the HTTP listener.
+    #[command(flatten)]
+    pub graphql: GraphqlArgs,
 }
 
 impl Config {
@@ -508,6 +511,57 @@ impl Config {
              (C360_ALLOW_CLEARTEXT_PERSONAL_DATA); docs/security.md",
             list.join("\n")
         )
+    }
+}
+
+/// The GraphQL facade's guards and browser access (`c360 serve`, `c360 graphql`).
+#[derive(Debug, Clone, Args)]
+pub struct GraphqlArgs {
+    /// Serve no GraphQL (`/graphql`) on the HTTP listener.
+    #[arg(long, env = "C360_NO_GRAPHQL")]
+    pub no_graphql: bool,
+    /// Deepest selection nesting a GraphQL query may have.
+    #[arg(long, env = "C360_GRAPHQL_MAX_DEPTH", default_value_t = 12)]
+    pub graphql_max_depth: usize,
+    /// Highest complexity of a GraphQL query: each field costs 1, a connection its page size times
+    /// its nodes' cost.
+    #[arg(long, env = "C360_GRAPHQL_MAX_COMPLEXITY", default_value_t = 5_000)]
+    pub graphql_max_complexity: usize,
+    /// Largest page (`first`) of a GraphQL connection.
+    #[arg(long, env = "C360_GRAPHQL_MAX_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub graphql_max_page_size: i32,
+    /// Longest GraphQL query text, in bytes.
+    #[arg(long, env = "C360_GRAPHQL_MAX_QUERY_BYTES", default_value_t = 32 * 1024)]
+    pub graphql_max_query_bytes: usize,
+    /// Answer no introspection queries (GraphiQL's docs and completion then stop working).
+    #[arg(long, env = "C360_GRAPHQL_NO_INTROSPECTION")]
+    pub graphql_no_introspection: bool,
+    /// A browser origin allowed to call /graphql from another site (repeatable, e.g.
+    /// https://console.example.com; `*` for any). Default: same origin only.
+    #[arg(long = "graphql-cors-origin", env = "C360_GRAPHQL_CORS_ORIGINS", value_delimiter = ',')]
+    pub graphql_cors_origins: Vec<String>,
+}
+
+impl GraphqlArgs {
+    /// The facade's options.
+    pub fn options(&self) -> c360_graphql::Options {
+        let origins = if self.graphql_cors_origins.iter().any(|o| o == "*") {
+            c360_graphql::Origins::Any
+        } else if self.graphql_cors_origins.is_empty() {
+            c360_graphql::Origins::None
+        } else {
+            c360_graphql::Origins::List(self.graphql_cors_origins.clone())
+        };
+        c360_graphql::Options {
+            limits: c360_graphql::Limits {
+                max_depth: self.graphql_max_depth,
+                max_complexity: self.graphql_max_complexity,
+                max_page_size: self.graphql_max_page_size,
+                max_query_bytes: self.graphql_max_query_bytes,
+                introspection: !self.graphql_no_introspection,
+            },
+            origins,
+        }
     }
 }
 

@@ -45,6 +45,7 @@ mod dedupe;
 mod embedded;
 mod endpoints;
 mod export;
+mod graphql;
 mod identities;
 mod import;
 mod inputs;

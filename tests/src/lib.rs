@@ -549,6 +549,78 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     response
 }
 
+/// One HTTP/1.1 exchange with `addr` (plain, `Connection: close`): the
+/// status code, the headers (names lower-cased) and the body.
+pub async fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write body");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = response[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        body = unchunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn unchunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..line_end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+    out
+}
+
+/// A GraphQL request to `addr`'s `/graphql` with `token`: the JSON answer.
+pub async fn graphql(
+    addr: SocketAddr,
+    token: Option<&str>,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    graphql_request(addr, token, serde_json::json!({ "query": query, "variables": variables })).await
+}
+
+/// POSTs `request` (a GraphQL request body) to `addr`'s `/graphql` with `token`.
+pub async fn graphql_request(addr: SocketAddr, token: Option<&str>, request: serde_json::Value) -> serde_json::Value {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(value) = &authorization {
+        headers.push(("Authorization", value.as_str()));
+    }
+    let body = serde_json::to_vec(&request).expect("json");
+    let (status, _, answer) = http_exchange(addr, "POST", "/graphql", &headers, &body).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    serde_json::from_slice(&answer).expect("a JSON answer")
+}
+
 /// `GET path` over plain HTTP, or what went wrong (for a listener that may
 /// refuse it).
 pub async fn http_get_result(addr: SocketAddr, path: &str) -> String {

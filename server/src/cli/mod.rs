@@ -1,9 +1,10 @@
-//! The `c360` command line: `serve`, `migrate`, `token`, `seed`, `export`, `import`, `bench`, `outbox`, `audit`.
+//! The `c360` command line: `serve`, `graphql`, `migrate`, `token`, `seed`, `export`, `import`, `bench`, `outbox`, `audit`.
 
 pub mod audit;
 mod bench;
 pub mod dedupe;
 pub mod export;
+pub mod graphql;
 pub mod import;
 pub mod model;
 pub mod outbox;
@@ -37,8 +38,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve gRPC and the HTTP health endpoints (embedded SQLite unless a database URL is given).
+    /// Serve gRPC, GraphQL and the HTTP health endpoints (embedded SQLite unless a database URL is given).
     Serve(Box<Config>),
+    /// Serve the GraphQL facade alone, calling a remote c360 over gRPC.
+    Graphql(Box<graphql::GraphqlServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -153,6 +156,7 @@ impl Cli {
             Command::Audit(command) => command.run(out).await,
             Command::Model(command) => command.run(out).await,
             Command::Serve(config) => serve(*config).await,
+            Command::Graphql(args) => graphql::run(*args, shutdown_signal()?).await,
             Command::Migrate { data, database } => {
                 let store = database.connect(&data.data_dir, 1, ProfileCache::none()).await?;
                 store.migrate().await?;
@@ -195,6 +199,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data.data_dir.clone();
     let key_source = config.auth.key_source(&data_dir)?;
     let tls = config.tls.tls_cert_file.is_some();
+    let graphql = !config.graphql.no_graphql;
     let app = App::build(config).await?;
     let database = if embedded {
         format!("embedded SQLite in {}", data_dir.display())
@@ -215,12 +220,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let grpcurl_tls = if tls { "-cacert <your CA file>" } else { "-plaintext" };
+    let scheme = if tls { "https" } else { "http" };
+    let graphiql = if graphql {
+        format!(
+            "GraphiQL:     {scheme}://{}/graphql (in a browser; the token goes in its Authorization header)\n",
+            app.http_addr()
+        )
+    } else {
+        String::new()
+    };
     // Written, not println!: a closed stdout (a supervisor that stopped
     // reading) must not panic a running server.
     let banner = format!(
         "c360 is serving gRPC on {} and HTTP on {} ({database})\n\
          get a token:  {token}\n\
-         call it:      grpcurl {grpcurl_tls} -H \"authorization: Bearer $TOKEN\" {} list\n",
+         call it:      grpcurl {grpcurl_tls} -H \"authorization: Bearer $TOKEN\" {} list\n\
+         {graphiql}",
         app.grpc_addr(),
         app.http_addr(),
         app.grpc_addr()
