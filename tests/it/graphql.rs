@@ -710,3 +710,153 @@ async fn subscriptions_follow_changes_and_resume() {
     assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], json!("UNAUTHENTICATED"), "{refused}");
     assert_eq!(anonymous.receive().await["type"], json!("complete"), "the subscription ends");
 }
+
+/// Headless Chromium driven over the DevTools protocol.
+struct Browser {
+    process: tokio::process::Child,
+    page: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium (`C360_CHROMIUM`, default `chromium`) on a free
+    /// DevTools port, with everything that would reach beyond loopback off.
+    async fn start() -> Self {
+        let binary = std::env::var("C360_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+        let profile = tempfile::tempdir().expect("profile dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let process = tokio::process::Command::new(&binary)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                &format!("--remote-debugging-port={port}"),
+                &format!("--user-data-dir={}", profile.path().display()),
+                "about:blank",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} (Debian package chromium; C360_CHROMIUM names another): {e}")
+            });
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut target = None;
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                let (_, _, body) = http_exchange(addr, "GET", "/json/list", &[], b"").await;
+                let targets: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                target = targets
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["type"] == json!("page"))
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned));
+                if target.is_some() {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // Chromium builds the URL from the request's Host header: keep only its path.
+        let url = target.expect("Chromium's page target within 20 s");
+        let path = url.splitn(4, '/').nth(3).expect("a path");
+        let url = format!("ws://{addr}/{path}");
+        let (page, _) = tokio_tungstenite::connect_async(url).await.expect("DevTools socket");
+        Self { process, page, next_id: 0, _profile: profile }
+    }
+
+    /// Sends one DevTools command and waits for its answer.
+    async fn command(&mut self, method: &str, params: Value) -> Value {
+        use futures::{SinkExt, StreamExt};
+        self.next_id += 1;
+        let id = self.next_id;
+        let message = json!({ "id": id, "method": method, "params": params }).to_string();
+        self.page.send(tokio_tungstenite::tungstenite::Message::text(message)).await.expect("send");
+        loop {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(30), self.page.next())
+                .await
+                .expect("DevTools answers within 30 s")
+                .expect("open")
+                .expect("frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                let value: Value = serde_json::from_str(&text).expect("json");
+                if value["id"] == json!(id) {
+                    return value;
+                }
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page: its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let answer = self
+            .command(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+            )
+            .await;
+        answer["result"]["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is truthy (30 s at most): its value.
+    async fn until(&mut self, expression: &str) -> Value {
+        for _ in 0..300 {
+            let value = self.eval(expression).await;
+            if !(value.is_null() || value == json!(false) || value == json!("")) {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("never true in the page: {expression}");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.process.start_kill();
+    }
+}
+
+/// GraphiQL in a real browser: the page loads its assets from c360, takes
+/// a token in its headers editor, runs a query and shows the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_runs_a_query_in_a_real_browser() {
+    let app = TestApp::spawn_on(c360_tests::TestDb::sqlite()).await;
+    app.admin().create_profile(create(person("Ada", "Lovelace", "ada@example.com"))).await.expect("ada");
+    let token = app.token(TENANT, &[Role::Agent]);
+    let mut browser = Browser::start().await;
+    let page = format!("http://{}/graphql", app.http_addr);
+    browser.command("Page.enable", json!({})).await;
+    browser.command("Page.navigate", json!({ "url": page })).await;
+    browser.until("document.querySelector('.graphiql-execute-button') !== null").await;
+    // What a user types: the token into the headers editor (GraphiQL keeps
+    // it in storage) and a query; then the page is loaded again with them.
+    let headers = json!({ "Authorization": format!("Bearer {token}") }).to_string();
+    let query = "{ customers { edges { node { givenName familyName } } } }";
+    browser
+        .eval(&format!(
+            "localStorage.setItem('graphiql:headers', {}); localStorage.setItem('graphiql:query', {}); true",
+            json!(headers),
+            json!(query)
+        ))
+        .await;
+    browser.command("Page.reload", json!({})).await;
+    browser.until("document.querySelector('.graphiql-execute-button') !== null").await;
+    browser.eval("document.querySelector('.graphiql-execute-button').click(); true").await;
+    let shown = browser
+        .until("(() => { const r = document.querySelector('.result-window'); const t = r ? r.innerText : ''; return t.includes('Lovelace') ? t : ''; })()")
+        .await;
+    let shown = shown.as_str().expect("text").to_owned();
+    assert!(shown.contains("\"givenName\": \"Ada\""), "{shown}");
+    assert!(shown.contains("upstreamCalls"), "{shown}");
+}

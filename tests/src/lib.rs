@@ -567,8 +567,27 @@ pub async fn http_exchange(
     request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(request.as_bytes()).await.expect("write");
     stream.write_all(body).await.expect("write body");
+    // Read to the end, or to Content-Length where given: some servers keep
+    // the connection open despite `Connection: close`.
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let read = stream.read(&mut chunk).await.expect("read");
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..read]);
+        if let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|length| response.len() >= split + 4 + length) {
+                break;
+            }
+        }
+    }
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let mut lines = head.lines();
