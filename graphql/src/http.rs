@@ -130,6 +130,15 @@ async fn get_graphql(State(facade): State<Facade>, request: Request) -> Response
         Ok(request) => request,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("not a GraphQL request: {e}")).into_response(),
     };
+    // A persisted query sent by hash alone is not known here until it runs:
+    // over GET it could be a mutation, so GET must carry the text.
+    if request.query.trim().is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a GET request carries its query text; send persisted queries by hash with POST",
+        )
+            .into_response();
+    }
     if is_mutation(&request) {
         return (StatusCode::METHOD_NOT_ALLOWED, "mutations are sent with POST").into_response();
     }

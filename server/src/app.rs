@@ -496,15 +496,26 @@ impl App {
             .prepare();
         // The facade's calls pass the same admission and deadline layers as
         // a network caller's; only HTTP/2 and the socket are skipped.
+        // One admission bound for both: the facade's calls share the permits.
+        let admission = AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone());
         let in_process = tower::ServiceBuilder::new()
-            .layer(AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone()))
+            .layer(admission.clone())
             .layer(DeadlineLayer::new(config.server.request_timeout))
             .service(services.clone());
-        let graphql = (!config.graphql.no_graphql)
+        // The HTTP listener asks for no client certificate: where gRPC callers
+        // must present one, GraphQL there would be a way around it.
+        let mtls_required = config.tls.tls_client_ca_file.is_some() && !config.tls.tls_client_auth_optional;
+        if mtls_required && !config.graphql.no_graphql {
+            tracing::warn!(
+                "GraphQL is not served: gRPC callers must present a client certificate, which the HTTP listener \
+                 does not ask for; run `c360 graphql --upstream` with a client certificate instead"
+            );
+        }
+        let graphql = (!config.graphql.no_graphql && !mtls_required)
             .then(|| c360_graphql::Facade::new(c360_graphql::Upstream::new(in_process), config.graphql.options()));
         let grpc_server = builder
             .max_concurrent_streams(config.server.max_concurrent_streams)
-            .layer(AdmissionLayer::new(config.server.max_in_flight, metrics.limits.clone()))
+            .layer(admission)
             .layer(DeadlineLayer::new(config.server.request_timeout))
             .add_routes(services)
             .add_service(health_service)

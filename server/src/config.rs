@@ -209,8 +209,8 @@ pub struct ServerArgs {
     #[arg(long, env = "C360_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
     /// A separate listener for /readyz and /metrics (with /healthz), for an address only the
-    /// platform reaches; the HTTP listener then answers /healthz only. Default: all on the HTTP
-    /// listener.
+    /// platform reaches; the HTTP listener then answers /healthz (and /graphql) only. Default: all on
+    /// the HTTP listener.
     #[arg(long, env = "C360_INTERNAL_HTTP_ADDR")]
     pub internal_http_addr: Option<SocketAddr>,
     /// Do not serve gRPC server reflection (it lists every service and message to anyone who can

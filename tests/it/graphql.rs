@@ -180,7 +180,7 @@ async fn each_role_sees_exactly_what_grpc_shows_it() {
             Err(status) => {
                 assert_eq!(
                     answer["errors"][0]["extensions"]["code"],
-                    json!(format!("{:?}", status.code())),
+                    json!(c360_graphql::errors::code_name(status.code())),
                     "{role:?}"
                 );
             }
@@ -549,6 +549,16 @@ async fn get_queries_and_graphiql() {
     )
     .await;
     assert_eq!(status, 405, "a mutation over GET is refused");
+    // Nor can a persisted query sent by hash alone (it could be a mutation).
+    let (status, ..) = http_exchange(
+        app.http_addr,
+        "GET",
+        "/graphql?extensions=%7B%22persistedQuery%22%3A%7B%22version%22%3A1%2C%22sha256Hash%22%3A%22ab%22%7D%7D",
+        &headers,
+        b"",
+    )
+    .await;
+    assert_eq!(status, 400, "a hash-only query over GET is refused");
     let (status, _, page) = http_exchange(app.http_addr, "GET", "/graphql", &[("Accept", "text/html")], b"").await;
     assert_eq!(status, 200);
     let page = String::from_utf8(page).expect("html");

@@ -358,11 +358,13 @@ impl Customer {
     }
 
     /// The merges this customer took part in (as target, or as a source absorbed into another), newest first.
+    #[graphql(complexity = "10 + child_complexity")]
     async fn merge_history(&self, ctx: &Context<'_>) -> Result<Vec<Merge>> {
         Ok(merge_history(ctx, &self.0.id).await?.into_iter().map(Merge).collect())
     }
 
     /// The profile ids merged into this customer by merges that still stand.
+    #[graphql(complexity = 10)]
     async fn merged_from(&self, ctx: &Context<'_>) -> Result<Vec<ID>> {
         let merges = merge_history(ctx, &self.0.id).await?;
         Ok(merges

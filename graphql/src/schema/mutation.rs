@@ -437,7 +437,15 @@ impl Mutation {
     ) -> Result<SetConsentPayload> {
         let session = session::of(ctx);
         let contact_point = match (input.email, input.phone) {
-            (Some(email), _) => Some(pb::ContactPoint { point: Some(pb::contact_point::Point::Email(email)) }),
+            (Some(_), Some(_)) => {
+                let error = UserError {
+                    field: vec!["input".into(), "phone".into()],
+                    code: "INVALID_ARGUMENT".into(),
+                    message: "a decision covers one contact point: an email or a phone, not both".into(),
+                };
+                return Ok(SetConsentPayload { decision: None, state: None, user_errors: vec![error] });
+            }
+            (Some(email), None) => Some(pb::ContactPoint { point: Some(pb::contact_point::Point::Email(email)) }),
             (None, Some(phone)) => Some(pb::ContactPoint { point: Some(pb::contact_point::Point::Phone(phone)) }),
             (None, None) => None,
         };

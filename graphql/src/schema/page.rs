@@ -91,6 +91,11 @@ where
         Some(cursor) if !cursor.is_empty() => decode(cursor)?,
         _ => (String::new(), 0),
     };
+    // Cursors issued here skip less than a page: a larger skip is forged, and
+    // would make the service read (and audit) rows nobody is shown.
+    if skip > usize::try_from(limits.max_page_size).unwrap_or(0) {
+        return Err(errors::refused("INVALID_ARGUMENT", "after: not a cursor of this connection"));
+    }
     if first == 0 {
         return Ok(Connection::new(false, false, Vec::new()));
     }

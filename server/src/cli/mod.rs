@@ -199,7 +199,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data.data_dir.clone();
     let key_source = config.auth.key_source(&data_dir)?;
     let tls = config.tls.tls_cert_file.is_some();
-    let graphql = !config.graphql.no_graphql;
+    // Not served where gRPC requires client certificates (see App::run_until).
+    let graphql =
+        !config.graphql.no_graphql && (config.tls.tls_client_ca_file.is_none() || config.tls.tls_client_auth_optional);
     let app = App::build(config).await?;
     let database = if embedded {
         format!("embedded SQLite in {}", data_dir.display())
