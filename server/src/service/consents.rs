@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use tracing::instrument;
 
-use super::{Audit, profiles::MAX_BATCH_IDS};
+use super::Audit;
 use crate::{
     auth::{Caller, Permission, masking::Shape},
     batch::Batcher,
@@ -244,7 +244,7 @@ impl Consents {
         Ok((id, states))
     }
 
-    /// [`Self::in_force`] of up to [`MAX_BATCH_IDS`] profiles with one query
+    /// [`Self::in_force`] of up to [`super::profiles::MAX_BATCH_IDS`] profiles with one query
     /// for the profiles and one for their decisions: for each id found, in
     /// the order of its first mention, the id as asked, the profile it
     /// resolves to and its states; and the ids that found nothing.
@@ -255,18 +255,7 @@ impl Consents {
         ids: &[String],
     ) -> Result<(Vec<InForceOf>, Vec<String>), DomainError> {
         caller.require(Permission::ReadConsents)?;
-        if ids.len() > MAX_BATCH_IDS {
-            return Err(DomainError::invalid("profile_ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
-        }
-        let mut violations = Violations::default();
-        let mut seen = std::collections::HashSet::new();
-        let asked: Vec<ProfileId> = ids
-            .iter()
-            .enumerate()
-            .filter_map(|(i, raw)| violations.check(format!("profile_ids[{i}]"), ProfileId::parse(raw)))
-            .filter(|id| seen.insert(*id))
-            .collect();
-        violations.into_result(())?;
+        let asked = super::profiles::batch_ids("profile_ids", ids)?;
         let tenant = caller.tenant();
         let db = self.store.db();
         let mut found: HashMap<ProfileId, ProfileContacts> =

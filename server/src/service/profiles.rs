@@ -58,6 +58,23 @@ pub struct RequestKey {
 /// Most ids in one BatchGetProfiles.
 pub const MAX_BATCH_IDS: usize = 1000;
 
+/// The ids of a batch request (`field`): at most [`MAX_BATCH_IDS`], each a
+/// profile id (every bad one named), duplicates dropped, in request order.
+pub fn batch_ids(field: &str, ids: &[String]) -> Result<Vec<ProfileId>, DomainError> {
+    if ids.len() > MAX_BATCH_IDS {
+        return Err(DomainError::invalid(field, format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
+    }
+    let mut violations = Violations::default();
+    let mut seen = HashSet::new();
+    let parsed = ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, raw)| violations.check(format!("{field}[{i}]"), ProfileId::parse(raw)))
+        .filter(|id| seen.insert(*id))
+        .collect();
+    violations.into_result(parsed)
+}
+
 /// A person (by the id asked) and the organizations naming them as primary contact.
 pub type ContactOrganizations = (ProfileId, Vec<ProfileView>);
 
@@ -268,18 +285,7 @@ impl Profiles {
         ids: &[String],
     ) -> Result<(Vec<ProfileView>, Vec<String>), DomainError> {
         caller.require(Permission::ReadProfiles)?;
-        if ids.len() > MAX_BATCH_IDS {
-            return Err(DomainError::invalid("ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
-        }
-        let mut violations = Violations::default();
-        let mut seen = HashSet::new();
-        let parsed: Vec<ProfileId> = ids
-            .iter()
-            .enumerate()
-            .filter_map(|(i, raw)| violations.check(format!("ids[{i}]"), ProfileId::parse(raw)))
-            .filter(|id| seen.insert(*id))
-            .collect();
-        violations.into_result(())?;
+        let parsed = batch_ids("ids", ids)?;
         let tenant = caller.tenant();
         let mut found = self.identity.stored_many(tenant, &parsed).await?;
         let mut profiles = Vec::with_capacity(found.len());
@@ -314,18 +320,7 @@ impl Profiles {
         ids: &[String],
     ) -> Result<(Vec<ContactOrganizations>, Vec<String>), DomainError> {
         caller.require(Permission::ReadProfiles)?;
-        if ids.len() > MAX_BATCH_IDS {
-            return Err(DomainError::invalid("contact_ids", format!("at most {MAX_BATCH_IDS} ids, got {}", ids.len())));
-        }
-        let mut violations = Violations::default();
-        let mut seen = HashSet::new();
-        let parsed: Vec<ProfileId> = ids
-            .iter()
-            .enumerate()
-            .filter_map(|(i, raw)| violations.check(format!("contact_ids[{i}]"), ProfileId::parse(raw)))
-            .filter(|id| seen.insert(*id))
-            .collect();
-        violations.into_result(())?;
+        let parsed = batch_ids("contact_ids", ids)?;
         let tenant = caller.tenant();
         let mut found = self.identity.stored_many(tenant, &parsed).await?;
         let mut asked = Vec::with_capacity(found.len());

@@ -202,12 +202,7 @@ pub async fn all_in_force(
     tenant: &TenantId,
     profile: ProfileId,
 ) -> Result<Vec<ConsentDecision>, DomainError> {
-    let mut sql = Sql::new(conn.get_database_backend());
-    sql.push(&format!("SELECT {IN_FORCE_COLUMNS} FROM consents c WHERE c.tenant_id = "))
-        .bind(tenant.as_str())
-        .push(" AND c.profile_id = ")
-        .bind(profile.as_uuid());
-    decoded_in_force(conn, sql).await
+    all_in_force_of_many(conn, tenant, &[profile]).await
 }
 
 /// [`all_in_force`] of many profiles in one query, ordered by profile, then
@@ -225,10 +220,6 @@ pub async fn all_in_force_of_many(
         .bind(tenant.as_str())
         .push(" AND ")
         .in_list("c.profile_id", profiles.iter().map(|id| id.as_uuid()));
-    decoded_in_force(conn, sql).await
-}
-
-async fn decoded_in_force(conn: &impl ConnectionTrait, sql: Sql) -> Result<Vec<ConsentDecision>, DomainError> {
     let rows = conn.query_all_raw(sql.statement()).await.map_err(db_error)?;
     let mut decisions: Vec<ConsentDecision> =
         rows.iter().map(decode_decision).filter_map(Result::transpose).collect::<Result<_, _>>()?;
